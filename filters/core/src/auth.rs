@@ -1,0 +1,1 @@
+//! auth filter core (to be written).

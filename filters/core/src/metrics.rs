@@ -1,0 +1,1 @@
+//! metrics filter core (to be written).

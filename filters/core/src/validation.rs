@@ -1,0 +1,1 @@
+//! validation filter core (to be written).
