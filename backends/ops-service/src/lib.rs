@@ -1,1 +1,433 @@
+//! The ops service: operator endpoints behind the gateway.
+//!
+//! * `GET /metrics` (alias `/monitoring/metrics`): the SPEC §8 families and
+//!   the cluster resilience statistics from Envoy's admin API — histograms
+//!   converted from microseconds to seconds — merged with every backend's
+//!   own `/metrics` ([`exposition`]).
+//! * `GET /health/detailed`, `GET /health/{service}`: dependency health with
+//!   latency ([`health`] defines which dependencies are critical).
+//! * `GET /discovery/services` (admin scope): routes, clusters and endpoint
+//!   health from Envoy's admin API ([`discovery`]).
+//! * `GET /openapi.json` and `GET /docs`: the OpenAPI 3 document of the
+//!   public API and a self-contained page rendering it ([`docs`]).
+
+pub mod config;
+pub mod discovery;
+pub mod docs;
+pub mod error;
+pub mod exposition;
+pub mod health;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub use config::{Backend, OpsConfig};
+pub use error::{AppError, RequestId};
+
+/// Version reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Name under which Envoy's admin scrape is counted in
+/// `ops_scrape_errors_total`.
+pub const ENVOY_TARGET: &str = "envoy";
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: OpsConfig,
+    client: reqwest::Client,
+    database: Option<Result<sqlx::AnyPool, String>>,
+    scrape_errors: Mutex<BTreeMap<String, u64>>,
+    docs_page: String,
+}
+
+impl AppState {
+    /// State for `config`; the database pool connects lazily.
+    pub fn new(config: OpsConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(config.probe_timeout)
+            .connect_timeout(config.probe_timeout)
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|_| "cannot build the HTTP client".to_owned())?;
+        let database = config.database_url.as_deref().map(|url| {
+            sqlx::any::install_default_drivers();
+            sqlx::any::AnyPoolOptions::new()
+                .max_connections(2)
+                .min_connections(0)
+                .acquire_timeout(config.probe_timeout)
+                .idle_timeout(Some(std::time::Duration::from_secs(30)))
+                .connect_lazy(url)
+                .map_err(|_| "DATABASE_URL is not a supported database URL".to_owned())
+        });
+        let mut targets: BTreeMap<String, u64> = BTreeMap::new();
+        targets.insert(ENVOY_TARGET.to_owned(), 0);
+        for b in &config.backends {
+            targets.insert(b.name.clone(), 0);
+        }
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                client,
+                database,
+                scrape_errors: Mutex::new(targets),
+                docs_page: docs::page(),
+                config,
+            }),
+        })
+    }
+
+    fn config(&self) -> &OpsConfig {
+        &self.inner.config
+    }
+
+    fn count_scrape_error(&self, target: &str) {
+        if let Ok(mut map) = self.inner.scrape_errors.lock() {
+            *map.entry(target.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    fn scrape_error_counts(&self) -> Vec<(String, u64)> {
+        self.inner
+            .scrape_errors
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The router with every operator endpoint.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(liveness))
+        .route("/health/detailed", get(health_detailed))
+        .route("/health/{service}", get(health_one))
+        .route("/metrics", get(metrics))
+        .route("/monitoring/metrics", get(metrics))
+        .route("/discovery/services", get(discovery_services))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs_page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(error::request_id_layer))
+        .with_state(state)
+}
+
+/// A bound, ready-to-serve ops service.
+pub struct OpsServer {
+    listener: TcpListener,
+    router: Router,
+}
+
+/// The one startup path of `main` and the tests: state, router, listener.
+pub async fn build(config: OpsConfig) -> Result<OpsServer, String> {
+    let listen = config.listen_addr;
+    let state = AppState::new(config)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    Ok(OpsServer {
+        listener,
+        router: app(state),
+    })
+}
+
+impl OpsServer {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn liveness() -> Json<serde_json::Value> {
+    Json(json!({"status": "healthy", "version": VERSION}))
+}
+
+/// Every dependency name `/health/{service}` knows.
+fn dependency_names(config: &OpsConfig) -> Vec<String> {
+    let mut names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+    if config.database_url.is_some() {
+        names.push("database".into());
+    }
+    if config.redis_url.is_some() {
+        names.push("redis".into());
+    }
+    names
+}
+
+async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport> {
+    let config = state.config();
+    let timeout = config.probe_timeout;
+    if let Some(b) = config.backends.iter().find(|b| b.name == name) {
+        return Some(
+            health::probe_http(&state.inner.client, &b.name, &b.base_url, b.critical, timeout)
+                .await,
+        );
+    }
+    match name {
+        "database" => match state.inner.database.as_ref()? {
+            Ok(pool) => Some(health::probe_database(pool, timeout).await),
+            Err(e) => Some(health::DependencyReport {
+                name: "database".into(),
+                kind: "database",
+                status: health::Status::Unhealthy,
+                critical: true,
+                latency_ms: 0.0,
+                version: None,
+                error: Some(e.clone()),
+            }),
+        },
+        "redis" => Some(health::probe_redis(config.redis_url.as_deref()?, timeout).await),
+        _ => None,
+    }
+}
+
+async fn health_detailed(State(state): State<AppState>) -> Response {
+    let names = dependency_names(state.config());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let state = state.clone();
+        tasks.spawn(async move { (i, probe(&state, &name).await) });
+    }
+    let mut reports: Vec<(usize, health::DependencyReport)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, Some(r))) = joined {
+            reports.push((i, r));
+        }
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let reports: Vec<health::DependencyReport> = reports.into_iter().map(|(_, r)| r).collect();
+    let overall = health::overall(&reports);
+    let dependencies: serde_json::Map<String, serde_json::Value> = reports
+        .iter()
+        .map(|r| (r.name.clone(), serde_json::to_value(r).unwrap_or_default()))
+        .collect();
+    let status = StatusCode::from_u16(overall.http_status()).unwrap_or(StatusCode::OK);
+    (
+        status,
+        Json(json!({
+            "status": overall,
+            "version": VERSION,
+            "dependencies": dependencies,
+        })),
+    )
+        .into_response()
+}
+
+async fn health_one(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    rid: RequestId,
+) -> Result<Response, AppError> {
+    let report = probe(&state, &service).await.ok_or_else(|| {
+        AppError::NotFound(
+            rid,
+            format!(
+                "Unknown dependency; known: {}",
+                dependency_names(state.config()).join(", ")
+            ),
+        )
+    })?;
+    let status = match report.status {
+        health::Status::Healthy => StatusCode::OK,
+        health::Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+async fn fetch_text(client: &reqwest::Client, url: String) -> Result<String, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| health::describe_reqwest_error(&e))?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status().as_u16()));
+    }
+    response.text().await.map_err(|_| "body read failed".to_owned())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let client = &state.inner.client;
+    let config = state.config();
+    let envoy = fetch_text(client, format!("{}/stats/prometheus", config.envoy_admin_url));
+    let backend_scrapes: Vec<_> = config
+        .backends
+        .iter()
+        .map(|b| {
+            let client = client.clone();
+            let url = format!("{}/metrics", b.base_url);
+            tokio::spawn(async move { fetch_text(&client, url).await })
+        })
+        .collect();
+    let envoy = envoy.await;
+    let mut backends = Vec::with_capacity(backend_scrapes.len());
+    for (b, task) in config.backends.iter().zip(backend_scrapes) {
+        let result = task
+            .await
+            .unwrap_or_else(|_| Err("scrape task failed".to_owned()));
+        backends.push((b.name.clone(), result));
+    }
+
+    let mut sources = Vec::new();
+    match envoy {
+        Ok(text) => sources.push(exposition::gateway_families(&text)),
+        Err(e) => {
+            tracing::warn!(target = ENVOY_TARGET, reason = %e, "metrics scrape failed");
+            state.count_scrape_error(ENVOY_TARGET);
+        }
+    }
+    for (name, result) in backends {
+        match result {
+            Ok(text) => sources.push(exposition::parse(&text)),
+            Err(e) => {
+                tracing::warn!(target = %name, reason = %e, "metrics scrape failed");
+                state.count_scrape_error(&name);
+            }
+        }
+    }
+    let mut families = exposition::merge(sources);
+    families.retain(|f| f.name != "ops_scrape_errors_total");
+    families.push(exposition::scrape_errors_family(&state.scrape_error_counts()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        exposition::render(&families),
+    )
+        .into_response()
+}
+
+/// The caller's identity as set by the gateway's auth filter.
+fn require_admin(headers: &HeaderMap, rid: &RequestId) -> Result<(), AppError> {
+    let client = headers
+        .get("x-client-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    if client.is_none() {
+        return Err(AppError::Unauthorized(rid.clone()));
+    }
+    let is_admin = headers
+        .get("x-client-scopes")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|scopes| scopes.split_whitespace().any(|s| s == "admin"));
+    if is_admin {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(rid.clone()))
+    }
+}
+
+async fn discovery_services(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    rid: RequestId,
+) -> Result<Response, AppError> {
+    require_admin(&headers, &rid)?;
+    let client = &state.inner.client;
+    let admin = &state.config().envoy_admin_url;
+    let get_json = |path: &str| {
+        let url = format!("{admin}{path}");
+        async move {
+            let text = fetch_text(client, url).await?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|_| "answered something other than JSON".to_owned())
+        }
+    };
+    let (clusters, static_routes, dynamic_routes) = tokio::join!(
+        get_json("/clusters?format=json"),
+        get_json("/config_dump?resource=static_route_configs"),
+        get_json("/config_dump?resource=dynamic_route_configs"),
+    );
+    let clusters = clusters.map_err(|e| {
+        tracing::warn!(reason = %e, "Envoy admin /clusters unavailable");
+        AppError::ServiceUnavailable(rid.clone(), "The gateway's admin interface is unavailable".into())
+    })?;
+    let mut routes = Vec::new();
+    for dump in [static_routes, dynamic_routes].into_iter().flatten() {
+        routes.extend(discovery::parse_routes(&dump));
+    }
+    let services = discovery::services(discovery::parse_clusters(&clusters), &routes);
+    Ok(Json(json!({"status": "success", "services": services})).into_response())
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        docs::OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+async fn docs_page(State(state): State<AppState>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(docs::CONTENT_SECURITY_POLICY),
+            ),
+        ],
+        state.inner.docs_page.clone(),
+    )
+        .into_response()
+}
+
+async fn not_found(rid: RequestId) -> AppError {
+    AppError::NotFound(rid, "No such endpoint".into())
+}
+
+async fn method_not_allowed(rid: RequestId) -> AppError {
+    AppError::MethodNotAllowed(rid)
+}
 

@@ -1,1 +1,67 @@
-fn main() {}
+//! `ratelimit-service`: the gateway's Envoy Rate Limit Service.
+//!
+//! Configuration from the environment (see `ratelimit::Config`):
+//! `GRPC_LISTEN_ADDR`, `LISTEN_ADDR`, `RATE_LIMIT_PER_MINUTE`,
+//! `RATE_LIMITS_FILE`, `RATE_LIMITS_RELOAD_MS`, `REDIS_URL`,
+//! `RATE_LIMIT_FAILURE_MODE`, `RATE_LIMIT_STORAGE_TIMEOUT_MS`,
+//! `RATE_LIMIT_KEY_PREFIX`, `RATE_LIMIT_MEMORY_COUNTERS`, `LOG_LEVEL`.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ratelimit::logging::init();
+    let config = match ratelimit::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    let storage = if config.redis_url.is_some() { "redis" } else { "memory" };
+    let app = match ratelimit::build(config.clone()).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        grpc = %app.grpc_addr(),
+        http = %app.http_addr(),
+        storage,
+        limits_file = ?config.limits_file,
+        default_per_minute = config.default_per_minute,
+        "Rate-limit service listening"
+    );
+    match app.serve(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Server error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("Shutting down");
+}

@@ -1,1 +1,18 @@
+//! The pricing backends and the HTTP plumbing they share.
+//!
+//! * [`common`]: error envelope, request ids, JSON extractors, serving,
+//!   graceful shutdown, logging, health shapes. Every backend uses it.
+//! * [`data`]: the data service (`GET /rates/{ticker}`).
+//! * [`calculation`]: the calculation service (`POST /calculate-locate`).
+//! * [`state`]: the one startup path (`build`, `start_*`) shared by the
+//!   binaries and the tests; [`config`]: environment configuration.
 
+pub mod calculation;
+pub mod common;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod state;
+
+pub use config::Config;
+pub use state::{build, start_calculation_service, start_data_service, AppState, StartError};

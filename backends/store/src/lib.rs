@@ -1,1 +1,955 @@
+//! The pricing database.
+//!
+//! One [`Store`] over SQLite (default, `sqlite://var/pricing.db`) or
+//! PostgreSQL (`postgres://…`), through sqlx's `Any` driver so that every
+//! query and the one set of migrations (`migrations/`) serve both engines.
+//! Decimals are stored as TEXT and parsed with `rust_decimal`; timestamps
+//! are RFC 3339 UTC TEXT (see [`time`]).
+//!
+//! Tables: `stocks`, `clients`, `api_keys` (hash only, see [`keys`]) and
+//! `audit_log`. On first start the SPEC §5 seed stocks and clients are
+//! inserted. Stock lookups go through an in-process cache whose entries
+//! live at most [`StoreOptions::rate_cache_ttl`] (5 s by default).
 
+pub mod keys;
+pub mod time;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pricing::{BorrowRate, ClientTerms, Decimal, FeeType, LocateFee, StockRisk};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The database used when `DATABASE_URL` is unset, relative to the working
+/// directory (`make run` and `gatewayctl` run from the repository root).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/pricing.db";
+
+/// Longest time a cached stock may be served without re-reading it.
+pub const DEFAULT_RATE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// `DATABASE_URL` from the environment, else [`DEFAULT_DATABASE_URL`].
+pub fn database_url_from_env() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// A database failure.
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The database cannot be reached or is overloaded: retrying later may
+    /// work (HTTP 503).
+    Unavailable,
+    /// A row the operation needs does not exist.
+    NotFound,
+    /// The input is not acceptable (bad decimal, bad url, ...).
+    Invalid,
+    /// Stored data is corrupt or a query failed for another reason.
+    Other,
+}
+
+impl StoreError {
+    fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether the database is unreachable (answer 503, retry later).
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == StoreErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let kind = match &e {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreErrorKind::Unavailable
+            }
+            E::Protocol(_) => StoreErrorKind::Unavailable,
+            E::Database(db) => {
+                let msg = db.message().to_ascii_lowercase();
+                // SQLite busy/locked and PostgreSQL shutdown/too-many-connections.
+                if msg.contains("locked")
+                    || msg.contains("busy")
+                    || msg.contains("shutting down")
+                    || msg.contains("too many")
+                    || db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08"))
+                {
+                    StoreErrorKind::Unavailable
+                } else {
+                    StoreErrorKind::Other
+                }
+            }
+            E::RowNotFound => StoreErrorKind::NotFound,
+            E::Configuration(_) => StoreErrorKind::Invalid,
+            _ => StoreErrorKind::Other,
+        };
+        Self::new(kind, format!("database error: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
+            other => Self::new(StoreErrorKind::Other, format!("migration failed: {other}")),
+        }
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn decimal(column: &str, raw: &str) -> Result<Decimal> {
+    Decimal::from_str(raw.trim()).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("stored {column} {raw:?} is not a decimal"),
+        )
+    })
+}
+
+/// Parses an operator-supplied decimal, naming the field when it is bad.
+pub fn parse_decimal(field: &str, raw: &str) -> Result<Decimal> {
+    Decimal::from_str(raw.trim()).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("{field}: {raw:?} is not a decimal number"),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------
+
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// One row of `stocks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stock {
+    /// Upper-case ticker (`BRK.B`).
+    pub ticker: String,
+    pub risk: StockRisk,
+    /// When the row was last written (RFC 3339 UTC).
+    pub updated_at: String,
+}
+
+impl Stock {
+    /// The SPEC §5 borrow rate of this stock.
+    pub fn borrow_rate(&self) -> Result<BorrowRate> {
+        self.risk.borrow_rate().map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!("stored risk inputs of {} overflow", self.ticker),
+            )
+        })
+    }
+}
+
+/// One row of `clients`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub terms: ClientTerms,
+    /// When the row was last written (RFC 3339 UTC).
+    pub updated_at: String,
+}
+
+/// The status of an API key as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    /// Active in the table but past its `expires_at`.
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// One row of `api_keys`. Holds the hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public id (`key_…`), used by `gatewayctl keys revoke|rotate`.
+    pub key_id: String,
+    /// Lower-case hex SHA-256 of the key.
+    pub key_hash: String,
+    /// First 8 characters of the key (`brl_AbCd`), for display.
+    pub key_prefix: String,
+    pub client_id: String,
+    /// `active` or `revoked` as stored; see [`ApiKey::status_at`].
+    pub revoked: bool,
+    /// Scopes, e.g. `["admin"]`.
+    pub scopes: Vec<String>,
+    /// The key's own per-minute limit, `None` for the global default.
+    pub rate_limit_per_minute: Option<i64>,
+    /// RFC 3339 UTC expiry, `None` for never.
+    pub expires_at: Option<String>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// The key id that replaced this one (set by rotation).
+    pub replaced_by: Option<String>,
+}
+
+impl ApiKey {
+    /// `revoked` if revoked, `expired` if `expires_at` ≤ `now` (RFC 3339),
+    /// else `active`.
+    pub fn status_at(&self, now: &str) -> KeyStatus {
+        if self.revoked {
+            KeyStatus::Revoked
+        } else if self.expires_at.as_deref().is_some_and(|e| e <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    /// [`ApiKey::status_at`] the current time.
+    pub fn status(&self) -> KeyStatus {
+        self.status_at(&time::now_rfc3339())
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let scopes: String = row.try_get("scopes")?;
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            key_id: row.try_get("key_id")?,
+            key_hash: row.try_get("key_hash")?,
+            key_prefix: row.try_get("key_prefix")?,
+            client_id: row.try_get("client_id")?,
+            revoked: status == "revoked",
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+            rate_limit_per_minute: row.try_get("rate_limit_per_minute")?,
+            expires_at: row.try_get("expires_at")?,
+            created_at: row.try_get("created_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+            replaced_by: row.try_get("replaced_by")?,
+        })
+    }
+}
+
+/// What `keys create` needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub rate_limit_per_minute: Option<i64>,
+    /// RFC 3339 UTC expiry, `None` for never.
+    pub expires_at: Option<String>,
+}
+
+/// A key just created: the plain key (shown once, never stored) and its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedApiKey {
+    pub key: String,
+    pub record: ApiKey,
+}
+
+/// One calculation to record in `audit_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The request id the response carries.
+    pub request_id: String,
+    /// The authenticated caller (`x-client-id`), `None` for a direct
+    /// internal call.
+    pub caller: Option<String>,
+    pub client_id: String,
+    pub ticker: String,
+    pub position_value: Decimal,
+    pub loan_days: u16,
+    pub fee: LocateFee,
+}
+
+/// One stored audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub audit_id: String,
+    pub request_id: String,
+    pub caller: Option<String>,
+    pub client_id: String,
+    pub ticker: String,
+    pub position_value: String,
+    pub loan_days: i64,
+    pub borrow_rate_used: String,
+    pub borrow_cost: String,
+    pub markup: String,
+    pub transaction_fees: String,
+    pub total_fee: String,
+    pub created_at: String,
+}
+
+// ---------------------------------------------------------------------------
+// Store
+// ---------------------------------------------------------------------------
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path` (file created with its directory) or `postgres://…`.
+    pub url: String,
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// How long a query waits for a connection before the database counts
+    /// as unavailable.
+    pub acquire_timeout: Duration,
+    /// Longest a cached stock is served without re-reading it (≤ 5 s).
+    pub rate_cache_ttl: Duration,
+    /// Run migrations and seed on connect.
+    pub migrate: bool,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            rate_cache_ttl: DEFAULT_RATE_CACHE_TTL,
+            migrate: true,
+        }
+    }
+}
+
+/// Entries younger than the TTL are served without a query.
+#[derive(Debug)]
+struct TtlCache<T> {
+    entries: HashMap<String, (Instant, T)>,
+}
+
+impl<T> Default for TtlCache<T> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone> TtlCache<T> {
+    fn get(cache: &Mutex<Self>, key: &str, ttl: Duration) -> Option<T> {
+        let c = cache.lock().ok()?;
+        let (at, v) = c.entries.get(key)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    fn put(cache: &Mutex<Self>, key: &str, fetched_at: Instant, value: T) {
+        if let Ok(mut c) = cache.lock() {
+            if c.entries.len() > 10_000 {
+                c.entries.clear();
+            }
+            c.entries.insert(key.to_owned(), (fetched_at, value));
+        }
+    }
+
+    fn forget(cache: &Mutex<Self>, key: &str) {
+        if let Ok(mut c) = cache.lock() {
+            c.entries.remove(key);
+        }
+    }
+}
+
+/// The pricing database. Cheap to clone (shared pool and cache).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    stocks: Arc<Mutex<TtlCache<Stock>>>,
+    clients: Arc<Mutex<TtlCache<Client>>>,
+    cache_ttl: Duration,
+}
+
+impl Store {
+    /// Connects with default options, migrates and seeds.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(StoreOptions::new(url)).await
+    }
+
+    /// Connects, and (unless `options.migrate` is false) runs the
+    /// migrations and seeds the SPEC §5 data into empty tables.
+    pub async fn connect_with(options: StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (engine, url) = prepare_url(&options.url)?;
+        let in_memory = url.contains(":memory:");
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(if in_memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .acquire_timeout(options.acquire_timeout);
+        if in_memory {
+            pool = pool.idle_timeout(None).max_lifetime(None).min_connections(1);
+        }
+        if engine == Engine::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect(&url).await?;
+        if engine == Engine::Sqlite && !in_memory {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_optional(&pool)
+                .await?;
+        }
+        let store = Self {
+            pool,
+            engine,
+            stocks: Arc::default(),
+            clients: Arc::default(),
+            cache_ttl: options.rate_cache_ttl.min(DEFAULT_RATE_CACHE_TTL),
+        };
+        if options.migrate {
+            store.migrate().await?;
+            store.seed().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts the SPEC §5 seed stocks and clients when their table is empty.
+    pub async fn seed(&self) -> Result<()> {
+        let now = time::now_rfc3339();
+        let stocks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stocks")
+            .fetch_one(&self.pool)
+            .await?;
+        if stocks == 0 {
+            for (ticker, base, vol, event, min) in pricing::rate::SEED_STOCKS {
+                sqlx::query(
+                    "INSERT INTO stocks (ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticker) DO NOTHING",
+                )
+                .bind(ticker)
+                .bind(base)
+                .bind(vol)
+                .bind(event)
+                .bind(min)
+                .bind(&now)
+                .execute(&self.pool)
+                .await?;
+            }
+            tracing::info!(count = pricing::rate::SEED_STOCKS.len(), "Seeded stocks");
+        }
+        let clients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
+            .fetch_one(&self.pool)
+            .await?;
+        if clients == 0 {
+            for (id, markup, fee_type, amount) in pricing::fee::SEED_CLIENTS {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, markup_percentage, fee_type, fee_amount, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(markup)
+                .bind(fee_type)
+                .bind(amount)
+                .bind(&now)
+                .execute(&self.pool)
+                .await?;
+            }
+            tracing::info!(count = pricing::fee::SEED_CLIENTS.len(), "Seeded clients");
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The underlying pool, for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// One round trip to the database (`SELECT 1`).
+    pub async fn ping(&self) -> Result<()> {
+        let _: i64 = sqlx::query_scalar("SELECT CAST(1 AS BIGINT)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // --- stocks ----------------------------------------------------------
+
+    /// A stock by (upper-case) ticker, straight from the database.
+    pub async fn stock(&self, ticker: &str) -> Result<Option<Stock>> {
+        let row = sqlx::query(
+            "SELECT ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at \
+             FROM stocks WHERE ticker = $1",
+        )
+        .bind(ticker)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stock_from_row).transpose()
+    }
+
+    /// A stock through the in-process cache (entries at most
+    /// [`StoreOptions::rate_cache_ttl`] old). Unknown tickers are not cached.
+    pub async fn stock_cached(&self, ticker: &str) -> Result<Option<Stock>> {
+        if let Some(s) = TtlCache::get(&self.stocks, ticker, self.cache_ttl) {
+            return Ok(Some(s));
+        }
+        let fetched_at = Instant::now();
+        let stock = self.stock(ticker).await?;
+        if let Some(s) = &stock {
+            TtlCache::put(&self.stocks, ticker, fetched_at, s.clone());
+        }
+        Ok(stock)
+    }
+
+    /// All stocks, by ticker.
+    pub async fn list_stocks(&self) -> Result<Vec<Stock>> {
+        let rows = sqlx::query(
+            "SELECT ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at \
+             FROM stocks ORDER BY ticker",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stock_from_row).collect()
+    }
+
+    /// Inserts or replaces a stock (ticker upper-cased by the caller).
+    pub async fn upsert_stock(&self, ticker: &str, risk: &StockRisk) -> Result<Stock> {
+        let now = time::now_rfc3339();
+        sqlx::query(
+            "INSERT INTO stocks (ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (ticker) DO UPDATE SET base_rate = excluded.base_rate, \
+             volatility_index = excluded.volatility_index, event_risk_factor = excluded.event_risk_factor, \
+             min_rate = excluded.min_rate, updated_at = excluded.updated_at",
+        )
+        .bind(ticker)
+        .bind(risk.base_rate.to_string())
+        .bind(risk.volatility_index.to_string())
+        .bind(risk.event_risk_factor.to_string())
+        .bind(risk.min_rate.to_string())
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        TtlCache::forget(&self.stocks, ticker);
+        Ok(Stock {
+            ticker: ticker.to_owned(),
+            risk: risk.clone(),
+            updated_at: now,
+        })
+    }
+
+    // --- clients ---------------------------------------------------------
+
+    /// A client's terms by id.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Client>> {
+        let row = sqlx::query(
+            "SELECT client_id, markup_percentage, fee_type, fee_amount, updated_at \
+             FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// A client through the in-process cache (same staleness bound as
+    /// stocks). Unknown clients are not cached.
+    pub async fn client_cached(&self, client_id: &str) -> Result<Option<Client>> {
+        if let Some(c) = TtlCache::get(&self.clients, client_id, self.cache_ttl) {
+            return Ok(Some(c));
+        }
+        let fetched_at = Instant::now();
+        let client = self.client(client_id).await?;
+        if let Some(c) = &client {
+            TtlCache::put(&self.clients, client_id, fetched_at, c.clone());
+        }
+        Ok(client)
+    }
+
+    /// All clients, by id.
+    pub async fn list_clients(&self) -> Result<Vec<Client>> {
+        let rows = sqlx::query(
+            "SELECT client_id, markup_percentage, fee_type, fee_amount, updated_at \
+             FROM clients ORDER BY client_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Inserts or replaces a client's terms.
+    pub async fn upsert_client(&self, client_id: &str, terms: &ClientTerms) -> Result<Client> {
+        let now = time::now_rfc3339();
+        sqlx::query(
+            "INSERT INTO clients (client_id, markup_percentage, fee_type, fee_amount, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (client_id) DO UPDATE SET markup_percentage = excluded.markup_percentage, \
+             fee_type = excluded.fee_type, fee_amount = excluded.fee_amount, updated_at = excluded.updated_at",
+        )
+        .bind(client_id)
+        .bind(terms.markup_percentage.to_string())
+        .bind(terms.fee_type.as_str())
+        .bind(terms.fee_amount.to_string())
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        TtlCache::forget(&self.clients, client_id);
+        Ok(Client {
+            client_id: client_id.to_owned(),
+            terms: terms.clone(),
+            updated_at: now,
+        })
+    }
+
+    // --- API keys --------------------------------------------------------
+
+    /// Creates a key: returns the plain key once; only its hash is stored.
+    pub async fn create_api_key(&self, new: &NewApiKey) -> Result<CreatedApiKey> {
+        let key = keys::generate_key();
+        let record = ApiKey {
+            key_id: keys::generate_key_id(),
+            key_hash: keys::hash_key(&key),
+            key_prefix: keys::display_prefix(&key),
+            client_id: new.client_id.clone(),
+            revoked: false,
+            scopes: new.scopes.clone(),
+            rate_limit_per_minute: new.rate_limit_per_minute,
+            expires_at: new.expires_at.clone(),
+            created_at: time::now_rfc3339(),
+            revoked_at: None,
+            replaced_by: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, key_hash, key_prefix, client_id, status, scopes, \
+             rate_limit_per_minute, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+        )
+        .bind(&record.key_id)
+        .bind(&record.key_hash)
+        .bind(&record.key_prefix)
+        .bind(&record.client_id)
+        .bind(record.scopes.join(" "))
+        .bind(record.rate_limit_per_minute)
+        .bind(&record.expires_at)
+        .bind(&record.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(CreatedApiKey { key, record })
+    }
+
+    /// The key whose SHA-256 hex is `key_hash` (what the auth service
+    /// verifies), whatever its status.
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(&format!("{KEY_SELECT} WHERE key_hash = $1"))
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ApiKey::from_row).transpose()
+    }
+
+    /// A key by its public id.
+    pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(&format!("{KEY_SELECT} WHERE key_id = $1"))
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ApiKey::from_row).transpose()
+    }
+
+    /// All keys (optionally of one client), oldest first.
+    pub async fn list_api_keys(&self, client_id: Option<&str>) -> Result<Vec<ApiKey>> {
+        let rows = match client_id {
+            Some(c) => {
+                sqlx::query(&format!(
+                    "{KEY_SELECT} WHERE client_id = $1 ORDER BY created_at, key_id"
+                ))
+                .bind(c)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{KEY_SELECT} ORDER BY created_at, key_id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(ApiKey::from_row).collect()
+    }
+
+    /// Revokes a key at once. Revoking a revoked key is a no-op that
+    /// returns it unchanged.
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
+        let now = time::now_rfc3339();
+        sqlx::query(
+            "UPDATE api_keys SET status = 'revoked', revoked_at = $1 \
+             WHERE key_id = $2 AND status = 'active'",
+        )
+        .bind(&now)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        self.api_key(key_id).await?.ok_or_else(|| {
+            StoreError::new(StoreErrorKind::NotFound, format!("no key with id {key_id}"))
+        })
+    }
+
+    /// Replaces a key by a new one with the same client, scopes, rate limit
+    /// and expiry. The old key stays valid for `grace` (its expiry becomes
+    /// the earlier of its own and now + `grace`; a zero grace revokes it at
+    /// once) and records the new key's id in `replaced_by`. Only an active
+    /// key can be rotated.
+    pub async fn rotate_api_key(&self, key_id: &str, grace: Duration) -> Result<CreatedApiKey> {
+        let old = self.api_key(key_id).await?.ok_or_else(|| {
+            StoreError::new(StoreErrorKind::NotFound, format!("no key with id {key_id}"))
+        })?;
+        let status = old.status();
+        if status != KeyStatus::Active {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                format!("key {key_id} is {} and cannot be rotated", status.as_str()),
+            ));
+        }
+        let created = self
+            .create_api_key(&NewApiKey {
+                client_id: old.client_id.clone(),
+                scopes: old.scopes.clone(),
+                rate_limit_per_minute: old.rate_limit_per_minute,
+                expires_at: old.expires_at.clone(),
+            })
+            .await?;
+        let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX / 2);
+        if grace_secs == 0 {
+            self.revoke_api_key(key_id).await?;
+        } else {
+            let grace_end = time::rfc3339(time::unix_now().saturating_add(grace_secs));
+            let expires = match old.expires_at {
+                Some(e) if e < grace_end => e,
+                _ => grace_end,
+            };
+            sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE key_id = $2")
+                .bind(&expires)
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query("UPDATE api_keys SET replaced_by = $1 WHERE key_id = $2")
+            .bind(&created.record.key_id)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(created)
+    }
+
+    // --- audit log -------------------------------------------------------
+
+    /// Writes one audit row; returns once it is committed.
+    pub async fn insert_audit(&self, entry: &AuditEntry) -> Result<String> {
+        let audit_id = format!("aud_{}", keys::generate_key_id().trim_start_matches("key_"));
+        let fee = &entry.fee;
+        sqlx::query(
+            "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
+             loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&audit_id)
+        .bind(&entry.request_id)
+        .bind(&entry.caller)
+        .bind(&entry.client_id)
+        .bind(&entry.ticker)
+        .bind(entry.position_value.to_string())
+        .bind(i64::from(entry.loan_days))
+        .bind(fee.borrow_rate_used.to_string())
+        .bind(fee.borrow_cost.to_string())
+        .bind(fee.markup.to_string())
+        .bind(fee.transaction_fees.to_string())
+        .bind(fee.total_fee.to_string())
+        .bind(time::now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(audit_id)
+    }
+
+    /// Number of audit rows.
+    pub async fn audit_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Audit rows of one request id.
+    pub async fn audit_by_request_id(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT audit_id, request_id, caller, client_id, ticker, position_value, loan_days, \
+             borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at \
+             FROM audit_log WHERE request_id = $1 ORDER BY created_at",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    audit_id: r.try_get("audit_id")?,
+                    request_id: r.try_get("request_id")?,
+                    caller: r.try_get("caller")?,
+                    client_id: r.try_get("client_id")?,
+                    ticker: r.try_get("ticker")?,
+                    position_value: r.try_get("position_value")?,
+                    loan_days: r.try_get("loan_days")?,
+                    borrow_rate_used: r.try_get("borrow_rate_used")?,
+                    borrow_cost: r.try_get("borrow_cost")?,
+                    markup: r.try_get("markup")?,
+                    transaction_fees: r.try_get("transaction_fees")?,
+                    total_fee: r.try_get("total_fee")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+const KEY_SELECT: &str = "SELECT key_id, key_hash, key_prefix, client_id, status, scopes, \
+     rate_limit_per_minute, expires_at, created_at, revoked_at, replaced_by FROM api_keys";
+
+fn stock_from_row(row: &AnyRow) -> Result<Stock> {
+    let get = |c: &str| -> Result<Decimal> {
+        let raw: String = row.try_get(c)?;
+        decimal(c, &raw)
+    };
+    Ok(Stock {
+        ticker: row.try_get("ticker")?,
+        risk: StockRisk {
+            base_rate: get("base_rate")?,
+            volatility_index: get("volatility_index")?,
+            event_risk_factor: get("event_risk_factor")?,
+            min_rate: get("min_rate")?,
+        },
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn client_from_row(row: &AnyRow) -> Result<Client> {
+    let get = |c: &str| -> Result<Decimal> {
+        let raw: String = row.try_get(c)?;
+        decimal(c, &raw)
+    };
+    let fee_type: String = row.try_get("fee_type")?;
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        terms: ClientTerms {
+            markup_percentage: get("markup_percentage")?,
+            fee_type: FeeType::from_str(&fee_type)
+                .map_err(|e| StoreError::new(StoreErrorKind::Other, e))?,
+            fee_amount: get("fee_amount")?,
+        },
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Checks the URL scheme and, for SQLite files, creates the directory and
+/// asks for the file to be created.
+fn prepare_url(url: &str) -> Result<(Engine, String)> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Engine::Postgres, url.to_owned()));
+    }
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            format!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got {:?})",
+                url.split(':').next().unwrap_or("")
+            ),
+        ));
+    };
+    if rest.contains(":memory:") {
+        return Ok((Engine::Sqlite, url.to_owned()));
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            "DATABASE_URL: the sqlite file path is empty",
+        ));
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
+        }
+    }
+    let url = match query {
+        Some(q) if q.contains("mode=") => url.to_owned(),
+        Some(_) => format!("{url}&mode=rwc"),
+        None => format!("{url}?mode=rwc"),
+    };
+    Ok((Engine::Sqlite, url))
+}

@@ -1,1 +1,247 @@
+//! Authentication filter for Envoy (proxy-wasm). All decisions live in
+//! `filter_core::auth`; this crate only moves data between the host and
+//! that logic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use filter_core::auth::{
+    Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
+    Step, VerifyAnswer,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot::default()) });
+}}
+
+/// The host as seen by the core logic.
+#[derive(Clone)]
+struct ProxyHost {
+    /// Metric id per [`AttemptStatus::index`].
+    attempt_metrics: Rc<[Option<u32>; 7]>,
+}
+
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(key).ok().and_then(|(value, _)| value)
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        if hostcalls::set_shared_data(key, Some(value), None).is_err() {
+            log(LogLevel::Debug, "auth filter: shared data write failed");
+        }
+    }
+
+    fn count_attempt(&self, status: AttemptStatus) {
+        if let Some(Some(id)) = self.attempt_metrics.get(status.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    fn log_warn(&self, line: &str) {
+        log(LogLevel::Warn, line);
+    }
+}
+
+fn log(level: LogLevel, line: &str) {
+    let _ = hostcalls::log(level, line);
+}
+
+#[derive(Default)]
+struct AuthRoot {
+    auth: Option<Rc<Authenticator>>,
+    attempt_metrics: Rc<[Option<u32>; 7]>,
+}
+
+impl Context for AuthRoot {}
+
+impl RootContext for AuthRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let settings = match Settings::from_json(&config) {
+            Ok(settings) => settings,
+            Err(err) => {
+                log(LogLevel::Error, &err.to_string());
+                return false;
+            }
+        };
+        let mut ids = [None; 7];
+        for status in AttemptStatus::ALL {
+            match hostcalls::define_metric(MetricType::Counter, &status.metric_name()) {
+                Ok(id) => ids[status.index()] = Some(id),
+                Err(_) => {
+                    log(
+                        LogLevel::Error,
+                        "auth filter: cannot define authentication_attempts_total",
+                    );
+                    return false;
+                }
+            }
+        }
+        self.attempt_metrics = Rc::new(ids);
+        self.auth = Some(Rc::new(Authenticator::new(settings)));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let auth = self.auth.clone()?;
+        Some(Box::new(AuthRequest {
+            auth,
+            host: ProxyHost {
+                attempt_metrics: Rc::clone(&self.attempt_metrics),
+            },
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request.
+struct AuthRequest {
+    auth: Rc<Authenticator>,
+    host: ProxyHost,
+    /// Verification in flight: call token and state.
+    pending: Option<(u32, PendingVerification)>,
+}
+
+fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+impl AuthRequest {
+    /// Applies the actions; `true` when the request may continue.
+    fn apply(&self, actions: &Actions) -> bool {
+        if let Some(reply) = &actions.reply {
+            let headers: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_str()))
+                .collect();
+            if hostcalls::send_http_response(
+                u32::from(reply.status),
+                headers,
+                Some(reply.body.as_bytes()),
+            )
+            .is_err()
+            {
+                let _ = hostcalls::reset_http_request();
+            }
+            return false;
+        }
+        for name in &actions.remove_headers {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
+        for (name, value) in &actions.set_headers {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        }
+        true
+    }
+
+    fn dispatch(&self, pending: &PendingVerification) -> Option<u32> {
+        let settings = self.auth.settings();
+        let body = pending.request_body();
+        hostcalls::dispatch_http_call(
+            &settings.auth_service_cluster,
+            vec![
+                (":method", "POST"),
+                (":path", &settings.verify_path),
+                (":authority", &settings.auth_service_authority),
+                ("content-type", "application/json"),
+            ],
+            Some(&body),
+            vec![],
+            Duration::from_millis(settings.verify_timeout_ms),
+        )
+        .ok()
+    }
+}
+
+impl Context for AuthRequest {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some((expected, pending)) = self.pending.take() else {
+            return;
+        };
+        if expected != token_id {
+            self.pending = Some((expected, pending));
+            return;
+        }
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let answer = match status {
+            Some(status) => VerifyAnswer::Response {
+                status,
+                body: &body,
+            },
+            None => VerifyAnswer::Failed,
+        };
+        let actions = self.auth.on_verify_response(&self.host, &pending, answer);
+        if self.apply(&actions) {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for AuthRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let path = request_header(":path").unwrap_or_default();
+        let api_key = request_header("x-api-key");
+        let authorization = request_header("authorization");
+        let request_id = request_header("x-request-id").unwrap_or_default();
+        let request = IncomingRequest {
+            path: &path,
+            api_key: api_key.as_deref(),
+            authorization: authorization.as_deref(),
+            request_id: &request_id,
+        };
+        let actions = match self.auth.on_request(&self.host, &request) {
+            Step::Done(actions) => actions,
+            Step::VerifyKey(pending) => match self.dispatch(&pending) {
+                Some(token) => {
+                    self.pending = Some((token, pending));
+                    return Action::Pause;
+                }
+                None => self
+                    .auth
+                    .on_verify_response(&self.host, &pending, VerifyAnswer::Failed),
+            },
+        };
+        if self.apply(&actions) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}

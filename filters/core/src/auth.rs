@@ -1,1 +1,45 @@
-//! auth filter core (to be written).
+//! Authentication filter core: API keys verified by the auth service and
+//! cached in shared data, JWTs verified in place.
+//!
+//! The flow for one request:
+//!
+//! 1. [`Authenticator::on_request`] inspects the path and the credential
+//!    headers. It answers [`Step::Done`] with the [`Actions`] to apply (set
+//!    identity headers and continue, or send a local reply), or
+//!    [`Step::VerifyKey`] when an API key is not in the cache (or its entry
+//!    has aged out).
+//! 2. For [`Step::VerifyKey`] the host asks the auth service
+//!    (`POST /internal/v1/keys/verify` with the key hash) and hands the answer
+//!    to [`Authenticator::on_verify_response`], which caches it and returns
+//!    the final [`Actions`].
+//!
+//! Every host effect (time, shared data, metrics, logs) goes through the
+//! [`Host`] trait so the logic is tested without a proxy.
+
+mod cache;
+mod config;
+mod credential;
+mod decision;
+mod engine;
+mod host;
+mod jwt;
+mod logfmt;
+mod time;
+
+pub use cache::{CacheEntry, CachePolicy, EntryKind, Freshness, SlotCache};
+pub use config::{AuthConfig, CacheConfig, ConfigError, JwtAlgorithm, JwtConfig, Settings};
+pub use credential::{
+    extract_credential, hash_api_key, is_well_formed_api_key, Credential, API_KEY_HEADER,
+    AUTHORIZATION_HEADER,
+};
+pub use decision::{
+    Actions, AttemptStatus, AuthMethod, Denial, Identity, LocalReply, INTERNAL_HEADERS,
+};
+pub use engine::{Authenticator, IncomingRequest, PendingVerification, Step, VerifyAnswer};
+pub use host::{Host, RecordingHost};
+pub use jwt::{JwtError, JwtVerifier, VerifiedToken};
+pub use logfmt::endpoint_template;
+pub use time::parse_rfc3339_to_unix;
+
+#[cfg(test)]
+mod tests;

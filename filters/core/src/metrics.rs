@@ -1,1 +1,784 @@
-//! metrics filter core (to be written).
+//! Metrics filter core: route templates, SPEC §8 metric names with labels
+//! encoded in the name, what to record for one finished request, and the
+//! operator log lines (`Slow request`, `Backend service error`,
+//! `Rate limit exceeded`).
+//!
+//! Labels travel inside the metric name
+//! (`http_requests_total.endpoint=/api/v1/rates/{ticker};.method=GET;.status_code=200;`)
+//! and Envoy's `stats_config.stats_tags` turns each `.label=value;` into a
+//! real Prometheus label. Durations are recorded in **microseconds** (wasm
+//! histograms take integers); the gateway's public `/metrics` rescales every
+//! `*_seconds` histogram to seconds.
+//!
+//! Host access (define / increment / record a metric, read properties and
+//! headers, log) goes through [`MetricsHost`], so everything here runs
+//! natively with a test double.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// Endpoint label for any path that is not a SPEC §2 route, so that callers
+/// cannot inflate label cardinality.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The SPEC §2 routes, as route templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Health,
+    HealthDetailed,
+    HealthService,
+    Metrics,
+    MonitoringMetrics,
+    DiscoveryServices,
+    Docs,
+    OpenApi,
+    AuthToken,
+    Rates,
+    CalculateLocate,
+    Unmatched,
+}
+
+impl Endpoint {
+    /// Maps a request path (query string and fragment ignored) to its route.
+    pub fn from_path(path: &str) -> Self {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        match path {
+            "/health" => Self::Health,
+            "/health/detailed" => Self::HealthDetailed,
+            "/metrics" => Self::Metrics,
+            "/monitoring/metrics" => Self::MonitoringMetrics,
+            "/discovery/services" => Self::DiscoveryServices,
+            "/docs" => Self::Docs,
+            "/openapi.json" => Self::OpenApi,
+            "/api/v1/auth/token" => Self::AuthToken,
+            "/api/v1/calculate-locate" => Self::CalculateLocate,
+            _ => {
+                if one_segment_after(path, "/api/v1/rates/").is_some() {
+                    Self::Rates
+                } else if one_segment_after(path, "/health/").is_some() {
+                    Self::HealthService
+                } else {
+                    Self::Unmatched
+                }
+            }
+        }
+    }
+
+    /// The label value: the route template, or [`UNMATCHED`].
+    pub const fn template(self) -> &'static str {
+        match self {
+            Self::Health => "/health",
+            Self::HealthDetailed => "/health/detailed",
+            Self::HealthService => "/health/{service}",
+            Self::Metrics => "/metrics",
+            Self::MonitoringMetrics => "/monitoring/metrics",
+            Self::DiscoveryServices => "/discovery/services",
+            Self::Docs => "/docs",
+            Self::OpenApi => "/openapi.json",
+            Self::AuthToken => "/api/v1/auth/token",
+            Self::Rates => "/api/v1/rates/{ticker}",
+            Self::CalculateLocate => "/api/v1/calculate-locate",
+            Self::Unmatched => UNMATCHED,
+        }
+    }
+}
+
+/// The single non-empty path segment after `prefix` (`/api/v1/rates/AAPL`
+/// → `AAPL`), ignoring query string and fragment; `None` when the path has
+/// another shape.
+pub fn one_segment_after<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let rest = path.strip_prefix(prefix)?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// Method label: the standard methods as sent, anything else `OTHER`
+/// (bounded cardinality).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Metric names as defined in wasm (before tag extraction).
+pub mod names {
+    pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+    pub const RATE_LIMIT_EXCEEDED_TOTAL: &str = "rate_limit_exceeded_total";
+    pub const BACKEND_REQUEST_DURATION_SECONDS: &str = "backend_request_duration_seconds";
+    pub const BACKEND_REQUESTS_TOTAL: &str = "backend_requests_total";
+}
+
+/// Counter or histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// Builds `name.label=value;.label=value;` (the encoding `stats_tags`
+/// extracts). With no labels the plain name is returned.
+pub fn encoded_name(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(
+        name.len()
+            + labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 3)
+                .sum::<usize>(),
+    );
+    out.push_str(name);
+    for (key, value) in labels {
+        out.push('.');
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+        out.push(';');
+    }
+    out
+}
+
+/// Cluster names become the `service` label; anything outside
+/// `[A-Za-z0-9_.-]` (which would break the name encoding) becomes `_`.
+pub fn service_label(cluster: &str) -> String {
+    let cleaned: String = cluster
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Plugin configuration of the metrics filter (JSON).
+///
+/// ```json
+/// {"slow_request_ms": 500}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Requests taking longer than this many milliseconds (whole request,
+    /// as Envoy measures it) are logged as `Slow request`. Default 500
+    /// (`SLOW_REQUEST_MS`); must be at least 1.
+    #[serde(default = "default_slow_request_ms")]
+    pub slow_request_ms: u64,
+}
+
+fn default_slow_request_ms() -> u64 {
+    500
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            slow_request_ms: default_slow_request_ms(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Parses the plugin configuration; an empty configuration means the
+    /// defaults. The error names the offending field.
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let config: Self = serde_json::from_slice(raw)
+            .map_err(|e| format!("invalid metrics filter configuration: {e}"))?;
+        if config.slow_request_ms == 0 {
+            return Err(
+                "invalid metrics filter configuration: slow_request_ms must be at least 1"
+                    .to_owned(),
+            );
+        }
+        Ok(config)
+    }
+}
+
+/// How the response came about, from Envoy's `response.code_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An upstream answered (`via_upstream`).
+    Upstream,
+    /// The request was routed to a cluster but the upstream failed: timeout,
+    /// reset, connection failure, no healthy host.
+    UpstreamFailure,
+    /// Answered by Envoy or a filter without an upstream.
+    Local,
+}
+
+impl Origin {
+    pub fn from_code_details(details: &str) -> Self {
+        if details == "via_upstream" {
+            Self::Upstream
+        } else if details.starts_with("upstream_")
+            || details == "no_healthy_upstream"
+            || details.starts_with("overflow")
+            || details == "maintenance_mode"
+        {
+            Self::UpstreamFailure
+        } else {
+            Self::Local
+        }
+    }
+}
+
+/// What the metrics filter knows about a request when it has finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRequest {
+    pub endpoint: Endpoint,
+    pub method: &'static str,
+    /// HTTP status sent downstream (0 when none was sent).
+    pub status: u16,
+    /// Whole request, in microseconds.
+    pub duration_us: u64,
+    pub origin: Origin,
+    /// Upstream cluster, when the request was routed to one.
+    pub cluster: Option<String>,
+    /// Time spent with the upstream, microseconds, when Envoy knows it.
+    pub backend_latency_us: Option<u64>,
+}
+
+/// Host access the metrics filter needs.
+pub trait MetricsHost {
+    /// Defines (or looks up) a metric; `None` when the host refuses.
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
+    fn increment(&mut self, id: u32, by: i64);
+    fn record(&mut self, id: u32, value: u64);
+    /// A request header, read only when a log line needs it.
+    fn request_header(&self, name: &str) -> Option<String>;
+    fn log_info(&mut self, line: &str);
+    fn log_warn(&mut self, line: &str);
+    fn log_error(&mut self, line: &str);
+}
+
+/// Metric ids by encoded name, kept for the life of the plugin so each
+/// label set is defined once.
+#[derive(Debug, Default)]
+pub struct MetricCache {
+    ids: HashMap<String, u32>,
+}
+
+impl MetricCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of label sets defined so far.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn id(&mut self, host: &mut impl MetricsHost, kind: MetricKind, name: String) -> Option<u32> {
+        if let Some(id) = self.ids.get(&name) {
+            return Some(*id);
+        }
+        let id = host.define_metric(kind, &name)?;
+        self.ids.insert(name, id);
+        Some(id)
+    }
+
+    fn increment(&mut self, host: &mut impl MetricsHost, name: String) {
+        if let Some(id) = self.id(host, MetricKind::Counter, name) {
+            host.increment(id, 1);
+        }
+    }
+
+    fn record(&mut self, host: &mut impl MetricsHost, name: String, value: u64) {
+        if let Some(id) = self.id(host, MetricKind::Histogram, name) {
+            host.record(id, value);
+        }
+    }
+}
+
+/// Records the SPEC §8 metrics of one finished request and writes the
+/// operator log lines it calls for.
+pub fn record_request(
+    cache: &mut MetricCache,
+    host: &mut impl MetricsHost,
+    config: &MetricsConfig,
+    request: &FinishedRequest,
+) {
+    let endpoint = request.endpoint.template();
+    let status = request.status.to_string();
+    cache.increment(
+        host,
+        encoded_name(
+            names::HTTP_REQUESTS_TOTAL,
+            &[
+                ("endpoint", endpoint),
+                ("method", request.method),
+                ("status_code", &status),
+            ],
+        ),
+    );
+    cache.record(
+        host,
+        encoded_name(
+            names::HTTP_REQUEST_DURATION_SECONDS,
+            &[("endpoint", endpoint)],
+        ),
+        request.duration_us,
+    );
+
+    let backend_failed = match (request.origin, &request.cluster) {
+        (Origin::Local, _) | (_, None) => false,
+        (origin, Some(cluster)) => {
+            let service = service_label(cluster);
+            let failed = origin == Origin::UpstreamFailure || request.status >= 500;
+            let outcome = if failed { "error" } else { "success" };
+            cache.increment(
+                host,
+                encoded_name(
+                    names::BACKEND_REQUESTS_TOTAL,
+                    &[("service", &service), ("status", outcome)],
+                ),
+            );
+            if let Some(latency) = request.backend_latency_us {
+                cache.record(
+                    host,
+                    encoded_name(
+                        names::BACKEND_REQUEST_DURATION_SECONDS,
+                        &[("service", &service)],
+                    ),
+                    latency,
+                );
+            }
+            failed
+        }
+    };
+
+    let rate_limited = request.status == 429;
+    if rate_limited {
+        cache.increment(host, names::RATE_LIMIT_EXCEEDED_TOTAL.to_owned());
+    }
+    let slow = request.duration_us > config.slow_request_ms.saturating_mul(1000);
+    if !(backend_failed || rate_limited || slow) {
+        return;
+    }
+
+    // Identity is read only when a line is written (host calls cost).
+    let request_id = host.request_header("x-request-id").unwrap_or_default();
+    let client_id = host.request_header("x-client-id").unwrap_or_default();
+    let common = |msg: &str, level: &str, extra: &str| {
+        format!(
+            "level={level} msg=\"{msg}\"{extra} client_id={} endpoint={} request_id={}",
+            logfmt_quote(&client_id),
+            logfmt_quote(endpoint),
+            logfmt_quote(&request_id),
+        )
+    };
+    if backend_failed {
+        let service = request.cluster.as_deref().map(service_label);
+        let line = common(
+            "Backend service error",
+            "ERROR",
+            &format!(
+                " service={} status_code={}",
+                logfmt_quote(service.as_deref().unwrap_or("unknown")),
+                request.status
+            ),
+        );
+        host.log_error(&line);
+    }
+    if rate_limited {
+        host.log_warn(&common("Rate limit exceeded", "WARN", ""));
+    }
+    if slow {
+        let line = common(
+            "Slow request",
+            "WARN",
+            &format!(
+                " duration_ms={} threshold_ms={} status_code={}",
+                request.duration_us / 1000,
+                config.slow_request_ms,
+                request.status
+            ),
+        );
+        host.log_warn(&line);
+    }
+}
+
+/// A logfmt value in double quotes, with `"`, `\` and control characters
+/// escaped, bounded to 256 characters.
+pub fn logfmt_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().take(256) {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Decodes an integer property value (Envoy sends 8 bytes, little endian).
+pub fn property_u64(bytes: &[u8]) -> Option<u64> {
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(array))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeHost {
+        defined: Vec<(MetricKind, String)>,
+        counters: HashMap<u32, i64>,
+        histograms: HashMap<u32, Vec<u64>>,
+        headers: Vec<(String, String)>,
+        logs: Vec<(String, String)>,
+    }
+
+    impl FakeHost {
+        fn id_of(&self, name: &str) -> u32 {
+            self.defined.iter().position(|(_, n)| n == name).unwrap() as u32
+        }
+        fn counter(&self, name: &str) -> i64 {
+            self.counters.get(&self.id_of(name)).copied().unwrap_or(0)
+        }
+        fn samples(&self, name: &str) -> Vec<u64> {
+            self.histograms
+                .get(&self.id_of(name))
+                .cloned()
+                .unwrap_or_default()
+        }
+        fn has(&self, name: &str) -> bool {
+            self.defined.iter().any(|(_, n)| n == name)
+        }
+    }
+
+    impl MetricsHost for FakeHost {
+        fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+            self.defined.push((kind, name.to_owned()));
+            Some(self.defined.len() as u32 - 1)
+        }
+        fn increment(&mut self, id: u32, by: i64) {
+            *self.counters.entry(id).or_default() += by;
+        }
+        fn record(&mut self, id: u32, value: u64) {
+            self.histograms.entry(id).or_default().push(value);
+        }
+        fn request_header(&self, name: &str) -> Option<String> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn log_info(&mut self, line: &str) {
+            self.logs.push(("info".into(), line.into()));
+        }
+        fn log_warn(&mut self, line: &str) {
+            self.logs.push(("warn".into(), line.into()));
+        }
+        fn log_error(&mut self, line: &str) {
+            self.logs.push(("error".into(), line.into()));
+        }
+    }
+
+    fn finished(status: u16, origin: Origin, cluster: Option<&str>) -> FinishedRequest {
+        FinishedRequest {
+            endpoint: Endpoint::Rates,
+            method: "GET",
+            status,
+            duration_us: 1_234,
+            origin,
+            cluster: cluster.map(str::to_owned),
+            backend_latency_us: cluster.map(|_| 900),
+        }
+    }
+
+    const RATES_200: &str =
+        "http_requests_total.endpoint=/api/v1/rates/{ticker};.method=GET;.status_code=200;";
+
+    #[test]
+    fn known_paths_map_to_their_route_templates() {
+        let cases = [
+            ("/api/v1/rates/AAPL", "/api/v1/rates/{ticker}"),
+            ("/api/v1/rates/BRK.B?x=1", "/api/v1/rates/{ticker}"),
+            ("/api/v1/calculate-locate", "/api/v1/calculate-locate"),
+            ("/api/v1/calculate-locate?debug", "/api/v1/calculate-locate"),
+            ("/api/v1/auth/token", "/api/v1/auth/token"),
+            ("/health", "/health"),
+            ("/health/detailed", "/health/detailed"),
+            ("/health/data_service", "/health/{service}"),
+            ("/metrics", "/metrics"),
+            ("/monitoring/metrics", "/monitoring/metrics"),
+            ("/discovery/services", "/discovery/services"),
+            ("/docs", "/docs"),
+            ("/openapi.json", "/openapi.json"),
+        ];
+        for (path, template) in cases {
+            assert_eq!(Endpoint::from_path(path).template(), template, "{path}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_fold_into_unmatched() {
+        for path in [
+            "/",
+            "",
+            "/api/v1/rates/",
+            "/api/v1/rates/AAPL/extra",
+            "/api/v1/rates",
+            "/health/",
+            "/wp-admin.php",
+            "/API/V1/RATES/AAPL",
+            "/internal/v1/keys/verify",
+        ] {
+            assert_eq!(Endpoint::from_path(path).template(), UNMATCHED, "{path}");
+        }
+    }
+
+    #[test]
+    fn unusual_methods_fold_into_other() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PROPFIND"), "OTHER");
+        assert_eq!(method_label("get"), "OTHER");
+    }
+
+    #[test]
+    fn labels_are_encoded_in_the_metric_name() {
+        assert_eq!(
+            encoded_name(
+                "http_requests_total",
+                &[
+                    ("endpoint", "/api/v1/rates/{ticker}"),
+                    ("method", "GET"),
+                    ("status_code", "200")
+                ]
+            ),
+            RATES_200
+        );
+        assert_eq!(
+            encoded_name("rate_limit_exceeded_total", &[]),
+            "rate_limit_exceeded_total"
+        );
+    }
+
+    #[test]
+    fn cluster_names_cannot_break_the_encoding() {
+        assert_eq!(service_label("data_service"), "data_service");
+        assert_eq!(service_label("a;b=c"), "a_b_c");
+        assert_eq!(service_label(""), "unknown");
+    }
+
+    #[test]
+    fn a_request_counts_once_and_records_its_duration_in_microseconds() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        let config = MetricsConfig::default();
+        record_request(
+            &mut cache,
+            &mut host,
+            &config,
+            &finished(200, Origin::Local, None),
+        );
+        record_request(
+            &mut cache,
+            &mut host,
+            &config,
+            &finished(200, Origin::Local, None),
+        );
+        assert_eq!(host.counter(RATES_200), 2);
+        assert_eq!(
+            host.samples("http_request_duration_seconds.endpoint=/api/v1/rates/{ticker};"),
+            [1_234, 1_234]
+        );
+        assert!(host.logs.is_empty());
+        assert!(!host.defined.iter().any(|(_, n)| n.starts_with("backend")));
+    }
+
+    #[test]
+    fn each_label_set_is_defined_only_once() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        let config = MetricsConfig::default();
+        for _ in 0..5 {
+            record_request(
+                &mut cache,
+                &mut host,
+                &config,
+                &finished(200, Origin::Upstream, Some("data_service")),
+            );
+        }
+        assert_eq!(host.defined.len(), 4);
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn upstream_answers_count_per_service_and_outcome() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        let config = MetricsConfig::default();
+        let ok = finished(200, Origin::Upstream, Some("data_service"));
+        let bad = finished(503, Origin::Upstream, Some("data_service"));
+        record_request(&mut cache, &mut host, &config, &ok);
+        record_request(&mut cache, &mut host, &config, &bad);
+        record_request(&mut cache, &mut host, &config, &bad);
+        assert_eq!(
+            host.counter("backend_requests_total.service=data_service;.status=success;"),
+            1
+        );
+        assert_eq!(
+            host.counter("backend_requests_total.service=data_service;.status=error;"),
+            2
+        );
+        assert_eq!(
+            host.samples("backend_request_duration_seconds.service=data_service;"),
+            [900, 900, 900]
+        );
+        let errors: Vec<_> = host.logs.iter().filter(|(l, _)| l == "error").collect();
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].1.contains("msg=\"Backend service error\""));
+        assert!(errors[0].1.contains("service=\"data_service\""));
+    }
+
+    #[test]
+    fn upstream_failures_are_backend_errors_even_without_latency() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost {
+            headers: vec![
+                ("x-request-id".into(), "rid-7".into()),
+                ("x-client-id".into(), "test123".into()),
+            ],
+            ..Default::default()
+        };
+        let mut timeout = finished(504, Origin::UpstreamFailure, Some("calculation_service"));
+        timeout.backend_latency_us = None;
+        record_request(&mut cache, &mut host, &MetricsConfig::default(), &timeout);
+        assert_eq!(
+            host.counter("backend_requests_total.service=calculation_service;.status=error;"),
+            1
+        );
+        assert!(!host.has("backend_request_duration_seconds.service=calculation_service;"));
+        assert_eq!(
+            host.logs[0].1,
+            "level=ERROR msg=\"Backend service error\" service=\"calculation_service\" status_code=504 client_id=\"test123\" endpoint=\"/api/v1/rates/{ticker}\" request_id=\"rid-7\""
+        );
+    }
+
+    #[test]
+    fn local_replies_never_touch_backend_metrics() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        record_request(
+            &mut cache,
+            &mut host,
+            &MetricsConfig::default(),
+            &finished(400, Origin::Local, Some("calculation_service")),
+        );
+        assert!(!host.defined.iter().any(|(_, n)| n.starts_with("backend")));
+    }
+
+    #[test]
+    fn a_429_counts_as_rate_limit_exceeded_and_is_logged() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        record_request(
+            &mut cache,
+            &mut host,
+            &MetricsConfig::default(),
+            &finished(429, Origin::Local, None),
+        );
+        assert_eq!(host.counter("rate_limit_exceeded_total"), 1);
+        assert!(host.logs[0]
+            .1
+            .starts_with("level=WARN msg=\"Rate limit exceeded\""));
+    }
+
+    #[test]
+    fn requests_over_the_threshold_are_logged_as_slow() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        let config = MetricsConfig { slow_request_ms: 1 };
+        let mut r = finished(200, Origin::Local, None);
+        r.duration_us = 1_000;
+        record_request(&mut cache, &mut host, &config, &r);
+        assert!(host.logs.is_empty(), "exactly the threshold is not slow");
+        r.duration_us = 2_500;
+        record_request(&mut cache, &mut host, &config, &r);
+        assert_eq!(host.logs.len(), 1);
+        assert!(host.logs[0]
+            .1
+            .starts_with("level=WARN msg=\"Slow request\" duration_ms=2 threshold_ms=1"));
+    }
+
+    #[test]
+    fn config_defaults_and_rejects_bad_fields_by_name() {
+        assert_eq!(MetricsConfig::parse(b"").unwrap().slow_request_ms, 500);
+        assert_eq!(MetricsConfig::parse(b"{}").unwrap().slow_request_ms, 500);
+        assert_eq!(
+            MetricsConfig::parse(br#"{"slow_request_ms":250}"#)
+                .unwrap()
+                .slow_request_ms,
+            250
+        );
+        assert!(MetricsConfig::parse(br#"{"slow_request_ms":0}"#)
+            .unwrap_err()
+            .contains("slow_request_ms"));
+        assert!(MetricsConfig::parse(br#"{"slow_request_ms":"x"}"#).is_err());
+        assert!(MetricsConfig::parse(br#"{"slow_ms":1}"#)
+            .unwrap_err()
+            .contains("slow_ms"));
+    }
+
+    #[test]
+    fn response_origin_follows_envoy_code_details() {
+        assert_eq!(Origin::from_code_details("via_upstream"), Origin::Upstream);
+        for d in [
+            "upstream_response_timeout",
+            "upstream_reset_before_response_started{connection_failure}",
+            "no_healthy_upstream",
+        ] {
+            assert_eq!(Origin::from_code_details(d), Origin::UpstreamFailure, "{d}");
+        }
+        for d in ["route_not_found", "direct_response", "validation_error", ""] {
+            assert_eq!(Origin::from_code_details(d), Origin::Local, "{d}");
+        }
+    }
+
+    #[test]
+    fn logfmt_values_are_quoted_and_escaped() {
+        assert_eq!(logfmt_quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(logfmt_quote("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn integer_properties_decode_little_endian() {
+        assert_eq!(property_u64(&429u64.to_le_bytes()), Some(429));
+        assert_eq!(property_u64(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! Configuration of the ops service, read from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A backend that the ops service checks (`/health`) and scrapes (`/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Dependency name, equal to its Envoy cluster name (`data_service`).
+    pub name: String,
+    /// Base URL of its HTTP interface, without trailing slash.
+    pub base_url: String,
+    /// Whether the gateway cannot serve its API without it (see
+    /// [`crate::health`] for the rule).
+    pub critical: bool,
+}
+
+/// Everything `build` needs.
+#[derive(Debug, Clone)]
+pub struct OpsConfig {
+    /// Address the HTTP server binds (`LISTEN_ADDR`, default `127.0.0.1:8084`).
+    pub listen_addr: SocketAddr,
+    /// Base URL of Envoy's admin interface (`ENVOY_ADMIN_URL`, default
+    /// `http://127.0.0.1:9901`); only `/stats/prometheus`, `/clusters` and
+    /// `/config_dump` are read from it.
+    pub envoy_admin_url: String,
+    /// Backends to check and scrape, in report order: data, calculation and
+    /// auth services and the rate-limit service's HTTP side.
+    pub backends: Vec<Backend>,
+    /// Database to ping (`DATABASE_URL`, default `sqlite://var/pricing.db`);
+    /// `None` leaves the database out of the report.
+    pub database_url: Option<String>,
+    /// Redis to ping (`REDIS_URL`); checked only when set.
+    pub redis_url: Option<String>,
+    /// Upper bound on each probe and each scrape (`OPS_PROBE_TIMEOUT_MS`,
+    /// default 2000).
+    pub probe_timeout: Duration,
+}
+
+/// Default database URL shared with the other services.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/pricing.db";
+
+impl OpsConfig {
+    /// Reads the SPEC §9 variables plus `LISTEN_ADDR`, `ENVOY_ADMIN_URL`,
+    /// `AUTH_SERVICE_URL`, `RATELIMIT_SERVICE_URL` and `OPS_PROBE_TIMEOUT_MS`.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let listen_addr = match var("LISTEN_ADDR") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("LISTEN_ADDR is not a socket address: {v}"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8084)),
+        };
+        let probe_timeout = match var("OPS_PROBE_TIMEOUT_MS") {
+            Some(v) => Duration::from_millis(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|ms| (1..=60_000).contains(ms))
+                    .ok_or_else(|| format!("OPS_PROBE_TIMEOUT_MS must be 1..60000, got {v}"))?,
+            ),
+            None => Duration::from_millis(2000),
+        };
+        let url = |name: &str, default: &str| -> Result<String, String> {
+            let v = var(name).unwrap_or_else(|| default.to_owned());
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(format!("{name} must be an http:// URL, got {v}"));
+            }
+            Ok(v.trim_end_matches('/').to_owned())
+        };
+        Ok(OpsConfig {
+            listen_addr,
+            envoy_admin_url: url("ENVOY_ADMIN_URL", "http://127.0.0.1:9901")?,
+            backends: vec![
+                Backend {
+                    name: "data_service".into(),
+                    base_url: url("DATA_SERVICE_URL", "http://127.0.0.1:8081")?,
+                    critical: true,
+                },
+                Backend {
+                    name: "calculation_service".into(),
+                    base_url: url("CALCULATION_SERVICE_URL", "http://127.0.0.1:8082")?,
+                    critical: true,
+                },
+                Backend {
+                    name: "auth_service".into(),
+                    base_url: url("AUTH_SERVICE_URL", "http://127.0.0.1:8083")?,
+                    critical: true,
+                },
+                Backend {
+                    name: "rate_limit_service".into(),
+                    base_url: url("RATELIMIT_SERVICE_URL", "http://127.0.0.1:8091")?,
+                    critical: false,
+                },
+            ],
+            database_url: Some(var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into())),
+            redis_url: var("REDIS_URL"),
+            probe_timeout,
+        })
+    }
+}

@@ -1,0 +1,462 @@
+//! The gateway's rate-limit service: Envoy Rate Limit Service v3
+//! (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`) over
+//! gRPC, with fixed-window counters from `limitador`, kept in memory or in
+//! Redis (`REDIS_URL`), plus a small HTTP port with `/health` and `/metrics`.
+//!
+//! * [`build`] binds both listeners (port 0 works), loads the limits file and
+//!   prepares the counter store; [`RateLimitApp::serve`] runs until the
+//!   shutdown future completes; [`spawn`] does both on a background task.
+//! * Descriptors, limits file and headers: see [`limits`] and
+//!   `docs/rate-limiting.md`.
+
+pub mod config;
+pub mod counters;
+pub mod limits;
+pub mod logging;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
+    Code, DescriptorStatus, RateLimit,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
+    RateLimitService, RateLimitServiceServer,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use pricing::error::{ErrorCode, ErrorEnvelope};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, FailureMode};
+use counters::{Counters, Outcome};
+use limits::{Limits, Rule};
+pub use metrics::Metrics;
+
+/// Version reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Shared state of the gRPC and HTTP sides.
+pub struct Shared {
+    config: Config,
+    limits: Limits,
+    counters: Counters,
+    metrics: Metrics,
+}
+
+impl Shared {
+    /// The request counters exposed on `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// A bound, not yet serving, rate-limit service.
+pub struct RateLimitApp {
+    grpc: TcpListener,
+    http: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// Binds the listeners, loads the limits file and prepares the counters.
+/// Errors (bad limits file, address in use) name their cause.
+pub async fn build(config: Config) -> Result<RateLimitApp, String> {
+    let limits = Limits::new(config.default_per_minute, config.limits_file.clone())?;
+    let counters = match &config.redis_url {
+        Some(url) => Counters::redis(url, &config.key_prefix, config.storage_timeout)?,
+        None => Counters::memory(
+            &config.key_prefix,
+            config.memory_counters,
+            config.storage_timeout,
+        ),
+    };
+    if counters.needs_connection() {
+        // A failure here is not fatal: the service starts, answers per the
+        // failure mode and keeps reconnecting in the background.
+        if let Err(e) = counters.connect(Duration::from_secs(2)).await {
+            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background");
+        }
+    }
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|e| format!("GRPC_LISTEN_ADDR {}: {e}", config.grpc_addr))?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| format!("LISTEN_ADDR {}: {e}", config.http_addr))?;
+    Ok(RateLimitApp {
+        grpc,
+        http,
+        shared: Arc::new(Shared {
+            config,
+            limits,
+            counters,
+            metrics: Metrics::default(),
+        }),
+    })
+}
+
+impl RateLimitApp {
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| self.shared.config.grpc_addr)
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| self.shared.config.http_addr)
+    }
+
+    /// Shared state (for tests reading metrics directly).
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves gRPC and HTTP, reloads the limits file and reconnects Redis
+    /// until `shutdown` completes, then stops gracefully.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = self.shared;
+        let background = tokio::spawn(background_tasks(Arc::clone(&shared), stop_rx.clone()));
+
+        let grpc_service = RateLimitServiceServer::new(Rls {
+            shared: Arc::clone(&shared),
+        });
+        let mut grpc_stop = stop_rx.clone();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.grpc),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            );
+        let mut http_stop = stop_rx.clone();
+        let http = axum::serve(self.http, http_app(Arc::clone(&shared)))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let (g, h) = tokio::join!(grpc, http);
+        background.abort();
+        g.map_err(|e| format!("gRPC server: {e}"))?;
+        h.map_err(|e| format!("HTTP server: {e}"))?;
+        Ok(())
+    }
+}
+
+/// A service running on a background task (tests, benchmarks, e2e).
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Shared state (metrics).
+    pub shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Graceful stop: listeners closed, in-flight calls finished.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// [`build`] then [`RateLimitApp::serve`] on a background task.
+pub async fn spawn(config: Config) -> Result<Running, String> {
+    let app = build(config).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
+    let shared = app.shared();
+    let task = tokio::spawn(app.serve(async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shared,
+        stop: Some(tx),
+        task,
+    })
+}
+
+async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut reload = tokio::time::interval(shared.config.reload_interval);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconnect = tokio::time::interval(Duration::from_secs(1));
+    reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = reload.tick() => match shared.limits.reload_if_changed() {
+                Ok(true) => {
+                    shared.metrics.reloads.inc();
+                    tracing::info!(file = ?shared.config.limits_file, "Rate limits reloaded");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    shared.metrics.reload_errors.inc();
+                    tracing::error!(error = %e, "Rate limits file rejected; previous limits stay in force");
+                }
+            },
+            _ = reconnect.tick(), if shared.counters.needs_connection() => {
+                match shared.counters.connect(Duration::from_secs(2)).await {
+                    Ok(()) => tracing::info!("Redis connected"),
+                    Err(e) => tracing::debug!(error = %e, "Redis still unreachable"),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// gRPC
+// ---------------------------------------------------------------------------
+
+struct Rls {
+    shared: Arc<Shared>,
+}
+
+/// One descriptor's verdict, before it is turned into protobuf.
+struct Verdict {
+    rule: Rule,
+    outcome: Outcome,
+}
+
+#[tonic::async_trait]
+impl RateLimitService for Rls {
+    async fn should_rate_limit(
+        &self,
+        request: tonic::Request<RateLimitRequest>,
+    ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        if req.domain.is_empty() {
+            return Err(tonic::Status::invalid_argument("domain must not be empty"));
+        }
+        let s = &self.shared;
+        let request_hits = u64::from(req.hits_addend.max(1));
+        let mut statuses = Vec::with_capacity(req.descriptors.len());
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        let mut storage_failed = false;
+        for d in &req.descriptors {
+            let rule = s
+                .limits
+                .rule_for(d.entries.iter().map(|e| (e.key.as_str(), e.value.as_str())));
+            let Some(rule) = rule else {
+                s.metrics.unmatched.inc();
+                statuses.push(DescriptorStatus {
+                    code: Code::Ok as i32,
+                    ..Default::default()
+                });
+                continue;
+            };
+            let hits = d
+                .hits_addend
+                .as_ref()
+                .map(|h| h.value)
+                .filter(|h| *h > 0)
+                .unwrap_or(request_hits);
+            match s.counters.hit(&req.domain, &rule, hits).await {
+                Ok(outcome) => {
+                    statuses.push(status_for(&rule, &outcome));
+                    verdicts.push(Verdict { rule, outcome });
+                }
+                Err(e) => {
+                    storage_failed = true;
+                    s.metrics.storage_errors.inc();
+                    tracing::warn!(error = %e, kind = rule.kind.as_str(), "Rate limit storage error");
+                    let denied = s.config.failure_mode == FailureMode::Deny;
+                    statuses.push(DescriptorStatus {
+                        code: if denied { Code::OverLimit } else { Code::Ok } as i32,
+                        current_limit: Some(rate_limit(&rule)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+
+        let limited = verdicts.iter().find(|v| v.outcome.limited);
+        let deny_on_failure = storage_failed && s.config.failure_mode == FailureMode::Deny;
+        let overall = if limited.is_some() || deny_on_failure {
+            Code::OverLimit
+        } else {
+            Code::Ok
+        };
+        // Headers describe the most restrictive matched limit: the refusing
+        // one, else the one with the fewest hits left.
+        let shown = limited.or_else(|| verdicts.iter().min_by_key(|v| v.outcome.remaining));
+        let mut headers = Vec::new();
+        if let Some(v) = shown {
+            let reset = ceil_secs(v.outcome.reset);
+            headers.push(header_value("x-ratelimit-limit", v.rule.max.to_string()));
+            headers.push(header_value(
+                "x-ratelimit-remaining",
+                v.outcome.remaining.to_string(),
+            ));
+            headers.push(header_value("x-ratelimit-reset", reset.to_string()));
+            if v.outcome.limited {
+                headers.push(header_value("retry-after", reset.to_string()));
+            }
+        } else if deny_on_failure {
+            headers.push(header_value("retry-after", "1".to_owned()));
+        }
+
+        match (overall, storage_failed) {
+            (Code::OverLimit, false) => s.metrics.over_limit.inc(),
+            (Code::OverLimit, true) => s.metrics.failure_denied.inc(),
+            (_, true) => s.metrics.failure_allowed.inc(),
+            _ => s.metrics.ok.inc(),
+        }
+        if let Some(v) = limited {
+            tracing::warn!(
+                kind = v.rule.kind.as_str(),
+                subject = %v.rule.subject,
+                limit = v.rule.max,
+                retry_after = ceil_secs(v.outcome.reset),
+                domain = %req.domain,
+                "Rate limit exceeded"
+            );
+        }
+        s.metrics.observe_latency(started.elapsed());
+        Ok(tonic::Response::new(RateLimitResponse {
+            overall_code: overall as i32,
+            statuses,
+            response_headers_to_add: headers,
+            ..Default::default()
+        }))
+    }
+}
+
+fn rate_limit(rule: &Rule) -> RateLimit {
+    RateLimit {
+        name: rule.kind.as_str().to_owned(),
+        requests_per_unit: u32::try_from(rule.max).unwrap_or(u32::MAX),
+        unit: Unit::Minute as i32,
+    }
+}
+
+fn status_for(rule: &Rule, o: &Outcome) -> DescriptorStatus {
+    DescriptorStatus {
+        code: if o.limited { Code::OverLimit } else { Code::Ok } as i32,
+        current_limit: Some(rate_limit(rule)),
+        limit_remaining: u32::try_from(o.remaining).unwrap_or(u32::MAX),
+        duration_until_reset: Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: i64::try_from(ceil_secs(o.reset)).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites a
+/// retry storm).
+fn ceil_secs(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
+}
+
+fn header_value(key: &str, value: String) -> HeaderValue {
+    HeaderValue {
+        key: key.to_owned(),
+        value,
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP: /health and /metrics
+// ---------------------------------------------------------------------------
+
+/// The HTTP side: `GET /health`, `GET /metrics`; anything else is a 404
+/// envelope.
+pub fn http_app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+fn envelope(headers: &HeaderMap, status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        ErrorEnvelope::new(code, message, id).to_json(),
+    )
+        .into_response()
+}
+
+async fn health(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match s.counters.probe().await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"status": "healthy", "version": VERSION}).to_string(),
+        )
+            .into_response(),
+        Err(e) => envelope(
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            &format!("Unhealthy: redis unreachable ({e})"),
+        ),
+    }
+}
+
+async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(s.counters.kind()),
+    )
+        .into_response()
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    envelope(&headers, StatusCode::NOT_FOUND, ErrorCode::NotFound, "No such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_rounded_up_and_never_zero() {
+        assert_eq!(ceil_secs(Duration::from_millis(0)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(ceil_secs(Duration::from_secs(60)), 60);
+    }
+}

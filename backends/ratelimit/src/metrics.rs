@@ -1,0 +1,147 @@
+//! Counters exposed on `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the decision latency histogram.
+const LATENCY_BOUNDS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+/// The service's own metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Decisions answered `OK` with every counter within its limit.
+    pub ok: Counter,
+    /// Decisions answered `OVER_LIMIT` because a limit was exhausted.
+    pub over_limit: Counter,
+    /// Decisions answered `OK` because the storage failed (failure mode allow).
+    pub failure_allowed: Counter,
+    /// Decisions answered `OVER_LIMIT` because the storage failed (failure mode deny).
+    pub failure_denied: Counter,
+    /// Descriptors that matched no rule (answered `OK`).
+    pub unmatched: Counter,
+    /// Storage operations that failed or timed out.
+    pub storage_errors: Counter,
+    /// Limits file reloads that changed the limits in force.
+    pub reloads: Counter,
+    /// Limits file reloads rejected (the previous limits stayed in force).
+    pub reload_errors: Counter,
+    latency_buckets: [Counter; 10],
+    latency_count: Counter,
+    latency_sum_micros: Counter,
+}
+
+impl Metrics {
+    /// Records the time spent answering one `ShouldRateLimit` call.
+    pub fn observe_latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.latency_buckets) {
+            if secs <= *bound {
+                bucket.inc();
+            }
+        }
+        self.latency_count.inc();
+        self.latency_sum_micros
+            .0
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Total decisions by result (`ok`, `over_limit`, `failure_allowed`, `failure_denied`).
+    pub fn decisions(&self, result: &str) -> u64 {
+        match result {
+            "ok" => self.ok.get(),
+            "over_limit" => self.over_limit.get(),
+            "failure_allowed" => self.failure_allowed.get(),
+            "failure_denied" => self.failure_denied.get(),
+            _ => 0,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, storage: &str) -> String {
+        let mut out = String::with_capacity(2048);
+        out.push_str("# HELP ratelimit_decisions_total ShouldRateLimit answers by result.\n");
+        out.push_str("# TYPE ratelimit_decisions_total counter\n");
+        for result in ["ok", "over_limit", "failure_allowed", "failure_denied"] {
+            let _ = writeln!(
+                out,
+                "ratelimit_decisions_total{{result=\"{result}\"}} {}",
+                self.decisions(result)
+            );
+        }
+        let simple = [
+            ("ratelimit_unmatched_descriptors_total", "Descriptors that matched no rule.", &self.unmatched),
+            ("ratelimit_storage_errors_total", "Counter storage operations that failed or timed out.", &self.storage_errors),
+            ("ratelimit_limits_reloads_total", "Limits file reloads applied.", &self.reloads),
+            ("ratelimit_limits_reload_errors_total", "Limits file reloads rejected.", &self.reload_errors),
+        ];
+        for (name, help, c) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ratelimit_storage_info Counter storage in use.\n# TYPE ratelimit_storage_info gauge\nratelimit_storage_info{{storage=\"{storage}\"}} 1"
+        );
+        out.push_str("# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n");
+        out.push_str("# TYPE ratelimit_decision_duration_seconds histogram\n");
+        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "ratelimit_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.get()
+            );
+        }
+        let count = self.latency_count.get();
+        let _ = writeln!(out, "ratelimit_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "ratelimit_decision_duration_seconds_sum {}",
+            self.latency_sum_micros.get() as f64 / 1e6
+        );
+        let _ = writeln!(out, "ratelimit_decision_duration_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_every_bucket_at_or_above_it() {
+        let m = Metrics::default();
+        m.observe_latency(Duration::from_micros(300));
+        let text = m.render("memory");
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.00025\"} 0"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_count 1"));
+    }
+
+    #[test]
+    fn decisions_are_labelled_by_result() {
+        let m = Metrics::default();
+        m.over_limit.inc();
+        m.over_limit.inc();
+        let text = m.render("memory");
+        assert!(text.contains("ratelimit_decisions_total{result=\"over_limit\"} 2"));
+        assert!(text.contains("ratelimit_decisions_total{result=\"ok\"} 0"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The calculation service: `POST /calculate-locate`.
+//!
+//! The body goes through [`pricing::parse_locate_request`], the same code
+//! the validation filter runs. A caller identified by `x-client-id` may
+//! only price its own `client_id` unless `x-client-scopes` holds `admin`;
+//! without `x-client-id` (a direct internal call) any client is allowed.
+//! Every success is written to the audit log before the response is sent.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pricing::{LocateFee, Money, PricingError};
+use serde::Serialize;
+use store::AuditEntry;
+
+use crate::common::{AppError, JsonBody, RequestId};
+use crate::data::{health, metrics};
+use crate::metrics::track;
+use crate::state::AppState;
+
+/// Header naming the authenticated caller (set by the gateway).
+pub const CLIENT_ID_HEADER: &str = "x-client-id";
+/// Header with the caller's space-separated scopes (set by the gateway).
+pub const CLIENT_SCOPES_HEADER: &str = "x-client-scopes";
+
+/// `POST /calculate-locate` success body (SPEC §6).
+#[derive(Debug, Serialize)]
+pub struct LocateResponse {
+    pub status: &'static str,
+    pub total_fee: Money,
+    pub breakdown: Breakdown,
+    pub borrow_rate_used: pricing::BorrowRate,
+}
+
+/// The three rounded components of a fee.
+#[derive(Debug, Serialize)]
+pub struct Breakdown {
+    pub borrow_cost: Money,
+    pub markup: Money,
+    pub transaction_fees: Money,
+}
+
+impl From<&LocateFee> for LocateResponse {
+    fn from(f: &LocateFee) -> Self {
+        Self {
+            status: "success",
+            total_fee: f.total_fee,
+            breakdown: Breakdown {
+                borrow_cost: f.borrow_cost,
+                markup: f.markup,
+                transaction_fees: f.transaction_fees,
+            },
+            borrow_rate_used: f.borrow_rate_used,
+        }
+    }
+}
+
+/// The calculation service router: `/calculate-locate`, `/health`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/calculate-locate", post(calculate))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            track,
+        ))
+        .with_state(state)
+}
+
+/// The caller as the gateway identified it: `(client_id, is_admin)`, or
+/// `None` for a direct internal call.
+fn caller(headers: &HeaderMap) -> Option<(String, bool)> {
+    let id = headers
+        .get(CLIENT_ID_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())?
+        .to_owned();
+    let admin = headers
+        .get(CLIENT_SCOPES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| s.split_whitespace().any(|scope| scope == "admin"));
+    Some((id, admin))
+}
+
+async fn calculate(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Json<LocateResponse>, AppError> {
+    let req = pricing::parse_locate_request(&body).map_err(|details| {
+        let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+        tracing::info!(
+            fields = %fields.join(","),
+            request_id = %request_id,
+            "Validation error"
+        );
+        AppError::validation(details)
+    })?;
+    let caller = caller(&headers);
+    if let Some((id, admin)) = &caller {
+        if id != req.client_id.as_str() && !admin {
+            tracing::warn!(
+                caller = %id,
+                client_id = %req.client_id,
+                request_id = %request_id,
+                "Forbidden client_id"
+            );
+            return Err(AppError::Forbidden(
+                "client_id must be your own client id".to_owned(),
+            ));
+        }
+    }
+    let stock = state
+        .store
+        .stock_cached(req.ticker.as_str())
+        .await?
+        .ok_or_else(|| AppError::TickerNotFound(req.ticker.to_string()))?;
+    let client = state
+        .store
+        .client_cached(req.client_id.as_str())
+        .await?
+        .ok_or_else(|| AppError::ClientNotFound(req.client_id.to_string()))?;
+    let rate = stock.borrow_rate()?;
+    let fee = LocateFee::compute(req.position_value, rate, req.loan_days, &client.terms)
+        .map_err(|e: PricingError| AppError::Internal(format!("{}: {e}", req.ticker)))?;
+    let entry = AuditEntry {
+        request_id: request_id.0.clone(),
+        caller: caller.map(|(id, _)| id),
+        client_id: req.client_id.to_string(),
+        ticker: req.ticker.to_string(),
+        position_value: req.position_value.value(),
+        loan_days: req.loan_days.get(),
+        fee,
+    };
+    match state.store.insert_audit(&entry).await {
+        Ok(_) => state.metrics.audit_writes.fetch_add(1, Ordering::Relaxed),
+        Err(e) => {
+            state.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, request_id = %request_id, "Audit write failed");
+            return Err(e.into());
+        }
+    };
+    Ok(Json(LocateResponse::from(&fee)))
+}

@@ -1,0 +1,86 @@
+//! The data service: `GET /rates/{ticker}` (SPEC §6 rates shape).
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pricing::{BorrowRate, BorrowStatus, Decimal, Ticker};
+use serde::{Serialize, Serializer};
+
+use crate::common::{health_ok, health_unavailable, AppError};
+use crate::metrics::{metrics_response, track};
+use crate::state::AppState;
+
+/// `GET /rates/{ticker}` success body.
+#[derive(Debug, Serialize)]
+pub struct RateResponse {
+    pub status: &'static str,
+    pub ticker: String,
+    pub current_rate: BorrowRate,
+    pub borrow_status: BorrowStatus,
+    /// The stored digits (`85.0`), as a JSON number.
+    #[serde(serialize_with = "stored_digits")]
+    pub volatility_index: Decimal,
+    /// The stored digits (`8`), as a JSON number.
+    #[serde(serialize_with = "stored_digits")]
+    pub event_risk_factor: Decimal,
+    pub last_updated: String,
+}
+
+fn stored_digits<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    pricing::json::serialize_raw_number(d.to_string(), s)
+}
+
+/// The data service router: `/rates/{ticker}`, `/health`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/rates/{ticker}", get(rate))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            track,
+        ))
+        .with_state(state)
+}
+
+async fn rate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<RateResponse>, AppError> {
+    let ticker = Ticker::parse(&raw).map_err(|e| {
+        tracing::info!(field = "ticker", "Validation error");
+        AppError::validation(vec![e])
+    })?;
+    let stock = state
+        .store
+        .stock_cached(ticker.as_str())
+        .await?
+        .ok_or_else(|| AppError::TickerNotFound(ticker.to_string()))?;
+    let rate = stock.borrow_rate()?;
+    Ok(Json(RateResponse {
+        status: "success",
+        ticker: stock.ticker,
+        current_rate: rate,
+        borrow_status: rate.status(),
+        volatility_index: stock.risk.volatility_index,
+        event_risk_factor: stock.risk.event_risk_factor,
+        last_updated: stock.updated_at,
+    }))
+}
+
+/// `/health`: 200 when the database answers, else 503 envelope.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => health_ok(env!("CARGO_PKG_VERSION")),
+        Err(e) => {
+            tracing::warn!(error = %e, "Health check failed");
+            health_unavailable("database").into_response()
+        }
+    }
+}
+
+/// `/metrics`: this service's own counters.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    metrics_response(&state.metrics)
+}

@@ -1,0 +1,121 @@
+//! The startup path shared by `main` and the tests.
+
+use std::sync::Arc;
+
+use store::Store;
+
+use crate::common::{serve, Server};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// What a pricing service's handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a service could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Database(store::StoreError),
+    Listen(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Database(e) => write!(f, "database: {e}"),
+            Self::Listen(e) => write!(f, "listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Opens the database (migrating and seeding it) and builds the state.
+/// `service` is the Envoy cluster name used as the metrics label.
+pub async fn build(config: &Config, service: &'static str) -> Result<AppState, store::StoreError> {
+    let store = Store::connect_with(config.store_options()).await?;
+    Ok(AppState {
+        store,
+        metrics: Metrics::new(service, config.slow_request),
+    })
+}
+
+/// [`build`] + [`serve`] of the data service.
+pub async fn start_data_service(config: &Config) -> Result<(Server, AppState), StartError> {
+    let state = build(config, "data_service")
+        .await
+        .map_err(StartError::Database)?;
+    let server = serve(crate::data::app(state.clone()), config.listen_addr)
+        .await
+        .map_err(StartError::Listen)?;
+    Ok((server, state))
+}
+
+/// [`build`] + [`serve`] of the calculation service.
+pub async fn start_calculation_service(
+    config: &Config,
+) -> Result<(Server, AppState), StartError> {
+    let state = build(config, "calculation_service")
+        .await
+        .map_err(StartError::Database)?;
+    let server = serve(crate::calculation::app(state.clone()), config.listen_addr)
+        .await
+        .map_err(StartError::Listen)?;
+    Ok((server, state))
+}
+
+/// A `start_*` function, boxed so binaries can pass it to [`run_main`].
+pub type StartFn = for<'a> fn(
+    &'a Config,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(Server, AppState), StartError>> + Send + 'a>,
+>;
+
+/// `main` of a service binary: logging, config, start, run until
+/// SIGTERM/Ctrl-C, graceful stop. Exit code 1 on a startup failure.
+pub async fn run_main(
+    service: &'static str,
+    default_listen: &str,
+    start: StartFn,
+) -> std::process::ExitCode {
+    crate::common::init_tracing(service);
+    let config = match Config::from_env(default_listen) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid configuration");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        environment = %config.environment,
+        database = %redact_url(&config.database_url),
+        "Starting"
+    );
+    match start(&config).await {
+        Ok((server, _state)) => {
+            crate::common::run_until_signal(server).await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Startup failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Hides a password in a database URL for logging.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,144 @@
+//! Verification answers cached in proxy-wasm shared data.
+//!
+//! Shared data cannot delete keys, so the cache is a fixed set of slots: an
+//! entry lives in slot `digest mod slots` and carries its full digest; a
+//! different digest landing in the same slot replaces it. The number of
+//! shared-data keys therefore never exceeds `slots` per cache.
+
+use serde::{Deserialize, Serialize};
+
+use super::decision::AttemptStatus;
+use super::host::Host;
+
+/// Time limits of cached answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Age up to which a valid key is used without asking again.
+    pub positive_ttl_ms: u64,
+    /// Age up to which a denial is repeated without asking again.
+    pub negative_ttl_ms: u64,
+    /// Extra age during which an answer may serve while the auth service is
+    /// unreachable.
+    pub stale_on_error_ms: u64,
+    /// Slots per cache.
+    pub slots: u32,
+}
+
+/// What was cached about one key or token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// Hex SHA-256 of the key or token, to tell slot collisions apart.
+    #[serde(rename = "h")]
+    pub digest: String,
+    /// When the answer was received (host clock, ms since the epoch).
+    #[serde(rename = "t")]
+    pub stored_at_ms: u64,
+    /// The answer.
+    #[serde(rename = "k")]
+    pub kind: EntryKind,
+}
+
+/// The cached answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// The credential is valid for this client.
+    #[serde(rename = "v")]
+    Valid {
+        /// Client the credential belongs to.
+        #[serde(rename = "c")]
+        client_id: String,
+        /// Scopes of the credential.
+        #[serde(rename = "s")]
+        scopes: Vec<String>,
+        /// The key's own per-minute limit.
+        #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+        rate_limit_per_minute: Option<u32>,
+        /// Unix seconds after which the credential is expired, if it expires.
+        #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+    },
+    /// The credential is refused with this status.
+    #[serde(rename = "d")]
+    Denied {
+        /// Why (`invalid_key`, `revoked_key`, `expired_key`).
+        #[serde(rename = "s")]
+        status: AttemptStatus,
+        /// Client the key belonged to, when known.
+        #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+}
+
+/// How usable a cached key answer is at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within its TTL: use it.
+    Fresh,
+    /// Past its TTL but inside the stale-on-error window: ask again, and
+    /// fall back to it only if the auth service cannot answer.
+    Stale,
+    /// Too old (or from the future): ignore it.
+    Dead,
+}
+
+impl CacheEntry {
+    /// Freshness of a key verification answer.
+    pub fn key_freshness(&self, policy: &CachePolicy, now_ms: u64) -> Freshness {
+        let Some(age) = now_ms.checked_sub(self.stored_at_ms) else {
+            return Freshness::Dead;
+        };
+        let ttl = match self.kind {
+            EntryKind::Valid { .. } => policy.positive_ttl_ms,
+            EntryKind::Denied { .. } => policy.negative_ttl_ms,
+        };
+        if age < ttl {
+            Freshness::Fresh
+        } else if age < ttl.saturating_add(policy.stale_on_error_ms) {
+            Freshness::Stale
+        } else {
+            Freshness::Dead
+        }
+    }
+}
+
+/// One bounded cache in shared data (`<prefix>.<slot>`).
+#[derive(Debug, Clone)]
+pub struct SlotCache {
+    prefix: String,
+    slots: u32,
+}
+
+impl SlotCache {
+    /// A cache under `prefix` with `slots` slots (at least 1).
+    pub fn new(prefix: impl Into<String>, slots: u32) -> Self {
+        Self {
+            prefix: prefix.into(),
+            slots: slots.max(1),
+        }
+    }
+
+    /// The shared-data key of the slot `digest` maps to.
+    pub fn slot_key(&self, digest: &str) -> String {
+        let head = digest.get(..8).unwrap_or(digest);
+        let n = u32::from_str_radix(head, 16).unwrap_or_else(|_| {
+            digest
+                .bytes()
+                .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)))
+        });
+        format!("{}.{}", self.prefix, n % self.slots)
+    }
+
+    /// The entry for `digest`, if its slot holds it.
+    pub fn get(&self, host: &dyn Host, digest: &str) -> Option<CacheEntry> {
+        let bytes = host.shared_get(&self.slot_key(digest))?;
+        let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+        (entry.digest == digest).then_some(entry)
+    }
+
+    /// Stores `entry` in its slot, replacing whatever was there.
+    pub fn put(&self, host: &dyn Host, entry: &CacheEntry) {
+        if let Ok(bytes) = serde_json::to_vec(entry) {
+            host.shared_set(&self.slot_key(&entry.digest), &bytes);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Outcomes of authentication and the proxy actions they translate to.
+
+use pricing::error::{ErrorCode, ErrorEnvelope};
+use serde::{Deserialize, Serialize};
+
+/// Headers the gateway sets for upstreams; client-supplied copies are always
+/// removed.
+pub const INTERNAL_HEADERS: [&str; 4] = [
+    "x-client-id",
+    "x-client-scopes",
+    "x-auth-method",
+    "x-client-rate-limit",
+];
+
+/// The `status` label of `authentication_attempts_total` (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// Credential accepted.
+    Success,
+    /// Unknown or malformed API key.
+    InvalidKey,
+    /// API key past its expiry.
+    ExpiredKey,
+    /// API key revoked.
+    RevokedKey,
+    /// No credential presented.
+    MissingCredentials,
+    /// Bearer token rejected (signature, algorithm, claims, key id).
+    InvalidToken,
+    /// Bearer token past its `exp`.
+    ExpiredToken,
+}
+
+impl AttemptStatus {
+    /// Every status, for defining the metrics up front.
+    pub const ALL: [AttemptStatus; 7] = [
+        Self::Success,
+        Self::InvalidKey,
+        Self::ExpiredKey,
+        Self::RevokedKey,
+        Self::MissingCredentials,
+        Self::InvalidToken,
+        Self::ExpiredToken,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InvalidKey => "invalid_key",
+            Self::ExpiredKey => "expired_key",
+            Self::RevokedKey => "revoked_key",
+            Self::MissingCredentials => "missing_credentials",
+            Self::InvalidToken => "invalid_token",
+            Self::ExpiredToken => "expired_token",
+        }
+    }
+
+    /// Position in [`AttemptStatus::ALL`] (for metric id tables).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Success => 0,
+            Self::InvalidKey => 1,
+            Self::ExpiredKey => 2,
+            Self::RevokedKey => 3,
+            Self::MissingCredentials => 4,
+            Self::InvalidToken => 5,
+            Self::ExpiredToken => 6,
+        }
+    }
+
+    /// The metric name with its label encoded for Envoy's `stats_tags`.
+    pub fn metric_name(self) -> String {
+        format!("authentication_attempts_total.status={};", self.as_str())
+    }
+
+    /// The sentence in the 401 envelope.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::Success => "Authenticated",
+            Self::InvalidKey => "Invalid API key",
+            Self::ExpiredKey => "API key has expired",
+            Self::RevokedKey => "API key has been revoked",
+            Self::MissingCredentials => {
+                "Authentication required: send an X-API-Key header or an Authorization: Bearer token"
+            }
+            Self::InvalidToken => "Invalid bearer token",
+            Self::ExpiredToken => "Bearer token has expired",
+        }
+    }
+}
+
+/// How the caller authenticated (`x-auth-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `X-API-Key`.
+    ApiKey,
+    /// `Authorization: Bearer`.
+    Jwt,
+}
+
+impl AuthMethod {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `x-client-id`.
+    pub client_id: String,
+    /// `x-client-scopes`, space-separated.
+    pub scopes: Vec<String>,
+    /// `x-auth-method`.
+    pub method: AuthMethod,
+    /// `x-client-rate-limit`, when the credential carries its own limit.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The credential is missing or bad: 401.
+    Rejected(AttemptStatus),
+    /// The auth service could not answer and nothing usable is cached: 503.
+    Unavailable,
+}
+
+impl Denial {
+    /// HTTP status and envelope of the local reply.
+    pub fn envelope(self, request_id: &str) -> (u16, ErrorEnvelope) {
+        let (code, message) = match self {
+            Denial::Rejected(status) => (ErrorCode::Unauthorized, status.message()),
+            Denial::Unavailable => (
+                ErrorCode::ServiceUnavailable,
+                "Authentication service unavailable, try again shortly",
+            ),
+        };
+        (
+            code.http_status(),
+            ErrorEnvelope::new(code, message, request_id),
+        )
+    }
+
+    /// The `reason` of the `Authentication error` log line.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Denial::Rejected(status) => status.as_str(),
+            Denial::Unavailable => "auth_service_unavailable",
+        }
+    }
+}
+
+/// A response produced by the filter itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body (SPEC §6 envelope).
+    pub body: String,
+}
+
+/// What the proxy does with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actions {
+    /// Request headers to remove first.
+    pub remove_headers: Vec<&'static str>,
+    /// Request headers to set afterwards.
+    pub set_headers: Vec<(&'static str, String)>,
+    /// When set, answer with this instead of forwarding.
+    pub reply: Option<LocalReply>,
+}
+
+impl Actions {
+    /// Forward the request after removing the internal headers (and the
+    /// credential header, when given) and setting the identity headers.
+    pub fn forward(identity: Option<&Identity>, credential_header: Option<&'static str>) -> Self {
+        let mut remove_headers: Vec<&'static str> = INTERNAL_HEADERS.to_vec();
+        if let Some(header) = credential_header {
+            remove_headers.push(header);
+        }
+        let mut set_headers = Vec::new();
+        if let Some(identity) = identity {
+            set_headers.push(("x-client-id", identity.client_id.clone()));
+            set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
+            set_headers.push(("x-auth-method", identity.method.as_str().to_owned()));
+            if let Some(limit) = identity.rate_limit_per_minute {
+                set_headers.push(("x-client-rate-limit", limit.to_string()));
+            }
+        }
+        Self {
+            remove_headers,
+            set_headers,
+            reply: None,
+        }
+    }
+
+    /// Answer locally with the envelope of `denial`.
+    pub fn deny(denial: Denial, request_id: &str) -> Self {
+        let (status, envelope) = denial.envelope(request_id);
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if !request_id.is_empty() {
+            headers.push(("x-request-id", request_id.to_owned()));
+        }
+        match denial {
+            Denial::Rejected(_) => headers.push((
+                "www-authenticate",
+                r#"Bearer realm="borrow-rate-api", ApiKey header="X-API-Key""#.to_owned(),
+            )),
+            Denial::Unavailable => headers.push(("retry-after", "1".to_owned())),
+        }
+        Self {
+            remove_headers: Vec::new(),
+            set_headers: Vec::new(),
+            reply: Some(LocalReply {
+                status,
+                headers,
+                body: envelope.to_json(),
+            }),
+        }
+    }
+}

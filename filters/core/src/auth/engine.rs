@@ -1,0 +1,408 @@
+//! The authentication decision for one request.
+
+use serde::Deserialize;
+
+use super::cache::{CacheEntry, EntryKind, Freshness, SlotCache};
+use super::config::Settings;
+use super::credential::{extract_credential, hash_api_key, hex_sha256, is_well_formed_api_key};
+use super::credential::{Credential, API_KEY_HEADER, AUTHORIZATION_HEADER};
+use super::decision::{Actions, AttemptStatus, AuthMethod, Denial, Identity};
+use super::host::Host;
+use super::jwt::{is_valid_client_id, is_valid_scope};
+use super::logfmt::{stale_served_line, AuthErrorLine};
+use super::time::parse_rfc3339_to_unix;
+
+/// What the filter sees of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct IncomingRequest<'a> {
+    /// `:path` (with query string).
+    pub path: &'a str,
+    /// `x-api-key` header value.
+    pub api_key: Option<&'a str>,
+    /// `authorization` header value.
+    pub authorization: Option<&'a str>,
+    /// `x-request-id` header value (empty when absent).
+    pub request_id: &'a str,
+}
+
+/// The next thing the host does.
+#[derive(Debug)]
+pub enum Step {
+    /// Apply these actions; the decision is final.
+    Done(Actions),
+    /// Ask the auth service about a key, then call
+    /// [`Authenticator::on_verify_response`].
+    VerifyKey(PendingVerification),
+}
+
+/// A key verification in flight.
+#[derive(Debug, Clone)]
+pub struct PendingVerification {
+    /// Hex SHA-256 of the key (the only form sent to the auth service).
+    pub key_hash: String,
+    stale: Option<CacheEntry>,
+    path: String,
+    request_id: String,
+}
+
+impl PendingVerification {
+    /// JSON body of the verification call.
+    pub fn request_body(&self) -> Vec<u8> {
+        format!(r#"{{"key_hash":"{}"}}"#, self.key_hash).into_bytes()
+    }
+}
+
+/// What came back from the auth service.
+#[derive(Debug, Clone, Copy)]
+pub enum VerifyAnswer<'a> {
+    /// An HTTP response.
+    Response {
+        /// `:status`.
+        status: u16,
+        /// Body bytes.
+        body: &'a [u8],
+    },
+    /// No response: dispatch refused, reset or timed out.
+    Failed,
+}
+
+#[derive(Deserialize)]
+struct VerifyResponse {
+    client_id: String,
+    status: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeCode {
+    error: EnvelopeError,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeError {
+    code: String,
+}
+
+/// The auth filter's logic, shared by every request of one plugin instance.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    settings: Settings,
+    keys: SlotCache,
+    tokens: SlotCache,
+}
+
+impl Authenticator {
+    /// A new authenticator for validated settings.
+    pub fn new(settings: Settings) -> Self {
+        let slots = settings.cache.slots;
+        let token_prefix = match &settings.jwt {
+            Some(jwt) => format!("brl.auth.jwt.{}", jwt.fingerprint()),
+            None => "brl.auth.jwt".to_owned(),
+        };
+        Self {
+            keys: SlotCache::new("brl.auth.key", slots),
+            tokens: SlotCache::new(token_prefix, slots),
+            settings,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Decides what to do with a request's headers.
+    pub fn on_request(&self, host: &dyn Host, req: &IncomingRequest<'_>) -> Step {
+        if !self.settings.enabled || self.settings.is_public_path(req.path) {
+            return Step::Done(Actions::forward(None, None));
+        }
+        match extract_credential(req.api_key, req.authorization) {
+            Credential::Missing => Step::Done(self.reject(
+                host,
+                AttemptStatus::MissingCredentials,
+                None,
+                None,
+                req,
+            )),
+            Credential::ApiKey(key) => self.on_api_key(host, key, req),
+            Credential::Bearer(token) => Step::Done(self.on_bearer(host, token, req)),
+        }
+    }
+
+    fn on_api_key(&self, host: &dyn Host, key: &str, req: &IncomingRequest<'_>) -> Step {
+        if !is_well_formed_api_key(key) {
+            return Step::Done(self.reject(
+                host,
+                AttemptStatus::InvalidKey,
+                Some("malformed_key"),
+                None,
+                req,
+            ));
+        }
+        let key_hash = hash_api_key(key);
+        let now = host.now_ms();
+        let cached = self.keys.get(host, &key_hash);
+        let stale = match cached {
+            Some(entry) => match entry.key_freshness(&self.settings.cache, now) {
+                Freshness::Fresh => {
+                    return Step::Done(self.apply_key_entry(host, &entry, Some("cached"), req))
+                }
+                Freshness::Stale => Some(entry),
+                Freshness::Dead => None,
+            },
+            None => None,
+        };
+        Step::VerifyKey(PendingVerification {
+            key_hash,
+            stale,
+            path: req.path.to_owned(),
+            request_id: req.request_id.to_owned(),
+        })
+    }
+
+    /// Completes a key verification with the auth service's answer.
+    pub fn on_verify_response(
+        &self,
+        host: &dyn Host,
+        pending: &PendingVerification,
+        answer: VerifyAnswer<'_>,
+    ) -> Actions {
+        let req = IncomingRequest {
+            path: &pending.path,
+            api_key: None,
+            authorization: None,
+            request_id: &pending.request_id,
+        };
+        let now = host.now_ms();
+        match interpret_answer(answer, now / 1000) {
+            Some(kind) => {
+                let entry = CacheEntry {
+                    digest: pending.key_hash.clone(),
+                    stored_at_ms: now,
+                    kind,
+                };
+                self.keys.put(host, &entry);
+                self.apply_key_entry(host, &entry, None, &req)
+            }
+            None => {
+                let usable = pending.stale.as_ref().filter(|entry| {
+                    entry.key_freshness(&self.settings.cache, now) != Freshness::Dead
+                });
+                match usable {
+                    Some(entry) => {
+                        if let EntryKind::Valid { client_id, .. } = &entry.kind {
+                            host.log_warn(&stale_served_line(
+                                client_id,
+                                &pending.path,
+                                &pending.request_id,
+                            ));
+                        }
+                        self.apply_key_entry(host, entry, Some("stale_cache"), &req)
+                    }
+                    None => {
+                        host.log_warn(
+                            &AuthErrorLine {
+                                reason: Denial::Unavailable.reason(),
+                                detail: None,
+                                client_id: None,
+                                path: &pending.path,
+                                request_id: &pending.request_id,
+                            }
+                            .render(),
+                        );
+                        Actions::deny(Denial::Unavailable, &pending.request_id)
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_key_entry(
+        &self,
+        host: &dyn Host,
+        entry: &CacheEntry,
+        detail: Option<&str>,
+        req: &IncomingRequest<'_>,
+    ) -> Actions {
+        match &entry.kind {
+            EntryKind::Valid {
+                client_id,
+                scopes,
+                rate_limit_per_minute,
+                expires_at,
+            } => {
+                if expires_at.is_some_and(|exp| host.now_ms() / 1000 >= exp) {
+                    return self.reject(
+                        host,
+                        AttemptStatus::ExpiredKey,
+                        detail,
+                        Some(client_id),
+                        req,
+                    );
+                }
+                let identity = Identity {
+                    client_id: client_id.clone(),
+                    scopes: scopes.clone(),
+                    method: AuthMethod::ApiKey,
+                    rate_limit_per_minute: *rate_limit_per_minute,
+                };
+                self.allow(host, &identity, API_KEY_HEADER)
+            }
+            EntryKind::Denied { status, client_id } => {
+                self.reject(host, *status, detail, client_id.as_deref(), req)
+            }
+        }
+    }
+
+    fn on_bearer(&self, host: &dyn Host, token: &str, req: &IncomingRequest<'_>) -> Actions {
+        let Some(verifier) = &self.settings.jwt else {
+            return self.reject(
+                host,
+                AttemptStatus::InvalidToken,
+                Some("jwt_disabled"),
+                None,
+                req,
+            );
+        };
+        let now_ms = host.now_ms();
+        let now = now_ms / 1000;
+        let digest = hex_sha256(token.as_bytes());
+        if let Some(entry) = self.tokens.get(host, &digest) {
+            if let EntryKind::Valid {
+                client_id,
+                scopes,
+                rate_limit_per_minute,
+                expires_at: Some(exp),
+            } = &entry.kind
+            {
+                if entry.stored_at_ms <= now_ms
+                    && now <= exp.saturating_add(verifier.leeway_seconds())
+                {
+                    let identity = Identity {
+                        client_id: client_id.clone(),
+                        scopes: scopes.clone(),
+                        method: AuthMethod::Jwt,
+                        rate_limit_per_minute: *rate_limit_per_minute,
+                    };
+                    return self.allow(host, &identity, AUTHORIZATION_HEADER);
+                }
+            }
+        }
+        match verifier.verify(token, now) {
+            Ok(verified) => {
+                self.tokens.put(
+                    host,
+                    &CacheEntry {
+                        digest,
+                        stored_at_ms: now_ms,
+                        kind: EntryKind::Valid {
+                            client_id: verified.client_id.clone(),
+                            scopes: verified.scopes.clone(),
+                            rate_limit_per_minute: verified.rate_limit_per_minute,
+                            expires_at: Some(verified.expires_at),
+                        },
+                    },
+                );
+                let identity = Identity {
+                    client_id: verified.client_id,
+                    scopes: verified.scopes,
+                    method: AuthMethod::Jwt,
+                    rate_limit_per_minute: verified.rate_limit_per_minute,
+                };
+                self.allow(host, &identity, AUTHORIZATION_HEADER)
+            }
+            Err(err) => {
+                let client_id = match &err {
+                    super::jwt::JwtError::Expired { client_id } => Some(client_id.as_str()),
+                    _ => None,
+                };
+                self.reject(host, err.status(), Some(err.detail()), client_id, req)
+            }
+        }
+    }
+
+    fn allow(&self, host: &dyn Host, identity: &Identity, header: &'static str) -> Actions {
+        host.count_attempt(AttemptStatus::Success);
+        let strip = self.settings.strip_credential_header.then_some(header);
+        Actions::forward(Some(identity), strip)
+    }
+
+    fn reject(
+        &self,
+        host: &dyn Host,
+        status: AttemptStatus,
+        detail: Option<&str>,
+        client_id: Option<&str>,
+        req: &IncomingRequest<'_>,
+    ) -> Actions {
+        host.count_attempt(status);
+        host.log_warn(
+            &AuthErrorLine {
+                reason: status.as_str(),
+                detail,
+                client_id,
+                path: req.path,
+                request_id: req.request_id,
+            }
+            .render(),
+        );
+        Actions::deny(Denial::Rejected(status), req.request_id)
+    }
+}
+
+/// Turns the auth service's answer into a cacheable verdict; `None` when
+/// the service failed (no answer, unexpected status, unreadable body).
+fn interpret_answer(answer: VerifyAnswer<'_>, now: u64) -> Option<EntryKind> {
+    let VerifyAnswer::Response { status, body } = answer else {
+        return None;
+    };
+    match status {
+        200 => {
+            let resp: VerifyResponse = serde_json::from_slice(body).ok()?;
+            if !is_valid_client_id(&resp.client_id) || !resp.scopes.iter().all(|s| is_valid_scope(s))
+            {
+                return None;
+            }
+            let expires_at = match resp.expires_at.as_deref() {
+                Some(text) => Some(parse_rfc3339_to_unix(text)?),
+                None => None,
+            };
+            match resp.status.as_str() {
+                "active" if expires_at.is_some_and(|exp| now >= exp) => Some(EntryKind::Denied {
+                    status: AttemptStatus::ExpiredKey,
+                    client_id: Some(resp.client_id),
+                }),
+                "active" => Some(EntryKind::Valid {
+                    client_id: resp.client_id,
+                    scopes: resp.scopes,
+                    rate_limit_per_minute: resp.rate_limit_per_minute,
+                    expires_at,
+                }),
+                "revoked" => Some(EntryKind::Denied {
+                    status: AttemptStatus::RevokedKey,
+                    client_id: Some(resp.client_id),
+                }),
+                "expired" => Some(EntryKind::Denied {
+                    status: AttemptStatus::ExpiredKey,
+                    client_id: Some(resp.client_id),
+                }),
+                _ => None,
+            }
+        }
+        404 => {
+            // Only our own envelope means "unknown key"; any other 404 is a
+            // misrouted call and must not turn into a cached denial.
+            let envelope: EnvelopeCode = serde_json::from_slice(body).ok()?;
+            (envelope.error.code == "UNAUTHORIZED").then_some(EntryKind::Denied {
+                status: AttemptStatus::InvalidKey,
+                client_id: None,
+            })
+        }
+        _ => None,
+    }
+}

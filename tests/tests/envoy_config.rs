@@ -1,0 +1,392 @@
+//! The rendered Envoy configuration: every shape and switch combination is
+//! accepted by `envoy --mode validate`, and the properties the gateway
+//! promises (filter order, safe retries, resilient clusters, loopback admin,
+//! no drift between shapes) hold in the rendered text.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use e2e::{envoy_validate, repo_root, wasm_file};
+
+const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+/// Variables the renderer reads from the environment; cleared so a
+/// developer's shell cannot change what a test renders.
+const RENDER_ENV: &[&str] = &[
+    "ENABLE_AUTHENTICATION",
+    "ENABLE_RATE_LIMITING",
+    "CORS_ORIGINS",
+    "SLOW_REQUEST_MS",
+    "JWT_SECRET_KEY",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_FAILURE_MODE",
+    "UPSTREAM_MAX_CONNECTIONS",
+    "UPSTREAM_MAX_PENDING_REQUESTS",
+    "UPSTREAM_MAX_REQUESTS",
+    "UPSTREAM_MAX_RETRIES",
+    "HEALTH_CHECK_INTERVAL_MS",
+    "MAX_DOWNSTREAM_CONNECTIONS",
+];
+
+fn render(args: &[&str], sets: &[(&str, &str)]) -> Result<String, String> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("envoy/render.py"))
+        .args(["--out", "-"])
+        .args(args);
+    for var in RENDER_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in sets {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().map_err(|e| format!("python3: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn render_ok(args: &[&str], sets: &[(&str, &str)]) -> String {
+    render(args, sets).unwrap_or_else(|e| panic!("render {args:?} {sets:?} failed: {e}"))
+}
+
+/// A self-signed certificate made by scripts/gen-cert.sh, once per run.
+fn cert_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("gateway-config-certs-{}", std::process::id()));
+        let status = Command::new(repo_root().join("scripts/gen-cert.sh"))
+            .arg(&dir)
+            .status()
+            .expect("scripts/gen-cert.sh runs");
+        assert!(status.success(), "scripts/gen-cert.sh failed");
+        dir
+    })
+    .clone()
+}
+
+fn wasm_dir() -> PathBuf {
+    let auth = wasm_file("auth_filter");
+    wasm_file("validation_filter");
+    wasm_file("metrics_filter");
+    auth.parent().expect("wasm dir").to_path_buf()
+}
+
+/// The names of the public listener's HTTP filters, in order.
+fn http_filter_names(yaml: &str) -> Vec<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "http_filters:")
+        .expect("an http_filters list");
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let mut names = Vec::new();
+    for l in &lines[start + 1..] {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let i = l.len() - t.len();
+        if i < indent || (i == indent && !t.starts_with("- ")) {
+            break;
+        }
+        if i == indent {
+            if let Some(name) = t.strip_prefix("- name: ") {
+                names.push(name.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The text of the route whose `name:` line is `- name: <name>` and whose
+/// block holds `needle` (the first such route).
+fn route_block(yaml: &str, name: &str, needle: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim() != format!("- name: {name}") {
+            continue;
+        }
+        let indent = l.len() - l.trim_start().len();
+        let mut block = vec![*l];
+        for m in &lines[i + 1..] {
+            let t = m.trim_start();
+            let j = m.len() - t.len();
+            if !t.is_empty() && j <= indent {
+                break;
+            }
+            block.push(m);
+        }
+        let block = block.join("\n");
+        if block.contains(needle) {
+            return block;
+        }
+    }
+    panic!("no route {name} containing {needle}");
+}
+
+/// The text of one cluster definition.
+fn cluster_block(yaml: &str, name: &str) -> String {
+    let clusters = &yaml[yaml.find("\n  clusters:").expect("clusters")..];
+    let start = clusters
+        .find(&format!("  - name: {name}\n"))
+        .unwrap_or_else(|| panic!("no cluster {name}"));
+    let rest = &clusters[start + 4..];
+    let end = rest.find("\n  - name: ").unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+#[test]
+fn every_rendered_variant_passes_envoy_validate() {
+    let wasm = wasm_dir();
+    let certs = cert_dir();
+    let mut checked = 0;
+    for shape in ["local", "compose"] {
+        for tls in ["on", "off"] {
+            for auth in ["true", "false"] {
+                for rl in ["true", "false"] {
+                    let (w, c) = (wasm.display().to_string(), certs.display().to_string());
+                    let yaml = render_ok(
+                        &["--shape", shape, "--tls", tls, "--wasm-dir", &w, "--cert-dir", &c],
+                        &[
+                            ("ENABLE_AUTHENTICATION", auth),
+                            ("ENABLE_RATE_LIMITING", rl),
+                            ("JWT_SECRET_KEY", SECRET),
+                            ("CORS_ORIGINS", "https://app.example.com"),
+                        ],
+                    );
+                    assert!(!yaml.contains("/etc/envoy"), "paths overridden");
+                    if let Err(e) = envoy_validate(&yaml) {
+                        panic!("shape={shape} tls={tls} auth={auth} ratelimit={rl} rejected:\n{e}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 16);
+}
+
+#[test]
+fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_router() {
+    let yaml = render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("CORS_ORIGINS", "https://app.example.com")],
+    );
+    let names = http_filter_names(&yaml);
+    assert_eq!(
+        names,
+        [
+            "metrics_filter",
+            "envoy.filters.http.cors",
+            "auth_filter",
+            "envoy.filters.http.local_ratelimit",
+            "envoy.filters.http.ratelimit",
+            "validation_filter",
+            "envoy.filters.http.router",
+        ],
+        "filter order"
+    );
+}
+
+#[test]
+fn authentication_off_drops_the_auth_filter_but_still_strips_internal_headers() {
+    let yaml = render_ok(&["--shape", "local"], &[("ENABLE_AUTHENTICATION", "false")]);
+    let names = http_filter_names(&yaml);
+    assert!(!names.iter().any(|n| n == "auth_filter"), "{names:?}");
+    assert!(names.iter().any(|n| n == "envoy.filters.http.header_mutation"), "{names:?}");
+    for h in ["x-client-id", "x-client-scopes", "x-auth-method", "x-client-rate-limit"] {
+        assert!(yaml.contains(&format!("- remove: {h}")), "{h} not stripped");
+    }
+    // No secret is needed (or rendered) when authentication is off.
+    assert!(!yaml.contains("\\\"secret\\\""), "jwt secret rendered with auth off");
+}
+
+#[test]
+fn rate_limiting_off_drops_both_rate_limit_filters_and_the_rls_cluster() {
+    let on = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
+    let off = render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("ENABLE_RATE_LIMITING", "false")],
+    );
+    assert!(on.contains("- name: rate_limit_service"));
+    assert!(!off.contains("- name: rate_limit_service"));
+    let names = http_filter_names(&off);
+    assert!(!names.iter().any(|n| n.contains("ratelimit")), "{names:?}");
+}
+
+#[test]
+fn cors_is_absent_unless_origins_are_configured_and_then_exact() {
+    let none = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
+    assert!(!none.contains("envoy.filters.http.cors"));
+    let some = render_ok(
+        &["--shape", "local"],
+        &[
+            ("JWT_SECRET_KEY", SECRET),
+            ("CORS_ORIGINS", "https://a.example.com, http://localhost:3000"),
+        ],
+    );
+    assert!(some.contains(r#"- { exact: "https://a.example.com" }"#));
+    assert!(some.contains(r#"- { exact: "http://localhost:3000" }"#));
+    assert!(!some.contains(r#"regex: ".*""#), "no wildcard unless asked for");
+}
+
+#[test]
+fn the_renderer_refuses_unsafe_or_malformed_settings() {
+    let short = render(&["--shape", "local"], &[("JWT_SECRET_KEY", "short")]);
+    assert!(short.as_ref().is_err_and(|e| e.contains("JWT_SECRET_KEY")), "{short:?}");
+    let cors = render(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("CORS_ORIGINS", "javascript:alert(1)")],
+    );
+    assert!(cors.as_ref().is_err_and(|e| e.contains("CORS_ORIGINS")), "{cors:?}");
+    let flag = render(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("ENABLE_RATE_LIMITING", "maybe")],
+    );
+    assert!(flag.as_ref().is_err_and(|e| e.contains("ENABLE_RATE_LIMITING")), "{flag:?}");
+    let slow = render(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "-5")],
+    );
+    assert!(slow.as_ref().is_err_and(|e| e.contains("SLOW_REQUEST_MS")), "{slow:?}");
+}
+
+#[test]
+fn a_calculation_is_retried_only_when_it_never_reached_a_backend() {
+    let yaml = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
+    let post = route_block(&yaml, "/api/v1/calculate-locate", "cluster: calculation_service");
+    assert!(post.contains("retry_on: connect-failure,refused-stream\n"), "{post}");
+    let get = route_block(&yaml, "/api/v1/rates/{ticker}", "cluster: data_service");
+    assert!(get.contains("retry_on: connect-failure,refused-stream,reset,5xx"), "{get}");
+    assert!(get.contains("per_try_timeout"), "{get}");
+    // No other route retries on 5xx: only the GET of rates does.
+    assert_eq!(yaml.matches(",5xx").count(), 2, "one 5xx retry per listener");
+}
+
+#[test]
+fn every_backend_cluster_has_timeouts_breakers_budget_outlier_detection_and_health_checks() {
+    let yaml = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
+    for cluster in [
+        "data_service",
+        "calculation_service",
+        "auth_service",
+        "ops_service",
+        "rate_limit_service",
+    ] {
+        let c = cluster_block(&yaml, cluster);
+        for needle in [
+            "connect_timeout:",
+            "circuit_breakers:",
+            "retry_budget:",
+            "outlier_detection:",
+            "http_health_check:",
+            "path: /health",
+            "per_connection_buffer_limit_bytes:",
+        ] {
+            assert!(c.contains(needle), "{cluster} lacks {needle}:\n{c}");
+        }
+    }
+    let rls = cluster_block(&yaml, "rate_limit_service");
+    assert!(rls.contains("http2_protocol_options"), "RLS speaks gRPC");
+    assert!(rls.contains("health_check_config: { port_value: 8091 }"), "{rls}");
+}
+
+#[test]
+fn the_admin_interface_listens_on_loopback_in_every_shape() {
+    for shape in ["local", "compose"] {
+        let yaml = render_ok(&["--shape", shape], &[("JWT_SECRET_KEY", SECRET)]);
+        let admin = &yaml[yaml.find("\nadmin:").expect("admin")..];
+        let admin = &admin[..admin.find("\n\n").unwrap_or(admin.len())];
+        assert!(admin.contains("address: 127.0.0.1"), "{shape}: {admin}");
+    }
+}
+
+#[test]
+fn edge_hardening_settings_are_in_every_listener() {
+    let yaml = render_ok(&["--shape", "compose", "--tls", "on"], &[("JWT_SECRET_KEY", SECRET)]);
+    for needle in [
+        "use_remote_address: true",
+        "xff_num_trusted_hops: 0",
+        "normalize_path: true",
+        "merge_slashes: true",
+        "path_with_escaped_slashes_action: REJECT_REQUEST",
+        "headers_with_underscores_action: REJECT_REQUEST",
+        "max_request_headers_kb: 32",
+        "request_headers_timeout:",
+    ] {
+        assert_eq!(yaml.matches(needle).count(), 2, "{needle} on both public listeners");
+    }
+    assert_eq!(yaml.matches("tls_minimum_protocol_version: TLSv1_2").count(), 1);
+    assert_eq!(yaml.matches("key: strict-transport-security").count(), 1, "HSTS on TLS only");
+    let plain = render_ok(&["--shape", "compose", "--tls", "off"], &[("JWT_SECRET_KEY", SECRET)]);
+    assert!(!plain.contains("DownstreamTlsContext"));
+}
+
+#[test]
+fn local_and_compose_shapes_differ_only_in_addresses_and_paths() {
+    let local = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
+    let compose = render_ok(&["--shape", "compose"], &[("JWT_SECRET_KEY", SECRET)]);
+    // Strip what legitimately differs: addresses, file paths, the cluster
+    // type that follows from DNS names, the node id and the compose-only
+    // stats listener. Everything else must be byte-identical.
+    fn normalise(s: &str) -> String {
+        let s: String = s
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let s = match (s.find("  - name: internal_admin"), s.find("\n  clusters:")) {
+            (Some(a), Some(b)) => format!("{}{}", &s[..a], &s[b + 1..]),
+            _ => s.to_string(),
+        };
+        let s = match s.find("  - name: envoy_admin\n") {
+            Some(a) => s[..a].to_string(),
+            None => s,
+        };
+        s.lines()
+            .map(|l| {
+                if l.contains("filename:") {
+                    "FILENAME".to_string()
+                } else if l.contains("socket_address:") {
+                    let port = l.split("port_value: ").nth(1).unwrap_or("");
+                    format!("ADDRESS {port}")
+                } else if l.contains("type: STATIC") || l.contains("type: STRICT_DNS") {
+                    "TYPE".to_string()
+                } else if l.starts_with("  id: gateway-") {
+                    "NODE".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    let (l, c) = (normalise(&local), normalise(&compose));
+    if l != c {
+        let diff: Vec<String> = l
+            .lines()
+            .zip(c.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .map(|(a, b)| format!("local:   {a}\ncompose: {b}"))
+            .collect();
+        panic!("shapes drifted:\n{}", diff.join("\n"));
+    }
+    assert!(compose.contains("address: data-service"), "compose uses service names");
+    assert!(local.contains("address: 127.0.0.1, port_value: 8081"));
+}
+
+#[test]
+fn plugin_configurations_follow_the_environment() {
+    let yaml = render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "750")],
+    );
+    assert!(yaml.contains("750"), "SLOW_REQUEST_MS reaches the metrics filter");
+    assert!(yaml.contains(SECRET), "JWT_SECRET_KEY reaches the auth filter");
+}
