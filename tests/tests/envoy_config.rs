@@ -151,7 +151,16 @@ fn every_rendered_variant_passes_envoy_validate() {
                 for rl in ["true", "false"] {
                     let (w, c) = (wasm.display().to_string(), certs.display().to_string());
                     let yaml = render_ok(
-                        &["--shape", shape, "--tls", tls, "--wasm-dir", &w, "--cert-dir", &c],
+                        &[
+                            "--shape",
+                            shape,
+                            "--tls",
+                            tls,
+                            "--wasm-dir",
+                            &w,
+                            "--cert-dir",
+                            &c,
+                        ],
                         &[
                             ("ENABLE_AUTHENTICATION", auth),
                             ("ENABLE_RATE_LIMITING", rl),
@@ -175,7 +184,10 @@ fn every_rendered_variant_passes_envoy_validate() {
 fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_router() {
     let yaml = render_ok(
         &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET), ("CORS_ORIGINS", "https://app.example.com")],
+        &[
+            ("JWT_SECRET_KEY", SECRET),
+            ("CORS_ORIGINS", "https://app.example.com"),
+        ],
     );
     let names = http_filter_names(&yaml);
     assert_eq!(
@@ -198,12 +210,25 @@ fn authentication_off_drops_the_auth_filter_but_still_strips_internal_headers() 
     let yaml = render_ok(&["--shape", "local"], &[("ENABLE_AUTHENTICATION", "false")]);
     let names = http_filter_names(&yaml);
     assert!(!names.iter().any(|n| n == "auth_filter"), "{names:?}");
-    assert!(names.iter().any(|n| n == "envoy.filters.http.header_mutation"), "{names:?}");
-    for h in ["x-client-id", "x-client-scopes", "x-auth-method", "x-client-rate-limit"] {
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "envoy.filters.http.header_mutation"),
+        "{names:?}"
+    );
+    for h in [
+        "x-client-id",
+        "x-client-scopes",
+        "x-auth-method",
+        "x-client-rate-limit",
+    ] {
         assert!(yaml.contains(&format!("- remove: {h}")), "{h} not stripped");
     }
     // No secret is needed (or rendered) when authentication is off.
-    assert!(!yaml.contains("\\\"secret\\\""), "jwt secret rendered with auth off");
+    assert!(
+        !yaml.contains("\\\"secret\\\""),
+        "jwt secret rendered with auth off"
+    );
 }
 
 #[test]
@@ -211,7 +236,10 @@ fn rate_limiting_off_drops_both_rate_limit_filters_and_the_rls_cluster() {
     let on = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
     let off = render_ok(
         &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET), ("ENABLE_RATE_LIMITING", "false")],
+        &[
+            ("JWT_SECRET_KEY", SECRET),
+            ("ENABLE_RATE_LIMITING", "false"),
+        ],
     );
     assert!(on.contains("- name: rate_limit_service"));
     assert!(!off.contains("- name: rate_limit_service"));
@@ -227,45 +255,84 @@ fn cors_is_absent_unless_origins_are_configured_and_then_exact() {
         &["--shape", "local"],
         &[
             ("JWT_SECRET_KEY", SECRET),
-            ("CORS_ORIGINS", "https://a.example.com, http://localhost:3000"),
+            (
+                "CORS_ORIGINS",
+                "https://a.example.com, http://localhost:3000",
+            ),
         ],
     );
     assert!(some.contains(r#"- { exact: "https://a.example.com" }"#));
     assert!(some.contains(r#"- { exact: "http://localhost:3000" }"#));
-    assert!(!some.contains(r#"regex: ".*""#), "no wildcard unless asked for");
+    assert!(
+        !some.contains(r#"regex: ".*""#),
+        "no wildcard unless asked for"
+    );
 }
 
 #[test]
 fn the_renderer_refuses_unsafe_or_malformed_settings() {
     let short = render(&["--shape", "local"], &[("JWT_SECRET_KEY", "short")]);
-    assert!(short.as_ref().is_err_and(|e| e.contains("JWT_SECRET_KEY")), "{short:?}");
+    assert!(
+        short.as_ref().is_err_and(|e| e.contains("JWT_SECRET_KEY")),
+        "{short:?}"
+    );
     let cors = render(
         &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET), ("CORS_ORIGINS", "javascript:alert(1)")],
+        &[
+            ("JWT_SECRET_KEY", SECRET),
+            ("CORS_ORIGINS", "javascript:alert(1)"),
+        ],
     );
-    assert!(cors.as_ref().is_err_and(|e| e.contains("CORS_ORIGINS")), "{cors:?}");
+    assert!(
+        cors.as_ref().is_err_and(|e| e.contains("CORS_ORIGINS")),
+        "{cors:?}"
+    );
     let flag = render(
         &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET), ("ENABLE_RATE_LIMITING", "maybe")],
+        &[
+            ("JWT_SECRET_KEY", SECRET),
+            ("ENABLE_RATE_LIMITING", "maybe"),
+        ],
     );
-    assert!(flag.as_ref().is_err_and(|e| e.contains("ENABLE_RATE_LIMITING")), "{flag:?}");
+    assert!(
+        flag.as_ref()
+            .is_err_and(|e| e.contains("ENABLE_RATE_LIMITING")),
+        "{flag:?}"
+    );
     let slow = render(
         &["--shape", "local"],
         &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "-5")],
     );
-    assert!(slow.as_ref().is_err_and(|e| e.contains("SLOW_REQUEST_MS")), "{slow:?}");
+    assert!(
+        slow.as_ref().is_err_and(|e| e.contains("SLOW_REQUEST_MS")),
+        "{slow:?}"
+    );
 }
 
 #[test]
 fn a_calculation_is_retried_only_when_it_never_reached_a_backend() {
     let yaml = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
-    let post = route_block(&yaml, "/api/v1/calculate-locate", "cluster: calculation_service");
-    assert!(post.contains("retry_on: connect-failure,refused-stream\n"), "{post}");
+    let post = route_block(
+        &yaml,
+        "/api/v1/calculate-locate",
+        "cluster: calculation_service",
+    );
+    assert!(
+        post.contains("retry_on: connect-failure,refused-stream\n"),
+        "{post}"
+    );
     let get = route_block(&yaml, "/api/v1/rates/{ticker}", "cluster: data_service");
-    assert!(get.contains("retry_on: connect-failure,refused-stream,reset,5xx"), "{get}");
+    assert!(
+        get.contains("retry_on: connect-failure,refused-stream,reset,5xx"),
+        "{get}"
+    );
     assert!(get.contains("per_try_timeout"), "{get}");
     // No other route retries on 5xx: only the GET of rates does.
-    assert_eq!(yaml.matches(",5xx").count(), 2, "one 5xx retry per listener");
+    assert_eq!(
+        yaml.matches(",5xx").count(),
+        2,
+        "one 5xx retry per listener"
+    );
 }
 
 #[test]
@@ -293,7 +360,10 @@ fn every_backend_cluster_has_timeouts_breakers_budget_outlier_detection_and_heal
     }
     let rls = cluster_block(&yaml, "rate_limit_service");
     assert!(rls.contains("http2_protocol_options"), "RLS speaks gRPC");
-    assert!(rls.contains("health_check_config: { port_value: 8091 }"), "{rls}");
+    assert!(
+        rls.contains("health_check_config: { port_value: 8091 }"),
+        "{rls}"
+    );
 }
 
 #[test]
@@ -308,7 +378,10 @@ fn the_admin_interface_listens_on_loopback_in_every_shape() {
 
 #[test]
 fn edge_hardening_settings_are_in_every_listener() {
-    let yaml = render_ok(&["--shape", "compose", "--tls", "on"], &[("JWT_SECRET_KEY", SECRET)]);
+    let yaml = render_ok(
+        &["--shape", "compose", "--tls", "on"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    );
     for needle in [
         "use_remote_address: true",
         "xff_num_trusted_hops: 0",
@@ -319,11 +392,26 @@ fn edge_hardening_settings_are_in_every_listener() {
         "max_request_headers_kb: 32",
         "request_headers_timeout:",
     ] {
-        assert_eq!(yaml.matches(needle).count(), 2, "{needle} on both public listeners");
+        assert_eq!(
+            yaml.matches(needle).count(),
+            2,
+            "{needle} on both public listeners"
+        );
     }
-    assert_eq!(yaml.matches("tls_minimum_protocol_version: TLSv1_2").count(), 1);
-    assert_eq!(yaml.matches("key: strict-transport-security").count(), 1, "HSTS on TLS only");
-    let plain = render_ok(&["--shape", "compose", "--tls", "off"], &[("JWT_SECRET_KEY", SECRET)]);
+    assert_eq!(
+        yaml.matches("tls_minimum_protocol_version: TLSv1_2")
+            .count(),
+        1
+    );
+    assert_eq!(
+        yaml.matches("key: strict-transport-security").count(),
+        1,
+        "HSTS on TLS only"
+    );
+    let plain = render_ok(
+        &["--shape", "compose", "--tls", "off"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    );
     assert!(!plain.contains("DownstreamTlsContext"));
 }
 
@@ -377,7 +465,10 @@ fn local_and_compose_shapes_differ_only_in_addresses_and_paths() {
             .collect();
         panic!("shapes drifted:\n{}", diff.join("\n"));
     }
-    assert!(compose.contains("address: data-service"), "compose uses service names");
+    assert!(
+        compose.contains("address: data-service"),
+        "compose uses service names"
+    );
     assert!(local.contains("address: 127.0.0.1, port_value: 8081"));
 }
 
@@ -387,6 +478,12 @@ fn plugin_configurations_follow_the_environment() {
         &["--shape", "local"],
         &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "750")],
     );
-    assert!(yaml.contains("750"), "SLOW_REQUEST_MS reaches the metrics filter");
-    assert!(yaml.contains(SECRET), "JWT_SECRET_KEY reaches the auth filter");
+    assert!(
+        yaml.contains("750"),
+        "SLOW_REQUEST_MS reaches the metrics filter"
+    );
+    assert!(
+        yaml.contains(SECRET),
+        "JWT_SECRET_KEY reaches the auth filter"
+    );
 }

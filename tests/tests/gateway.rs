@@ -79,7 +79,12 @@ impl Setup {
         let mut cmd = Command::new("python3");
         cmd.arg(repo_root().join("envoy/render.py"))
             .args(["--out", "-", "--shape", "local", "--no-wasm"])
-            .args(["--listener-port", "{{LISTENER_PORT}}", "--admin-port", "{{ADMIN_PORT}}"]);
+            .args([
+                "--listener-port",
+                "{{LISTENER_PORT}}",
+                "--admin-port",
+                "{{ADMIN_PORT}}",
+            ]);
         match self.tls_port {
             Some(p) => {
                 cmd.args(["--tls", "on", "--tls-port", &p.to_string()])
@@ -93,13 +98,23 @@ impl Setup {
         for var in RENDER_ENV {
             cmd.env_remove(var);
         }
-        cmd.args(["--set", "ENABLE_AUTHENTICATION=false", "--set", "ENABLE_RATE_LIMITING=false"]);
+        cmd.args([
+            "--set",
+            "ENABLE_AUTHENTICATION=false",
+            "--set",
+            "ENABLE_RATE_LIMITING=false",
+        ]);
         for (k, v) in &self.sets {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
         // Clusters without a test backend point at a closed port.
         let closed = free_port();
-        for cluster in ["data_service", "calculation_service", "auth_service", "ops_service"] {
+        for cluster in [
+            "data_service",
+            "calculation_service",
+            "auth_service",
+            "ops_service",
+        ] {
             let ports = self
                 .upstreams
                 .iter()
@@ -107,7 +122,8 @@ impl Setup {
                 .map(|(_, p)| p.clone())
                 .unwrap_or_else(|| vec![closed]);
             let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-            cmd.arg("--upstream").arg(format!("{cluster}={}", hosts.join(",")));
+            cmd.arg("--upstream")
+                .arg(format!("{cluster}={}", hosts.join(",")));
         }
         let out = cmd.output().expect("python3 envoy/render.py");
         assert!(
@@ -260,18 +276,25 @@ impl Reply {
         let v = self.json();
         assert_eq!(v["status"], "error", "{}", self.body);
         assert_eq!(v["error"]["code"], code, "{}", self.body);
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         let rid = self.header("x-request-id").expect("x-request-id header");
         assert!(!rid.is_empty());
-        assert_eq!(v["error"]["request_id"], rid, "request_id matches x-request-id");
+        assert_eq!(
+            v["error"]["request_id"], rid,
+            "request_id matches x-request-id"
+        );
     }
 }
 
 /// One HTTP/1.1 request written byte for byte (no client-side path
-/// normalisation), answered with `Connection: close`.
+/// normalisation), answered with `Connection: close`. Blocking: the tests
+/// run on a multi-threaded runtime so in-process upstreams keep serving.
 fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut req = format!("{method} {target} HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -335,7 +358,7 @@ async fn stat(envoy: &Envoy, name: &str) -> u64 {
 // Routing and the envelope
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_public_route_reaches_its_backend_under_the_upstream_path() {
     let data = CountingUpstream::start().await;
     let calc = CountingUpstream::start().await;
@@ -361,7 +384,13 @@ async fn each_public_route_reaches_its_backend_under_the_upstream_path() {
         body,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = raw(port, "POST", "/api/v1/auth/token", &[("x-api-key", "brl_x")], "");
+    let r = raw(
+        port,
+        "POST",
+        "/api/v1/auth/token",
+        &[("x-api-key", "brl_x")],
+        "",
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let ops_paths = [
         "/health/detailed",
@@ -397,20 +426,30 @@ async fn each_public_route_reaches_its_backend_under_the_upstream_path() {
     assert_eq!(ops_seen, ops_paths);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_answered_by_envoy_itself() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
     let r = raw(envoy.port, "GET", "/health", &[], "");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.json(), serde_json::json!({"status":"healthy","version":"0.1.0"}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status":"healthy","version":"0.1.0"})
+    );
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
-    let non_health = data.requests().iter().filter(|r| r.path != "/health").count();
+    let non_health = data
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/health")
+        .count();
     assert_eq!(non_health, 0, "no backend involved");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_get_a_404_envelope_and_never_reach_a_backend() {
     let up = CountingUpstream::start().await;
     let (envoy, _) = Setup::default()
@@ -437,7 +476,7 @@ async fn unknown_paths_get_a_404_envelope_and_never_reach_a_backend() {
     assert_eq!(non_health, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_method_on_a_known_path_gets_a_405_envelope_with_allow() {
     let up = CountingUpstream::start().await;
     let (envoy, _) = Setup::default()
@@ -466,10 +505,13 @@ async fn a_wrong_method_on_a_known_path_gets_a_405_envelope_with_allow() {
     assert_eq!(non_health, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
     let r = raw(
         envoy.port,
         "GET",
@@ -491,45 +533,88 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
         .into_iter()
         .find(|r| r.path == "/rates/AAPL")
         .expect("forwarded");
-    for h in ["x-client-id", "x-client-scopes", "x-auth-method", "x-client-rate-limit"] {
+    for h in [
+        "x-client-id",
+        "x-client-scopes",
+        "x-auth-method",
+        "x-client-rate-limit",
+    ] {
         assert_eq!(req.header(h), None, "{h} reached the backend");
     }
     assert_ne!(req.header("x-request-id"), Some("chosen-by-client"));
-    assert_eq!(req.header("x-request-id"), r.header("x-request-id"), "same id both ways");
-    // The edge trusts no client hop: the peer address is what counts.
-    assert_eq!(req.header("x-forwarded-for"), Some("10.9.9.9,127.0.0.1"));
+    assert_eq!(
+        req.header("x-request-id"),
+        r.header("x-request-id"),
+        "same id both ways"
+    );
+    // The edge trusts no client hop: the external address is the peer's,
+    // and a client-supplied X-Forwarded-For only gets Envoy's hop appended.
+    assert_eq!(req.header("x-envoy-external-address"), Some("127.0.0.1"));
+    let xff = req.header("x-forwarded-for").unwrap_or_default();
+    assert!(xff.starts_with("10.9.9.9,") && xff.split(',').count() == 2, "{xff}");
 }
 
 // ---------------------------------------------------------------------------
 // Edge hardening
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_name_with_an_underscore_is_rejected() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
-    let r = raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[("x_client_id", "big_fund")], "");
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
+    let r = raw(
+        envoy.port,
+        "GET",
+        "/api/v1/rates/AAPL",
+        &[("x_client_id", "big_fund")],
+        "",
+    );
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["status"], "error", "{}", r.body);
-    assert_eq!(data.requests().iter().filter(|r| r.path != "/health").count(), 0);
+    assert_eq!(
+        data.requests()
+            .iter()
+            .filter(|r| r.path != "/health")
+            .count(),
+        0
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escaped_slash_in_the_path_is_rejected() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
-    for target in ["/api/v1/rates/AAPL%2F..%2F..%2Finternal", "/api/v1/rates/A%2fB", "/api/v1%2Frates/AAPL"] {
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
+    for target in [
+        "/api/v1/rates/AAPL%2F..%2F..%2Finternal",
+        "/api/v1/rates/A%2fB",
+        "/api/v1%2Frates/AAPL",
+    ] {
         let r = raw(envoy.port, "GET", target, &[], "");
         assert_eq!(r.status, 400, "{target}: {}", r.body);
         assert_eq!(r.json()["status"], "error", "{}", r.body);
     }
-    assert_eq!(data.requests().iter().filter(|r| r.path != "/health").count(), 0);
+    assert_eq!(
+        data.requests()
+            .iter()
+            .filter(|r| r.path != "/health")
+            .count(),
+        0
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_slashes_and_dot_segments_are_normalised_before_routing() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
     for target in [
         "//api/v1//rates/AAPL",
         "/api/v1/x/../rates/AAPL",
@@ -540,7 +625,13 @@ async fn duplicate_slashes_and_dot_segments_are_normalised_before_routing() {
         assert_eq!(r.status, 200, "{target}: {}", r.body);
     }
     // `/internal/...` reached through dot segments is still not routed.
-    let r = raw(envoy.port, "POST", "/api/v1/../../internal/v1/keys/verify", &[], "");
+    let r = raw(
+        envoy.port,
+        "POST",
+        "/api/v1/../../internal/v1/keys/verify",
+        &[],
+        "",
+    );
     r.assert_envelope(404, "NOT_FOUND");
     let paths: Vec<String> = data
         .requests()
@@ -551,21 +642,36 @@ async fn duplicate_slashes_and_dot_segments_are_normalised_before_routing() {
     assert_eq!(paths, vec!["/rates/AAPL"; 4]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_headers_are_refused() {
     let data = CountingUpstream::start().await;
-    let (envoy, _) = Setup::default().upstream("data_service", &[data.port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[data.port])
+        .start()
+        .await;
     let big = "a".repeat(40 * 1024);
-    let r = raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[("x-padding", &big)], "");
+    let r = raw(
+        envoy.port,
+        "GET",
+        "/api/v1/rates/AAPL",
+        &[("x-padding", &big)],
+        "",
+    );
     assert_eq!(r.status, 431, "{}", r.body);
-    assert_eq!(data.requests().iter().filter(|r| r.path != "/health").count(), 0);
+    assert_eq!(
+        data.requests()
+            .iter()
+            .filter(|r| r.path != "/health")
+            .count(),
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------
 // Resilience
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backend_gives_503_envelopes_and_traffic_recovers_without_restarting_envoy() {
     let hits = Arc::new(AtomicUsize::new(0));
     let port = free_port();
@@ -589,7 +695,10 @@ async fn a_killed_backend_gives_503_envelopes_and_traffic_recovers_without_resta
         if stat(&envoy, "cluster.data_service.membership_healthy").await == 0 {
             break;
         }
-        assert!(killed_at.elapsed() < window, "host still healthy after {window:?}");
+        assert!(
+            killed_at.elapsed() < window,
+            "host still healthy after {window:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Once ejected by the health checker, Envoy answers at once, with no
@@ -614,10 +723,13 @@ async fn a_killed_backend_gives_503_envelopes_and_traffic_recovers_without_resta
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(hits.load(Ordering::SeqCst) > before, "the restarted backend served it");
+    assert!(
+        hits.load(Ordering::SeqCst) > before,
+        "the restarted backend served it"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_retries_hide_one_failing_instance_of_two() {
     let good = TestBackend::start(Behaviour::Healthy);
     let bad = TestBackend::start(Behaviour::FailsRequests);
@@ -631,11 +743,14 @@ async fn get_retries_hide_one_failing_instance_of_two() {
         assert_eq!(r.status, 200, "request {i}: {}", r.body);
     }
     assert!(bad.hits() >= 1, "the failing instance was tried");
-    assert!(good.hits() >= 30, "every request ended on the good instance");
+    assert!(
+        good.hits() >= 30,
+        "every request ended on the good instance"
+    );
     assert!(stat(&envoy, "cluster.data_service.upstream_rq_retry").await >= 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calculation_that_failed_upstream_is_never_retried() {
     let good = TestBackend::start(Behaviour::Healthy);
     let bad = TestBackend::start(Behaviour::FailsRequests);
@@ -659,12 +774,22 @@ async fn a_calculation_that_failed_upstream_is_never_retried() {
             s => panic!("unexpected {s}"),
         }
     }
-    assert!(bad.hits() >= 1, "the failing instance was chosen at least once");
-    assert_eq!(failures, bad.hits(), "each failed attempt reached the client, none retried");
-    assert_eq!(stat(&envoy, "cluster.calculation_service.upstream_rq_retry").await, 0);
+    assert!(
+        bad.hits() >= 1,
+        "the failing instance was chosen at least once"
+    );
+    assert_eq!(
+        failures,
+        bad.hits(),
+        "each failed attempt reached the client, none retried"
+    );
+    assert_eq!(
+        stat(&envoy, "cluster.calculation_service.upstream_rq_retry").await,
+        0
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_breaker_trips_under_a_flood_to_a_slow_backend_and_counts_the_overflow() {
     let slow = TestBackend::start(Behaviour::Slow(Duration::from_millis(700)));
     let (envoy, _) = Setup::default()
@@ -695,13 +820,25 @@ async fn the_circuit_breaker_trips_under_a_flood_to_a_slow_backend_and_counts_th
             s => panic!("unexpected {s}: {}", r.body),
         }
     }
-    assert!(ok >= 2, "the breaker lets the allowed requests through ({ok})");
+    assert!(
+        ok >= 2,
+        "the breaker lets the allowed requests through ({ok})"
+    );
     assert!(shed >= 10, "most of the flood is shed ({shed} of 24)");
-    assert!(started.elapsed() < Duration::from_secs(10), "shedding is fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shedding is fast"
+    );
     let overflow = stat(&envoy, "cluster.data_service.upstream_rq_pending_overflow").await
         + stat(&envoy, "cluster.data_service.upstream_rq_overflow").await;
-    assert!(overflow >= shed as u64, "overflow counted: {overflow} for {shed} shed");
-    assert!(slow.hits() <= 24 - shed, "shed requests never reached the backend");
+    assert!(
+        overflow >= shed as u64,
+        "overflow counted: {overflow} for {shed} shed"
+    );
+    assert!(
+        slow.hits() <= 24 - shed,
+        "shed requests never reached the backend"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -712,7 +849,12 @@ async fn the_circuit_breaker_trips_under_a_flood_to_a_slow_backend_and_counts_th
 fn s_client(port: u16, args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
         .arg("s_client")
-        .args(["-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
@@ -725,7 +867,7 @@ fn s_client(port: u16, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_and_1_3_handshakes_succeed_and_older_or_weak_ones_fail() {
     let (_envoy, tls) = Setup::default().tls().start().await;
     let tls = tls.expect("tls port");
@@ -740,13 +882,16 @@ async fn tls_1_2_and_1_3_handshakes_succeed_and_older_or_weak_ones_fail() {
     // refusal comes from the server.
     let (ok, out) = s_client(tls, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]);
     assert!(!ok, "TLS 1.1 accepted:\n{out}");
-    assert!(out.contains("alert protocol version"), "server refused the version:\n{out}");
+    assert!(
+        out.contains("alert protocol version"),
+        "server refused the version:\n{out}"
+    );
 
     let (ok, out) = s_client(tls, &["-tls1_2", "-cipher", "AES128-SHA"]);
     assert!(!ok, "a non-forward-secret CBC suite was accepted:\n{out}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_sent_on_tls_responses_only() {
     let (envoy, tls) = Setup::default().tls().start().await;
     let tls = tls.expect("tls port");
@@ -773,5 +918,9 @@ async fn hsts_is_sent_on_tls_responses_only() {
 
     let plain = raw(envoy.port, "GET", "/health", &[], "");
     assert_eq!(plain.status, 200);
-    assert_eq!(plain.header("strict-transport-security"), None, "no HSTS over plain HTTP");
+    assert_eq!(
+        plain.header("strict-transport-security"),
+        None,
+        "no HSTS over plain HTTP"
+    );
 }

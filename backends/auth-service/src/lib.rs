@@ -1,1 +1,301 @@
+//! The auth service.
+//!
+//! * `POST /internal/v1/keys/verify` — called only by the gateway's auth
+//!   filter with the SHA-256 of an API key; answers the key's client,
+//!   status, expiry, rate limit and scopes, or 404 for an unknown hash.
+//!   No public route leads here.
+//! * `POST /api/v1/auth/token` — exchanges the gateway-authenticated API
+//!   key for a JWT. The identity comes from the `x-client-*` headers, which
+//!   are trusted only with `x-auth-method: api_key` (the gateway filter sets
+//!   them after removing client-supplied copies).
+//! * `GET /.well-known/jwks.json` (ES256 only), `GET /health`,
+//!   `GET /metrics` (`jwt_tokens_issued_total`, key verification counts).
 
+pub mod config;
+pub mod token;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pricing::{ErrorCode, ErrorEnvelope};
+use serde::{Deserialize, Serialize};
+use services::common::{
+    health_ok, health_unavailable, serve, ApiJson, AppError, RequestId, Server, REQUEST_ID_HEADER,
+};
+use store::{KeyStatus, Store};
+
+pub use config::{Config, Signing};
+pub use token::TokenIssuer;
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuthMetrics {
+    tokens_issued: AtomicU64,
+    verified_active: AtomicU64,
+    verified_revoked: AtomicU64,
+    verified_expired: AtomicU64,
+    verified_unknown: AtomicU64,
+}
+
+impl AuthMetrics {
+    /// `jwt_tokens_issued_total`.
+    pub fn tokens_issued(&self) -> u64 {
+        self.tokens_issued.load(Ordering::Relaxed)
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP jwt_tokens_issued_total JWTs issued by POST /api/v1/auth/token.\n");
+        out.push_str("# TYPE jwt_tokens_issued_total counter\n");
+        out.push_str(&format!("jwt_tokens_issued_total {}\n", self.tokens_issued()));
+        out.push_str(
+            "# HELP auth_key_verifications_total API key verifications answered for the gateway.\n",
+        );
+        out.push_str("# TYPE auth_key_verifications_total counter\n");
+        for (result, counter) in [
+            ("active", &self.verified_active),
+            ("revoked", &self.verified_revoked),
+            ("expired", &self.verified_expired),
+            ("unknown", &self.verified_unknown),
+        ] {
+            out.push_str(&format!(
+                "auth_key_verifications_total{{result=\"{result}\"}} {}\n",
+                counter.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// API keys (hashes only).
+    pub store: Store,
+    /// Token signer.
+    pub issuer: Arc<TokenIssuer>,
+    /// Counters.
+    pub metrics: Arc<AuthMetrics>,
+}
+
+/// Why the service could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A setting is invalid (the message names it).
+    Config(String),
+    /// The database could not be opened.
+    Database(store::StoreError),
+    /// The listen address could not be bound.
+    Listen(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "configuration: {e}"),
+            Self::Database(e) => write!(f, "database: {e}"),
+            Self::Listen(e) => write!(f, "listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Validates the signing settings, opens (migrates, seeds) the database and
+/// builds the state. The one startup path of `main` and the tests.
+pub async fn build(config: &Config) -> Result<AppState, StartError> {
+    let issuer = TokenIssuer::new(config).map_err(StartError::Config)?;
+    let store = Store::connect_with(config.service.store_options())
+        .await
+        .map_err(StartError::Database)?;
+    Ok(AppState {
+        store,
+        issuer: Arc::new(issuer),
+        metrics: Arc::default(),
+    })
+}
+
+/// [`build`] + [`serve`] on `config.service.listen_addr`.
+pub async fn start(config: &Config) -> Result<(Server, AppState), StartError> {
+    let state = build(config).await?;
+    let server = serve(app(state.clone()), config.service.listen_addr)
+        .await
+        .map_err(StartError::Listen)?;
+    Ok((server, state))
+}
+
+/// The routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/internal/v1/keys/verify", post(verify_key))
+        .route("/api/v1/auth/token", post(issue_token))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Body of the verification call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Lower-case hex SHA-256 of the API key.
+    pub key_hash: String,
+}
+
+/// What the gateway learns about a key.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifyResponse {
+    /// Owner of the key.
+    pub client_id: String,
+    /// `active`, `revoked` or `expired`.
+    pub status: String,
+    /// RFC 3339 expiry, `null` for never.
+    pub expires_at: Option<String>,
+    /// The key's own per-minute limit, `null` for the global default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Scopes (`admin`).
+    pub scopes: Vec<String>,
+}
+
+async fn verify_key(
+    State(state): State<AppState>,
+    rid: RequestId,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<Response, AppError> {
+    if !store::keys::is_key_hash(&req.key_hash) {
+        return Err(AppError::invalid_field(
+            "key_hash",
+            "must be 64 lower-case hex digits",
+        ));
+    }
+    let Some(key) = state.store.api_key_by_hash(&req.key_hash).await? else {
+        state
+            .metrics
+            .verified_unknown
+            .fetch_add(1, Ordering::Relaxed);
+        // 404 with the UNAUTHORIZED envelope: the filter turns exactly this
+        // into `invalid_key`.
+        let envelope = ErrorEnvelope::new(ErrorCode::Unauthorized, "Unknown API key", rid.as_str());
+        let mut resp = (StatusCode::NOT_FOUND, envelope.to_json()).into_response();
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(resp);
+    };
+    let status = key.status();
+    let counter = match status {
+        KeyStatus::Active => &state.metrics.verified_active,
+        KeyStatus::Revoked => &state.metrics.verified_revoked,
+        KeyStatus::Expired => &state.metrics.verified_expired,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(VerifyResponse {
+        client_id: key.client_id,
+        status: status.as_str().to_owned(),
+        expires_at: key.expires_at,
+        rate_limit_per_minute: key
+            .rate_limit_per_minute
+            .and_then(|n| u32::try_from(n).ok()),
+        scopes: key.scopes,
+    })
+    .into_response())
+}
+
+/// Body of a successful token exchange.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn is_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    rid: RequestId,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if header(&headers, "x-auth-method") != Some("api_key") {
+        return Err(AppError::Unauthorized(
+            "A token is issued only for a valid API key (X-API-Key)".to_owned(),
+        ));
+    }
+    let Some(client_id) = header(&headers, "x-client-id").filter(|c| is_client_id(c)) else {
+        return Err(AppError::Unauthorized(
+            "A token is issued only for a valid API key (X-API-Key)".to_owned(),
+        ));
+    };
+    let scopes: Vec<String> = header(&headers, "x-client-scopes")
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let rate_limit = header(&headers, "x-client-rate-limit").and_then(|v| v.parse::<u32>().ok());
+    let token = state
+        .issuer
+        .issue(client_id, &scopes, rate_limit)
+        .map_err(AppError::Internal)?;
+    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(client_id, request_id = %rid, "Token issued");
+    let mut resp = Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer".to_owned(),
+        expires_in: state.issuer.ttl_seconds(),
+    })
+    .into_response();
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    Ok(resp)
+}
+
+async fn jwks(State(state): State<AppState>) -> Result<Response, AppError> {
+    match state.issuer.jwks() {
+        Some(jwks) => {
+            let mut resp = Json(jwks.clone()).into_response();
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            Ok(resp)
+        }
+        None => Err(AppError::NotFound(
+            "No public keys: tokens are signed with a shared secret (HS256)".to_owned(),
+        )),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => health_ok(env!("CARGO_PKG_VERSION")),
+        Err(_) => health_unavailable("database").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}

@@ -601,7 +601,12 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
         let text = render(&merge(vec![envoy, auth, data]));
         assert_eq!(text.matches("# TYPE process_start_time_seconds").count(), 1);
         assert_eq!(text.matches("# TYPE http_requests_total").count(), 1);
-        assert_eq!(text.matches("process_start_time_seconds ").count(), 1);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("process_start_time_seconds "))
+                .count(),
+            1
+        );
         assert!(text.contains("process_start_time_seconds 17\n"));
         assert!(text.contains("# HELP jwt_tokens_issued_total Tokens issued.\n"));
         assert!(text.contains("jwt_tokens_issued_total 4\n"));

@@ -109,14 +109,14 @@ impl Config {
         let mut c = Self::default();
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = non_empty("GRPC_LISTEN_ADDR") {
-            c.grpc_addr = v
-                .parse()
-                .map_err(|_| format!("GRPC_LISTEN_ADDR: {v:?} is not an address like {DEFAULT_GRPC_ADDR}"))?;
+            c.grpc_addr = v.parse().map_err(|_| {
+                format!("GRPC_LISTEN_ADDR: {v:?} is not an address like {DEFAULT_GRPC_ADDR}")
+            })?;
         }
         if let Some(v) = non_empty("LISTEN_ADDR") {
-            c.http_addr = v
-                .parse()
-                .map_err(|_| format!("LISTEN_ADDR: {v:?} is not an address like {DEFAULT_HTTP_ADDR}"))?;
+            c.http_addr = v.parse().map_err(|_| {
+                format!("LISTEN_ADDR: {v:?} is not an address like {DEFAULT_HTTP_ADDR}")
+            })?;
         }
         if let Some(v) = non_empty("RATE_LIMIT_PER_MINUTE") {
             c.default_per_minute = positive("RATE_LIMIT_PER_MINUTE", &v)?;

@@ -89,7 +89,7 @@ struct Redis {
 
 enum Backend {
     Memory(Memory),
-    Redis(Redis),
+    Redis(Box<Redis>),
 }
 
 /// The counter store.
@@ -119,11 +119,11 @@ impl Counters {
     pub fn redis(url: &str, prefix: &str, timeout: Duration) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
         Ok(Self {
-            backend: Backend::Redis(Redis {
+            backend: Backend::Redis(Box::new(Redis {
                 client,
                 conn: RwLock::new(None),
                 script: redis::Script::new(HIT_SCRIPT),
-            }),
+            })),
             prefix: prefix.to_owned(),
             timeout,
         })
@@ -206,7 +206,11 @@ impl Counters {
                 Ok(Outcome {
                     limited: limited == 1,
                     remaining: rule.max.saturating_sub(value),
-                    reset: if ttl.is_zero() { window } else { ttl.min(window) },
+                    reset: if ttl.is_zero() {
+                        window
+                    } else {
+                        ttl.min(window)
+                    },
                 })
             }
         }
@@ -233,7 +237,9 @@ impl Counters {
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StorageError::Failed(format!("unexpected PING answer {pong:?}")))
+            Err(StorageError::Failed(format!(
+                "unexpected PING answer {pong:?}"
+            )))
         }
     }
 }
@@ -248,7 +254,9 @@ fn memory_hit(m: &Memory, family: &str, rule: &Rule, hits: u64, window: Duration
                     rule.max,
                     rule.window_secs,
                     Vec::new(),
-                    Expression::parse(SUBJECT_VAR).into_iter().collect::<Vec<_>>(),
+                    Expression::parse(SUBJECT_VAR)
+                        .into_iter()
+                        .collect::<Vec<_>>(),
                 ));
             }
         }

@@ -127,7 +127,10 @@ impl RateLimitApp {
 
     /// Serves gRPC and HTTP, reloads the limits file and reconnects Redis
     /// until `shutdown` completes, then stops gracefully.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = self.shared;
         let background = tokio::spawn(background_tasks(Arc::clone(&shared), stop_rx.clone()));
@@ -145,10 +148,11 @@ impl RateLimitApp {
                 },
             );
         let mut http_stop = stop_rx.clone();
-        let http = axum::serve(self.http, http_app(Arc::clone(&shared)))
-            .with_graceful_shutdown(async move {
+        let http = axum::serve(self.http, http_app(Arc::clone(&shared))).with_graceful_shutdown(
+            async move {
                 let _ = http_stop.changed().await;
-            });
+            },
+        );
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -446,7 +450,12 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn not_found(headers: HeaderMap) -> Response {
-    envelope(&headers, StatusCode::NOT_FOUND, ErrorCode::NotFound, "No such endpoint")
+    envelope(
+        &headers,
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "No such endpoint",
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub const REMOTE_ADDRESS_KEY: &str = "remote_address";
 
 /// Contents of the limits file (YAML). Every field is optional; unknown
 /// fields are rejected so a typo never silently disables a limit.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
     /// Limit for traffic without a client identity, per source address.
@@ -52,15 +52,6 @@ impl Default for PerMinute {
     fn default() -> Self {
         Self {
             per_minute: DEFAULT_UNAUTHENTICATED_PER_MINUTE,
-        }
-    }
-}
-
-impl Default for LimitsFile {
-    fn default() -> Self {
-        Self {
-            unauthenticated: PerMinute::default(),
-            clients: BTreeMap::new(),
         }
     }
 }
@@ -183,7 +174,10 @@ impl Limits {
     }
 
     /// Maps one descriptor (its entries) to the rule that applies, if any.
-    pub fn rule_for<'a>(&self, entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Rule> {
+    pub fn rule_for<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Rule> {
         let mut client_id = None;
         let mut client_limit = None;
         let mut remote = None;

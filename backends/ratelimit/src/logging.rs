@@ -13,8 +13,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global logger; calling it twice is harmless.
 pub fn init() {
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(level.to_ascii_lowercase())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -32,8 +32,7 @@ struct Fields {
 /// Quotes a logfmt value when it holds spaces, quotes, `=` or is empty.
 fn value(v: &str) -> String {
     if !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
     {
         return v.to_owned();

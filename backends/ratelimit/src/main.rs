@@ -18,7 +18,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let storage = if config.redis_url.is_some() { "redis" } else { "memory" };
+    let storage = if config.redis_url.is_some() {
+        "redis"
+    } else {
+        "memory"
+    };
     let app = match ratelimit::build(config.clone()).await {
         Ok(app) => app,
         Err(e) => {

@@ -58,9 +58,10 @@ impl Metrics {
             }
         }
         self.latency_count.inc();
-        self.latency_sum_micros
-            .0
-            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.latency_sum_micros.0.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Total decisions by result (`ok`, `over_limit`, `failure_allowed`, `failure_denied`).
@@ -87,19 +88,41 @@ impl Metrics {
             );
         }
         let simple = [
-            ("ratelimit_unmatched_descriptors_total", "Descriptors that matched no rule.", &self.unmatched),
-            ("ratelimit_storage_errors_total", "Counter storage operations that failed or timed out.", &self.storage_errors),
-            ("ratelimit_limits_reloads_total", "Limits file reloads applied.", &self.reloads),
-            ("ratelimit_limits_reload_errors_total", "Limits file reloads rejected.", &self.reload_errors),
+            (
+                "ratelimit_unmatched_descriptors_total",
+                "Descriptors that matched no rule.",
+                &self.unmatched,
+            ),
+            (
+                "ratelimit_storage_errors_total",
+                "Counter storage operations that failed or timed out.",
+                &self.storage_errors,
+            ),
+            (
+                "ratelimit_limits_reloads_total",
+                "Limits file reloads applied.",
+                &self.reloads,
+            ),
+            (
+                "ratelimit_limits_reload_errors_total",
+                "Limits file reloads rejected.",
+                &self.reload_errors,
+            ),
         ];
         for (name, help, c) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
         let _ = writeln!(
             out,
             "# HELP ratelimit_storage_info Counter storage in use.\n# TYPE ratelimit_storage_info gauge\nratelimit_storage_info{{storage=\"{storage}\"}} 1"
         );
-        out.push_str("# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n");
+        out.push_str(
+            "# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n",
+        );
         out.push_str("# TYPE ratelimit_decision_duration_seconds histogram\n");
         for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.latency_buckets) {
             let _ = writeln!(
@@ -109,7 +132,10 @@ impl Metrics {
             );
         }
         let count = self.latency_count.get();
-        let _ = writeln!(out, "ratelimit_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "ratelimit_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             out,
             "ratelimit_decision_duration_seconds_sum {}",

@@ -124,9 +124,15 @@ async fn clients_are_counted_separately() {
     let rls = ratelimit::spawn(config()).await.unwrap();
     let mut c = client(&rls).await;
     let (a, b) = (unique("a"), unique("b"));
-    assert!(is_ok(&ask(&mut c, &[("client_id", &a), ("client_limit", "1")]).await));
-    assert!(is_over(&ask(&mut c, &[("client_id", &a), ("client_limit", "1")]).await));
-    assert!(is_ok(&ask(&mut c, &[("client_id", &b), ("client_limit", "1")]).await));
+    assert!(is_ok(
+        &ask(&mut c, &[("client_id", &a), ("client_limit", "1")]).await
+    ));
+    assert!(is_over(
+        &ask(&mut c, &[("client_id", &a), ("client_limit", "1")]).await
+    ));
+    assert!(is_ok(
+        &ask(&mut c, &[("client_id", &b), ("client_limit", "1")]).await
+    ));
 }
 
 #[tokio::test]
@@ -152,7 +158,9 @@ async fn the_default_limit_applies_when_the_key_has_none_and_its_own_limit_overr
         assert!(is_ok(&r), "own limit 4 beats default 2");
         assert_eq!(header(&r, "x-ratelimit-limit"), Some("4"));
     }
-    assert!(is_over(&ask(&mut c, &[("client_id", &generous), ("client_limit", "4")]).await));
+    assert!(is_over(
+        &ask(&mut c, &[("client_id", &generous), ("client_limit", "4")]).await
+    ));
 }
 
 fn limits_file(body: &str) -> PathBuf {
@@ -181,7 +189,10 @@ async fn unauthenticated_traffic_is_limited_per_source_address() {
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("2"));
     assert!(header(&r, "retry-after").is_some());
     let b = [("unauthenticated", "true"), ("remote_address", "192.0.2.2")];
-    assert!(is_ok(&ask(&mut c, &b).await), "another address has its own budget");
+    assert!(
+        is_ok(&ask(&mut c, &b).await),
+        "another address has its own budget"
+    );
 }
 
 #[tokio::test]
@@ -279,7 +290,10 @@ async fn health_and_metrics_answer_over_http() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("ratelimit_decisions_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ratelimit_decisions_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("ratelimit_decisions_total{result=\"over_limit\"} 1"));
     assert!(metrics.contains("ratelimit_storage_info{storage=\"memory\"} 1"));
     let missing = reqwest::get(format!("http://{}/nope", rls.http_addr))

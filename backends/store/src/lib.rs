@@ -460,9 +460,23 @@ impl Store {
     }
 
     /// Applies pending migrations.
+    ///
+    /// Two processes starting together on a fresh SQLite file can race
+    /// (SQLite has no migration lock); the loser retries and then finds the
+    /// migrations applied. The schema statements are idempotent.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "Migration raced, retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Inserts the SPEC §5 seed stocks and clients when their table is empty.

@@ -160,9 +160,14 @@ impl RequestValidation {
         if end_of_stream {
             return self.check_body(host, &[]);
         }
+        // Headers go on: a wasm filter that holds them never sees the body
+        // (the host turns a paused header phase into "stop everything").
+        // The gateway keeps them from reaching the upstream with Envoy's
+        // buffer filter placed after this one; the body itself is held
+        // here until it has been validated.
         self.state = State::Buffering;
         self.buffered = 0;
-        Flow::Pause
+        Flow::Continue
     }
 
     /// A body chunk arrived; `body_size` is everything buffered so far.
@@ -477,7 +482,10 @@ mod tests {
     fn a_valid_body_passes_after_buffering() {
         let mut host = FakeHost::locate("application/json; charset=utf-8");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, false), Flow::Pause);
+        assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
+        // Chunks are held until the whole body has been checked.
+        host.body = VALID[..10].to_vec();
+        assert_eq!(v.on_request_body(&mut host, 10, false), Flow::Pause);
         assert_eq!(send_body(&mut host, &mut v, VALID, 1_000), Flow::Continue);
         assert!(host.replies.is_empty());
     }
@@ -588,7 +596,7 @@ mod tests {
             ],
         );
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, false), Flow::Pause);
+        assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
         assert!(host.replies.is_empty());
     }
 

@@ -1,0 +1,290 @@
+//! The auth service over real HTTP on a free port, with its own SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auth_service::{Config, Signing};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+use services::common::Server;
+use store::NewApiKey;
+
+const SECRET: &str = "auth-service-test-secret-0123456789abcdef";
+const EC_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPVzhHez0N6sGqXzG
+IZ6WfZITSOVS7FEWd7EbM7AfX2qhRANCAARw04d8U/fRM1nyBHJ2fIjA37mUPlYj
+BEcAwQYDnteOaB1UnklBxFJ+GAXY9hP1iAKSkrfsEbnLzdMNLsKGY1FX
+-----END PRIVATE KEY-----
+";
+
+fn db_url(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "auth-service-test-{}-{name}-{}",
+        std::process::id(),
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    format!("sqlite://{}/auth.db", dir.display())
+}
+
+fn config(name: &str) -> Config {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Config::hs256(services::Config::new(addr, db_url(name)), SECRET)
+}
+
+async fn spawn(config: Config) -> (Server, auth_service::AppState) {
+    auth_service::start(&config).await.unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn verify(server: &Server, key_hash: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url("/internal/v1/keys/verify"))
+        .header("content-type", "application/json")
+        .body(json!({ "key_hash": key_hash }).to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn exchange(server: &Server, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(server.url("/api/v1/auth/token"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn verify_reports_an_active_key_with_its_limits_and_scopes() {
+    let (server, state) = spawn(config("active")).await;
+    let created = state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: "test123".into(),
+            scopes: vec!["admin".into()],
+            rate_limit_per_minute: Some(120),
+            expires_at: Some("2099-01-01T00:00:00Z".into()),
+        })
+        .await
+        .unwrap();
+    let (status, body) = verify(&server, &store::keys::hash_key(&created.key)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"client_id": "test123", "status": "active", "expires_at": "2099-01-01T00:00:00Z",
+               "rate_limit_per_minute": 120, "scopes": ["admin"]})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn verify_reports_revoked_and_expired_keys() {
+    let (server, state) = spawn(config("revoked")).await;
+    let revoked = state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: "client123".into(),
+            ..NewApiKey::default()
+        })
+        .await
+        .unwrap();
+    state
+        .store
+        .revoke_api_key(&revoked.record.key_id)
+        .await
+        .unwrap();
+    let expired = state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: "big_fund".into(),
+            expires_at: Some("2020-01-01T00:00:00Z".into()),
+            ..NewApiKey::default()
+        })
+        .await
+        .unwrap();
+    let (status, body) = verify(&server, &revoked.record.key_hash).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("revoked")));
+    let (status, body) = verify(&server, &expired.record.key_hash).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("expired")));
+    assert_eq!(body["client_id"], "big_fund");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("auth_key_verifications_total{result=\"revoked\"} 1"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_hash_is_404_with_the_unauthorized_envelope() {
+    let (server, _state) = spawn(config("unknown")).await;
+    let (status, body) = verify(&server, &"0".repeat(64)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_hash_or_body_is_a_validation_error() {
+    let (server, _state) = spawn(config("malformed")).await;
+    let (status, body) = verify(&server, "brl_notahash").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["details"][0]["field"], "key_hash");
+    let resp = reqwest::Client::new()
+        .post(server.url("/internal/v1/keys/verify"))
+        .header("content-type", "application/json")
+        .body(r#"{"key_hash":"00","key":"brl_x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_is_issued_for_a_gateway_authenticated_api_key() {
+    let (server, state) = spawn(config("token")).await;
+    let (status, body) = exchange(
+        &server,
+        &[
+            ("x-auth-method", "api_key"),
+            ("x-client-id", "test123"),
+            ("x-client-scopes", "admin"),
+            ("x-client-rate-limit", "120"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    let token = body["access_token"].as_str().unwrap();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["borrow-rate-gateway"]);
+    validation.set_audience(&["borrow-rate-api"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = decode::<Value>(
+        token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap();
+    let claims = data.claims;
+    assert_eq!(claims["sub"], "test123");
+    assert_eq!(claims["scope"], "admin");
+    assert_eq!(claims["rate_limit_per_minute"], 120);
+    let exp = claims["exp"].as_u64().unwrap();
+    let iat = claims["iat"].as_u64().unwrap();
+    assert_eq!(exp - iat, 900);
+    assert!(iat.abs_diff(now()) <= 5);
+    assert_eq!(state.metrics.tokens_issued(), 1);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("jwt_tokens_issued_total 1\n"), "{metrics}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_is_refused_without_gateway_api_key_authentication() {
+    let (server, state) = spawn(config("refused")).await;
+    for headers in [
+        vec![("x-client-id", "test123")],
+        vec![("x-auth-method", "jwt"), ("x-client-id", "test123")],
+        vec![("x-auth-method", "api_key")],
+        vec![("x-auth-method", "api_key"), ("x-client-id", "bad id")],
+    ] {
+        let (status, body) = exchange(&server, &headers).await;
+        assert_eq!(status, 401, "{headers:?}");
+        assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+    }
+    assert_eq!(state.metrics.tokens_issued(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn es256_tokens_verify_against_the_published_jwks() {
+    let mut cfg = config("es256");
+    cfg.signing = Signing::Es256 {
+        private_key_pem: EC_PEM.into(),
+        key_id: Some("k1".into()),
+    };
+    let (server, _state) = spawn(cfg).await;
+    let jwks: JwkSet = reqwest::get(server.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (status, body) = exchange(
+        &server,
+        &[("x-auth-method", "api_key"), ("x-client-id", "big_fund")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().unwrap();
+    let header = decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.kid.as_deref(), Some("k1"));
+    let jwk = jwks.find("k1").expect("the kid is published");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&["borrow-rate-api"]);
+    let data = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap();
+    assert_eq!(data.claims["sub"], "big_fund");
+    assert_eq!(data.claims["scope"], "");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hs256_never_publishes_a_jwks() {
+    let (server, _state) = spawn(config("nojwks")).await;
+    let resp = reqwest::get(server.url("/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(SECRET));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_reports_the_version() {
+    let (server, _state) = spawn(config("health")).await;
+    let body: Value = reqwest::get(server.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn short_secret_or_bad_key_refuses_to_start() {
+    let mut cfg = config("short");
+    cfg.signing = Signing::Hs256 {
+        secret: "too-short".into(),
+    };
+    let err = auth_service::build(&cfg).await.unwrap_err();
+    assert!(err.to_string().contains("JWT_SECRET_KEY"), "{err}");
+    cfg.signing = Signing::Es256 {
+        private_key_pem: "not a pem".into(),
+        key_id: None,
+    };
+    let err = auth_service::build(&cfg).await.unwrap_err();
+    assert!(err.to_string().contains("JWT_ES256_PRIVATE_KEY_FILE"), "{err}");
+}

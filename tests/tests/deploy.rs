@@ -1,0 +1,183 @@
+//! Deployment artifacts, checked offline (no Docker engine, no cluster):
+//! each check of `scripts/check-deploy.sh` as one test, and every Istio
+//! `WasmPlugin` configuration parsed by the filters' own configuration code,
+//! so a typo in a manifest fails the build.
+//!
+//! Tools: promtool and docker-compose (Debian packages `prometheus`,
+//! `docker-compose`), kubernetes-validate (PyPI, in `.venv`), Envoy
+//! (`.venv/bin/envoy`); the Envoy check needs the filters built (`make wasm`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use e2e::{repo_root, target_dir};
+use filter_core::auth::Settings;
+use filter_core::metrics::MetricsConfig;
+use filter_core::validation::ValidationConfig;
+use serde_json::Value;
+
+fn check(section: &str) {
+    let root = repo_root();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/check-deploy.sh"))
+        .arg(section)
+        .current_dir(&root)
+        .env("WASM_DIR", target_dir().join("wasm32-wasip1/release"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/check-deploy.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/check-deploy.sh {section} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_alert_fires_above_its_runbook_threshold_and_stays_silent_below_it() {
+    check("alerts");
+}
+
+#[test]
+fn every_dashboard_query_parses_and_names_only_metrics_the_gateway_exports() {
+    check("dashboards");
+}
+
+#[test]
+fn compose_file_is_accepted_and_agrees_with_the_rendered_envoy_config() {
+    check("compose");
+}
+
+#[test]
+fn envoy_accepts_the_compose_shaped_config() {
+    check("envoy");
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_meet_the_deployment_requirements() {
+    check("kubernetes");
+}
+
+#[test]
+fn images_are_multi_stage_non_root_and_build_every_binary_the_manifests_run() {
+    check("images");
+}
+
+/// The YAML documents of a manifest file, as JSON values.
+fn yaml_documents(path: &PathBuf) -> Vec<Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().chain(std::iter::once("---")) {
+        if line.trim_end() == "---" {
+            let doc: Value = serde_norway::from_str(&current)
+                .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", path.display()));
+            if !doc.is_null() {
+                docs.push(doc);
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs
+}
+
+/// (name, url, pluginConfig) of every WasmPlugin in deploy/istio.
+fn wasm_plugins() -> Vec<(String, String, Value)> {
+    let path = repo_root().join("deploy/istio/wasm-plugins.yaml");
+    yaml_documents(&path)
+        .into_iter()
+        .filter(|d| d["kind"] == "WasmPlugin")
+        .map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let url = d["spec"]["url"].as_str().unwrap_or_default().to_owned();
+            (name, url, d["spec"]["pluginConfig"].clone())
+        })
+        .collect()
+}
+
+/// Runs the filter's own configuration parsing (what `on_configure` does)
+/// on a plugin configuration; the filter is chosen by the image name.
+fn configure(url: &str, config: &Value) -> Result<(), String> {
+    let bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
+    if url.contains("/auth-filter:") {
+        Settings::from_json(&bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    } else if url.contains("/validation-filter:") {
+        ValidationConfig::parse(&bytes).map(|_| ())
+    } else if url.contains("/metrics-filter:") {
+        MetricsConfig::parse(&bytes).map(|_| ())
+    } else {
+        Err(format!("{url} is not one of the gateway's filter images"))
+    }
+}
+
+#[test]
+fn every_wasm_plugin_config_is_accepted_by_its_filter() {
+    let plugins = wasm_plugins();
+    for image in ["/auth-filter:", "/validation-filter:", "/metrics-filter:"] {
+        assert!(
+            plugins.iter().any(|(_, url, _)| url.contains(image)),
+            "no WasmPlugin loads {image}"
+        );
+    }
+    for (name, url, config) in &plugins {
+        assert!(
+            config.as_object().is_some_and(|o| !o.is_empty()),
+            "WasmPlugin {name}: pluginConfig is missing or empty"
+        );
+        if let Err(e) = configure(url, config) {
+            panic!("WasmPlugin {name}: the filter rejects its pluginConfig: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_misspelled_field_in_a_wasm_plugin_config_is_rejected_naming_the_field() {
+    for (name, url, config) in wasm_plugins() {
+        let object = config.as_object().cloned().unwrap_or_default();
+        for field in object.keys() {
+            let mut typo = object.clone();
+            let value = typo.remove(field).unwrap_or(Value::Null);
+            let misspelled = format!("{field}_typo");
+            typo.insert(misspelled.clone(), value);
+            match configure(&url, &Value::Object(typo)) {
+                Ok(()) => panic!("WasmPlugin {name}: `{misspelled}` was accepted"),
+                Err(e) => assert!(
+                    e.contains(&misspelled),
+                    "WasmPlugin {name}: the error does not name `{misspelled}`: {e}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn rate_limit_files_of_compose_and_kubernetes_are_accepted_by_the_rate_limit_service() {
+    let root = repo_root();
+    let compose = root.join("deploy/compose/ratelimit-limits.yaml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    if let Err(e) = ratelimit::limits::LimitsFile::parse(&text, "deploy/compose/ratelimit-limits.yaml") {
+        panic!("{e}");
+    }
+    let config = root.join("deploy/kubernetes/config.yaml");
+    let limits = yaml_documents(&config)
+        .into_iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "ratelimit-limits")
+        .expect("ConfigMap ratelimit-limits in deploy/kubernetes/config.yaml");
+    let text = limits["data"]["limits.yaml"]
+        .as_str()
+        .expect("ratelimit-limits has data.limits.yaml");
+    if let Err(e) = ratelimit::limits::LimitsFile::parse(text, "ConfigMap ratelimit-limits") {
+        panic!("{e}");
+    }
+    let typo = text.replace("per_minute", "per_minutes");
+    assert!(
+        ratelimit::limits::LimitsFile::parse(&typo, "typo").is_err(),
+        "a misspelled limits field must be rejected"
+    );
+}

@@ -1,0 +1,677 @@
+//! The ops service over real HTTP: a fake Envoy admin (recorded
+//! `/stats/prometheus` text, `/clusters?format=json`, route config dump) and
+//! fake backends on port 0, the ops service built with its one `build`
+//! path, and the docs page rendered in headless Chromium.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use ops_service::{build, Backend, OpsConfig};
+use serde_json::Value;
+
+/// Envoy 1.40 `/stats/prometheus` shape with the filters' metrics (wasm
+/// histograms in microseconds) and admin-only statistics that must not leak.
+const ENVOY_STATS: &str = r#"# TYPE envoy_cluster_upstream_cx_overflow counter
+envoy_cluster_upstream_cx_overflow{envoy_cluster_name="calculation_service"} 0
+envoy_cluster_upstream_cx_overflow{envoy_cluster_name="data_service"} 2
+# TYPE envoy_cluster_upstream_rq_pending_overflow counter
+envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="data_service"} 11
+# TYPE envoy_cluster_upstream_rq_retry counter
+envoy_cluster_upstream_rq_retry{envoy_cluster_name="data_service"} 3
+# TYPE envoy_cluster_outlier_detection_ejections_enforced_total counter
+envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="data_service"} 1
+# TYPE envoy_cluster_membership_healthy gauge
+envoy_cluster_membership_healthy{envoy_cluster_name="data_service"} 1
+# TYPE envoy_cluster_membership_total gauge
+envoy_cluster_membership_total{envoy_cluster_name="data_service"} 2
+# TYPE envoy_server_memory_allocated gauge
+envoy_server_memory_allocated{} 7340032
+# TYPE envoy_http_downstream_rq_total counter
+envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="admin"} 17
+# TYPE envoy_server_hot_restart_epoch gauge
+envoy_server_hot_restart_epoch{} 0
+# TYPE http_requests_total counter
+http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="200"} 40
+http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="404"} 2
+# TYPE authentication_attempts_total counter
+authentication_attempts_total{status="success"} 42
+authentication_attempts_total{status="invalid_key"} 3
+# TYPE rate_limit_exceeded_total counter
+rate_limit_exceeded_total{} 5
+# TYPE backend_requests_total counter
+backend_requests_total{service="data_service",status="success"} 42
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="5000"} 30
+http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10000"} 38
+http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="25000"} 41
+http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10000000"} 42
+http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 42
+http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 184250.5
+http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 42
+# TYPE backend_request_duration_seconds histogram
+backend_request_duration_seconds_bucket{service="data_service",le="5000"} 40
+backend_request_duration_seconds_bucket{service="data_service",le="+Inf"} 42
+backend_request_duration_seconds_sum{service="data_service"} 90000
+backend_request_duration_seconds_count{service="data_service"} 42
+# TYPE envoy_cluster_upstream_rq_time histogram
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="data_service",le="0.5"} 4
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="data_service",le="+Inf"} 42
+envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="data_service"} 99.5
+envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 42
+"#;
+
+const CLUSTERS_JSON: &str = r#"{"cluster_statuses":[
+ {"name":"data_service","host_statuses":[
+   {"address":{"socket_address":{"address":"127.0.0.1","port_value":8081}},"health_status":{"eds_health_status":"HEALTHY"},"weight":1},
+   {"address":{"socket_address":{"address":"127.0.0.1","port_value":9081}},"health_status":{"failed_active_health_check":true,"eds_health_status":"HEALTHY"},"weight":1}]},
+ {"name":"calculation_service","host_statuses":[
+   {"address":{"socket_address":{"address":"127.0.0.1","port_value":8082}},"health_status":{"eds_health_status":"HEALTHY"},"weight":1}]},
+ {"name":"rate_limit_service","host_statuses":[
+   {"address":{"socket_address":{"address":"127.0.0.1","port_value":8090}},"health_status":{"eds_health_status":"HEALTHY"},"weight":1}]}
+]}"#;
+
+const ROUTES_JSON: &str = r#"{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump.StaticRouteConfig",
+ "route_config":{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"public","virtual_hosts":[{"name":"api","domains":["*"],"routes":[
+  {"name":"/api/v1/rates/{ticker}","match":{"safe_regex":{"regex":"/api/v1/rates/[^/]+"}},"route":{"cluster":"data_service","regex_rewrite":{}}},
+  {"name":"/api/v1/calculate-locate","match":{"path":"/api/v1/calculate-locate"},"route":{"cluster":"calculation_service"}},
+  {"name":"/health","match":{"path":"/health"},"direct_response":{"status":200}}]}]}}]}"#;
+
+async fn spawn(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+/// A fake Envoy admin interface serving recorded answers.
+async fn fake_envoy_admin() -> SocketAddr {
+    let router = Router::new()
+        .route("/stats/prometheus", get(|| async { ENVOY_STATS }))
+        .route(
+            "/clusters",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], CLUSTERS_JSON) }),
+        )
+        .route(
+            "/config_dump",
+            get(
+                |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                    if q.get("resource").map(String::as_str) == Some("static_route_configs") {
+                        ROUTES_JSON.into_response()
+                    } else {
+                        r#"{"configs":[]}"#.into_response()
+                    }
+                },
+            ),
+        );
+    spawn(router).await
+}
+
+/// A backend answering `/health` healthy and `/metrics` with `metrics`.
+async fn fake_backend(metrics: &'static str) -> SocketAddr {
+    let router = Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status":"healthy","version":"0.1.0"})) }),
+        )
+        .route("/metrics", get(move || async move { metrics }));
+    spawn(router).await
+}
+
+/// A backend whose `/health` fails (database unreachable).
+async fn failing_backend() -> SocketAddr {
+    let router = Router::new().route(
+        "/health",
+        get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "{}") }),
+    );
+    spawn(router).await
+}
+
+/// A loopback address nothing listens on.
+fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+const AUTH_METRICS: &str = "# HELP jwt_tokens_issued_total JWTs issued.\n# TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 7\n";
+const DATA_METRICS: &str =
+    "# TYPE data_rate_lookups_total counter\ndata_rate_lookups_total{outcome=\"found\"} 40\n";
+
+struct Deps {
+    admin: SocketAddr,
+    data: SocketAddr,
+    calculation: SocketAddr,
+    auth: SocketAddr,
+    rate_limit: SocketAddr,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+}
+
+impl Deps {
+    async fn all_up() -> Deps {
+        Deps {
+            admin: fake_envoy_admin().await,
+            data: fake_backend(DATA_METRICS).await,
+            calculation: fake_backend("").await,
+            auth: fake_backend(AUTH_METRICS).await,
+            rate_limit: fake_backend("").await,
+            database_url: Some(sqlite_url()),
+            redis_url: None,
+        }
+    }
+}
+
+fn sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("ops-endpoints-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}?mode=rwc", dir.join("ping.db").display())
+}
+
+/// Starts the ops service on port 0; answers its base URL.
+async fn start_ops(deps: &Deps) -> String {
+    let url = |a: SocketAddr| format!("http://{a}");
+    let config = OpsConfig {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        envoy_admin_url: url(deps.admin),
+        backends: vec![
+            Backend {
+                name: "data_service".into(),
+                base_url: url(deps.data),
+                critical: true,
+            },
+            Backend {
+                name: "calculation_service".into(),
+                base_url: url(deps.calculation),
+                critical: true,
+            },
+            Backend {
+                name: "auth_service".into(),
+                base_url: url(deps.auth),
+                critical: true,
+            },
+            Backend {
+                name: "rate_limit_service".into(),
+                base_url: url(deps.rate_limit),
+                critical: false,
+            },
+        ],
+        database_url: deps.database_url.clone(),
+        redis_url: deps.redis_url.clone(),
+        probe_timeout: Duration::from_millis(1500),
+    };
+    let server = build(config).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(std::future::pending()));
+    format!("http://{addr}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get_text(url: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let r = client().get(url).send().await.unwrap();
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+/// Every non-comment line is `name{labels} value`; every family has at most
+/// one `# TYPE` line and its samples are contiguous.
+fn assert_valid_exposition(text: &str) {
+    let mut typed = std::collections::HashSet::new();
+    let mut finished = std::collections::HashSet::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap().to_owned();
+            assert!(typed.insert(name.clone()), "second TYPE line for {name}");
+            if let Some(prev) = current.replace(name.clone()) {
+                finished.insert(prev);
+            }
+            assert!(!finished.contains(&name), "family {name} is split");
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let s = ops_service::exposition::Sample::parse(line)
+            .unwrap_or_else(|| panic!("unparsable line: {line}"));
+        let base = current.clone().unwrap_or_default();
+        assert!(
+            s.name.starts_with(&base),
+            "{} outside its family group ({base})",
+            s.name
+        );
+        assert!(
+            s.value == "+Inf" || s.value.parse::<f64>().is_ok(),
+            "bad value in {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_only_spec_and_resilience_families_with_durations_in_seconds() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let (status, headers, text) = get_text(&format!("{ops}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE.as_str()]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    assert_valid_exposition(&text);
+
+    for spec in [
+        r#"http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="200"} 40"#,
+        r#"authentication_attempts_total{status="invalid_key"} 3"#,
+        "rate_limit_exceeded_total 5",
+        r#"backend_requests_total{service="data_service",status="success"} 42"#,
+        r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.005"} 30"#,
+        r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.01"} 38"#,
+        r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10"} 42"#,
+        r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 42"#,
+        r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.1842505"#,
+        r#"backend_request_duration_seconds_sum{service="data_service"} 0.09"#,
+        r#"envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="data_service"} 11"#,
+        r#"envoy_cluster_upstream_cx_overflow{envoy_cluster_name="data_service"} 2"#,
+        r#"envoy_cluster_upstream_rq_retry{envoy_cluster_name="data_service"} 3"#,
+        r#"envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="data_service"} 1"#,
+        r#"envoy_cluster_membership_healthy{envoy_cluster_name="data_service"} 1"#,
+        "jwt_tokens_issued_total 7",
+        r#"data_rate_lookups_total{outcome="found"} 40"#,
+        r#"ops_scrape_errors_total{target="envoy"} 0"#,
+    ] {
+        assert!(text.contains(spec), "missing `{spec}` in\n{text}");
+    }
+    for leaked in [
+        "envoy_server_memory_allocated",
+        "envoy_http_downstream_rq_total",
+        "hot_restart",
+        "envoy_cluster_upstream_rq_time",
+        r#"le="5000""#,
+    ] {
+        assert!(!text.contains(leaked), "`{leaked}` must not be exposed");
+    }
+    assert_eq!(text.matches("# TYPE jwt_tokens_issued_total").count(), 1);
+}
+
+#[tokio::test]
+async fn monitoring_metrics_is_the_same_exposition() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let (_, _, a) = get_text(&format!("{ops}/metrics")).await;
+    let (status, _, b) = get_text(&format!("{ops}/monitoring/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_is_skipped_and_counted_not_fatal() {
+    let mut deps = Deps::all_up().await;
+    deps.rate_limit = closed_addr();
+    let ops = start_ops(&deps).await;
+    let (status, _, first) = get_text(&format!("{ops}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first.contains(r#"ops_scrape_errors_total{target="rate_limit_service"} 1"#));
+    assert!(first.contains("jwt_tokens_issued_total 7"));
+    assert!(first.contains("http_requests_total{"));
+    let (_, _, second) = get_text(&format!("{ops}/metrics")).await;
+    assert!(second.contains(r#"ops_scrape_errors_total{target="rate_limit_service"} 2"#));
+    assert!(second.contains(r#"ops_scrape_errors_total{target="auth_service"} 0"#));
+}
+
+#[tokio::test]
+async fn envoy_admin_down_still_serves_the_backends_metrics() {
+    let mut deps = Deps::all_up().await;
+    deps.admin = closed_addr();
+    let ops = start_ops(&deps).await;
+    let (status, _, text) = get_text(&format!("{ops}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid_exposition(&text);
+    assert!(text.contains(r#"ops_scrape_errors_total{target="envoy"} 1"#));
+    assert!(text.contains("jwt_tokens_issued_total 7"));
+    assert!(!text.contains("http_requests_total"));
+}
+
+#[tokio::test]
+async fn detailed_health_reports_every_dependency_with_latency() {
+    let mut deps = Deps::all_up().await;
+    deps.redis_url = Some("redis://127.0.0.1:6379/0".into());
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/detailed")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(v["status"], "healthy", "{body}");
+    let deps = v["dependencies"].as_object().unwrap();
+    let mut names: Vec<&str> = deps.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "auth_service",
+            "calculation_service",
+            "data_service",
+            "database",
+            "rate_limit_service",
+            "redis"
+        ]
+    );
+    for (name, d) in deps {
+        assert_eq!(d["status"], "healthy", "{name}: {d}");
+        let latency = d["latency_ms"].as_f64().unwrap();
+        assert!((0.0..1500.0).contains(&latency), "{name}: {latency}");
+    }
+    assert_eq!(deps["data_service"]["version"], "0.1.0");
+    assert_eq!(deps["redis"]["critical"], false);
+    assert_eq!(deps["database"]["critical"], true);
+}
+
+#[tokio::test]
+async fn the_real_postgres_database_answers_the_ping() {
+    let mut deps = Deps::all_up().await;
+    deps.database_url = Some("postgres://postgres@127.0.0.1:5432/test".into());
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/database")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["kind"], "database");
+}
+
+#[tokio::test]
+async fn a_non_critical_dependency_down_is_degraded_with_200() {
+    let mut deps = Deps::all_up().await;
+    deps.rate_limit = closed_addr();
+    deps.redis_url = Some(format!("redis://{}", closed_addr()));
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/detailed")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["dependencies"]["rate_limit_service"]["status"], "unhealthy");
+    assert_eq!(v["dependencies"]["redis"]["status"], "unhealthy");
+    assert!(v["dependencies"]["redis"]["error"].is_string());
+}
+
+#[tokio::test]
+async fn a_critical_dependency_down_is_unhealthy_with_503() {
+    let mut deps = Deps::all_up().await;
+    deps.calculation = failing_backend().await;
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/detailed")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "unhealthy");
+    assert_eq!(v["dependencies"]["calculation_service"]["status"], "unhealthy");
+    assert_eq!(
+        v["dependencies"]["calculation_service"]["error"],
+        "/health answered 503"
+    );
+    assert_eq!(v["dependencies"]["data_service"]["status"], "healthy");
+}
+
+#[tokio::test]
+async fn a_missing_sqlite_database_is_unhealthy() {
+    let mut deps = Deps::all_up().await;
+    deps.database_url = Some("sqlite:///nonexistent-dir/none.db".into());
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/detailed")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["dependencies"]["database"]["status"], "unhealthy");
+}
+
+#[tokio::test]
+async fn one_dependency_answers_200_when_healthy_and_503_when_not() {
+    let mut deps = Deps::all_up().await;
+    deps.auth = failing_backend().await;
+    let ops = start_ops(&deps).await;
+    let (status, _, body) = get_text(&format!("{ops}/health/data_service")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["name"].as_str(), v["status"].as_str()), (Some("data_service"), Some("healthy")));
+    let (status, _, body) = get_text(&format!("{ops}/health/auth_service")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn an_unknown_dependency_is_a_404_envelope_with_the_request_id() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let r = client()
+        .get(format!("{ops}/health/mainframe"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.headers()["x-request-id"], "req-abc-123");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["error"]["code"], "NOT_FOUND");
+    assert_eq!(v["error"]["request_id"], "req-abc-123");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_in_the_envelope() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let (status, headers, body) = get_text(&format!("{ops}/admin/clusters")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "NOT_FOUND");
+    let rid = headers["x-request-id"].to_str().unwrap();
+    assert!(!rid.is_empty());
+    assert_eq!(v["error"]["request_id"], rid);
+
+    let r = client().post(format!("{ops}/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn discovery_without_identity_is_401() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let r = client()
+        .get(format!("{ops}/discovery/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn discovery_without_the_admin_scope_is_403() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    for scopes in ["", "read", "administrator"] {
+        let r = client()
+            .get(format!("{ops}/discovery/services"))
+            .header("x-client-id", "test123")
+            .header("x-client-scopes", scopes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "scopes {scopes:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "FORBIDDEN");
+    }
+}
+
+#[tokio::test]
+async fn discovery_lists_routed_services_with_healthy_and_total_endpoints() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let r = client()
+        .get(format!("{ops}/discovery/services"))
+        .header("x-client-id", "ops-team")
+        .header("x-client-scopes", "read admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "success");
+    let services = v["services"].as_array().unwrap();
+    let data = services
+        .iter()
+        .find(|s| s["service"] == "data_service")
+        .unwrap();
+    assert_eq!(data["cluster"], "data_service");
+    assert_eq!(data["healthy_endpoints"], 1);
+    assert_eq!(data["total_endpoints"], 2);
+    assert_eq!(data["routes"][0]["pattern"], "/api/v1/rates/[^/]+");
+    assert_eq!(
+        data["endpoints"][1]["health_flags"][0],
+        "failed_active_health_check"
+    );
+    let calc = services
+        .iter()
+        .find(|s| s["service"] == "calculation_service")
+        .unwrap();
+    assert_eq!(calc["routes"][0]["pattern"], "/api/v1/calculate-locate");
+    let rls = services.last().unwrap();
+    assert_eq!(rls["service"], "rate_limit_service");
+    assert_eq!(rls["routes"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn discovery_with_envoy_admin_down_is_a_503_envelope() {
+    let mut deps = Deps::all_up().await;
+    deps.admin = closed_addr();
+    let ops = start_ops(&deps).await;
+    let r = client()
+        .get(format!("{ops}/discovery/services"))
+        .header("x-client-id", "ops-team")
+        .header("x-client-scopes", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "SERVICE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_as_json() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let r = client().get(format!("{ops}/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["info"]["title"], "Borrow Rate & Locate Fee API");
+    assert!(v["components"]["securitySchemes"]["ApiKeyAuth"].is_object());
+    assert!(v["components"]["securitySchemes"]["BearerAuth"].is_object());
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Runs headless Chromium with one extra argument (bounded to 60 s).
+async fn run_chromium(extra: &str, url: &str) -> String {
+    let bin = chromium().expect("chromium is not installed: apt-get install -y chromium");
+    let profile = tempdir("chromium-profile");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(extra)
+    .arg(url)
+    .kill_on_drop(true)
+    .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("chromium did not finish within 60 s")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tempdir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ops-{label}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_in_headless_chromium_without_network() {
+    let deps = Deps::all_up().await;
+    let ops = start_ops(&deps).await;
+    let url = format!("{ops}/docs");
+
+    let (status, headers, source) = get_text(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"));
+    // The heading is empty in the source: only the page's script fills it.
+    assert!(source.contains(r#"<h1 id="api-title"></h1>"#));
+    assert!(!source.contains("https://") && !source.contains("http://"));
+
+    let dom = run_chromium("--dump-dom", &url).await;
+    assert!(
+        dom.contains(r#"<h1 id="api-title">Borrow Rate &amp; Locate Fee API</h1>"#),
+        "heading not rendered:\n{}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert!(dom.contains(r#"<body data-rendered="true">"#));
+    for operation in [
+        "/api/v1/calculate-locate",
+        "/api/v1/rates/{ticker}",
+        "/api/v1/auth/token",
+        "/discovery/services",
+    ] {
+        assert!(
+            dom.contains(&format!(r#"<span class="path">{operation}</span>"#)),
+            "{operation} not rendered"
+        );
+    }
+    assert!(dom.contains("pattern ^[A-Za-z]{1,5}(\\.[A-Za-z]{1,2})?$"));
+
+    let shot_dir = tempdir("docs-shot");
+    let shot = shot_dir.join("docs.png");
+    run_chromium(&format!("--screenshot={}", shot.display()), &url).await;
+    let png = std::fs::read(&shot).expect("no screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(png.len() > 20_000, "screenshot suspiciously small: {}", png.len());
+    let _ = std::fs::remove_dir_all(&shot_dir);
+}

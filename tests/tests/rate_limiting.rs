@@ -1,0 +1,374 @@
+//! Rate limiting (SPEC §7) through a real Envoy: the pieces of
+//! envoy/fragments/ratelimit.yaml in front of a counting upstream, talking
+//! to the rate-limit service (backends/ratelimit) started in-process.
+//!
+//! The authentication filter is not part of these configs: the tests set
+//! `x-client-id` / `x-client-rate-limit` themselves, as the auth filter does
+//! for an authenticated caller. A local_reply_config maps 429 to the SPEC §6
+//! envelope, as the gateway's listener does.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use e2e::{CountingUpstream, Envoy};
+use ratelimit::{Config, Running};
+use serde_json::{json, Value};
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// envoy/fragments/ratelimit.yaml with its variables filled as render.py
+/// does by default (fail open).
+fn fragment() -> Value {
+    let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("${RATE_LIMIT_FAILURE_MODE_DENY}", "false");
+    assert!(
+        !text
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("${")),
+        "the fragment uses a variable this test does not fill"
+    );
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    serde_json::to_value(yaml).unwrap()
+}
+
+/// Per-instance local bucket size override (max tokens, refill per fill,
+/// fill interval), as a renderer may set it.
+struct LocalBucket {
+    max_tokens: u64,
+    tokens_per_fill: u64,
+    fill_interval: &'static str,
+}
+
+/// A full Envoy config: HCM with the fragment's filters and rate_limits,
+/// a 429 → RATE_LIMITED local reply mapper, the upstream and the
+/// rate_limit_service cluster pointed at `rls_port`.
+fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) -> String {
+    let mut frag = fragment();
+    if let Some(b) = bucket {
+        assert_eq!(
+            frag["http_filters"][0]["name"],
+            "envoy.filters.http.local_ratelimit"
+        );
+        let local = &mut frag["http_filters"][0]["typed_config"];
+        local["descriptors"][0]["token_bucket"] = json!({
+            "max_tokens": b.max_tokens,
+            "tokens_per_fill": b.tokens_per_fill,
+            "fill_interval": b.fill_interval,
+        });
+        for h in local["response_headers_to_add"].as_array_mut().unwrap() {
+            if h["header"]["key"] == "x-ratelimit-limit" {
+                h["header"]["value"] = json!(b.max_tokens.to_string());
+            }
+        }
+    }
+    let mut rls_cluster = frag["clusters"][0].clone();
+    assert_eq!(rls_cluster["name"], "rate_limit_service");
+    rls_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"]["port_value"] = json!(rls_port);
+
+    let mut filters = frag["http_filters"].as_array().unwrap().clone();
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    let envelope = r#"{"status":"error","error":{"code":"RATE_LIMITED","message":"Rate limit exceeded","request_id":"%REQ(X-REQUEST-ID)%"}}"#;
+    let config = json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": "__ADMIN_PORT__"}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": "__LISTENER_PORT__"}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "use_remote_address": true,
+                        "generate_request_id": true,
+                        "always_set_request_id_in_response": true,
+                        "local_reply_config": {"mappers": [{
+                            "filter": {"status_code_filter": {"comparison": {
+                                "op": "EQ",
+                                "value": {"default_value": 429, "runtime_key": "local_reply.rate_limited"}
+                            }}},
+                            "body_format_override": {
+                                "content_type": "application/json",
+                                "text_format_source": {"inline_string": envelope}
+                            }
+                        }]},
+                        "route_config": {"virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "rate_limits": frag["rate_limits"].clone(),
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+                        }]},
+                        "http_filters": filters
+                    }
+                }]}]
+            }],
+            "clusters": [
+                {
+                    "name": "upstream",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}
+                    ]}]}
+                },
+                rls_cluster
+            ]
+        }
+    });
+    // JSON is YAML: the harness fills the port placeholders in the text.
+    serde_json::to_string_pretty(&config)
+        .unwrap()
+        .replace("\"__ADMIN_PORT__\"", "{{ADMIN_PORT}}")
+        .replace("\"__LISTENER_PORT__\"", "{{LISTENER_PORT}}")
+}
+
+fn rls_config() -> Config {
+    Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        key_prefix: unique("e2e"),
+        ..Config::default()
+    }
+}
+
+async fn rls(config: Config) -> Running {
+    ratelimit::spawn(config).await.unwrap()
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn header_u64(&self, name: &str) -> u64 {
+        self.header(name)
+            .unwrap_or_else(|| panic!("no {name} header: {:?}", self.headers))
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not an integer"))
+    }
+}
+
+async fn get(envoy: &Envoy, client: Option<(&str, Option<u64>)>) -> Answer {
+    let mut req = reqwest::Client::new().get(envoy.url("/api/v1/rates/AAPL"));
+    if let Some((id, limit)) = client {
+        req = req.header("x-client-id", id);
+        if let Some(l) = limit {
+            req = req.header("x-client-rate-limit", l.to_string());
+        }
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn assert_rate_limited_envelope(a: &Answer) {
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let request_id = a.header("x-request-id").expect("x-request-id on a 429");
+    assert!(!request_id.is_empty());
+    assert_eq!(body["error"]["request_id"], request_id);
+    let retry = a.header_u64("retry-after");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn the_fragment_passes_envoy_validation() {
+    let yaml = envoy_config(9, 9, None);
+    e2e::envoy_validate(&yaml).unwrap();
+}
+
+#[tokio::test]
+async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envelope() {
+    let service = rls(rls_config()).await;
+    let upstream = CountingUpstream::start().await;
+    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port(), None)).await;
+    let client = unique("client");
+
+    for expected_remaining in [2u64, 1, 0] {
+        let a = get(&envoy, Some((&client, Some(3)))).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.header_u64("x-ratelimit-limit"), 3);
+        assert_eq!(a.header_u64("x-ratelimit-remaining"), expected_remaining);
+        let reset = a.header_u64("x-ratelimit-reset");
+        assert!((1..=60).contains(&reset), "reset {reset}");
+        assert!(a.header("retry-after").is_none());
+    }
+    let a = get(&envoy, Some((&client, Some(3)))).await;
+    assert_rate_limited_envelope(&a);
+    assert_eq!(a.header_u64("x-ratelimit-limit"), 3);
+    assert_eq!(a.header_u64("x-ratelimit-remaining"), 0);
+    assert_eq!(
+        a.header_u64("x-ratelimit-reset"),
+        a.header_u64("retry-after")
+    );
+    assert_eq!(
+        upstream.count(),
+        3,
+        "the refused request never reached the upstream"
+    );
+    let seen = upstream.requests();
+    assert_eq!(seen[0].header("x-client-id"), Some(client.as_str()));
+
+    // Another client has its own budget; the default applies without an own limit.
+    let other = get(&envoy, Some((&unique("other"), None))).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header_u64("x-ratelimit-limit"), 60);
+    assert_eq!(other.header_u64("x-ratelimit-remaining"), 59);
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_are_limited_per_source_address() {
+    let dir = std::env::temp_dir().join(unique("rl-e2e"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("limits.yaml");
+    std::fs::write(&file, "unauthenticated:\n  per_minute: 2\n").unwrap();
+    let service = rls(Config {
+        limits_file: Some(file),
+        ..rls_config()
+    })
+    .await;
+    let upstream = CountingUpstream::start().await;
+    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port(), None)).await;
+    for remaining in [1u64, 0] {
+        let a = get(&envoy, None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.header_u64("x-ratelimit-limit"), 2);
+        assert_eq!(a.header_u64("x-ratelimit-remaining"), remaining);
+    }
+    let a = get(&envoy, None).await;
+    assert_rate_limited_envelope(&a);
+    assert_eq!(upstream.count(), 2);
+    // An authenticated caller from the same address is counted by client.
+    let a = get(&envoy, Some((&unique("c"), None))).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit() {
+    let Ok(redis_url) = std::env::var("REDIS_URL") else {
+        println!("REDIS_URL is not set: skipping the shared Redis test");
+        return;
+    };
+    // Two service replicas on the same Redis (and key prefix), one per Envoy.
+    let config = Config {
+        redis_url: Some(redis_url),
+        ..rls_config()
+    };
+    let rls_a = rls(config.clone()).await;
+    let rls_b = rls(config).await;
+    let upstream = CountingUpstream::start().await;
+    let envoy_a = Envoy::start(&envoy_config(upstream.port, rls_a.grpc_addr.port(), None)).await;
+    let envoy_b = Envoy::start(&envoy_config(upstream.port, rls_b.grpc_addr.port(), None)).await;
+    let client = unique("shared");
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let envoy = if i % 2 == 0 { &envoy_a } else { &envoy_b };
+        let a = get(envoy, Some((&client, Some(4)))).await;
+        if a.status == 429 {
+            assert_rate_limited_envelope(&a);
+        } else {
+            assert_eq!(a.header_u64("x-ratelimit-limit"), 4);
+        }
+        statuses.push(a.status);
+    }
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200, 200, 429, 429, 429, 429],
+        "4 allowed in total across both instances"
+    );
+    assert_eq!(upstream.count(), 4);
+    assert_eq!(rls_a.shared.metrics().decisions("failure_allowed"), 0);
+    assert_eq!(rls_b.shared.metrics().decisions("over_limit"), 2);
+}
+
+#[tokio::test]
+async fn with_the_rate_limit_service_stopped_requests_pass_and_the_local_bucket_still_caps() {
+    let service = rls(rls_config()).await;
+    let upstream = CountingUpstream::start().await;
+    let bucket = LocalBucket {
+        max_tokens: 5,
+        tokens_per_fill: 5,
+        fill_interval: "60s",
+    };
+    let envoy = Envoy::start(&envoy_config(
+        upstream.port,
+        service.grpc_addr.port(),
+        Some(bucket),
+    ))
+    .await;
+    let client = unique("failopen");
+
+    // Service up: allowed, with its headers (key limit 100, far above).
+    for _ in 0..2 {
+        let a = get(&envoy, Some((&client, Some(100)))).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header_u64("x-ratelimit-limit"), 100);
+    }
+
+    service.stop().await;
+
+    // Service down: fail-open until the local bucket (5 per instance) is empty.
+    for _ in 0..3 {
+        let a = get(&envoy, Some((&client, Some(100)))).await;
+        assert_eq!(a.status, 200, "fail-open: {}", a.body);
+        assert!(
+            a.header("x-ratelimit-limit").is_none(),
+            "the stopped service cannot have answered"
+        );
+    }
+    let a = get(&envoy, Some((&client, Some(100)))).await;
+    assert_rate_limited_envelope(&a);
+    assert_eq!(
+        a.header_u64("x-ratelimit-limit"),
+        5,
+        "the local bucket's limit"
+    );
+    assert_eq!(a.header_u64("x-ratelimit-remaining"), 0);
+    assert_eq!(upstream.count(), 5);
+
+    // Another client still has its own local bucket.
+    let a = get(&envoy, Some((&unique("fresh"), None))).await;
+    assert_eq!(a.status, 200);
+
+    let stats = envoy.admin_get("/stats?filter=ratelimit").await;
+    let failures: u64 = stats
+        .lines()
+        .filter(|l| l.contains("failure_mode_allowed"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        failures >= 3,
+        "Envoy counted the fail-open decisions:\n{stats}"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
