@@ -425,7 +425,7 @@ fn local_and_compose_shapes_differ_only_in_addresses_and_paths() {
     fn normalise(s: &str) -> String {
         let s: String = s
             .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
         let s = match (s.find("  - name: internal_admin"), s.find("\n  clusters:")) {

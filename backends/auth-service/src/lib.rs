@@ -53,7 +53,10 @@ impl AuthMetrics {
         let mut out = String::new();
         out.push_str("# HELP jwt_tokens_issued_total JWTs issued by POST /api/v1/auth/token.\n");
         out.push_str("# TYPE jwt_tokens_issued_total counter\n");
-        out.push_str(&format!("jwt_tokens_issued_total {}\n", self.tokens_issued()));
+        out.push_str(&format!(
+            "jwt_tokens_issued_total {}\n",
+            self.tokens_issued()
+        ));
         out.push_str(
             "# HELP auth_key_verifications_total API key verifications answered for the gateway.\n",
         );
@@ -274,8 +277,10 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, AppError> {
     match state.issuer.jwks() {
         Some(jwks) => {
             let mut resp = Json(jwks.clone()).into_response();
-            resp.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            resp.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
             Ok(resp)
         }
         None => Err(AppError::NotFound(

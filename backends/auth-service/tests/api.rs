@@ -23,7 +23,10 @@ fn db_url(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!(
         "auth-service-test-{}-{name}-{}",
         std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     ));
     format!("sqlite://{}/auth.db", dir.display())
 }
@@ -38,7 +41,10 @@ async fn spawn(config: Config) -> (Server, auth_service::AppState) {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn verify(server: &Server, key_hash: &str) -> (u16, Value) {
@@ -286,5 +292,8 @@ async fn short_secret_or_bad_key_refuses_to_start() {
         key_id: None,
     };
     let err = auth_service::build(&cfg).await.unwrap_err();
-    assert!(err.to_string().contains("JWT_ES256_PRIVATE_KEY_FILE"), "{err}");
+    assert!(
+        err.to_string().contains("JWT_ES256_PRIVATE_KEY_FILE"),
+        "{err}"
+    );
 }

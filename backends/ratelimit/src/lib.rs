@@ -224,7 +224,15 @@ async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             _ = reload.tick() => match shared.limits.reload_if_changed() {
                 Ok(true) => {
                     shared.metrics.reloads.inc();
-                    tracing::info!(file = ?shared.config.limits_file, "Rate limits reloaded");
+                    tracing::info!(
+                        file = %shared
+                            .config
+                            .limits_file
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        "Rate limits reloaded"
+                    );
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -292,6 +300,14 @@ impl RateLimitService for Rls {
                 .unwrap_or(request_hits);
             match s.counters.hit(&req.domain, &rule, hits).await {
                 Ok(outcome) => {
+                    if rule.kind == limits::RuleKind::Client {
+                        s.metrics.utilisation.record(
+                            &rule.subject,
+                            rule.max.saturating_sub(outcome.remaining),
+                            rule.max,
+                            outcome.reset,
+                        );
+                    }
                     statuses.push(status_for(&rule, &outcome));
                     verdicts.push(Verdict { rule, outcome });
                 }

@@ -34,7 +34,11 @@ async fn main() -> ExitCode {
         grpc = %app.grpc_addr(),
         http = %app.http_addr(),
         storage,
-        limits_file = ?config.limits_file,
+        limits_file = %config
+            .limits_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".to_owned()),
         default_per_minute = config.default_per_minute,
         "Rate-limit service listening"
     );

@@ -1,8 +1,10 @@
 //! Counters exposed on `/metrics` (Prometheus text format).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -17,6 +19,70 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// Per client seen in its current window: hits counted and the limit.
+/// Entries whose window has ended are dropped, so the label set stays
+/// bounded by the clients active within one window.
+#[derive(Debug, Default)]
+pub struct Utilisation {
+    clients: Mutex<HashMap<String, Used>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Used {
+    used: u64,
+    max: u64,
+    until: Instant,
+}
+
+/// Entries kept before expired ones are swept on insert.
+const UTILISATION_SWEEP_AT: usize = 10_000;
+
+impl Utilisation {
+    /// Records a client's state after a decision.
+    pub fn record(&self, client_id: &str, used: u64, max: u64, reset: Duration) {
+        let now = Instant::now();
+        let Ok(mut clients) = self.clients.lock() else {
+            return;
+        };
+        if clients.len() >= UTILISATION_SWEEP_AT && !clients.contains_key(client_id) {
+            clients.retain(|_, u| u.until > now);
+        }
+        let entry = Used {
+            used: used.min(max),
+            max,
+            until: now + reset,
+        };
+        match clients.get_mut(client_id) {
+            Some(u) => *u = entry,
+            None => {
+                clients.insert(client_id.to_owned(), entry);
+            }
+        }
+    }
+
+    /// `(client_id, ratio)` of every client whose window is still running.
+    pub fn snapshot(&self) -> Vec<(String, f64)> {
+        let now = Instant::now();
+        let Ok(mut clients) = self.clients.lock() else {
+            return Vec::new();
+        };
+        clients.retain(|_, u| u.until > now);
+        let mut out: Vec<(String, f64)> = clients
+            .iter()
+            .map(|(id, u)| (id.clone(), u.used as f64 / u.max.max(1) as f64))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Prometheus label value escaping.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Upper bounds (seconds) of the decision latency histogram.
@@ -43,6 +109,8 @@ pub struct Metrics {
     pub reloads: Counter,
     /// Limits file reloads rejected (the previous limits stayed in force).
     pub reload_errors: Counter,
+    /// Per-client use of the current window (`rate_limit_client_utilization_ratio`).
+    pub utilisation: Utilisation,
     latency_buckets: [Counter; 10],
     latency_count: Counter,
     latency_sum_micros: Counter,
@@ -120,6 +188,15 @@ impl Metrics {
             out,
             "# HELP ratelimit_storage_info Counter storage in use.\n# TYPE ratelimit_storage_info gauge\nratelimit_storage_info{{storage=\"{storage}\"}} 1"
         );
+        out.push_str("# HELP rate_limit_client_utilization_ratio Share of its per-minute limit each client has used in its current window (1 = exhausted).\n");
+        out.push_str("# TYPE rate_limit_client_utilization_ratio gauge\n");
+        for (client, ratio) in self.utilisation.snapshot() {
+            let _ = writeln!(
+                out,
+                "rate_limit_client_utilization_ratio{{client_id=\"{}\"}} {ratio}",
+                label(&client)
+            );
+        }
         out.push_str(
             "# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n",
         );
@@ -159,6 +236,27 @@ mod tests {
         assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"+Inf\"} 1"));
         assert!(text.contains("ratelimit_decision_duration_seconds_count 1"));
+    }
+
+    #[test]
+    fn utilisation_is_used_over_limit_per_client_and_expires_with_the_window() {
+        let m = Metrics::default();
+        m.utilisation
+            .record("test123", 48, 60, Duration::from_secs(30));
+        m.utilisation
+            .record("gone", 1, 10, Duration::from_millis(0));
+        m.utilisation
+            .record("we\"ird", 10, 10, Duration::from_secs(30));
+        let text = m.render("memory");
+        assert!(
+            text.contains("rate_limit_client_utilization_ratio{client_id=\"test123\"} 0.8\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rate_limit_client_utilization_ratio{client_id=\"we\\\"ird\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("gone"), "{text}");
     }
 
     #[test]

@@ -296,6 +296,12 @@ async fn health_and_metrics_answer_over_http() {
     );
     assert!(metrics.contains("ratelimit_decisions_total{result=\"over_limit\"} 1"));
     assert!(metrics.contains("ratelimit_storage_info{storage=\"memory\"} 1"));
+    assert!(
+        metrics.contains(&format!(
+            "rate_limit_client_utilization_ratio{{client_id=\"{id}\"}} 1\n"
+        )),
+        "{metrics}"
+    );
     let missing = reqwest::get(format!("http://{}/nope", rls.http_addr))
         .await
         .unwrap();
@@ -376,8 +382,19 @@ async fn two_service_replicas_sharing_redis_enforce_one_limit() {
     let mut ok = 0;
     for i in 0..8 {
         let c = if i % 2 == 0 { &mut c1 } else { &mut c2 };
-        if is_ok(&ask(c, &d).await) {
+        let r = ask(c, &d).await;
+        assert_eq!(header(&r, "x-ratelimit-limit"), Some("4"));
+        let reset: u64 = header(&r, "x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&reset), "{reset}");
+        if is_ok(&r) {
             ok += 1;
+            assert_eq!(
+                header(&r, "x-ratelimit-remaining"),
+                Some((4 - ok).to_string().as_str())
+            );
+        } else {
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+            assert_eq!(header(&r, "retry-after"), Some(reset.to_string().as_str()));
         }
     }
     assert_eq!(ok, 4, "4 allowed in total across both replicas");
@@ -393,4 +410,102 @@ async fn two_service_replicas_sharing_redis_enforce_one_limit() {
         .await
         .unwrap();
     assert!(metrics.contains("ratelimit_storage_info{storage=\"redis\"} 1"));
+}
+
+/// A TCP forwarder to Redis that can be cut and restored on the same port.
+struct RedisProxy {
+    port: u16,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RedisProxy {
+    async fn start(target: &str, port: u16) -> RedisProxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = std::sync::Arc::clone(&tasks);
+        let to = target.to_owned();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = to.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        RedisProxy {
+            port,
+            target: target.to_owned(),
+            tasks,
+        }
+    }
+
+    /// Closes the listener and every forwarded connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn losing_redis_fails_open_and_counting_resumes_when_it_returns() {
+    let Some(url) = redis_url() else { return };
+    let target = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = RedisProxy::start(&target, 0).await;
+    let rls = ratelimit::spawn(Config {
+        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
+        ..config()
+    })
+    .await
+    .unwrap();
+    let mut c = client(&rls).await;
+    let id = unique("flaky");
+    let d = [("client_id", id.as_str()), ("client_limit", "2")];
+    let r = ask(&mut c, &d).await;
+    assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = ask(&mut c, &d).await;
+    assert!(is_ok(&r), "fail-open while Redis is away: {r:?}");
+    assert!(header(&r, "x-ratelimit-remaining").is_none());
+    assert!(rls.shared.metrics().decisions("failure_allowed") >= 1);
+    let health = reqwest::get(format!("http://{}/health", rls.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+
+    let _back = RedisProxy::start(&proxy.target, proxy.port).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = reqwest::get(format!("http://{}/health", rls.http_addr))
+            .await
+            .unwrap();
+        if h.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service did not reconnect to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The counter kept in Redis survived: one hit before the cut, one now.
+    let r = ask(&mut c, &d).await;
+    assert!(is_ok(&r));
+    assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+    assert!(is_over(&ask(&mut c, &d).await));
 }

@@ -36,7 +36,9 @@ impl Host for ProxyHost {
     }
 
     fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_shared_data(key).ok().and_then(|(value, _)| value)
+        hostcalls::get_shared_data(key)
+            .ok()
+            .and_then(|(value, _)| value)
     }
 
     fn shared_set(&self, key: &str, value: &[u8]) {

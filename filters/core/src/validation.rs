@@ -19,6 +19,8 @@ use crate::metrics::{logfmt_quote, one_segment_after, Endpoint};
 
 /// Host access the validation filter needs.
 pub trait ValidationHost {
+    /// A request header. Only called from the header phase: Envoy does not
+    /// expose request headers to a body callback once they have gone on.
     fn request_header(&self, name: &str) -> Option<String>;
     /// The first `len` bytes of the buffered request body.
     fn request_body(&self, len: usize) -> Option<Vec<u8>>;
@@ -96,6 +98,23 @@ pub struct RequestValidation {
     config: ValidationConfig,
     state: State,
     buffered: usize,
+    /// Captured in the header phase for a reply sent from the body phase.
+    identity: Identity,
+}
+
+#[derive(Debug, Default)]
+struct Identity {
+    request_id: String,
+    client_id: String,
+}
+
+impl Identity {
+    fn read(host: &impl ValidationHost) -> Self {
+        Self {
+            request_id: host.request_header("x-request-id").unwrap_or_default(),
+            client_id: host.request_header("x-client-id").unwrap_or_default(),
+        }
+    }
 }
 
 impl RequestValidation {
@@ -104,6 +123,7 @@ impl RequestValidation {
             config,
             state: State::Done,
             buffered: 0,
+            identity: Identity::default(),
         }
     }
 
@@ -120,10 +140,14 @@ impl RequestValidation {
                 let raw = one_segment_after(&path, "/api/v1/rates/").unwrap_or_default();
                 match Ticker::parse(raw) {
                     Ok(_) => Flow::Continue,
-                    Err(e) => self.reject_fields(host, Endpoint::Rates, vec![e]),
+                    Err(e) => {
+                        self.identity = Identity::read(host);
+                        self.reject_fields(host, Endpoint::Rates, vec![e])
+                    }
                 }
             }
             Endpoint::CalculateLocate if method == "POST" => {
+                self.identity = Identity::read(host);
                 self.locate_headers(host, end_of_stream)
             }
             _ => Flow::Continue,
@@ -265,8 +289,10 @@ impl RequestValidation {
         details: Vec<FieldError>,
     ) -> Flow {
         self.state = State::Rejected;
-        let request_id = host.request_header("x-request-id").unwrap_or_default();
-        let client_id = host.request_header("x-client-id").unwrap_or_default();
+        let Identity {
+            request_id,
+            client_id,
+        } = &self.identity;
         let fields = details
             .iter()
             .map(|d| d.field.as_str())
@@ -276,9 +302,9 @@ impl RequestValidation {
             "level=WARN msg=\"Validation error\" code={} fields={} client_id={} endpoint={} request_id={}",
             code.as_str(),
             logfmt_quote(&fields),
-            logfmt_quote(&client_id),
+            logfmt_quote(client_id),
             logfmt_quote(endpoint.template()),
-            logfmt_quote(&request_id),
+            logfmt_quote(request_id),
         ));
         let body = ErrorEnvelope::new(code, message, request_id.as_str())
             .with_details(details)
@@ -287,7 +313,7 @@ impl RequestValidation {
             code.http_status(),
             &[
                 ("content-type", "application/json"),
-                ("x-request-id", &request_id),
+                ("x-request-id", request_id),
             ],
             &body,
         );
@@ -341,6 +367,8 @@ mod tests {
         body: Vec<u8>,
         replies: Vec<(u16, Vec<(String, String)>, String)>,
         logs: Vec<String>,
+        /// Set while a body callback runs, like Envoy's host.
+        in_body: bool,
     }
 
     impl FakeHost {
@@ -378,6 +406,10 @@ mod tests {
 
     impl ValidationHost for FakeHost {
         fn request_header(&self, name: &str) -> Option<String> {
+            assert!(
+                !self.in_body,
+                "request headers are not readable from a body callback"
+            );
             self.headers
                 .iter()
                 .find(|(k, _)| k == name)
@@ -401,6 +433,21 @@ mod tests {
         }
     }
 
+    /// A body callback, with request headers out of reach as in Envoy.
+    fn body_cb(v: &mut RequestValidation, host: &mut FakeHost, size: usize, end: bool) -> Flow {
+        host.in_body = true;
+        let flow = v.on_request_body(host, size, end);
+        host.in_body = false;
+        flow
+    }
+
+    fn trailers_cb(v: &mut RequestValidation, host: &mut FakeHost) -> Flow {
+        host.in_body = true;
+        let flow = v.on_request_trailers(host);
+        host.in_body = false;
+        flow
+    }
+
     const VALID: &[u8] =
         br#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
 
@@ -417,7 +464,7 @@ mod tests {
         while sent < body.len() {
             sent = (sent + chunk).min(body.len());
             host.body = body[..sent].to_vec();
-            flow = v.on_request_body(host, sent, sent == body.len());
+            flow = body_cb(v, host, sent, sent == body.len());
             if !host.replies.is_empty() {
                 break;
             }
@@ -473,7 +520,7 @@ mod tests {
             let mut host = FakeHost::request(method, path, &[]);
             let mut v = RequestValidation::new(ValidationConfig::default());
             assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
-            assert_eq!(v.on_request_body(&mut host, 3, true), Flow::Continue);
+            assert_eq!(body_cb(&mut v, &mut host, 3, true), Flow::Continue);
             assert!(host.replies.is_empty(), "{method} {path}");
         }
     }
@@ -485,7 +532,7 @@ mod tests {
         assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
         // Chunks are held until the whole body has been checked.
         host.body = VALID[..10].to_vec();
-        assert_eq!(v.on_request_body(&mut host, 10, false), Flow::Pause);
+        assert_eq!(body_cb(&mut v, &mut host, 10, false), Flow::Pause);
         assert_eq!(send_body(&mut host, &mut v, VALID, 1_000), Flow::Continue);
         assert!(host.replies.is_empty());
     }
@@ -531,7 +578,7 @@ mod tests {
         let mut host = FakeHost::locate("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
         v.on_request_headers(&mut host, false);
-        assert_eq!(v.on_request_body(&mut host, 0, true), Flow::Pause);
+        assert_eq!(body_cb(&mut v, &mut host, 0, true), Flow::Pause);
         assert_eq!(fields(&host).len(), 4);
     }
 
@@ -552,7 +599,7 @@ mod tests {
             assert_eq!(host.status(), 415, "{ct:?}");
             assert_eq!(host.reply()["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
             // Later body callbacks stay held and send nothing more.
-            assert_eq!(v.on_request_body(&mut host, 10, true), Flow::Pause);
+            assert_eq!(body_cb(&mut v, &mut host, 10, true), Flow::Pause);
             assert_eq!(host.replies.len(), 1);
         }
     }
@@ -605,9 +652,9 @@ mod tests {
         let mut host = FakeHost::locate("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
         v.on_request_headers(&mut host, false);
-        assert_eq!(v.on_request_body(&mut host, 8_000, false), Flow::Pause);
+        assert_eq!(body_cb(&mut v, &mut host, 8_000, false), Flow::Pause);
         assert!(host.replies.is_empty());
-        assert_eq!(v.on_request_body(&mut host, 8_193, false), Flow::Pause);
+        assert_eq!(body_cb(&mut v, &mut host, 8_193, false), Flow::Pause);
         assert_eq!(host.status(), 413);
     }
 
@@ -617,8 +664,8 @@ mod tests {
         let mut v = RequestValidation::new(ValidationConfig::default());
         v.on_request_headers(&mut host, false);
         host.body = b"{".to_vec();
-        assert_eq!(v.on_request_body(&mut host, 1, false), Flow::Pause);
-        assert_eq!(v.on_request_trailers(&mut host), Flow::Pause);
+        assert_eq!(body_cb(&mut v, &mut host, 1, false), Flow::Pause);
+        assert_eq!(trailers_cb(&mut v, &mut host), Flow::Pause);
         assert_eq!(fields(&host), ["body"]);
     }
 

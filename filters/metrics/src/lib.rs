@@ -150,7 +150,7 @@ impl HttpContext for MetricsStream {
             (None, None)
         } else {
             (
-                property_string(vec!["cluster_name"]),
+                property_string(vec!["xds", "cluster_name"]),
                 property(vec!["response", "backend_latency"])
                     .as_deref()
                     .and_then(property_u64)

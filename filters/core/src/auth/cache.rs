@@ -121,9 +121,9 @@ impl SlotCache {
     pub fn slot_key(&self, digest: &str) -> String {
         let head = digest.get(..8).unwrap_or(digest);
         let n = u32::from_str_radix(head, 16).unwrap_or_else(|_| {
-            digest
-                .bytes()
-                .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)))
+            digest.bytes().fold(0u32, |acc, b| {
+                acc.wrapping_mul(31).wrapping_add(u32::from(b))
+            })
         });
         format!("{}.{}", self.prefix, n % self.slots)
     }

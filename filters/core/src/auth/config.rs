@@ -254,7 +254,10 @@ impl Settings {
     /// Validates an already parsed configuration.
     pub fn from_config(config: AuthConfig) -> Result<Self, ConfigError> {
         if config.auth_service_cluster.trim().is_empty() {
-            return Err(ConfigError::new("auth_service_cluster", "must not be empty"));
+            return Err(ConfigError::new(
+                "auth_service_cluster",
+                "must not be empty",
+            ));
         }
         if config.auth_service_authority.trim().is_empty() {
             return Err(ConfigError::new(
@@ -337,19 +340,17 @@ impl Settings {
     /// Whether `path` (query string allowed) needs no credential.
     pub fn is_public_path(&self, path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or("");
-        self.public_paths.iter().any(|pattern| {
-            match pattern.strip_suffix('*') {
-                Some(prefix) => path
-                    .strip_prefix(prefix)
-                    .is_some_and(|segment| {
-                        !segment.is_empty()
-                            && segment
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                    }),
+        self.public_paths
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => path.strip_prefix(prefix).is_some_and(|segment| {
+                    !segment.is_empty()
+                        && segment
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                }),
                 None => path == pattern,
-            }
-        })
+            })
     }
 }
 

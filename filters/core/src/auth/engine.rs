@@ -122,13 +122,9 @@ impl Authenticator {
             return Step::Done(Actions::forward(None, None));
         }
         match extract_credential(req.api_key, req.authorization) {
-            Credential::Missing => Step::Done(self.reject(
-                host,
-                AttemptStatus::MissingCredentials,
-                None,
-                None,
-                req,
-            )),
+            Credential::Missing => {
+                Step::Done(self.reject(host, AttemptStatus::MissingCredentials, None, None, req))
+            }
             Credential::ApiKey(key) => self.on_api_key(host, key, req),
             Credential::Bearer(token) => Step::Done(self.on_bearer(host, token, req)),
         }
@@ -364,7 +360,8 @@ fn interpret_answer(answer: VerifyAnswer<'_>, now: u64) -> Option<EntryKind> {
     match status {
         200 => {
             let resp: VerifyResponse = serde_json::from_slice(body).ok()?;
-            if !is_valid_client_id(&resp.client_id) || !resp.scopes.iter().all(|s| is_valid_scope(s))
+            if !is_valid_client_id(&resp.client_id)
+                || !resp.scopes.iter().all(|s| is_valid_scope(s))
             {
                 return None;
             }

@@ -189,7 +189,11 @@ impl JwtVerifier {
             "{:?}|{}|{}|{}|{}|{}",
             algorithm,
             config.secret.as_deref().unwrap_or(""),
-            config.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
+            config
+                .jwks
+                .as_ref()
+                .map(|j| j.to_string())
+                .unwrap_or_default(),
             config.issuer,
             config.audience,
             config.leeway_seconds

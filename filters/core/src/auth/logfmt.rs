@@ -9,9 +9,7 @@ pub fn endpoint_template(path: &str) -> &'static str {
         "/api/v1/auth/token" => "/api/v1/auth/token",
         "/discovery/services" => "/discovery/services",
         _ => match path.strip_prefix("/api/v1/rates/") {
-            Some(ticker) if !ticker.is_empty() && !ticker.contains('/') => {
-                "/api/v1/rates/{ticker}"
-            }
+            Some(ticker) if !ticker.is_empty() && !ticker.contains('/') => "/api/v1/rates/{ticker}",
             _ => "unmatched",
         },
     }

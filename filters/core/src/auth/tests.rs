@@ -65,7 +65,11 @@ fn claims(sub: &str, exp: u64) -> Value {
            "iat": exp - 900, "exp": exp, "scope": "admin"})
 }
 
-fn request<'a>(path: &'a str, api_key: Option<&'a str>, auth: Option<&'a str>) -> IncomingRequest<'a> {
+fn request<'a>(
+    path: &'a str,
+    api_key: Option<&'a str>,
+    auth: Option<&'a str>,
+) -> IncomingRequest<'a> {
     IncomingRequest {
         path,
         api_key,
@@ -77,7 +81,10 @@ fn request<'a>(path: &'a str, api_key: Option<&'a str>, auth: Option<&'a str>) -
 fn done(step: Step) -> Actions {
     match step {
         Step::Done(actions) => actions,
-        Step::VerifyKey(p) => panic!("expected a final decision, got a verification of {}", p.key_hash),
+        Step::VerifyKey(p) => panic!(
+            "expected a final decision, got a verification of {}",
+            p.key_hash
+        ),
     }
 }
 
@@ -159,19 +166,26 @@ fn positive_ttl_over_a_minute_is_rejected() {
 #[wasm_bindgen_test(unsupported = test)]
 fn hs256_needs_a_long_enough_secret() {
     assert_eq!(config_error(json!({"jwt": {}})).field, "jwt.secret");
-    assert_eq!(config_error(json!({"jwt": {"secret": "short"}})).field, "jwt.secret");
+    assert_eq!(
+        config_error(json!({"jwt": {"secret": "short"}})).field,
+        "jwt.secret"
+    );
     let err = config_error(json!({"jwt": {"secret": SECRET, "jwks": {"keys": []}}}));
     assert_eq!(err.field, "jwt.jwks");
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn es256_accepts_only_ec_p256_keys_with_a_kid() {
-    assert_eq!(config_error(json!({"jwt": {"algorithm": "ES256"}})).field, "jwt.jwks");
+    assert_eq!(
+        config_error(json!({"jwt": {"algorithm": "ES256"}})).field,
+        "jwt.jwks"
+    );
     let oct = json!({"jwt": {"algorithm": "ES256", "jwks": {"keys": [{"kty": "oct", "kid": "a", "k": "c2VjcmV0"}]}}});
     assert_eq!(config_error(oct).field, "jwt.jwks.keys[0].kty");
     let no_kid = json!({"jwt": {"algorithm": "ES256", "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y}]}}});
     assert_eq!(config_error(no_kid).field, "jwt.jwks.keys[0].kid");
-    let with_secret = json!({"jwt": {"algorithm": "ES256", "secret": SECRET, "jwks": {"keys": []}}});
+    let with_secret =
+        json!({"jwt": {"algorithm": "ES256", "secret": SECRET, "jwks": {"keys": []}}});
     assert_eq!(config_error(with_secret).field, "jwt.secret");
     let bad_alg = json!({"jwt": {"algorithm": "none", "secret": SECRET}});
     assert_eq!(config_error(bad_alg).field, "jwt.algorithm");
@@ -188,10 +202,27 @@ fn debug_output_never_shows_the_secret() {
 #[wasm_bindgen_test(unsupported = test)]
 fn public_paths_bypass_only_exact_matches_and_one_safe_segment() {
     let s = settings(json!({}));
-    for p in ["/health", "/health/detailed", "/health/data_service", "/metrics", "/monitoring/metrics", "/docs", "/openapi.json", "/metrics?x=1"] {
+    for p in [
+        "/health",
+        "/health/detailed",
+        "/health/data_service",
+        "/metrics",
+        "/monitoring/metrics",
+        "/docs",
+        "/openapi.json",
+        "/metrics?x=1",
+    ] {
         assert!(s.is_public_path(p), "{p} should be public");
     }
-    for p in ["/healthz", "/health/", "/health/a/b", "/health/../api/v1/rates/AAPL", "/api/v1/rates/AAPL", "/docs/x", "/metrics/"] {
+    for p in [
+        "/healthz",
+        "/health/",
+        "/health/a/b",
+        "/health/../api/v1/rates/AAPL",
+        "/api/v1/rates/AAPL",
+        "/docs/x",
+        "/metrics/",
+    ] {
         assert!(!s.is_public_path(p), "{p} should need a credential");
     }
 }
@@ -200,10 +231,22 @@ fn public_paths_bypass_only_exact_matches_and_one_safe_segment() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn api_key_header_wins_and_other_schemes_count_as_missing() {
-    assert_eq!(extract_credential(Some(KEY), Some("Bearer t")), Credential::ApiKey(KEY));
-    assert_eq!(extract_credential(None, Some("bearer abc")), Credential::Bearer("abc"));
-    assert_eq!(extract_credential(None, Some("Basic dXNlcjpwYXNz")), Credential::Missing);
-    assert_eq!(extract_credential(None, Some("Bearer ")), Credential::Missing);
+    assert_eq!(
+        extract_credential(Some(KEY), Some("Bearer t")),
+        Credential::ApiKey(KEY)
+    );
+    assert_eq!(
+        extract_credential(None, Some("bearer abc")),
+        Credential::Bearer("abc")
+    );
+    assert_eq!(
+        extract_credential(None, Some("Basic dXNlcjpwYXNz")),
+        Credential::Missing
+    );
+    assert_eq!(
+        extract_credential(None, Some("Bearer ")),
+        Credential::Missing
+    );
     assert_eq!(extract_credential(Some("  "), None), Credential::Missing);
 }
 
@@ -228,11 +271,30 @@ fn key_hash_is_lowercase_hex_sha256_of_the_whole_key() {
 fn rfc3339_timestamps_convert_to_unix_seconds() {
     assert_eq!(parse_rfc3339_to_unix("1970-01-01T00:00:00Z"), Some(0));
     assert_eq!(parse_rfc3339_to_unix("2026-11-23T10:00:00Z"), Some(NOW_S));
-    assert_eq!(parse_rfc3339_to_unix("2026-11-23T10:00:00.123456Z"), Some(NOW_S));
-    assert_eq!(parse_rfc3339_to_unix("2026-11-23T12:00:00+02:00"), Some(NOW_S));
-    assert_eq!(parse_rfc3339_to_unix("2026-11-23T05:30:00-04:30"), Some(NOW_S));
-    assert_eq!(parse_rfc3339_to_unix("2024-02-29T00:00:00Z"), Some(1_709_164_800));
-    for bad in ["2023-02-29T00:00:00Z", "2026-11-23", "2026-11-23T10:00:00", "1969-12-31T23:59:59Z", "2026-13-01T00:00:00Z", "2026-11-23T10:00:00.Z"] {
+    assert_eq!(
+        parse_rfc3339_to_unix("2026-11-23T10:00:00.123456Z"),
+        Some(NOW_S)
+    );
+    assert_eq!(
+        parse_rfc3339_to_unix("2026-11-23T12:00:00+02:00"),
+        Some(NOW_S)
+    );
+    assert_eq!(
+        parse_rfc3339_to_unix("2026-11-23T05:30:00-04:30"),
+        Some(NOW_S)
+    );
+    assert_eq!(
+        parse_rfc3339_to_unix("2024-02-29T00:00:00Z"),
+        Some(1_709_164_800)
+    );
+    for bad in [
+        "2023-02-29T00:00:00Z",
+        "2026-11-23",
+        "2026-11-23T10:00:00",
+        "1969-12-31T23:59:59Z",
+        "2026-13-01T00:00:00Z",
+        "2026-11-23T10:00:00.Z",
+    ] {
         assert_eq!(parse_rfc3339_to_unix(bad), None, "{bad}");
     }
 }
@@ -245,15 +307,45 @@ fn cache_entries_age_from_fresh_to_stale_to_dead() {
     let entry = CacheEntry {
         digest: KEY_HASH.into(),
         stored_at_ms: 1_000_000,
-        kind: EntryKind::Valid { client_id: "c".into(), scopes: vec![], rate_limit_per_minute: None, expires_at: None },
+        kind: EntryKind::Valid {
+            client_id: "c".into(),
+            scopes: vec![],
+            rate_limit_per_minute: None,
+            expires_at: None,
+        },
     };
-    assert_eq!(entry.key_freshness(&policy, 1_000_000 + 9_999), Freshness::Fresh);
-    assert_eq!(entry.key_freshness(&policy, 1_000_000 + 10_000), Freshness::Stale);
-    assert_eq!(entry.key_freshness(&policy, 1_000_000 + 39_999), Freshness::Stale);
-    assert_eq!(entry.key_freshness(&policy, 1_000_000 + 40_000), Freshness::Dead);
-    assert_eq!(entry.key_freshness(&policy, 999_999), Freshness::Dead, "an entry from the future is not trusted");
-    let denied = CacheEntry { kind: EntryKind::Denied { status: AttemptStatus::InvalidKey, client_id: None }, ..entry };
-    assert_eq!(denied.key_freshness(&policy, 1_000_000 + 2_000), Freshness::Stale);
+    assert_eq!(
+        entry.key_freshness(&policy, 1_000_000 + 9_999),
+        Freshness::Fresh
+    );
+    assert_eq!(
+        entry.key_freshness(&policy, 1_000_000 + 10_000),
+        Freshness::Stale
+    );
+    assert_eq!(
+        entry.key_freshness(&policy, 1_000_000 + 39_999),
+        Freshness::Stale
+    );
+    assert_eq!(
+        entry.key_freshness(&policy, 1_000_000 + 40_000),
+        Freshness::Dead
+    );
+    assert_eq!(
+        entry.key_freshness(&policy, 999_999),
+        Freshness::Dead,
+        "an entry from the future is not trusted"
+    );
+    let denied = CacheEntry {
+        kind: EntryKind::Denied {
+            status: AttemptStatus::InvalidKey,
+            client_id: None,
+        },
+        ..entry
+    };
+    assert_eq!(
+        denied.key_freshness(&policy, 1_000_000 + 2_000),
+        Freshness::Stale
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -262,11 +354,17 @@ fn cache_never_uses_more_slots_than_configured() {
     let cache = SlotCache::new("t", 16);
     for i in 0..500 {
         let digest = hash_api_key(&format!("key-{i}"));
-        cache.put(&host, &CacheEntry {
-            digest: digest.clone(),
-            stored_at_ms: 0,
-            kind: EntryKind::Denied { status: AttemptStatus::InvalidKey, client_id: None },
-        });
+        cache.put(
+            &host,
+            &CacheEntry {
+                digest: digest.clone(),
+                stored_at_ms: 0,
+                kind: EntryKind::Denied {
+                    status: AttemptStatus::InvalidKey,
+                    client_id: None,
+                },
+            },
+        );
         assert_eq!(cache.get(&host, &digest).map(|e| e.digest), Some(digest));
     }
     assert!(host.shared_len() <= 16, "{} slots used", host.shared_len());
@@ -297,9 +395,15 @@ fn missing_credentials_get_401_envelope_metric_and_log() {
     assert_eq!(body["status"], "error");
     assert_eq!(body["error"]["code"], "UNAUTHORIZED");
     assert_eq!(body["error"]["request_id"], "rid-1");
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::MissingCredentials]);
+    assert_eq!(
+        *host.attempts.borrow(),
+        vec![AttemptStatus::MissingCredentials]
+    );
     let log = host.logs.borrow()[0].clone();
-    assert!(log.starts_with("level=ERROR msg=\"Authentication error\" reason=missing_credentials"), "{log}");
+    assert!(
+        log.starts_with("level=ERROR msg=\"Authentication error\" reason=missing_credentials"),
+        "{log}"
+    );
     assert!(log.contains("endpoint=\"/api/v1/rates/{ticker}\""), "{log}");
     assert!(log.contains("request_id=\"rid-1\""), "{log}");
 }
@@ -308,7 +412,10 @@ fn missing_credentials_get_401_envelope_metric_and_log() {
 fn malformed_key_is_refused_without_asking_the_service() {
     let host = RecordingHost::at(NOW_S * 1000);
     let auth = Authenticator::new(settings(json!({})));
-    let actions = done(auth.on_request(&host, &request("/api/v1/rates/AAPL", Some("brl_short"), None)));
+    let actions = done(auth.on_request(
+        &host,
+        &request("/api/v1/rates/AAPL", Some("brl_short"), None),
+    ));
     assert_eq!(reply_of(&actions).0, 401);
     assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::InvalidKey]);
     assert!(!host.logs.borrow()[0].contains("brl_short"));
@@ -325,7 +432,14 @@ fn valid_key_sets_identity_headers_strips_the_key_and_is_cached() {
     assert_eq!(body, format!(r#"{{"key_hash":"{KEY_HASH}"}}"#));
     assert!(!body.contains(KEY));
     let body = active_body(Some("2027-01-01T00:00:00Z"));
-    let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 200, body: &body });
+    let actions = auth.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 200,
+            body: &body,
+        },
+    );
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-client-id"), Some("test123"));
     assert_eq!(header(&actions, "x-client-scopes"), Some("admin"));
@@ -339,7 +453,10 @@ fn valid_key_sets_identity_headers_strips_the_key_and_is_cached() {
     assert_eq!(header(&cached, "x-client-id"), Some("test123"));
     host.advance_ms(1_000);
     pending(auth.on_request(&host, &req));
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::Success, AttemptStatus::Success]);
+    assert_eq!(
+        *host.attempts.borrow(),
+        vec![AttemptStatus::Success, AttemptStatus::Success]
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -348,7 +465,14 @@ fn credential_header_is_kept_when_stripping_is_off() {
     let auth = Authenticator::new(settings(json!({"strip_credential_header": false})));
     let p = pending(auth.on_request(&host, &request("/x", Some(KEY), None)));
     let body = active_body(None);
-    let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 200, body: &body });
+    let actions = auth.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 200,
+            body: &body,
+        },
+    );
     assert!(!actions.remove_headers.contains(&"x-api-key"));
     assert!(header(&actions, "x-client-rate-limit").is_some());
 }
@@ -360,7 +484,14 @@ fn unknown_key_is_refused_and_remembered_briefly() {
     let req = request("/api/v1/calculate-locate", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = unknown_key_body();
-    let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 404, body: &body });
+    let actions = auth.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 404,
+            body: &body,
+        },
+    );
     let (status, envelope) = reply_of(&actions);
     assert_eq!(status, 401);
     assert_eq!(envelope["error"]["message"], "Invalid API key");
@@ -368,7 +499,10 @@ fn unknown_key_is_refused_and_remembered_briefly() {
     assert_eq!(reply_of(&again).0, 401);
     host.advance_ms(2_000);
     pending(auth.on_request(&host, &req));
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::InvalidKey, AttemptStatus::InvalidKey]);
+    assert_eq!(
+        *host.attempts.borrow(),
+        vec![AttemptStatus::InvalidKey, AttemptStatus::InvalidKey]
+    );
     assert!(host.logs.borrow().iter().all(|l| !l.contains(KEY)));
 }
 
@@ -385,13 +519,23 @@ fn revoked_and_expired_keys_get_their_own_status() {
     for (body, expected, message) in cases {
         host.shared.borrow_mut().clear();
         let p = pending(auth.on_request(&host, &req));
-        let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 200, body: &body });
+        let actions = auth.on_verify_response(
+            &host,
+            &p,
+            VerifyAnswer::Response {
+                status: 200,
+                body: &body,
+            },
+        );
         let (status, envelope) = reply_of(&actions);
         assert_eq!(status, 401);
         assert_eq!(envelope["error"]["message"], message);
         assert_eq!(host.attempts.borrow().last(), Some(&expected));
         let log = host.logs.borrow().last().cloned().unwrap();
-        assert!(log.contains(&format!("reason={}", expected.as_str())), "{log}");
+        assert!(
+            log.contains(&format!("reason={}", expected.as_str())),
+            "{log}"
+        );
     }
 }
 
@@ -402,12 +546,22 @@ fn cached_key_stops_working_when_its_expiry_passes() {
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = active_body(Some("2026-11-23T10:00:05Z"));
-    let ok = auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 200, body: &body });
+    let ok = auth.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 200,
+            body: &body,
+        },
+    );
     assert!(ok.reply.is_none());
     host.advance_ms(5_000);
     let actions = done(auth.on_request(&host, &req));
     assert_eq!(reply_of(&actions).0, 401);
-    assert_eq!(host.attempts.borrow().last(), Some(&AttemptStatus::ExpiredKey));
+    assert_eq!(
+        host.attempts.borrow().last(),
+        Some(&AttemptStatus::ExpiredKey)
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -417,10 +571,22 @@ fn unreachable_service_fails_closed_with_503_for_unknown_keys() {
     let p = pending(auth.on_request(&host, &request("/api/v1/rates/AAPL", Some(KEY), None)));
     let failures = [
         VerifyAnswer::Failed,
-        VerifyAnswer::Response { status: 503, body: b"upstream connect error" },
-        VerifyAnswer::Response { status: 404, body: b"not found" },
-        VerifyAnswer::Response { status: 200, body: b"{\"client_id\":\"a b\",\"status\":\"active\"}" },
-        VerifyAnswer::Response { status: 200, body: b"{\"client_id\":\"a\",\"status\":\"frozen\"}" },
+        VerifyAnswer::Response {
+            status: 503,
+            body: b"upstream connect error",
+        },
+        VerifyAnswer::Response {
+            status: 404,
+            body: b"not found",
+        },
+        VerifyAnswer::Response {
+            status: 200,
+            body: b"{\"client_id\":\"a b\",\"status\":\"active\"}",
+        },
+        VerifyAnswer::Response {
+            status: 200,
+            body: b"{\"client_id\":\"a\",\"status\":\"frozen\"}",
+        },
     ];
     for answer in failures {
         let actions = auth.on_verify_response(&host, &p, answer);
@@ -428,10 +594,15 @@ fn unreachable_service_fails_closed_with_503_for_unknown_keys() {
         assert_eq!(status, 503, "{answer:?}");
         assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
         let reply = actions.reply.unwrap();
-        assert!(reply.headers.contains(&("content-type", "application/json".into())));
+        assert!(reply
+            .headers
+            .contains(&("content-type", "application/json".into())));
         assert!(reply.headers.contains(&("x-request-id", "rid-1".into())));
     }
-    assert!(host.attempts.borrow().is_empty(), "an outage is not an authentication attempt");
+    assert!(
+        host.attempts.borrow().is_empty(),
+        "an outage is not an authentication attempt"
+    );
     assert_eq!(host.shared_len(), 0, "failures are not cached");
     assert!(host.logs.borrow()[0].contains("reason=auth_service_unavailable"));
 }
@@ -443,14 +614,26 @@ fn known_key_keeps_working_for_the_stale_window_while_the_service_is_down() {
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = active_body(None);
-    auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: 200, body: &body });
+    auth.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 200,
+            body: &body,
+        },
+    );
 
     host.advance_ms(15_000); // past the 10 s TTL, inside the 30 s stale window
     let p = pending(auth.on_request(&host, &req));
     let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Failed);
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-client-id"), Some("test123"));
-    assert!(host.logs.borrow().last().unwrap().contains("serving cached key"));
+    assert!(host
+        .logs
+        .borrow()
+        .last()
+        .unwrap()
+        .contains("serving cached key"));
 
     host.advance_ms(25_000); // 40 s old: beyond TTL + stale window
     let p = pending(auth.on_request(&host, &req));
@@ -478,7 +661,10 @@ fn jwt_outcome(config: Value, token: &str, now_s: u64) -> (Actions, RecordingHos
     let host = RecordingHost::at(now_s * 1000);
     let auth = Authenticator::new(settings(config));
     let auth_header = bearer(token);
-    let actions = done(auth.on_request(&host, &request("/api/v1/rates/AAPL", None, Some(&auth_header))));
+    let actions = done(auth.on_request(
+        &host,
+        &request("/api/v1/rates/AAPL", None, Some(&auth_header)),
+    ));
     (actions, host)
 }
 
@@ -512,13 +698,27 @@ fn verified_token_is_served_from_the_cache_until_exp() {
     let req = request("/api/v1/rates/AAPL", None, Some(&h));
     assert!(done(auth.on_request(&host, &req)).reply.is_none());
     // Rewrite the cached verdict: a cache hit must serve it as stored.
-    let (slot, bytes) = host.shared.borrow().iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
-    let text = String::from_utf8(bytes).unwrap().replace("client123", "client999");
+    let (slot, bytes) = host
+        .shared
+        .borrow()
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replace("client123", "client999");
     host.shared.borrow_mut().insert(slot, text.into_bytes());
-    assert_eq!(header(&done(auth.on_request(&host, &req)), "x-client-id"), Some("client999"));
+    assert_eq!(
+        header(&done(auth.on_request(&host, &req)), "x-client-id"),
+        Some("client999")
+    );
     host.advance_ms(91_000); // past exp + 30 s leeway
     assert_eq!(reply_of(&done(auth.on_request(&host, &req))).0, 401);
-    assert_eq!(host.attempts.borrow().last(), Some(&AttemptStatus::ExpiredToken));
+    assert_eq!(
+        host.attempts.borrow().last(),
+        Some(&AttemptStatus::ExpiredToken)
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -554,18 +754,33 @@ fn tampered_signature_is_refused() {
     let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
     sig[0] ^= 1;
     let tampered = format!("{head}.{}", URL_SAFE_NO_PAD.encode(sig));
-    assert_refused(hs_config(), &tampered, AttemptStatus::InvalidToken, "bad_signature");
+    assert_refused(
+        hs_config(),
+        &tampered,
+        AttemptStatus::InvalidToken,
+        "bad_signature",
+    );
     // Changing the payload under the original signature fails too.
     let parts: Vec<&str> = token.split('.').collect();
     let forged = URL_SAFE_NO_PAD.encode(claims("big_fund", NOW_S + 600).to_string());
-    assert_refused(hs_config(), &format!("{}.{forged}.{}", parts[0], parts[2]), AttemptStatus::InvalidToken, "bad_signature");
+    assert_refused(
+        hs_config(),
+        &format!("{}.{forged}.{}", parts[0], parts[2]),
+        AttemptStatus::InvalidToken,
+        "bad_signature",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn alg_none_is_refused() {
     let head = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(claims("client123", NOW_S + 600).to_string());
-    assert_refused(hs_config(), &format!("{head}.{body}."), AttemptStatus::InvalidToken, "malformed_token");
+    assert_refused(
+        hs_config(),
+        &format!("{head}.{body}."),
+        AttemptStatus::InvalidToken,
+        "malformed_token",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -579,10 +794,20 @@ fn hs256_token_keyed_with_the_es256_public_key_is_refused() {
         &EncodingKey::from_secret(public_point),
     )
     .unwrap();
-    assert_refused(es_config(), &token, AttemptStatus::InvalidToken, "algorithm_not_allowed");
+    assert_refused(
+        es_config(),
+        &token,
+        AttemptStatus::InvalidToken,
+        "algorithm_not_allowed",
+    );
     // And an ES256 token is refused by an HS256 gateway.
     let es = es_token(Some("k1"), EC_KEY_DER, claims("client123", NOW_S + 600));
-    assert_refused(hs_config(), &es, AttemptStatus::InvalidToken, "algorithm_not_allowed");
+    assert_refused(
+        hs_config(),
+        &es,
+        AttemptStatus::InvalidToken,
+        "algorithm_not_allowed",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -591,52 +816,114 @@ fn es256_tokens_need_a_known_kid_and_the_matching_key() {
     let (actions, _) = jwt_outcome(es_config(), &good, NOW_S);
     assert_eq!(header(&actions, "x-client-id"), Some("big_fund"));
     let unknown = es_token(Some("k9"), EC_KEY_DER, claims("big_fund", NOW_S + 600));
-    assert_refused(es_config(), &unknown, AttemptStatus::InvalidToken, "unknown_kid");
+    assert_refused(
+        es_config(),
+        &unknown,
+        AttemptStatus::InvalidToken,
+        "unknown_kid",
+    );
     let none = es_token(None, EC_KEY_DER, claims("big_fund", NOW_S + 600));
-    assert_refused(es_config(), &none, AttemptStatus::InvalidToken, "missing_kid");
-    let other = es_token(Some("k1"), OTHER_EC_KEY_DER, claims("big_fund", NOW_S + 600));
-    assert_refused(es_config(), &other, AttemptStatus::InvalidToken, "bad_signature");
+    assert_refused(
+        es_config(),
+        &none,
+        AttemptStatus::InvalidToken,
+        "missing_kid",
+    );
+    let other = es_token(
+        Some("k1"),
+        OTHER_EC_KEY_DER,
+        claims("big_fund", NOW_S + 600),
+    );
+    assert_refused(
+        es_config(),
+        &other,
+        AttemptStatus::InvalidToken,
+        "bad_signature",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn wrong_issuer_or_audience_is_refused() {
     let mut c = claims("client123", NOW_S + 600);
     c["iss"] = json!("someone-else");
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "wrong_issuer");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "wrong_issuer",
+    );
     let mut c = claims("client123", NOW_S + 600);
     c["aud"] = json!("another-api");
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "wrong_audience");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "wrong_audience",
+    );
     let mut c = claims("client123", NOW_S + 600);
     c["aud"] = json!(["another-api", "borrow-rate-api"]);
     let (actions, _) = jwt_outcome(hs_config(), &hs_token(c), NOW_S);
-    assert!(actions.reply.is_none(), "a list containing our audience is accepted");
+    assert!(
+        actions.reply.is_none(),
+        "a list containing our audience is accepted"
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn required_claims_must_be_present_and_numeric() {
     let mut c = claims("client123", NOW_S + 600);
     c["exp"] = json!((NOW_S + 600).to_string());
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "invalid_claims");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "invalid_claims",
+    );
     let mut c = claims("client123", NOW_S + 600);
     c["nbf"] = json!("0");
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "invalid_claims");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "invalid_claims",
+    );
     for missing in ["exp", "iss", "aud", "sub"] {
         let mut c = claims("client123", NOW_S + 600);
         c.as_object_mut().unwrap().remove(missing);
-        assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "invalid_claims");
+        assert_refused(
+            hs_config(),
+            &hs_token(c),
+            AttemptStatus::InvalidToken,
+            "invalid_claims",
+        );
     }
     let mut c = claims("client123", NOW_S + 600);
     c["nbf"] = json!(NOW_S + 120);
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "not_yet_valid");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "not_yet_valid",
+    );
     let mut c = claims("client123", NOW_S + 600);
     c["sub"] = json!("bad\r\nx-client-id: admin");
-    assert_refused(hs_config(), &hs_token(c), AttemptStatus::InvalidToken, "invalid_claims");
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        "invalid_claims",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn bearer_tokens_are_refused_when_jwt_is_not_configured() {
     let token = hs_token(claims("client123", NOW_S + 600));
-    assert_refused(json!({}), &token, AttemptStatus::InvalidToken, "jwt_disabled");
+    assert_refused(
+        json!({}),
+        &token,
+        AttemptStatus::InvalidToken,
+        "jwt_disabled",
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -1,0 +1,600 @@
+//! The auth filter (`auth_filter.wasm`) inside a real Envoy, in front of a
+//! counting upstream, calling the in-process auth service through the
+//! `auth_service` cluster.
+//!
+//! Needs `cargo build --release --target wasm32-wasip1 -p auth-filter` and
+//! `.venv/bin/envoy`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use auth_service::{AppState, Signing};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use e2e::{wasm_file, CountingUpstream, Envoy};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use services::common::Server;
+use store::NewApiKey;
+
+const SECRET: &str = "e2e-shared-hs256-secret-0123456789abcdef";
+const EC_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPVzhHez0N6sGqXzG
+IZ6WfZITSOVS7FEWd7EbM7AfX2qhRANCAARw04d8U/fRM1nyBHJ2fIjA37mUPlYj
+BEcAwQYDnteOaB1UnklBxFJ+GAXY9hP1iAKSkrfsEbnLzdMNLsKGY1FX
+-----END PRIVATE KEY-----
+";
+const EC_DER_B64: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPVzhHez0N6sGqXzGIZ6WfZITSOVS7FEWd7EbM7AfX2qhRANCAARw04d8U/fRM1nyBHJ2fIjA37mUPlYjBEcAwQYDnteOaB1UnklBxFJ+GAXY9hP1iAKSkrfsEbnLzdMNLsKGY1FX";
+
+fn db_url(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "auth-filter-e2e-{}-{tag}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    format!("sqlite://{}/auth.db", dir.display())
+}
+
+async fn start_auth_service(tag: &str, signing: Signing) -> (Server, AppState) {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = auth_service::Config::hs256(services::Config::new(addr, db_url(tag)), SECRET);
+    config.signing = signing;
+    auth_service::start(&config).await.unwrap()
+}
+
+async fn create_key(
+    state: &AppState,
+    client_id: &str,
+    expires_at: Option<&str>,
+) -> (String, String) {
+    let created = state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: client_id.into(),
+            scopes: vec!["admin".into()],
+            rate_limit_per_minute: Some(90),
+            expires_at: expires_at.map(str::to_owned),
+        })
+        .await
+        .unwrap();
+    (created.key, created.record.key_id)
+}
+
+/// Envoy with the auth filter; `/api/v1/auth/token` goes to the auth
+/// service, everything else to the counting upstream.
+fn envoy_yaml(plugin_config: &Value, upstream_port: u16, auth_port: u16) -> String {
+    let configuration = serde_json::to_string(&plugin_config.to_string()).unwrap();
+    let wasm = wasm_file("auth_filter");
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+stats_config:
+  stats_tags:
+  - tag_name: status
+    regex: '(\.status=(.*?);)'
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ path: "/api/v1/auth/token" }}
+                route: {{ cluster: auth_service }}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: auth
+                root_id: auth
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {configuration}
+                vm_config:
+                  vm_id: auth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
+  - name: auth_service
+    type: STATIC
+    connect_timeout: 0.25s
+    load_assignment:
+      cluster_name: auth_service
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {auth_port} }} }} }}
+"#,
+        wasm = wasm.display()
+    )
+}
+
+struct Gateway {
+    envoy: Envoy,
+    upstream: CountingUpstream,
+    auth: Option<Server>,
+    state: AppState,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    async fn start(tag: &str, plugin_config: Value, signing: Signing) -> Gateway {
+        let upstream = CountingUpstream::start().await;
+        let (auth, state) = start_auth_service(tag, signing).await;
+        let yaml = envoy_yaml(&plugin_config, upstream.port, auth.addr.port());
+        let envoy = Envoy::start(&yaml).await;
+        Gateway {
+            envoy,
+            upstream,
+            auth: Some(auth),
+            state,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.get(self.envoy.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
+    async fn status_with_key(&self, key: &str) -> u16 {
+        self.get("/api/v1/rates/AAPL", &[("x-api-key", key)])
+            .await
+            .0
+    }
+
+    async fn status_with_token(&self, token: &str) -> u16 {
+        self.get(
+            "/api/v1/rates/AAPL",
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .0
+    }
+
+    async fn exchange(&self, key: &str) -> String {
+        let resp = self
+            .client
+            .post(self.envoy.url("/api/v1/auth/token"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn attempts(&self, status: &str) -> u64 {
+        let stats = self.envoy.admin_get("/stats/prometheus").await;
+        let needle = format!("authentication_attempts_total{{status=\"{status}\"}} ");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn assert_envelope(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(sub: &str, exp: u64) -> Value {
+    json!({"sub": sub, "iss": "borrow-rate-gateway", "aud": "borrow-rate-api",
+           "iat": now(), "exp": exp, "scope": "admin"})
+}
+
+fn hs_token(claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn hs_plugin_config() -> Value {
+    json!({"jwt": {"algorithm": "HS256", "secret": SECRET, "leeway_seconds": 5}})
+}
+
+#[tokio::test]
+async fn valid_key_reaches_upstream_as_its_client_with_spoofed_headers_and_key_removed() {
+    let gw = Gateway::start(
+        "valid",
+        hs_plugin_config(),
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (key, _) = create_key(&gw.state, "test123", Some("2099-01-01T00:00:00Z")).await;
+    let (status, _, body) = gw
+        .get(
+            "/api/v1/rates/AAPL",
+            &[
+                ("x-api-key", &key),
+                ("x-client-id", "someone_else"),
+                ("x-client-scopes", "admin superuser"),
+                ("x-auth-method", "jwt"),
+                ("x-client-rate-limit", "1000000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = gw.upstream.requests();
+    assert_eq!(seen.len(), 1);
+    let ids: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-client-id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["test123"],
+        "exactly the gateway's own x-client-id"
+    );
+    assert_eq!(seen[0].header("x-client-scopes"), Some("admin"));
+    assert_eq!(seen[0].header("x-auth-method"), Some("api_key"));
+    assert_eq!(seen[0].header("x-client-rate-limit"), Some("90"));
+    assert_eq!(
+        seen[0].header("x-api-key"),
+        None,
+        "the key does not travel upstream"
+    );
+
+    // The second request is answered from the cache: the auth service is
+    // asked once.
+    assert_eq!(gw.status_with_key(&key).await, 200);
+    let verifications = reqwest::get(gw.auth.as_ref().unwrap().url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        verifications.contains("auth_key_verifications_total{result=\"active\"} 1\n"),
+        "{verifications}"
+    );
+    assert_eq!(gw.attempts("success").await, 2);
+
+    // Public paths need no credential.
+    let (status, _, _) = gw.get("/health", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(gw.upstream.count(), 3);
+}
+
+#[tokio::test]
+async fn bad_keys_and_missing_credentials_get_401_envelopes_metrics_and_log_lines() {
+    let gw = Gateway::start(
+        "bad",
+        hs_plugin_config(),
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (expired, _) = create_key(&gw.state, "big_fund", Some("2020-01-01T00:00:00Z")).await;
+    let unknown = "brl_0123456789abcdefghijABCDEFGHIJklmnopqrst";
+
+    let (status, headers, body) = gw
+        .get(
+            "/api/v1/rates/AAPL",
+            &[("x-api-key", unknown), ("x-request-id", "req-unknown-1")],
+        )
+        .await;
+    assert_envelope(status, &body, 401, "UNAUTHORIZED");
+    assert_eq!(body["error"]["message"], "Invalid API key");
+    assert_eq!(body["error"]["request_id"], "req-unknown-1");
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+
+    let (status, _, body) = gw
+        .get("/api/v1/rates/AAPL", &[("x-api-key", &expired)])
+        .await;
+    assert_envelope(status, &body, 401, "UNAUTHORIZED");
+    assert_eq!(body["error"]["message"], "API key has expired");
+
+    let (status, _, body) = gw.get("/api/v1/calculate-locate", &[]).await;
+    assert_envelope(status, &body, 401, "UNAUTHORIZED");
+
+    let (status, _, body) = gw
+        .get("/api/v1/rates/AAPL", &[("x-api-key", "brl_short")])
+        .await;
+    assert_envelope(status, &body, 401, "UNAUTHORIZED");
+
+    assert_eq!(
+        gw.upstream.count(),
+        0,
+        "nothing unauthenticated reaches the upstream"
+    );
+    assert_eq!(gw.attempts("invalid_key").await, 2);
+    assert_eq!(gw.attempts("expired_key").await, 1);
+    assert_eq!(gw.attempts("missing_credentials").await, 1);
+
+    let log = gw.envoy.log();
+    assert!(
+        log.contains("msg=\"Authentication error\" reason=invalid_key")
+            && log.contains("request_id=\"req-unknown-1\""),
+        "{log}"
+    );
+    assert!(log.contains("reason=expired_key"), "{log}");
+    assert!(
+        !log.contains(unknown) && !log.contains(&expired),
+        "no key in the log"
+    );
+}
+
+#[tokio::test]
+async fn revoked_key_stops_working_within_the_configured_ttl() {
+    let config = json!({"strip_credential_header": false,
+                        "cache": {"positive_ttl_seconds": 2, "negative_ttl_seconds": 1}});
+    let gw = Gateway::start(
+        "revoke",
+        config,
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (key, key_id) = create_key(&gw.state, "client123", None).await;
+    assert_eq!(gw.status_with_key(&key).await, 200);
+    assert_eq!(
+        gw.upstream.requests()[0].header("x-api-key"),
+        Some(key.as_str()),
+        "kept when strip_credential_header is false"
+    );
+    gw.state.store.revoke_api_key(&key_id).await.unwrap();
+    let revoked_at = Instant::now();
+    let refused_after = loop {
+        let status = gw.status_with_key(&key).await;
+        if status == 401 {
+            break revoked_at.elapsed();
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "still accepted 5 s after revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refused_after <= Duration::from_millis(2_500),
+        "{refused_after:?}"
+    );
+    let (_, _, body) = gw.get("/api/v1/rates/AAPL", &[("x-api-key", &key)]).await;
+    assert_eq!(body["error"]["message"], "API key has been revoked");
+    assert!(gw.attempts("revoked_key").await >= 1);
+}
+
+#[tokio::test]
+async fn auth_service_outage_keeps_cached_keys_and_fails_closed_for_unknown_ones() {
+    let config = json!({"cache": {"positive_ttl_seconds": 1, "stale_on_error_seconds": 60}});
+    let mut gw = Gateway::start(
+        "outage",
+        config,
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (known, _) = create_key(&gw.state, "test123", None).await;
+    let (never_seen, _) = create_key(&gw.state, "retail_broker", None).await;
+    assert_eq!(gw.status_with_key(&known).await, 200);
+
+    gw.auth.take().unwrap().shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // past the positive TTL
+
+    let (status, _, body) = gw.get("/api/v1/rates/AAPL", &[("x-api-key", &known)]).await;
+    assert_eq!(status, 200, "a key verified before keeps working: {body}");
+    assert_eq!(
+        gw.upstream.requests()[1].header("x-client-id"),
+        Some("test123")
+    );
+
+    let (status, headers, body) = gw
+        .get("/api/v1/rates/AAPL", &[("x-api-key", &never_seen)])
+        .await;
+    assert_envelope(status, &body, 503, "SERVICE_UNAVAILABLE");
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(gw.upstream.count(), 2);
+    assert!(gw.envoy.log().contains("serving cached key"));
+}
+
+#[tokio::test]
+async fn hs256_tokens_are_verified_in_the_filter() {
+    let gw = Gateway::start(
+        "hs256",
+        hs_plugin_config(),
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (key, _) = create_key(&gw.state, "test123", None).await;
+
+    // A token from the exchange, through the gateway.
+    let token = gw.exchange(&key).await;
+    assert_eq!(gw.status_with_token(&token).await, 200);
+    let seen = gw.upstream.requests();
+    assert_eq!(seen[0].header("x-client-id"), Some("test123"));
+    assert_eq!(seen[0].header("x-auth-method"), Some("jwt"));
+    assert_eq!(seen[0].header("x-client-rate-limit"), Some("90"));
+    assert_eq!(seen[0].header("authorization"), None);
+
+    // A JWT cannot buy another JWT.
+    let resp = gw
+        .client
+        .post(gw.envoy.url("/api/v1/auth/token"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let expired = hs_token(&claims("test123", now() - 60));
+    assert_eq!(gw.status_with_token(&expired).await, 401);
+
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    sig[5] ^= 0x40;
+    let tampered = format!("{head}.{}", URL_SAFE_NO_PAD.encode(sig));
+    assert_eq!(gw.status_with_token(&tampered).await, 401);
+
+    let none_head = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let none_body = URL_SAFE_NO_PAD.encode(claims("test123", now() + 600).to_string());
+    assert_eq!(
+        gw.status_with_token(&format!("{none_head}.{none_body}."))
+            .await,
+        401
+    );
+
+    let mut wrong_iss = claims("test123", now() + 600);
+    wrong_iss["iss"] = json!("evil-issuer");
+    assert_eq!(gw.status_with_token(&hs_token(&wrong_iss)).await, 401);
+
+    let mut wrong_aud = claims("test123", now() + 600);
+    wrong_aud["aud"] = json!("other-api");
+    assert_eq!(gw.status_with_token(&hs_token(&wrong_aud)).await, 401);
+
+    let mut string_exp = claims("test123", now() + 600);
+    string_exp["exp"] = json!((now() + 600).to_string());
+    let (status, _, body) = gw
+        .get(
+            "/api/v1/rates/AAPL",
+            &[(
+                "authorization",
+                &format!("Bearer {}", hs_token(&string_exp)),
+            )],
+        )
+        .await;
+    assert_envelope(status, &body, 401, "UNAUTHORIZED");
+
+    assert_eq!(gw.upstream.count(), 1, "only the valid token got through");
+    assert_eq!(gw.attempts("expired_token").await, 1);
+    assert_eq!(gw.attempts("invalid_token").await, 6);
+    assert!(!gw.envoy.log().contains(&token));
+}
+
+#[tokio::test]
+async fn es256_gateway_rejects_algorithm_confusion_and_unknown_kid() {
+    let signing = Signing::Es256 {
+        private_key_pem: EC_PEM.into(),
+        key_id: Some("k1".into()),
+    };
+    // The filter trusts exactly the JWKS the auth service publishes.
+    let (probe, _) = start_auth_service("es256-probe", signing.clone()).await;
+    let jwks: Value = reqwest::get(probe.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    probe.shutdown().await;
+    let config = json!({"jwt": {"algorithm": "ES256", "jwks": jwks}});
+    let gw = Gateway::start("es256", config, signing).await;
+    let (key, _) = create_key(&gw.state, "big_fund", None).await;
+
+    let token = gw.exchange(&key).await;
+    assert_eq!(gw.status_with_token(&token).await, 200);
+    assert_eq!(
+        gw.upstream.requests()[0].header("x-client-id"),
+        Some("big_fund")
+    );
+
+    // HS256 "signed" with the public key: the classic confusion attack.
+    let der = STANDARD.decode(EC_DER_B64).unwrap();
+    let public_point = &der[der.len() - 65..];
+    for public in [public_point.to_vec(), serde_json::to_vec(&jwks).unwrap()] {
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims("big_fund", now() + 600),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap();
+        assert_eq!(gw.status_with_token(&forged).await, 401);
+    }
+
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k-unknown".into());
+    let unknown_kid = encode(
+        &header,
+        &claims("big_fund", now() + 600),
+        &EncodingKey::from_ec_der(&der),
+    )
+    .unwrap();
+    assert_eq!(gw.status_with_token(&unknown_kid).await, 401);
+    assert_eq!(gw.upstream.count(), 1);
+    assert_eq!(gw.attempts("invalid_token").await, 3);
+}
+
+#[tokio::test]
+async fn malformed_plugin_config_is_rejected_by_envoy_naming_the_field() {
+    let upstream = CountingUpstream::start().await;
+    for (config, field) in [
+        (
+            json!({"cache": {"positive_ttl_seconds": 600}}),
+            "cache.positive_ttl_seconds",
+        ),
+        (
+            json!({"jwt": {"algorithm": "HS256", "secret": "short"}}),
+            "jwt.secret",
+        ),
+        (json!({"unexpected": true}), "unexpected"),
+    ] {
+        let yaml = envoy_yaml(&config, upstream.port, upstream.port);
+        let err = match Envoy::try_start(&yaml).await {
+            Ok(_) => panic!("envoy accepted {config}"),
+            Err(log) => log,
+        };
+        assert!(err.contains(field), "{field} not named in:\n{err}");
+    }
+}

@@ -1,0 +1,522 @@
+//! A real Prometheus (Debian package `prometheus`, run directly on a free
+//! loopback port with a temporary config) scrapes the gateway's `/metrics`
+//! through a real Envoy running the real metrics and auth filters, and the
+//! operators' SPEC §8 PromQL queries answer non-empty, plausible values —
+//! durations in seconds, not microseconds.
+//!
+//! Chain: Prometheus → Envoy `/metrics` route → ops service → Envoy admin
+//! `/stats/prometheus` (+ the backends' own `/metrics`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use ops_service::{build, Backend, OpsConfig};
+use serde_json::Value;
+
+/// A key the fake auth service knows (`brl_` + 40 base62 characters) and
+/// the lower-case hex SHA-256 the auth filter sends for it.
+const GOOD_KEY: &str = "brl_OpsOpsOpsOpsOpsOpsOpsOpsOpsOpsOpsOpsOpsx";
+const GOOD_KEY_HASH: &str = "9c3964ee825572d7af2e2157318328bca866984d138d3e56ecaa32047d18b464";
+/// Well-formed but unknown.
+const UNKNOWN_KEY: &str = "brl_ZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzq";
+
+/// Token bucket of the rates route: requests beyond it get 429.
+const RATES_BUCKET: u32 = 40;
+
+async fn spawn(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+fn health_routes(router: Router, metrics: &'static str) -> Router {
+    router
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status":"healthy","version":"0.1.0"})) }),
+        )
+        .route("/metrics", get(move || async move { metrics }))
+}
+
+/// Data service stand-in: every answer takes 2–14 ms.
+async fn fake_data_service() -> SocketAddr {
+    let n = Arc::new(AtomicU64::new(0));
+    let router = health_routes(Router::new(), "").fallback(move || {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        async move {
+            tokio::time::sleep(Duration::from_millis(2 + (i % 5) * 3)).await;
+            (
+                [("content-type", "application/json")],
+                r#"{"status":"success","ticker":"AAPL","current_rate":0.0039105,"borrow_status":"EASY"}"#,
+            )
+        }
+    });
+    spawn(router).await
+}
+
+/// Calculation service stand-in: every fourth request fails with 503.
+async fn fake_calculation_service() -> SocketAddr {
+    let n = Arc::new(AtomicU64::new(0));
+    let router = health_routes(Router::new(), "").fallback(move || {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        async move {
+            if i % 4 == 3 {
+                (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"error"}"#)
+            } else {
+                (StatusCode::OK, r#"{"status":"success","total_fee":58.75}"#)
+            }
+        }
+    });
+    spawn(router).await
+}
+
+/// Auth service stand-in: key verification for one known hash, and its own
+/// `/metrics` with `jwt_tokens_issued_total`.
+async fn fake_auth_service() -> SocketAddr {
+    let router = health_routes(
+        Router::new(),
+        "# HELP jwt_tokens_issued_total JWTs issued.\n# TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 3\n",
+    )
+    .route(
+        "/internal/v1/keys/verify",
+        post(|body: String| async move {
+            let v: Value = serde_json::from_str(&body).unwrap_or_default();
+            if v["key_hash"] == GOOD_KEY_HASH {
+                (
+                    StatusCode::OK,
+                    r#"{"client_id":"test123","status":"active","expires_at":null,"rate_limit_per_minute":null,"scopes":[]}"#,
+                )
+            } else {
+                (
+                    StatusCode::NOT_FOUND,
+                    r#"{"status":"error","error":{"code":"UNAUTHORIZED","message":"Unknown key","request_id":""}}"#,
+                )
+            }
+        }),
+    );
+    spawn(router).await
+}
+
+/// Where the built filters are: this build's target directory, or the
+/// filters' own target directory.
+fn wasm_dir() -> PathBuf {
+    let root = e2e::repo_root();
+    let candidates = [
+        e2e::target_dir().join("wasm32-wasip1/release"),
+        root.join("target/filters/wasm32-wasip1/release"),
+        root.join("target/wasm32-wasip1/release"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("metrics_filter.wasm").exists() && d.join("auth_filter.wasm").exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "metrics_filter.wasm / auth_filter.wasm not built (looked in {candidates:?}): \
+                 run `make wasm`"
+            )
+        })
+}
+
+fn cluster(name: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"
+  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#,
+        port = addr.port()
+    )
+}
+
+fn wasm_filter(name: &str, dir: &std::path::Path, config: &str) -> String {
+    format!(
+        r#"
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                vm_config:
+                  vm_id: {name}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {file} }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{config}'
+                fail_open: false"#,
+        file = dir.join(format!("{name}.wasm")).display()
+    )
+}
+
+/// The gateway: metrics filter observing everything, auth filter, a local
+/// token bucket on the rates route, SPEC §8 stats tags and µs buckets.
+fn envoy_config(data: SocketAddr, calc: SocketAddr, auth: SocketAddr, ops: SocketAddr) -> String {
+    let stats_config = std::fs::read_to_string(e2e::repo_root().join("envoy/fragments/stats_config.yaml"))
+        .expect("envoy/fragments/stats_config.yaml");
+    let dir = wasm_dir();
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+stats_flush_interval: 1s
+{stats_config}
+static_resources:
+  listeners:
+  - name: public
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: public
+          route_config:
+            name: public
+            virtual_hosts:
+            - name: gateway
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/api/v1/rates/" }}
+                route: {{ cluster: data_service, prefix_rewrite: "/rates/" }}
+                typed_per_filter_config:
+                  envoy.filters.http.local_ratelimit:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: rates_bucket
+                    token_bucket: {{ max_tokens: {RATES_BUCKET}, tokens_per_fill: 1, fill_interval: 3600s }}
+                    filter_enabled: {{ default_value: {{ numerator: 100, denominator: HUNDRED }} }}
+                    filter_enforced: {{ default_value: {{ numerator: 100, denominator: HUNDRED }} }}
+              - match: {{ path: "/api/v1/calculate-locate" }}
+                route: {{ cluster: calculation_service }}
+              - match: {{ path: "/metrics" }}
+                route: {{ cluster: ops_service }}
+          http_filters:{metrics_filter}{auth_filter}
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: local_rate_limit
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:{c1}{c2}{c3}{c4}
+"#,
+        metrics_filter = wasm_filter("metrics_filter", &dir, r#"{"slow_request_ms": 500}"#),
+        auth_filter = wasm_filter("auth_filter", &dir, "{}"),
+        c1 = cluster("data_service", data),
+        c2 = cluster("calculation_service", calc),
+        c3 = cluster("auth_service", auth),
+        c4 = cluster("ops_service", ops),
+    )
+}
+
+/// A Prometheus server process; killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("prometheus is not installed: apt-get install -y --no-install-recommends prometheus");
+        let port = e2e::free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "ops-prometheus-{}-{}",
+            std::process::id(),
+            port
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: gateway\n    metrics_path: /metrics\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        Prometheus { child, port, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("prometheus exited with {status}:\n{}", self.log());
+            }
+            let url = format!("http://127.0.0.1:{}/-/ready", self.port);
+            if let Ok(r) = client().get(url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus not ready:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Instant query; answers the result vector.
+    async fn query(&self, promql: &str) -> Vec<Value> {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls a query until it has a sample for which `accept` holds.
+    async fn wait_for(&self, promql: &str, accept: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            let values: Vec<f64> = self
+                .query(promql)
+                .await
+                .iter()
+                .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+                .collect();
+            if let Some(v) = values.iter().copied().find(|v| accept(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{promql}` never gave an acceptable value (last {values:?})\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn scrape_health(&self) -> Value {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}/api/v1/targets", self.port))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Sends the mixed traffic of one round; answers (status → count).
+async fn traffic(envoy: &e2e::Envoy, rounds: usize) -> std::collections::BTreeMap<u16, usize> {
+    let c = client();
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..rounds {
+        let (method_post, path, key) = match i % 6 {
+            0 | 1 | 2 => (false, "/api/v1/rates/AAPL", Some(GOOD_KEY)),
+            3 => (true, "/api/v1/calculate-locate", Some(GOOD_KEY)),
+            4 => (false, "/api/v1/rates/MSFT", Some(UNKNOWN_KEY)),
+            _ => (false, "/api/v1/rates/GME", None),
+        };
+        let mut req = if method_post {
+            c.post(envoy.url(path))
+                .header("content-type", "application/json")
+                .body(r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#)
+        } else {
+            c.get(envoy.url(path))
+        };
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        *seen.entry(status).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn operators_promql_answers_plausible_values_from_a_real_prometheus() {
+    let data = fake_data_service().await;
+    let calc = fake_calculation_service().await;
+    let auth = fake_auth_service().await;
+
+    // The ops service needs Envoy's admin port, Envoy needs the ops port:
+    // bind the ops service first on a known free port.
+    let ops_port = e2e::free_port();
+    let ops_addr: SocketAddr = format!("127.0.0.1:{ops_port}").parse().unwrap();
+
+    let envoy = e2e::Envoy::start(&envoy_config(data, calc, auth, ops_addr)).await;
+
+    let url = |a: SocketAddr| format!("http://{a}");
+    let server = build(OpsConfig {
+        listen_addr: ops_addr,
+        envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
+        backends: vec![
+            Backend {
+                name: "data_service".into(),
+                base_url: url(data),
+                critical: true,
+            },
+            Backend {
+                name: "calculation_service".into(),
+                base_url: url(calc),
+                critical: true,
+            },
+            Backend {
+                name: "auth_service".into(),
+                base_url: url(auth),
+                critical: true,
+            },
+        ],
+        database_url: None,
+        redis_url: None,
+        probe_timeout: Duration::from_millis(800),
+    })
+    .await
+    .unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+
+    // Warm-up: every series exists before Prometheus' first scrape, so
+    // rate() sees the increase of the main traffic.
+    let warm = traffic(&envoy, 6).await;
+    assert!(warm.contains_key(&200), "warm-up got {warm:?}\n{}", envoy.log());
+
+    let gateway_metrics = client()
+        .get(envoy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        gateway_metrics.contains("http_request_duration_seconds_bucket{"),
+        "{gateway_metrics}"
+    );
+    assert!(gateway_metrics.contains(r#"le="0.005""#), "{gateway_metrics}");
+    assert!(!gateway_metrics.contains(r#"le="5000""#));
+
+    let mut prometheus = Prometheus::start(&format!("127.0.0.1:{}", envoy.port));
+    prometheus.wait_ready().await;
+    prometheus
+        .wait_for("up{job=\"gateway\"}", |v| v == 1.0)
+        .await;
+    prometheus
+        .wait_for("count(http_request_duration_seconds_bucket)", |v| v > 0.0)
+        .await;
+
+    let seen = traffic(&envoy, 120).await;
+    assert!(seen.get(&429).copied().unwrap_or(0) > 0, "no 429 in {seen:?}");
+    assert!(seen.get(&401).copied().unwrap_or(0) > 0, "no 401 in {seen:?}");
+    assert!(seen.get(&503).copied().unwrap_or(0) > 0, "no 503 in {seen:?}");
+    let sent: usize = seen.values().sum::<usize>() + warm.values().sum::<usize>();
+
+    // Counters visible in Prometheus as exactly what was sent (the scrapes
+    // through /metrics are counted too, so compare the API endpoints only).
+    let api_total = prometheus
+        .wait_for(
+            r#"sum(http_requests_total{endpoint=~"/api/v1/.*"})"#,
+            |v| v >= sent as f64,
+        )
+        .await;
+    assert_eq!(api_total as usize, sent, "seen {seen:?} + warm-up {warm:?}");
+    // Histograms are flushed every second by Envoy, scraped every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let request_rate = prometheus
+        .wait_for("sum(rate(http_requests_total[5m]))", |v| v > 0.0)
+        .await;
+    let p95 = prometheus
+        .wait_for(
+            "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[5m])) by (le))",
+            |v| v.is_finite(),
+        )
+        .await;
+    let error_rate = prometheus
+        .wait_for(
+            r#"sum(rate(http_requests_total{status_code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))"#,
+            |v| v > 0.0,
+        )
+        .await;
+    let auth_success = prometheus
+        .wait_for(
+            r#"sum(rate(authentication_attempts_total{status="success"}[5m])) / sum(rate(authentication_attempts_total[5m]))"#,
+            |v| v > 0.0,
+        )
+        .await;
+    let rate_limited = prometheus
+        .wait_for(
+            "sum(rate(rate_limit_exceeded_total[5m])) / sum(rate(http_requests_total[5m]))",
+            |v| v > 0.0,
+        )
+        .await;
+    let backend_p95 = prometheus
+        .wait_for(
+            "histogram_quantile(0.95, sum(rate(backend_request_duration_seconds_bucket[5m])) by (le, service))",
+            |v| v.is_finite(),
+        )
+        .await;
+    let jwt = prometheus.wait_for("jwt_tokens_issued_total", |v| v >= 0.0).await;
+
+    println!(
+        "request_rate={request_rate:.3}/s p95={p95}s error_rate={error_rate:.3} \
+         auth_success={auth_success:.3} rate_limited={rate_limited:.3} backend_p95={backend_p95}s \
+         jwt_tokens_issued_total={jwt} traffic={seen:?}"
+    );
+    // Seconds, not microseconds: the backends answer in 2-14 ms.
+    assert!((0.001..=1.0).contains(&p95), "p95 {p95} s");
+    assert!((0.001..=1.0).contains(&backend_p95), "backend p95 {backend_p95} s");
+    assert!(request_rate > 0.0 && request_rate < 10_000.0);
+    assert!((0.0..1.0).contains(&error_rate), "error rate {error_rate}");
+    assert!((0.0..1.0).contains(&auth_success), "auth success {auth_success}");
+    assert!((0.0..1.0).contains(&rate_limited), "rate-limit ratio {rate_limited}");
+    assert_eq!(jwt, 3.0);
+
+    let targets = prometheus.scrape_health().await;
+    let target = &targets["data"]["activeTargets"][0];
+    assert_eq!(target["health"], "up", "{target}");
+    assert_eq!(target["lastError"], "", "{target}");
+}
