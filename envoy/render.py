@@ -97,16 +97,13 @@ def yaml_str(value: str) -> str:
 
 
 def auth_plugin_config(env: dict) -> dict:
+    # filters/core/src/auth/config.rs (AuthConfig); cache TTLs keep their
+    # defaults (30 s positive, so a revocation applies within a minute).
     return {
-        "auth_cluster": "auth_service",
+        "auth_service_cluster": "auth_service",
+        "auth_service_authority": "auth-service",
         "verify_path": "/internal/v1/keys/verify",
         "verify_timeout_ms": 500,
-        "cache_ttl_seconds": 30,
-        "jwt": {
-            "secret": env["JWT_SECRET_KEY"],
-            "issuer": env["JWT_ISSUER"],
-            "audience": env["JWT_AUDIENCE"],
-        },
         "public_paths": [
             "/health",
             "/health/*",
@@ -115,14 +112,22 @@ def auth_plugin_config(env: dict) -> dict:
             "/docs",
             "/openapi.json",
         ],
+        "jwt": {
+            "algorithm": "HS256",
+            "secret": env["JWT_SECRET_KEY"],
+            "issuer": env["JWT_ISSUER"],
+            "audience": env["JWT_AUDIENCE"],
+        },
     }
 
 
 def validation_plugin_config(env: dict) -> dict:
+    # filters/core/src/validation.rs (ValidationConfig).
     return {"max_body_bytes": 8192}
 
 
 def metrics_plugin_config(env: dict) -> dict:
+    # filters/core/src/metrics.rs (MetricsConfig).
     return {"slow_request_ms": int(env["SLOW_REQUEST_MS"])}
 
 
@@ -387,7 +392,7 @@ def default_wasm_dir() -> str:
     return str(Path(target).resolve() / "wasm32-wasip1" / "release")
 
 
-def endpoints_yaml(cluster: str, hosts: list, shape: str) -> str:
+def endpoints_yaml(cluster: str, hosts: list, rls_health_port: str) -> str:
     lines = []
     for host in hosts:
         addr, _, port = host.rpartition(":")
@@ -396,7 +401,7 @@ def endpoints_yaml(cluster: str, hosts: list, shape: str) -> str:
         lines.append("- endpoint:")
         lines.append(f"    address: {{ socket_address: {{ address: {addr}, port_value: {port} }} }}")
         if cluster == "rate_limit_service":
-            lines.append(f"    health_check_config: {{ port_value: {RATE_LIMIT_HEALTH_PORT[shape]} }}")
+            lines.append(f"    health_check_config: {{ port_value: {rls_health_port} }}")
     return "\n".join(lines)
 
 
@@ -480,7 +485,9 @@ def build_env(args) -> dict:
         upstreams[name] = [h.strip() for h in hosts.split(",") if h.strip()]
     all_ip = True
     for name, hosts in upstreams.items():
-        env[f"ENDPOINTS_{name}"] = endpoints_yaml(name, hosts, args.shape)
+        env[f"ENDPOINTS_{name}"] = endpoints_yaml(
+            name, hosts, args.rate_limit_health_port or str(RATE_LIMIT_HEALTH_PORT[args.shape])
+        )
         all_ip = all_ip and all(is_ip(h.rpartition(":")[0]) for h in hosts)
     env["CLUSTER_TYPE"] = "STATIC" if all_ip else "STRICT_DNS"
 
@@ -507,6 +514,9 @@ def main(argv=None) -> int:
         help="leave out the three wasm filters (tests of Envoy's own routing, cluster and TLS behaviour)",
     )
     p.add_argument("--upstream", action="append", default=[], metavar="CLUSTER=HOST:PORT[,HOST:PORT]")
+    p.add_argument(
+        "--rate-limit-health-port", help="HTTP port of the rate-limit service's /health (default 8091)"
+    )
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override an environment variable")
     args = p.parse_args(argv)
     try:

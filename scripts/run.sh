@@ -192,6 +192,19 @@ python3 "$root/envoy/render.py" --shape local --tls on \
 start_proc envoy "$root/.venv/bin/envoy" -c "$RUN_DIR/envoy.yaml" \
   --log-level "${ENVOY_LOG_LEVEL:-info}" --disable-hot-restart
 wait_http envoy http://127.0.0.1:8000/health 60
+# Loading the wasm filters blocks Envoy's main thread for a few seconds, so
+# the first health checks may have timed out: wait until every backend
+# cluster is healthy again before handing out the demo key.
+deadline=$((SECONDS + 30))
+while (( SECONDS < deadline )); do
+  clusters="$(curl -fsS --max-time 1 http://127.0.0.1:9901/clusters 2>/dev/null || true)"
+  if [[ -n "$clusters" ]] && ! grep -q '::health_flags::/' <<<"$clusters"; then break; fi
+  sleep 0.2
+done
+if grep -q '::health_flags::/' <<<"$clusters"; then
+  err "some backends are not healthy yet:"
+  grep '::health_flags::/' <<<"$clusters" >&2 || true
+fi
 
 # --- demo key -----------------------------------------------------------------
 if ! key_out="$("$BIN_DIR/gatewayctl" keys create --client-id test123 2>>"$LOG_DIR/gatewayctl.log")"; then

@@ -16,13 +16,21 @@ use filter_core::metrics::MetricsConfig;
 use filter_core::validation::ValidationConfig;
 use serde_json::Value;
 
+/// Where the built filters are: `$WASM_DIR`, else the release output of
+/// `cargo build --target wasm32-wasip1` (as [`e2e::wasm_file`] finds them).
+fn wasm_dir() -> PathBuf {
+    std::env::var_os("WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release"))
+}
+
 fn check(section: &str) {
     let root = repo_root();
     let out = Command::new("bash")
         .arg(root.join("scripts/check-deploy.sh"))
         .arg(section)
         .current_dir(&root)
-        .env("WASM_DIR", target_dir().join("wasm32-wasip1/release"))
+        .env("WASM_DIR", wasm_dir())
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/check-deploy.sh: {e}"));
     assert!(
@@ -92,7 +100,10 @@ fn wasm_plugins() -> Vec<(String, String, Value)> {
         .into_iter()
         .filter(|d| d["kind"] == "WasmPlugin")
         .map(|d| {
-            let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = d["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let url = d["spec"]["url"].as_str().unwrap_or_default().to_owned();
             (name, url, d["spec"]["pluginConfig"].clone())
         })
@@ -161,7 +172,9 @@ fn rate_limit_files_of_compose_and_kubernetes_are_accepted_by_the_rate_limit_ser
     let root = repo_root();
     let compose = root.join("deploy/compose/ratelimit-limits.yaml");
     let text = std::fs::read_to_string(&compose).unwrap();
-    if let Err(e) = ratelimit::limits::LimitsFile::parse(&text, "deploy/compose/ratelimit-limits.yaml") {
+    if let Err(e) =
+        ratelimit::limits::LimitsFile::parse(&text, "deploy/compose/ratelimit-limits.yaml")
+    {
         panic!("{e}");
     }
     let config = root.join("deploy/kubernetes/config.yaml");

@@ -841,6 +841,59 @@ async fn the_circuit_breaker_trips_under_a_flood_to_a_slow_backend_and_counts_th
     );
 }
 
+/// An upstream that answers `/health` properly and everything else with
+/// bytes that are not HTTP. Stops when the test process ends.
+fn start_garbage_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let answer: &[u8] = if head.starts_with("GET /health ") {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+                } else {
+                    b"THIS IS NOT HTTP\r\n\r\n"
+                };
+                let _ = conn.write_all(answer);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_never_answers_gets_a_504_envelope_within_the_route_timeout() {
+    let slow = TestBackend::start(Behaviour::Slow(Duration::from_secs(10)));
+    let (envoy, _) = Setup::default().upstream("data_service", &[slow.port]).start().await;
+    let started = Instant::now();
+    let r = get(&reqwest::Client::new(), &envoy.url("/api/v1/rates/AAPL")).await;
+    r.assert_envelope(504, "BACKEND_TIMEOUT");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "per-try timeout is 1 s, took {took:?}");
+    assert!(took < Duration::from_millis(4500), "route timeout is 3 s, took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_answering_garbage_gets_a_502_envelope() {
+    let port = start_garbage_upstream();
+    let (envoy, _) = Setup::default().upstream("calculation_service", &[port]).start().await;
+    let r = into_reply(
+        reqwest::Client::new()
+            .post(envoy.url("/api/v1/calculate-locate"))
+            .header("content-type", "application/json")
+            .body(r#"{"ticker":"AAPL","position_value":100,"loan_days":1,"client_id":"test123"}"#)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    r.assert_envelope(502, "BACKEND_ERROR");
+}
+
 // ---------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------

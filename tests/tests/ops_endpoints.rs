@@ -675,3 +675,240 @@ async fn the_docs_page_renders_in_headless_chromium_without_network() {
     assert!(png.len() > 20_000, "screenshot suspiciously small: {}", png.len());
     let _ = std::fs::remove_dir_all(&shot_dir);
 }
+
+/// Where the built filters are: this build's target directory, or the
+/// filters' own target directory.
+fn wasm_dir() -> Option<PathBuf> {
+    let root = e2e::repo_root();
+    [
+        e2e::target_dir().join("wasm32-wasip1/release"),
+        root.join("target/filters/wasm32-wasip1/release"),
+        root.join("target/wasm32-wasip1/release"),
+    ]
+    .into_iter()
+    .find(|d| {
+        ["auth_filter", "validation_filter", "metrics_filter"]
+            .iter()
+            .all(|f| d.join(format!("{f}.wasm")).exists())
+    })
+}
+
+/// Sentinel ports rendered into the config and replaced by the harness'
+/// free ports.
+const SENTINEL_LISTENER: u16 = 65001;
+const SENTINEL_ADMIN: u16 = 65002;
+const JWT_SECRET: &str = "schemathesis-run-secret-0123456789abcdef";
+
+/// The gateway's own Envoy configuration (`envoy/render.py`, local shape,
+/// TLS and global rate limiting off), pointed at the given upstreams.
+fn rendered_gateway(upstreams: &[(&str, SocketAddr)], wasm: &std::path::Path) -> String {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(e2e::repo_root().join("envoy/render.py"))
+        .args(["--shape", "local", "--tls", "off", "--out", "-"])
+        .arg(format!("--listener-port={SENTINEL_LISTENER}"))
+        .arg(format!("--admin-port={SENTINEL_ADMIN}"))
+        .arg(format!("--wasm-dir={}", wasm.display()))
+        .args(["--set", "ENABLE_RATE_LIMITING=false"])
+        .args(["--set", &format!("JWT_SECRET_KEY={JWT_SECRET}")]);
+    for (cluster, addr) in upstreams {
+        cmd.arg(format!("--upstream={cluster}={addr}"));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "render.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(yaml.matches(&format!("port_value: {SENTINEL_LISTENER}")).count(), 1);
+    assert_eq!(yaml.matches(&format!("port_value: {SENTINEL_ADMIN}")).count(), 1);
+    yaml.replace(
+        &format!("port_value: {SENTINEL_LISTENER}"),
+        "port_value: {{LISTENER_PORT}}",
+    )
+    .replace(
+        &format!("port_value: {SENTINEL_ADMIN}"),
+        "port_value: {{ADMIN_PORT}}",
+    )
+}
+
+fn schemathesis() -> Option<PathBuf> {
+    let p = e2e::repo_root().join(".venv/bin/schemathesis");
+    p.exists().then_some(p)
+}
+
+/// Runs schemathesis (bounded: examples per operation and wall time) and
+/// answers (success, output).
+async fn run_schemathesis(schema_url: &str, base_url: &str, extra: &[&str]) -> (bool, String) {
+    let bin = schemathesis()
+        .expect("schemathesis is not installed: .venv/bin/pip install schemathesis");
+    let dir = tempdir("schemathesis");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.current_dir(&dir)
+        .args(["run", schema_url, "--url", base_url])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--max-time",
+            "150",
+            "--request-timeout",
+            "10",
+            "--workers",
+            "2",
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--suppress-health-check",
+            "all",
+        ])
+        .args(extra)
+        .env("NO_PROXY", "*")
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("schemathesis did not finish within 240 s")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The whole public API through the gateway's real Envoy configuration
+/// (auth, validation and metrics filters, local replies, routes) in front of
+/// the real data, calculation, auth and ops services, with a real admin key.
+/// Schemathesis generates valid and invalid requests from `/openapi.json`
+/// and checks every answer against the document.
+#[tokio::test]
+async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through_the_gateway() {
+    let Some(wasm) = wasm_dir() else {
+        panic!("the filters are not built: run `make wasm`");
+    };
+    let dir = tempdir("schemathesis-db");
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+
+    let service_config = services::Config::new(any_port, database_url.clone());
+    let (data, _data_state) = services::start_data_service(&service_config).await.unwrap();
+    let (calc, _calc_state) = services::start_calculation_service(&service_config)
+        .await
+        .unwrap();
+    let auth_config = auth_service::config::Config::hs256(
+        services::Config::new(any_port, database_url.clone()),
+        JWT_SECRET,
+    );
+    let (auth, auth_state) = auth_service::start(&auth_config).await.unwrap();
+    let key = auth_state
+        .store
+        .create_api_key(&store::NewApiKey {
+            client_id: "test123".into(),
+            scopes: vec!["admin".into()],
+            rate_limit_per_minute: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap()
+        .key;
+    // The rate-limit service is not in the request path here (global rate
+    // limiting off); a stand-in answers its health check.
+    let rate_limit = fake_backend("").await;
+
+    let ops_port = e2e::free_port();
+    let ops_addr: SocketAddr = format!("127.0.0.1:{ops_port}").parse().unwrap();
+    let envoy = e2e::Envoy::start(&rendered_gateway(
+        &[
+            ("data_service", data.addr),
+            ("calculation_service", calc.addr),
+            ("auth_service", auth.addr),
+            ("ops_service", ops_addr),
+        ],
+        &wasm,
+    ))
+    .await;
+    let url = |a: SocketAddr| format!("http://{a}");
+    let ops = build(OpsConfig {
+        listen_addr: ops_addr,
+        envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
+        backends: vec![
+            Backend {
+                name: "data_service".into(),
+                base_url: url(data.addr),
+                critical: true,
+            },
+            Backend {
+                name: "calculation_service".into(),
+                base_url: url(calc.addr),
+                critical: true,
+            },
+            Backend {
+                name: "auth_service".into(),
+                base_url: url(auth.addr),
+                critical: true,
+            },
+            Backend {
+                name: "rate_limit_service".into(),
+                base_url: url(rate_limit),
+                critical: false,
+            },
+        ],
+        database_url: Some(database_url),
+        redis_url: Some("redis://127.0.0.1:6379".into()),
+        probe_timeout: Duration::from_millis(2000),
+    })
+    .await
+    .unwrap();
+    tokio::spawn(ops.serve(std::future::pending()));
+
+    // The chain answers once the active health checks have passed (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client()
+            .get(envoy.url("/api/v1/rates/AAPL"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway never answered 200: {status} {body}\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let (ok, output) = run_schemathesis(
+        &envoy.url("/openapi.json"),
+        &envoy.url(""),
+        &["-H", &format!("X-API-Key: {key}")],
+    )
+    .await;
+    let summary: String = output
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    println!("{summary}");
+    assert!(ok, "schemathesis found problems:\n{output}");
+    assert!(output.contains("Tested: 11"), "not every operation was tested:\n{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

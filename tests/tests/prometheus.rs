@@ -29,8 +29,9 @@ const GOOD_KEY_HASH: &str = "9c3964ee825572d7af2e2157318328bca866984d138d3e56eca
 /// Well-formed but unknown.
 const UNKNOWN_KEY: &str = "brl_ZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzZzzq";
 
-/// Token bucket of the rates route: requests beyond it get 429.
-const RATES_BUCKET: u32 = 40;
+/// Token bucket of the rates route (refilled one token per 100 ms):
+/// back-to-back requests beyond it get 429 all through the run.
+const RATES_BUCKET: u32 = 3;
 
 async fn spawn(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,13 +67,14 @@ async fn fake_data_service() -> SocketAddr {
     spawn(router).await
 }
 
-/// Calculation service stand-in: every fourth request fails with 503.
+/// Calculation service stand-in: every fourth request (the first one
+/// included) fails with 503.
 async fn fake_calculation_service() -> SocketAddr {
     let n = Arc::new(AtomicU64::new(0));
     let router = health_routes(Router::new(), "").fallback(move || {
         let i = n.fetch_add(1, Ordering::Relaxed);
         async move {
-            if i % 4 == 3 {
+            if i % 4 == 0 {
                 (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"error"}"#)
             } else {
                 (StatusCode::OK, r#"{"status":"success","total_fee":58.75}"#)
@@ -200,7 +202,7 @@ static_resources:
                   envoy.filters.http.local_ratelimit:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
                     stat_prefix: rates_bucket
-                    token_bucket: {{ max_tokens: {RATES_BUCKET}, tokens_per_fill: 1, fill_interval: 3600s }}
+                    token_bucket: {{ max_tokens: {RATES_BUCKET}, tokens_per_fill: 1, fill_interval: 0.1s }}
                     filter_enabled: {{ default_value: {{ numerator: 100, denominator: HUNDRED }} }}
                     filter_enforced: {{ default_value: {{ numerator: 100, denominator: HUNDRED }} }}
               - match: {{ path: "/api/v1/calculate-locate" }}
@@ -421,8 +423,10 @@ async fn operators_promql_answers_plausible_values_from_a_real_prometheus() {
 
     // Warm-up: every series exists before Prometheus' first scrape, so
     // rate() sees the increase of the main traffic.
-    let warm = traffic(&envoy, 6).await;
-    assert!(warm.contains_key(&200), "warm-up got {warm:?}\n{}", envoy.log());
+    let warm = traffic(&envoy, 12).await;
+    for status in [200, 401, 429, 503] {
+        assert!(warm.contains_key(&status), "warm-up got {warm:?}\n{}", envoy.log());
+    }
 
     let gateway_metrics = client()
         .get(envoy.url("/metrics"))

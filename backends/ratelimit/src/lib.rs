@@ -17,6 +17,7 @@ mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,12 +53,28 @@ pub struct Shared {
     limits: Limits,
     counters: Counters,
     metrics: Metrics,
+    last_storage_error_log: AtomicU64,
 }
 
 impl Shared {
     /// The request counters exposed on `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// At most one storage-error log line per second (an outage would
+    /// otherwise log once per request).
+    fn storage_error_log_due(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_storage_error_log.load(Ordering::Relaxed);
+        now != last
+            && self
+                .last_storage_error_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -101,6 +118,7 @@ pub async fn build(config: Config) -> Result<RateLimitApp, String> {
             limits,
             counters,
             metrics: Metrics::default(),
+            last_storage_error_log: AtomicU64::new(0),
         }),
     })
 }
@@ -314,7 +332,14 @@ impl RateLimitService for Rls {
                 Err(e) => {
                     storage_failed = true;
                     s.metrics.storage_errors.inc();
-                    tracing::warn!(error = %e, kind = rule.kind.as_str(), "Rate limit storage error");
+                    if s.storage_error_log_due() {
+                        tracing::warn!(
+                            error = %e,
+                            kind = rule.kind.as_str(),
+                            failure_mode = ?s.config.failure_mode,
+                            "Rate limit storage error"
+                        );
+                    }
                     let denied = s.config.failure_mode == FailureMode::Deny;
                     statuses.push(DescriptorStatus {
                         code: if denied { Code::OverLimit } else { Code::Ok } as i32,

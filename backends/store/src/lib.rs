@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use pricing::{BorrowRate, ClientTerms, Decimal, FeeType, LocateFee, StockRisk};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 /// The database used when `DATABASE_URL` is unset, relative to the working
 /// directory (`make run` and `gatewayctl` run from the repository root).
@@ -46,7 +47,7 @@ pub fn database_url_from_env() -> String {
 // ---------------------------------------------------------------------------
 
 /// A database failure.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoreError {
     kind: StoreErrorKind,
     message: String,
@@ -405,6 +406,61 @@ pub struct Store {
     stocks: Arc<Mutex<TtlCache<Stock>>>,
     clients: Arc<Mutex<TtlCache<Client>>>,
     cache_ttl: Duration,
+    audit: mpsc::Sender<AuditJob>,
+}
+
+/// One audit row waiting for the writer, and who to tell once committed.
+#[derive(Debug)]
+struct AuditJob {
+    row: AuditRecord,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Most audit rows committed in one transaction.
+const AUDIT_BATCH: usize = 256;
+
+/// The audit writer: takes every row queued so far, inserts them in one
+/// transaction and reports the commit (or its failure) to each waiting
+/// request. Concurrent calculations therefore share one commit instead of
+/// queueing for the write lock one by one, and each still gets its answer
+/// only after its own row is durable.
+async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let result = write_audit_batch(&pool, &batch).await;
+        for job in batch.drain(..) {
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+async fn write_audit_batch(pool: &AnyPool, batch: &[AuditJob]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for job in batch {
+        let r = &job.row;
+        sqlx::query(
+            "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
+             loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&r.audit_id)
+        .bind(&r.request_id)
+        .bind(&r.caller)
+        .bind(&r.client_id)
+        .bind(&r.ticker)
+        .bind(&r.position_value)
+        .bind(r.loan_days)
+        .bind(&r.borrow_rate_used)
+        .bind(&r.borrow_cost)
+        .bind(&r.markup)
+        .bind(&r.transaction_fees)
+        .bind(&r.total_fee)
+        .bind(&r.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Store {
@@ -445,7 +501,10 @@ impl Store {
                 .fetch_optional(&pool)
                 .await?;
         }
+        let (audit, audit_rx) = mpsc::channel(4 * AUDIT_BATCH);
+        tokio::spawn(audit_writer(pool.clone(), audit_rx));
         let store = Self {
+            audit,
             pool,
             engine,
             stocks: Arc::default(),
@@ -815,30 +874,33 @@ impl Store {
 
     // --- audit log -------------------------------------------------------
 
-    /// Writes one audit row; returns once it is committed.
+    /// Writes one audit row; returns once it is committed (rows of
+    /// concurrent requests share a transaction, see the audit writer).
     pub async fn insert_audit(&self, entry: &AuditEntry) -> Result<String> {
         let audit_id = format!("aud_{}", keys::generate_key_id().trim_start_matches("key_"));
         let fee = &entry.fee;
-        sqlx::query(
-            "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
-             loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&audit_id)
-        .bind(&entry.request_id)
-        .bind(&entry.caller)
-        .bind(&entry.client_id)
-        .bind(&entry.ticker)
-        .bind(entry.position_value.to_string())
-        .bind(i64::from(entry.loan_days))
-        .bind(fee.borrow_rate_used.to_string())
-        .bind(fee.borrow_cost.to_string())
-        .bind(fee.markup.to_string())
-        .bind(fee.transaction_fees.to_string())
-        .bind(fee.total_fee.to_string())
-        .bind(time::now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        let row = AuditRecord {
+            audit_id: audit_id.clone(),
+            request_id: entry.request_id.clone(),
+            caller: entry.caller.clone(),
+            client_id: entry.client_id.clone(),
+            ticker: entry.ticker.clone(),
+            position_value: entry.position_value.to_string(),
+            loan_days: i64::from(entry.loan_days),
+            borrow_rate_used: fee.borrow_rate_used.to_string(),
+            borrow_cost: fee.borrow_cost.to_string(),
+            markup: fee.markup.to_string(),
+            transaction_fees: fee.transaction_fees.to_string(),
+            total_fee: fee.total_fee.to_string(),
+            created_at: time::now_rfc3339(),
+        };
+        let (done, committed) = oneshot::channel();
+        let gone = || StoreError::new(StoreErrorKind::Unavailable, "audit writer stopped");
+        self.audit
+            .send(AuditJob { row, done })
+            .await
+            .map_err(|_| gone())?;
+        committed.await.map_err(|_| gone())??;
         Ok(audit_id)
     }
 

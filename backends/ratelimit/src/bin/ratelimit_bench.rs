@@ -80,12 +80,33 @@ fn parse_options() -> Result<Options, String> {
 
 /// Starts the service on its own single-threaded runtime; returns the gRPC
 /// address and a sender that stops it.
-fn start_service(
-    redis_url: Option<String>,
-) -> Result<(std::net::SocketAddr, std::sync::mpsc::Sender<()>), String> {
+/// The running service: gRPC address, stop switch and its thread's
+/// `/proc/self/task/<tid>/stat` (for the CPU time it used).
+struct Service {
+    addr: std::net::SocketAddr,
+    stop: std::sync::mpsc::Sender<()>,
+    stat_path: Option<std::path::PathBuf>,
+}
+
+/// CPU seconds (user + system) used so far by the thread behind `stat`.
+fn thread_cpu_secs(stat: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line, in clock ticks (100 Hz on Linux).
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn start_service(redis_url: Option<String>) -> Result<Service, String> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
+        let stat_path = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .map(|p| std::path::Path::new("/proc").join(p).join("stat"));
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -115,7 +136,7 @@ fn start_service(
             };
             match ratelimit::spawn(config).await {
                 Ok(running) => {
-                    let _ = addr_tx.send(Ok(running.grpc_addr));
+                    let _ = addr_tx.send(Ok((running.grpc_addr, stat_path)));
                     // Park this runtime until asked to stop.
                     let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
                     running.stop().await;
@@ -126,10 +147,14 @@ fn start_service(
             }
         });
     });
-    let addr = addr_rx
+    let (addr, stat_path) = addr_rx
         .recv()
         .map_err(|e| format!("service thread: {e}"))??;
-    Ok((addr, stop_tx))
+    Ok(Service {
+        addr,
+        stop: stop_tx,
+        stat_path,
+    })
 }
 
 fn request(client: usize) -> RateLimitRequest {
@@ -214,7 +239,12 @@ async fn run_phase(
 }
 
 async fn bench(storage: &str, redis_url: Option<String>, o: &Options) -> Result<(), String> {
-    let (addr, stop) = start_service(redis_url)?;
+    let Service {
+        addr,
+        stop,
+        stat_path,
+    } = start_service(redis_url)?;
+    let cpu = || stat_path.as_deref().and_then(thread_cpu_secs);
     let mut channels = Vec::new();
     for _ in 0..o.channels {
         let ch = Channel::from_shared(format!("http://{addr}"))
@@ -240,6 +270,7 @@ async fn bench(storage: &str, redis_url: Option<String>, o: &Options) -> Result<
         Duration::from_secs(o.latency_secs),
     )
     .await;
+    let cpu_before = cpu();
     let load = run_phase(
         &channels,
         o.concurrency,
@@ -247,12 +278,18 @@ async fn bench(storage: &str, redis_url: Option<String>, o: &Options) -> Result<
         Duration::from_secs(o.secs),
     )
     .await;
+    let cpu_used = cpu().zip(cpu_before).map(|(a, b)| a - b);
     let _ = stop.send(());
 
     let rate = load.calls as f64 / load.elapsed.as_secs_f64();
+    let per_cpu_sec = cpu_used
+        .filter(|c| *c > 0.0)
+        .map(|c| format!("{:.0}", load.calls as f64 / c))
+        .unwrap_or_else(|| "n/a".to_owned());
     println!(
-        "| {storage} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
+        "| {storage} | {:.0} | {per_cpu_sec} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
         rate,
+        cpu_used.unwrap_or(0.0),
         percentile(&lat.latencies_us, 50.0),
         percentile(&lat.latencies_us, 99.0),
         percentile(&load.latencies_us, 50.0),
@@ -287,8 +324,8 @@ fn main() -> std::process::ExitCode {
         "ratelimit-bench: service on 1 thread; load {} in flight over {} connections, {} clients; latency phase {} s at 1 in flight, throughput phase {} s",
         o.concurrency, o.channels, o.clients, o.latency_secs, o.secs
     );
-    println!("| storage | decisions/s (1 service thread) | p50 ms idle | p99 ms idle | p50 ms loaded | p99 ms loaded | errors | calls |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| storage | decisions/s (1 service thread) | decisions per service CPU-second | service CPU s | p50 ms idle | p99 ms idle | p50 ms loaded | p99 ms loaded | errors | calls |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let result = rt.block_on(async {
         bench("memory", None, &o).await?;
         match std::env::var("REDIS_URL") {

