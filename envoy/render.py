@@ -421,7 +421,7 @@ def build_env(args) -> dict:
     env: dict = {}
     env["VERSION"] = VERSION
     env["NODE_ID"] = f"gateway-{args.shape}"
-    env["LISTEN_ADDRESS"] = shape["LISTEN_ADDRESS"]
+    env["LISTEN_ADDRESS"] = args.listen_address or shape["LISTEN_ADDRESS"]
     env["LISTENER_PORT"] = args.listener_port
     env["TLS_PORT"] = args.tls_port
     env["ADMIN_PORT"] = args.admin_port
@@ -502,6 +502,7 @@ def main(argv=None) -> int:
     p.add_argument("--shape", choices=sorted(SHAPES), default="local")
     p.add_argument("--tls", default="on", help="on|off: the :8443 listener")
     p.add_argument("--out", required=True, help="output file, or - for stdout")
+    p.add_argument("--listen-address", help="address of the public listeners (default: per shape)")
     p.add_argument("--listener-port", default="8000")
     p.add_argument("--tls-port", default="8443")
     p.add_argument("--admin-port", default="9901")

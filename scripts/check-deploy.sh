@@ -536,6 +536,46 @@ if not istio:
 elif any(n.get("name") == "envoy.filters.http.ratelimit" for n in walk(envoy)):
     if rl_shape(istio) != rl_shape(envoy):
         err(f"rate-limit domain/descriptors differ: Istio {rl_shape(istio)} vs rendered {rl_shape(envoy)}")
+    def filter_cfg(node, name, skip=()):
+        for n in walk(node):
+            if n.get("name") == name and "typed_config" in n:
+                return {k: v for k, v in n["typed_config"].items() if k not in skip}
+        return None
+    for fname, skip in (("envoy.filters.http.local_ratelimit", ()),
+                        ("envoy.filters.http.ratelimit", ("rate_limit_service", "failure_mode_deny"))):
+        if filter_cfg(istio, fname, skip) != filter_cfg(envoy, fname, skip):
+            err(f"{fname}: deploy/istio/ratelimit.yaml differs from the rendered config")
+# The WasmPlugins configure the filters like the rendered config does, except
+# for what differs by design (Istio's cluster name for the auth service, the
+# JWT secret placeholder).
+DIFFERS = {"auth_service_cluster", "auth_service_authority", "jwt.secret"}
+rendered_cfg = {}
+for n in walk(envoy):
+    cfg = n.get("typed_config", {}).get("config", {}) if isinstance(n.get("typed_config"), dict) else {}
+    if isinstance(cfg, dict) and str(cfg.get("name", "")).endswith("_filter") and "configuration" in cfg:
+        rendered_cfg[cfg["name"]] = json.loads(cfg["configuration"]["value"])
+def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+for d in load_yaml_docs("deploy/istio/wasm-plugins.yaml"):
+    m = re.search(r"/([a-z]+)-filter:", d["spec"].get("url", ""))
+    if not m or f"{m.group(1)}_filter" not in rendered_cfg:
+        continue
+    mine, theirs = flat(d["spec"].get("pluginConfig") or {}), flat(rendered_cfg[f"{m.group(1)}_filter"])
+    for k in sorted((set(mine) & set(theirs)) - DIFFERS):
+        if mine[k] != theirs[k]:
+            err(f"WasmPlugin {d['metadata']['name']}: {k}={mine[k]!r}, the rendered config has {theirs[k]!r}")
+expected_filters = {"validation_filter", "metrics_filter"}
+if env.get("ENABLE_AUTHENTICATION", "true").lower() in ("1", "true", "yes", "on"):
+    expected_filters.add("auth_filter")
+if expected_filters - set(rendered_cfg):
+    err(f"the rendered config lacks the filters {sorted(expected_filters - set(rendered_cfg))}")
+
 stats_cm = [d for d in load_yaml_docs("deploy/istio/stats.yaml") if d["kind"] == "ConfigMap"]
 if stats_cm:
     boot = json.loads(stats_cm[0]["data"]["custom_bootstrap.json"])
@@ -604,7 +644,10 @@ kust = yaml.safe_load(open("deploy/kustomization.yaml"))
 listed = set(kust["resources"])
 for f in files:
     rel = os.path.relpath(f, "deploy")
-    if rel not in listed:
+    if rel.endswith(".example.yaml"):
+        if rel in listed:
+            err(f"{rel} is an example and must not be applied by deploy/kustomization.yaml")
+    elif rel not in listed:
         err(f"{rel} is not listed in deploy/kustomization.yaml")
 for r in listed:
     if not os.path.exists(os.path.join("deploy", r)):

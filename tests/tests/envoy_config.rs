@@ -165,7 +165,16 @@ fn every_rendered_variant_passes_envoy_validate() {
                     let mut failures = Vec::new();
                     for &(shape, tls, auth, rl) in chunk {
                         let yaml = render_ok(
-                            &["--shape", shape, "--tls", tls, "--wasm-dir", wasm, "--cert-dir", certs],
+                            &[
+                                "--shape",
+                                shape,
+                                "--tls",
+                                tls,
+                                "--wasm-dir",
+                                wasm,
+                                "--cert-dir",
+                                certs,
+                            ],
                             &[
                                 ("ENABLE_AUTHENTICATION", auth),
                                 ("ENABLE_RATE_LIMITING", rl),

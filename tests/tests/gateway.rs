@@ -315,15 +315,34 @@ fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &s
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let headers = lines
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let body = if headers.get("transfer-encoding").is_some_and(|t| t == "chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Reply {
         status,
         headers,
-        body: body.to_string(),
+        body,
     }
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Reply {
@@ -551,7 +570,10 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
     // and a client-supplied X-Forwarded-For only gets Envoy's hop appended.
     assert_eq!(req.header("x-envoy-external-address"), Some("127.0.0.1"));
     let xff = req.header("x-forwarded-for").unwrap_or_default();
-    assert!(xff.starts_with("10.9.9.9,") && xff.split(',').count() == 2, "{xff}");
+    assert!(
+        xff.starts_with("10.9.9.9,") && xff.split(',').count() == 2,
+        "{xff}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -868,19 +890,31 @@ fn start_garbage_upstream() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_never_answers_gets_a_504_envelope_within_the_route_timeout() {
     let slow = TestBackend::start(Behaviour::Slow(Duration::from_secs(10)));
-    let (envoy, _) = Setup::default().upstream("data_service", &[slow.port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("data_service", &[slow.port])
+        .start()
+        .await;
     let started = Instant::now();
     let r = get(&reqwest::Client::new(), &envoy.url("/api/v1/rates/AAPL")).await;
     r.assert_envelope(504, "BACKEND_TIMEOUT");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900), "per-try timeout is 1 s, took {took:?}");
-    assert!(took < Duration::from_millis(4500), "route timeout is 3 s, took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "per-try timeout is 1 s, took {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "route timeout is 3 s, took {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_answering_garbage_gets_a_502_envelope() {
     let port = start_garbage_upstream();
-    let (envoy, _) = Setup::default().upstream("calculation_service", &[port]).start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("calculation_service", &[port])
+        .start()
+        .await;
     let r = into_reply(
         reqwest::Client::new()
             .post(envoy.url("/api/v1/calculate-locate"))
@@ -892,6 +926,60 @@ async fn a_backend_answering_garbage_gets_a_502_envelope() {
     )
     .await;
     r.assert_envelope(502, "BACKEND_ERROR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_service_reads() {
+    let data = CountingUpstream::start().await;
+    let stats_port = free_port();
+    let closed = free_port();
+    let out = Command::new("python3")
+        .arg(repo_root().join("envoy/render.py"))
+        .args(["--out", "-", "--shape", "compose", "--no-wasm", "--tls", "off"])
+        .args(["--listen-address", "127.0.0.1"])
+        .args(["--listener-port", "{{LISTENER_PORT}}", "--admin-port", "{{ADMIN_PORT}}"])
+        .args(["--stats-port", &stats_port.to_string()])
+        .arg("--upstream")
+        .arg(format!("data_service=127.0.0.1:{}", data.port))
+        .arg("--upstream")
+        .arg(format!("calculation_service=127.0.0.1:{closed}"))
+        .arg("--upstream")
+        .arg(format!("auth_service=127.0.0.1:{closed}"))
+        .arg("--upstream")
+        .arg(format!("ops_service=127.0.0.1:{closed}"))
+        .args(["--set", "ENABLE_AUTHENTICATION=false", "--set", "ENABLE_RATE_LIMITING=false"])
+        .output()
+        .expect("render");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await;
+    assert_eq!(raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[], "").status, 200);
+
+    let stats = raw(stats_port, "GET", "/stats/prometheus", &[], "");
+    assert_eq!(stats.status, 200);
+    assert!(stats.body.contains("envoy_cluster_upstream_rq_total"), "Prometheus text");
+    let clusters = raw(stats_port, "GET", "/clusters?format=json", &[], "");
+    assert_eq!(clusters.status, 200);
+    assert!(clusters.json()["cluster_statuses"].is_array(), "{}", clusters.body);
+    let routes = raw(stats_port, "GET", "/config_dump?resource=static_route_configs", &[], "");
+    assert_eq!(routes.status, 200);
+    assert!(routes.body.contains("/api/v1/rates/{ticker}"));
+
+    for (method, target) in [
+        ("GET", "/config_dump"),
+        ("GET", "/config_dump?resource=static_listeners"),
+        ("GET", "/clusters"),
+        ("GET", "/stats"),
+        ("GET", "/runtime"),
+        ("POST", "/quitquitquit"),
+        ("POST", "/healthcheck/fail"),
+        ("POST", "/logging?level=trace"),
+        ("POST", "/stats/prometheus"),
+    ] {
+        let r = raw(stats_port, method, target, &[], "");
+        assert_eq!(r.status, 404, "{method} {target} must not reach the admin API");
+    }
+    // Envoy is still serving (nothing above reached the admin API).
+    assert_eq!(raw(envoy.port, "GET", "/health", &[], "").status, 200);
 }
 
 // ---------------------------------------------------------------------------

@@ -42,10 +42,21 @@ impl Reply {
         let v = self.json();
         assert_eq!(v["status"], "error", "{}", self.body);
         assert_eq!(v["error"]["code"], code, "{}", self.body);
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
-        let rid = self.header("x-request-id").expect("x-request-id on every response");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+        let rid = self
+            .header("x-request-id")
+            .expect("x-request-id on every response");
         assert!(!rid.is_empty());
-        assert_eq!(v["error"]["request_id"], rid, "request_id equals x-request-id");
+        assert_eq!(
+            v["error"]["request_id"], rid,
+            "request_id equals x-request-id"
+        );
         v
     }
 }
@@ -102,7 +113,10 @@ async fn start() -> Walk {
     let dir = std::env::temp_dir().join(format!(
         "gateway-spec-walk-{}-{}",
         std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}/pricing.db", dir.display());
@@ -112,13 +126,16 @@ async fn start() -> Walk {
     let (data, _) = services::state::start_data_service(&services::Config::new(any, db.clone()))
         .await
         .expect("data service");
-    let (calc, _) = services::state::start_calculation_service(&services::Config::new(any, db.clone()))
-        .await
-        .expect("calculation service");
-    let (auth, auth_state) =
-        auth_service::start(&auth_service::Config::hs256(services::Config::new(any, db.clone()), SECRET))
+    let (calc, _) =
+        services::state::start_calculation_service(&services::Config::new(any, db.clone()))
             .await
-            .expect("auth service");
+            .expect("calculation service");
+    let (auth, auth_state) = auth_service::start(&auth_service::Config::hs256(
+        services::Config::new(any, db.clone()),
+        SECRET,
+    ))
+    .await
+    .expect("auth service");
     let rls = ratelimit::spawn(ratelimit::Config {
         grpc_addr: any,
         http_addr: any,
@@ -135,9 +152,21 @@ async fn start() -> Walk {
         expires_at: None,
     };
     let store = &auth_state.store;
-    let test123 = store.create_api_key(&key("test123", &[], None)).await.unwrap().key;
-    let client123 = store.create_api_key(&key("client123", &[], None)).await.unwrap().key;
-    let admin = store.create_api_key(&key("big_fund", &["admin"], None)).await.unwrap().key;
+    let test123 = store
+        .create_api_key(&key("test123", &[], None))
+        .await
+        .unwrap()
+        .key;
+    let client123 = store
+        .create_api_key(&key("client123", &[], None))
+        .await
+        .unwrap()
+        .key;
+    let admin = store
+        .create_api_key(&key("big_fund", &["admin"], None))
+        .await
+        .unwrap()
+        .key;
     let limited = store
         .create_api_key(&key("retail_broker", &[], Some(2)))
         .await
@@ -150,8 +179,22 @@ async fn start() -> Walk {
     let wasm_dir = wasm.parent().unwrap().display().to_string();
     let out = Command::new("python3")
         .arg(repo_root().join("envoy/render.py"))
-        .args(["--out", "-", "--shape", "local", "--tls", "off", "--wasm-dir", &wasm_dir])
-        .args(["--listener-port", "{{LISTENER_PORT}}", "--admin-port", "{{ADMIN_PORT}}"])
+        .args([
+            "--out",
+            "-",
+            "--shape",
+            "local",
+            "--tls",
+            "off",
+            "--wasm-dir",
+            &wasm_dir,
+        ])
+        .args([
+            "--listener-port",
+            "{{LISTENER_PORT}}",
+            "--admin-port",
+            "{{ADMIN_PORT}}",
+        ])
         .arg("--upstream")
         .arg(format!("data_service={}", data.addr))
         .arg("--upstream")
@@ -165,11 +208,25 @@ async fn start() -> Walk {
         .arg("--rate-limit-health-port")
         .arg(rls.http_addr.port().to_string())
         .args(["--set", &format!("JWT_SECRET_KEY={SECRET}")])
-        .args(["--set", "ENABLE_AUTHENTICATION=true", "--set", "ENABLE_RATE_LIMITING=true"])
-        .args(["--set", "CORS_ORIGINS=", "--set", "HEALTH_CHECK_INTERVAL_MS=500"])
+        .args([
+            "--set",
+            "ENABLE_AUTHENTICATION=true",
+            "--set",
+            "ENABLE_RATE_LIMITING=true",
+        ])
+        .args([
+            "--set",
+            "CORS_ORIGINS=",
+            "--set",
+            "HEALTH_CHECK_INTERVAL_MS=500",
+        ])
         .output()
         .expect("python3 envoy/render.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await;
     // Loading the filters blocks Envoy's main thread for seconds, so the
     // first health checks may time out: wait for every backend to be
@@ -185,7 +242,10 @@ async fn start() -> Walk {
         if unhealthy.is_empty() && clusters.contains("::health_flags::") {
             break;
         }
-        assert!(Instant::now() < deadline, "backends not healthy: {unhealthy:?}");
+        assert!(
+            Instant::now() < deadline,
+            "backends not healthy: {unhealthy:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Walk {
@@ -225,7 +285,9 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
 
     // Rates for every seed ticker, with the key; exact digits.
     for (ticker, rate, status) in SEED_RATES {
-        let r = w.get(&format!("/api/v1/rates/{ticker}"), Some(&w.test123)).await;
+        let r = w
+            .get(&format!("/api/v1/rates/{ticker}"), Some(&w.test123))
+            .await;
         assert_eq!(r.status, 200, "{ticker}: {}", r.body);
         assert!(r.header("x-request-id").is_some());
         let v = r.json();
@@ -250,7 +312,11 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     assert_eq!(r.json()["ticker"], "BRK.B");
     // Allowed responses carry the rate-limit headers.
     assert!(r.header("x-ratelimit-limit").is_some(), "{:?}", r.headers);
-    assert!(r.header("x-ratelimit-remaining").is_some(), "{:?}", r.headers);
+    assert!(
+        r.header("x-ratelimit-remaining").is_some(),
+        "{:?}",
+        r.headers
+    );
 
     // Token exchange, then the JWT instead of the key.
     let r = send(
@@ -264,12 +330,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 900);
     let token = v["access_token"].as_str().expect("access_token").to_owned();
-    let r = send(
-        w.client
-            .get(w.url("/api/v1/rates/GME"))
-            .bearer_auth(&token),
-    )
-    .await;
+    let r = send(w.client.get(w.url("/api/v1/rates/GME")).bearer_auth(&token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"current_rate\":0.6475"), "{}", r.body);
 
@@ -305,7 +366,9 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
             .post(w.url("/api/v1/calculate-locate"))
             .bearer_auth(&token123)
             .header("content-type", "application/json")
-            .body(r#"{"ticker":"GME","position_value":250000,"loan_days":7,"client_id":"client123"}"#),
+            .body(
+                r#"{"ticker":"GME","position_value":250000,"loan_days":7,"client_id":"client123"}"#,
+            ),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -322,13 +385,21 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     // ---- every error code, in the envelope, with x-request-id ----
 
     // 401: no credentials; an unknown key; a forged token.
-    w.get("/api/v1/rates/AAPL", None).await.assert_envelope(401, "UNAUTHORIZED");
-    let unknown = format!("brl_{}", "A".repeat(40));
-    w.get("/api/v1/rates/AAPL", Some(&unknown)).await.assert_envelope(401, "UNAUTHORIZED");
-    let forged = format!("{}x", &token[..token.len() - 1]);
-    send(w.client.get(w.url("/api/v1/rates/AAPL")).bearer_auth(forged))
+    w.get("/api/v1/rates/AAPL", None)
         .await
         .assert_envelope(401, "UNAUTHORIZED");
+    let unknown = format!("brl_{}", "A".repeat(40));
+    w.get("/api/v1/rates/AAPL", Some(&unknown))
+        .await
+        .assert_envelope(401, "UNAUTHORIZED");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    send(
+        w.client
+            .get(w.url("/api/v1/rates/AAPL"))
+            .bearer_auth(forged),
+    )
+    .await
+    .assert_envelope(401, "UNAUTHORIZED");
 
     // 403: pricing for another client without the admin scope.
     w.calculate(
@@ -339,8 +410,12 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     .assert_envelope(403, "FORBIDDEN");
 
     // 404s.
-    w.get("/api/v1/nothing-here", Some(&w.test123)).await.assert_envelope(404, "NOT_FOUND");
-    w.get("/api/v1/rates/ZZZZ", Some(&w.test123)).await.assert_envelope(404, "TICKER_NOT_FOUND");
+    w.get("/api/v1/nothing-here", Some(&w.test123))
+        .await
+        .assert_envelope(404, "NOT_FOUND");
+    w.get("/api/v1/rates/ZZZZ", Some(&w.test123))
+        .await
+        .assert_envelope(404, "TICKER_NOT_FOUND");
     w.calculate(
         &w.admin,
         &json!({"ticker":"AAPL","position_value":100,"loan_days":1,"client_id":"nobody"}),
@@ -405,10 +480,17 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     let r = w.get("/api/v1/rates/KO", Some(&w.limited)).await;
     r.assert_envelope(429, "RATE_LIMITED");
     assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
-    assert_eq!(r.header("x-ratelimit-limit").map(|v| v.split(',').next().unwrap_or("").trim()), Some("2"));
+    assert_eq!(
+        r.header("x-ratelimit-limit")
+            .map(|v| v.split(',').next().unwrap_or("").trim()),
+        Some("2")
+    );
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     // Another client is not affected.
-    assert_eq!(w.get("/api/v1/rates/KO", Some(&w.test123)).await.status, 200);
+    assert_eq!(
+        w.get("/api/v1/rates/KO", Some(&w.test123)).await.status,
+        200
+    );
 
     // 503: the data service goes away; Envoy answers for it.
     w.data.take().unwrap().shutdown().await;
@@ -419,7 +501,11 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
             r.assert_envelope(503, "SERVICE_UNAVAILABLE");
             break;
         }
-        assert!(Instant::now() < deadline, "still {} after the data service stopped", r.status);
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the data service stopped",
+            r.status
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The other routes keep working.

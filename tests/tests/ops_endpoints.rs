@@ -907,7 +907,9 @@ async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through
         .rev()
         .collect::<Vec<_>>()
         .join("\n");
-    println!("{summary}");
+    let log = e2e::target_dir().join("schemathesis-gateway.log");
+    let _ = std::fs::write(&log, &output);
+    println!("{summary}\nfull output: {}", log.display());
     assert!(ok, "schemathesis found problems:\n{output}");
     assert!(output.contains("Tested: 11"), "not every operation was tested:\n{summary}");
     let _ = std::fs::remove_dir_all(&dir);
