@@ -500,11 +500,11 @@ fn plugin_configurations_follow_the_environment() {
         &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "750")],
     );
     assert!(
-        yaml.contains("750"),
+        yaml.contains(r#"\"slow_request_ms\":750"#),
         "SLOW_REQUEST_MS reaches the metrics filter"
     );
     assert!(
-        yaml.contains(SECRET),
+        yaml.contains(&format!(r#"\"secret\":\"{SECRET}\""#)),
         "JWT_SECRET_KEY reaches the auth filter"
     );
 }

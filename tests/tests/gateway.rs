@@ -319,7 +319,10 @@ fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &s
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let body = if headers.get("transfer-encoding").is_some_and(|t| t == "chunked") {
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t == "chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -573,6 +576,73 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
     assert!(
         xff.starts_with("10.9.9.9,") && xff.split(',').count() == 2,
         "{xff}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_by_envoy_and_never_reach_a_backend() {
+    let ops = CountingUpstream::start().await;
+    let data = CountingUpstream::start().await;
+    let (envoy, _) = Setup::default()
+        .upstream("ops_service", &[ops.port])
+        .upstream("data_service", &[data.port])
+        .set("CORS_ORIGINS", "https://app.example.com")
+        .start()
+        .await;
+    let preflight = |origin: &'static str| {
+        raw(
+            envoy.port,
+            "OPTIONS",
+            "/api/v1/rates/AAPL",
+            &[("origin", origin), ("access-control-request-method", "GET")],
+            "",
+        )
+    };
+    let ok = preflight("https://app.example.com");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let other = preflight("https://evil.example.com");
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // A plain OPTIONS is not a preflight: the path does not serve it.
+    raw(envoy.port, "OPTIONS", "/api/v1/rates/AAPL", &[], "")
+        .assert_envelope(405, "METHOD_NOT_ALLOWED");
+    // Actual requests: CORS headers for the allowed origin only.
+    let r = raw(
+        envoy.port,
+        "GET",
+        "/api/v1/rates/AAPL",
+        &[("origin", "https://app.example.com")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(r
+        .header("access-control-expose-headers")
+        .is_some_and(|h| h.contains("x-request-id")));
+    let r = raw(
+        envoy.port,
+        "GET",
+        "/api/v1/rates/AAPL",
+        &[("origin", "https://evil.example.com")],
+        "",
+    );
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let forwarded = |u: &CountingUpstream| {
+        u.requests()
+            .iter()
+            .filter(|r| r.method == "OPTIONS")
+            .count()
+    };
+    assert_eq!(
+        forwarded(&ops) + forwarded(&data),
+        0,
+        "no preflight was forwarded"
     );
 }
 
@@ -935,9 +1005,22 @@ async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_ser
     let closed = free_port();
     let out = Command::new("python3")
         .arg(repo_root().join("envoy/render.py"))
-        .args(["--out", "-", "--shape", "compose", "--no-wasm", "--tls", "off"])
+        .args([
+            "--out",
+            "-",
+            "--shape",
+            "compose",
+            "--no-wasm",
+            "--tls",
+            "off",
+        ])
         .args(["--listen-address", "127.0.0.1"])
-        .args(["--listener-port", "{{LISTENER_PORT}}", "--admin-port", "{{ADMIN_PORT}}"])
+        .args([
+            "--listener-port",
+            "{{LISTENER_PORT}}",
+            "--admin-port",
+            "{{ADMIN_PORT}}",
+        ])
         .args(["--stats-port", &stats_port.to_string()])
         .arg("--upstream")
         .arg(format!("data_service=127.0.0.1:{}", data.port))
@@ -947,20 +1030,45 @@ async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_ser
         .arg(format!("auth_service=127.0.0.1:{closed}"))
         .arg("--upstream")
         .arg(format!("ops_service=127.0.0.1:{closed}"))
-        .args(["--set", "ENABLE_AUTHENTICATION=false", "--set", "ENABLE_RATE_LIMITING=false"])
+        .args([
+            "--set",
+            "ENABLE_AUTHENTICATION=false",
+            "--set",
+            "ENABLE_RATE_LIMITING=false",
+        ])
         .output()
         .expect("render");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await;
-    assert_eq!(raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[], "").status, 200);
+    assert_eq!(
+        raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[], "").status,
+        200
+    );
 
     let stats = raw(stats_port, "GET", "/stats/prometheus", &[], "");
     assert_eq!(stats.status, 200);
-    assert!(stats.body.contains("envoy_cluster_upstream_rq_total"), "Prometheus text");
+    assert!(
+        stats.body.contains("envoy_cluster_upstream_rq_total"),
+        "Prometheus text"
+    );
     let clusters = raw(stats_port, "GET", "/clusters?format=json", &[], "");
     assert_eq!(clusters.status, 200);
-    assert!(clusters.json()["cluster_statuses"].is_array(), "{}", clusters.body);
-    let routes = raw(stats_port, "GET", "/config_dump?resource=static_route_configs", &[], "");
+    assert!(
+        clusters.json()["cluster_statuses"].is_array(),
+        "{}",
+        clusters.body
+    );
+    let routes = raw(
+        stats_port,
+        "GET",
+        "/config_dump?resource=static_route_configs",
+        &[],
+        "",
+    );
     assert_eq!(routes.status, 200);
     assert!(routes.body.contains("/api/v1/rates/{ticker}"));
 
@@ -976,7 +1084,10 @@ async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_ser
         ("POST", "/stats/prometheus"),
     ] {
         let r = raw(stats_port, method, target, &[], "");
-        assert_eq!(r.status, 404, "{method} {target} must not reach the admin API");
+        assert_eq!(
+            r.status, 404,
+            "{method} {target} must not reach the admin API"
+        );
     }
     // Envoy is still serving (nothing above reached the admin API).
     assert_eq!(raw(envoy.port, "GET", "/health", &[], "").status, 200);

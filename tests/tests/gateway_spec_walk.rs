@@ -216,7 +216,7 @@ async fn start() -> Walk {
         ])
         .args([
             "--set",
-            "CORS_ORIGINS=",
+            "CORS_ORIGINS=https://app.example.com",
             "--set",
             "HEALTH_CHECK_INTERVAL_MS=500",
         ])
@@ -400,6 +400,46 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     )
     .await
     .assert_envelope(401, "UNAUTHORIZED");
+
+    // CORS: a preflight carries no credentials and is answered before
+    // authentication; even a 401 carries the CORS headers; other origins
+    // get none.
+    let r = send(
+        w.client
+            .request(reqwest::Method::OPTIONS, w.url("/api/v1/calculate-locate"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-api-key, content-type"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "preflight: {}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(r
+        .header("access-control-allow-methods")
+        .is_some_and(|m| m.contains("POST")));
+    let r = send(
+        w.client
+            .get(w.url("/api/v1/rates/AAPL"))
+            .header("origin", "https://app.example.com"),
+    )
+    .await;
+    r.assert_envelope(401, "UNAUTHORIZED");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let r = send(
+        w.client
+            .get(w.url("/api/v1/rates/AAPL"))
+            .header("x-api-key", &w.test123)
+            .header("origin", "https://evil.example.com"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
 
     // 403: pricing for another client without the admin scope.
     w.calculate(

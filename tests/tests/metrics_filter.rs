@@ -186,7 +186,10 @@ fn fragment(file: &str, key: &str, indent: usize) -> String {
     let mut lines = Vec::new();
     let mut inside = false;
     for line in text.lines() {
-        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+        // A column-0 `key:` starts a section (a column-0 `- item` does not).
+        let top_level =
+            line.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && line.contains(':');
+        if top_level {
             inside = line.starts_with(&format!("{key}:"));
             if inside {
                 lines.push(format!("{}{}", " ".repeat(indent), line));
@@ -351,6 +354,32 @@ impl Gateway {
         Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
+    /// Scrapes once `requests` requests in total have been recorded: the
+    /// filter records a request when Envoy logs it, which may be just after
+    /// the client has its response.
+    async fn scrape_after(&self, requests: usize) -> Exposition {
+        self.scrape_until(|e| {
+            e.series("http_requests_total")
+                .iter()
+                .map(|s| s.value)
+                .sum::<f64>()
+                >= requests as f64
+        })
+        .await
+    }
+
+    /// Envoy's log once `ready` holds for it (or after 5 s).
+    async fn log_until(&self, ready: impl Fn(&str) -> bool) -> String {
+        for _ in 0..50 {
+            let log = self.envoy.log();
+            if ready(&log) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.envoy.log()
+    }
+
     /// Scrapes until `ready` holds (histograms appear after a stats flush).
     async fn scrape_until(&self, ready: impl Fn(&Exposition) -> bool) -> Exposition {
         for _ in 0..50 {
@@ -387,7 +416,7 @@ async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
     let gw = Gateway::start("{}").await;
     // Warm-up so every series exists before the first scrape.
     assert_eq!(gw.get("/api/v1/rates/AAPL").await.status(), 200);
-    let before = gw.scrape().await;
+    let before = gw.scrape_after(1).await;
 
     for _ in 0..3 {
         assert_eq!(gw.get("/api/v1/rates/MSFT").await.status(), 200);
@@ -415,7 +444,7 @@ async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
     for i in 0..4 {
         assert_eq!(gw.get(&format!("/random/path/{i}")).await.status(), 404);
     }
-    let after = gw.scrape().await;
+    let after = gw.scrape_after(1 + 3 + 2 + 2 + 1 + 4).await;
 
     let delta =
         |labels: [(&'static str, String); 3]| count(&after, &labels) - count(&before, &labels);
@@ -572,7 +601,7 @@ async fn backend_requests_are_counted_per_service_and_outcome() {
     assert_eq!(gw.get("/health/closed").await.status(), 503);
     assert_eq!(gw.get("/health/stall").await.status(), 504);
 
-    let e = gw.scrape().await;
+    let e = gw.scrape_after(6).await;
     let backend = |service: &str, status: &str| {
         e.value(
             "backend_requests_total",
@@ -614,13 +643,15 @@ async fn rate_limited_requests_are_counted_and_logged() {
         }
     }
     assert_eq!(statuses, [200, 200, 429, 429, 429]);
-    let e = gw.scrape().await;
+    let e = gw.scrape_after(5).await;
     assert_eq!(e.value("rate_limit_exceeded_total", &[]), 3.0);
     assert_eq!(
         count(&e, &requests("POST", "/api/v1/auth/token", "429")),
         3.0
     );
-    let log = gw.envoy.log();
+    let log = gw
+        .log_until(|log| log.matches("msg=\"Rate limit exceeded\"").count() >= 3)
+        .await;
     for id in &limited_ids {
         assert!(
             log.lines()
@@ -639,7 +670,15 @@ async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
     let r = gw.get("/health/stall").await;
     assert_eq!(r.status(), 504);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let log = gw.envoy.log();
+    let log = gw
+        .log_until(|log| {
+            log.lines()
+                .filter(|l| l.contains(&id))
+                .filter(|l| l.contains("Slow request") || l.contains("Backend service error"))
+                .count()
+                >= 2
+        })
+        .await;
     let line_with = |msg: &str| {
         log.lines()
             .find(|l| l.contains(&format!("msg=\"{msg}\"")) && l.contains(&id))

@@ -55,6 +55,17 @@ struct LocalBucket {
 /// a 429 → RATE_LIMITED local reply mapper, the upstream and the
 /// rate_limit_service cluster pointed at `rls_port`.
 fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) -> String {
+    envoy_config_with(upstream_port, rls_port, bucket, true)
+}
+
+/// [`envoy_config`], optionally without the two rate-limit filters (the
+/// baseline of the latency measurement).
+fn envoy_config_with(
+    upstream_port: u16,
+    rls_port: u16,
+    bucket: Option<LocalBucket>,
+    rate_limited: bool,
+) -> String {
     let mut frag = fragment();
     if let Some(b) = bucket {
         assert_eq!(
@@ -78,7 +89,11 @@ fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) 
     rls_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
         ["socket_address"]["port_value"] = json!(rls_port);
 
-    let mut filters = frag["http_filters"].as_array().unwrap().clone();
+    let mut filters = if rate_limited {
+        frag["http_filters"].as_array().unwrap().clone()
+    } else {
+        Vec::new()
+    };
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -371,4 +386,85 @@ async fn with_the_rate_limit_service_stopped_requests_pass_and_the_local_bucket_
         "Envoy counted the fail-open decisions:\n{stats}"
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * (sorted_us.len() as f64 - 1.0)).round() as usize;
+    sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Latency the rate limits add per request: Envoy with and without the two
+/// rate-limit filters (service in memory), sequential requests, interleaved
+/// rounds, medians of the per-round p50 and p99. Bounded: 5 rounds of 400
+/// requests per configuration. Run with
+/// `cargo test -p e2e --test rate_limiting -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_latency_added_by_the_rate_limit_filters() {
+    // An optimised service binary may be given (`RLS_BENCH_GRPC_PORT`);
+    // otherwise the in-process (test profile) service is used.
+    let external: Option<u16> = std::env::var("RLS_BENCH_GRPC_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok());
+    let service = rls(Config {
+        default_per_minute: 1_000_000_000,
+        ..rls_config()
+    })
+    .await;
+    let rls_port = external.unwrap_or(service.grpc_addr.port());
+    println!(
+        "rate-limit service: {}",
+        if external.is_some() {
+            "external process"
+        } else {
+            "in-process (test build)"
+        }
+    );
+    let upstream = CountingUpstream::start().await;
+    let big = LocalBucket {
+        max_tokens: 1_000_000,
+        tokens_per_fill: 1_000_000,
+        fill_interval: "1s",
+    };
+    let bare = Envoy::start(&envoy_config_with(upstream.port, rls_port, None, false)).await;
+    let limited = Envoy::start(&envoy_config_with(upstream.port, rls_port, Some(big), true)).await;
+    let http = reqwest::Client::new();
+    let mut rounds: [(Vec<f64>, Vec<f64>); 2] =
+        [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for _round in 0..5 {
+        for (i, envoy) in [&bare, &limited].into_iter().enumerate() {
+            let mut lat = Vec::with_capacity(400);
+            for n in 0..400 {
+                let t = std::time::Instant::now();
+                let r = http
+                    .get(envoy.url("/api/v1/rates/AAPL"))
+                    .header("x-client-id", format!("bench-{}", n % 50))
+                    .header("x-client-rate-limit", "1000000000")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await.unwrap();
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            lat.sort_unstable();
+            rounds[i].0.push(percentile_ms(&lat, 50.0));
+            rounds[i].1.push(percentile_ms(&lat, 99.0));
+        }
+    }
+    let (b50, b99) = (median(rounds[0].0.clone()), median(rounds[0].1.clone()));
+    let (l50, l99) = (median(rounds[1].0.clone()), median(rounds[1].1.clone()));
+    println!("| Envoy config | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!("| without rate limits | {b50:.3} | {b99:.3} |");
+    println!("| local + global rate limit (RLS in memory) | {l50:.3} | {l99:.3} |");
+    println!("| added | {:.3} | {:.3} |", l50 - b50, l99 - b99);
+    if external.is_none() {
+        assert!(service.shared.metrics().decisions("ok") >= 2000);
+    }
 }

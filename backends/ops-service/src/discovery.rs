@@ -121,7 +121,11 @@ pub fn parse_routes(json: &Value) -> Vec<(String, RouteMatch)> {
     for config in configs {
         let route_config = config
             .get("route_config")
-            .or_else(|| config.get("active_state").and_then(|s| s.get("route_config")))
+            .or_else(|| {
+                config
+                    .get("active_state")
+                    .and_then(|s| s.get("route_config"))
+            })
             .or_else(|| config.pointer("/route_config_state/route_config"));
         let Some(hosts) = route_config
             .and_then(|rc| rc.get("virtual_hosts"))
@@ -178,7 +182,12 @@ fn describe_match(m: &Value) -> Option<RouteMatch> {
                 m.get("path_separated_prefix").and_then(Value::as_str),
             )
         })
-        .or_else(|| pick("regex", m.pointer("/safe_regex/regex").and_then(Value::as_str)))
+        .or_else(|| {
+            pick(
+                "regex",
+                m.pointer("/safe_regex/regex").and_then(Value::as_str),
+            )
+        })
         .or_else(|| {
             pick(
                 "template",

@@ -80,11 +80,22 @@ mod tests {
     fn the_decimal_string_pattern_matches_what_the_validator_accepts() {
         // The documented string form must be a subset of what the shared
         // validator accepts, so schema-valid data is never rejected.
-        let accepted = ["0.01", "0.1", "1", "100000", "999999999999.99", "1000000000000", "12.5"];
+        let accepted = [
+            "0.01",
+            "0.1",
+            "1",
+            "100000",
+            "999999999999.99",
+            "1000000000000",
+            "12.5",
+        ];
         let refused = ["0", "0.00", "1000000000000.01", "1.234", "-1", "01", "1e3"];
         for s in accepted {
             assert!(documented_position_string(s), "{s} should match");
-            assert!(pricing::PositionValue::parse(s).is_ok(), "{s} should validate");
+            assert!(
+                pricing::PositionValue::parse(s).is_ok(),
+                "{s} should validate"
+            );
         }
         for s in refused {
             assert!(!documented_position_string(s), "{s} should not match");
@@ -94,8 +105,8 @@ mod tests {
     /// The `position_value` string pattern of the document, spelled out.
     fn documented_position_string(s: &str) -> bool {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
-        let pattern = doc["components"]["schemas"]["LocateRequest"]["properties"]
-            ["position_value"]["oneOf"][1]["pattern"]
+        let pattern = doc["components"]["schemas"]["LocateRequest"]["properties"]["position_value"]
+            ["oneOf"][1]["pattern"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -122,14 +133,19 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         for (name, r) in doc["components"]["responses"].as_object().unwrap() {
             let schema = r["content"]["application/json"]["schema"].to_string();
-            assert!(schema.contains("#/components/schemas/ErrorEnvelope"), "{name}");
+            assert!(
+                schema.contains("#/components/schemas/ErrorEnvelope"),
+                "{name}"
+            );
             assert!(r["headers"]["x-request-id"].is_object(), "{name}");
         }
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 for (status, r) in op["responses"].as_object().unwrap() {
                     let has_header = r["headers"]["x-request-id"].is_object()
-                        || r["$ref"].as_str().is_some_and(|s| s.starts_with("#/components/responses/"));
+                        || r["$ref"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("#/components/responses/"));
                     assert!(has_header, "{method} {path} {status}");
                 }
             }

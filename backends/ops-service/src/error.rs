@@ -100,7 +100,10 @@ impl IntoResponse for AppError {
         let body = ErrorEnvelope::new(code, message, rid.0).to_json();
         let mut response = (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response();

@@ -66,7 +66,11 @@ impl Sample {
         let line = line.trim();
         let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
         let name = &line[..name_end];
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
             return None;
         }
         let mut rest = &line[name_end..];
@@ -486,7 +490,10 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
         assert_eq!(divide_by_million("2.5e+06").unwrap(), "2.5");
         assert_eq!(divide_by_million("1.2345e+08").unwrap(), "123.45");
         assert_eq!(divide_by_million("-3000").unwrap(), "-0.003");
-        assert_eq!(divide_by_million("1234567890123").unwrap(), "1234567.890123");
+        assert_eq!(
+            divide_by_million("1234567890123").unwrap(),
+            "1234567.890123"
+        );
     }
 
     #[test]
@@ -562,10 +569,12 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
         assert!(text.contains(
             r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 5"#
         ));
-        assert!(text
-            .contains(r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.0612345"#));
-        assert!(text
-            .contains(r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5"#));
+        assert!(text.contains(
+            r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.0612345"#
+        ));
+        assert!(text.contains(
+            r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5"#
+        ));
     }
 
     #[test]

@@ -146,8 +146,7 @@ pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
 /// `SELECT 1` on the shared pool.
 pub async fn probe_database(pool: &sqlx::AnyPool, timeout: Duration) -> DependencyReport {
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await
-    {
+    let outcome = match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
         Ok(Ok(_)) => Ok(None),
         Ok(Err(e)) => Err(format!("query failed: {}", database_error_kind(&e))),
         Err(_) => Err("timed out".to_owned()),
@@ -346,6 +345,9 @@ mod tests {
     #[test]
     fn ping_is_sent_as_a_resp_array() {
         assert_eq!(resp_command(&["PING"]), "*1\r\n$4\r\nPING\r\n");
-        assert_eq!(resp_command(&["AUTH", "pw"]), "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n");
+        assert_eq!(
+            resp_command(&["AUTH", "pw"]),
+            "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+        );
     }
 }

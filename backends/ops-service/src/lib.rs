@@ -156,7 +156,10 @@ impl OpsServer {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -206,8 +209,14 @@ async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport>
     let timeout = config.probe_timeout;
     if let Some(b) = config.backends.iter().find(|b| b.name == name) {
         return Some(
-            health::probe_http(&state.inner.client, &b.name, &b.base_url, b.critical, timeout)
-                .await,
+            health::probe_http(
+                &state.inner.client,
+                &b.name,
+                &b.base_url,
+                b.critical,
+                timeout,
+            )
+            .await,
         );
     }
     match name {
@@ -290,13 +299,19 @@ async fn fetch_text(client: &reqwest::Client, url: String) -> Result<String, Str
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status().as_u16()));
     }
-    response.text().await.map_err(|_| "body read failed".to_owned())
+    response
+        .text()
+        .await
+        .map_err(|_| "body read failed".to_owned())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let client = &state.inner.client;
     let config = state.config();
-    let envoy = fetch_text(client, format!("{}/stats/prometheus", config.envoy_admin_url));
+    let envoy = fetch_text(
+        client,
+        format!("{}/stats/prometheus", config.envoy_admin_url),
+    );
     let backend_scrapes: Vec<_> = config
         .backends
         .iter()
@@ -334,7 +349,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     let mut families = exposition::merge(sources);
     families.retain(|f| f.name != "ops_scrape_errors_total");
-    families.push(exposition::scrape_errors_family(&state.scrape_error_counts()));
+    families.push(exposition::scrape_errors_family(
+        &state.scrape_error_counts(),
+    ));
     (
         [(
             header::CONTENT_TYPE,
@@ -388,7 +405,10 @@ async fn discovery_services(
     );
     let clusters = clusters.map_err(|e| {
         tracing::warn!(reason = %e, "Envoy admin /clusters unavailable");
-        AppError::ServiceUnavailable(rid.clone(), "The gateway's admin interface is unavailable".into())
+        AppError::ServiceUnavailable(
+            rid.clone(),
+            "The gateway's admin interface is unavailable".into(),
+        )
     })?;
     let mut routes = Vec::new();
     for dump in [static_routes, dynamic_routes].into_iter().flatten() {
@@ -400,7 +420,10 @@ async fn discovery_services(
 
 async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         docs::OPENAPI_JSON,
     )
         .into_response()
@@ -430,4 +453,3 @@ async fn not_found(rid: RequestId) -> AppError {
 async fn method_not_allowed(rid: RequestId) -> AppError {
     AppError::MethodNotAllowed(rid)
 }
-

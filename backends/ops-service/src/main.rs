@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let config = match OpsConfig::from_env() {
         Ok(c) => c,

@@ -416,50 +416,73 @@ struct AuditJob {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// Most audit rows committed in one transaction.
+/// Most audit rows taken from the queue at once.
 const AUDIT_BATCH: usize = 256;
 
-/// The audit writer: takes every row queued so far, inserts them in one
-/// transaction and reports the commit (or its failure) to each waiting
-/// request. Concurrent calculations therefore share one commit instead of
-/// queueing for the write lock one by one, and each still gets its answer
-/// only after its own row is durable.
+/// Rows per multi-row `INSERT` (13 parameters each, well under SQLite's
+/// and PostgreSQL's parameter limits).
+const AUDIT_ROWS_PER_STATEMENT: usize = 64;
+
+/// The audit writer: takes every row queued so far and writes them with
+/// one multi-row `INSERT` per 64 rows (each statement is atomic and
+/// committed on its own), then reports each statement's result to the
+/// requests whose rows it held. Concurrent calculations therefore share a
+/// commit instead of queueing for the write lock (SQLite) or an fsync
+/// (PostgreSQL) one by one, and each still gets its answer only after its
+/// own row is committed.
 async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-        let result = write_audit_batch(&pool, &batch).await;
-        for job in batch.drain(..) {
-            let _ = job.done.send(result.clone());
+        while !batch.is_empty() {
+            let take = batch.len().min(AUDIT_ROWS_PER_STATEMENT);
+            let chunk: Vec<AuditJob> = batch.drain(..take).collect();
+            let result = write_audit_rows(&pool, &chunk).await;
+            for job in chunk {
+                let _ = job.done.send(result.clone());
+            }
         }
     }
 }
 
-async fn write_audit_batch(pool: &AnyPool, batch: &[AuditJob]) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    for job in batch {
-        let r = &job.row;
-        sqlx::query(
-            "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
-             loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&r.audit_id)
-        .bind(&r.request_id)
-        .bind(&r.caller)
-        .bind(&r.client_id)
-        .bind(&r.ticker)
-        .bind(&r.position_value)
-        .bind(r.loan_days)
-        .bind(&r.borrow_rate_used)
-        .bind(&r.borrow_cost)
-        .bind(&r.markup)
-        .bind(&r.transaction_fees)
-        .bind(&r.total_fee)
-        .bind(&r.created_at)
-        .execute(&mut *tx)
-        .await?;
+async fn write_audit_rows(pool: &AnyPool, jobs: &[AuditJob]) -> Result<()> {
+    const COLUMNS: usize = 13;
+    let mut sql = String::from(
+        "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
+         loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) VALUES ",
+    );
+    for i in 0..jobs.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(i * COLUMNS + c + 1).to_string());
+        }
+        sql.push(')');
     }
-    tx.commit().await?;
+    let mut query = sqlx::query(&sql);
+    for job in jobs {
+        let r = &job.row;
+        query = query
+            .bind(r.audit_id.clone())
+            .bind(r.request_id.clone())
+            .bind(r.caller.clone())
+            .bind(r.client_id.clone())
+            .bind(r.ticker.clone())
+            .bind(r.position_value.clone())
+            .bind(r.loan_days)
+            .bind(r.borrow_rate_used.clone())
+            .bind(r.borrow_cost.clone())
+            .bind(r.markup.clone())
+            .bind(r.transaction_fees.clone())
+            .bind(r.total_fee.clone())
+            .bind(r.created_at.clone());
+    }
+    query.execute(pool).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
-    Step, VerifyAnswer,
+    Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER, INTERNAL_HEADERS,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -109,6 +109,7 @@ impl RootContext for AuthRoot {
                 attempt_metrics: Rc::clone(&self.attempt_metrics),
             },
             pending: None,
+            present: Vec::new(),
         }))
     }
 
@@ -123,12 +124,9 @@ struct AuthRequest {
     host: ProxyHost,
     /// Verification in flight: call token and state.
     pending: Option<(u32, PendingVerification)>,
-}
-
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    /// Headers the request arrived with that the actions may remove (read
+    /// once, so absent ones cost no host call).
+    present: Vec<String>,
 }
 
 impl AuthRequest {
@@ -152,7 +150,9 @@ impl AuthRequest {
             return false;
         }
         for name in &actions.remove_headers {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            if self.present.iter().any(|p| p == name) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            }
         }
         for (name, value) in &actions.set_headers {
             let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
@@ -218,16 +218,35 @@ impl Context for AuthRequest {
 
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let path = request_header(":path").unwrap_or_default();
-        let api_key = request_header("x-api-key");
-        let authorization = request_header("authorization");
-        let request_id = request_header("x-request-id").unwrap_or_default();
+        // One host call for every header (names arrive lower-case). Values
+        // are read as bytes: a non-UTF-8 value must not trap the VM.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v))
+        };
+        let path = find(":path").unwrap_or_default();
+        let api_key = find(API_KEY_HEADER);
+        let authorization = find(AUTHORIZATION_HEADER);
+        let request_id = find("x-request-id").unwrap_or_default();
         let request = IncomingRequest {
             path: &path,
             api_key: api_key.as_deref(),
             authorization: authorization.as_deref(),
             request_id: &request_id,
         };
+        self.present = headers
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| {
+                INTERNAL_HEADERS.contains(&n.as_str())
+                    || n.as_str() == API_KEY_HEADER
+                    || n.as_str() == AUTHORIZATION_HEADER
+            })
+            .cloned()
+            .collect();
         let actions = match self.auth.on_request(&self.host, &request) {
             Step::Done(actions) => actions,
             Step::VerifyKey(pending) => match self.dispatch(&pending) {

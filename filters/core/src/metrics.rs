@@ -202,8 +202,8 @@ impl MetricsConfig {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let config: Self = serde_json::from_slice(raw)
-            .map_err(|e| format!("invalid metrics filter configuration: {e}"))?;
+        let config: Self =
+            parse_config(raw).map_err(|e| format!("invalid metrics filter configuration: {e}"))?;
         if config.slow_request_ms == 0 {
             return Err(
                 "invalid metrics filter configuration: slow_request_ms must be at least 1"
@@ -212,6 +212,22 @@ impl MetricsConfig {
         }
         Ok(config)
     }
+}
+
+/// Deserialises a plugin configuration; errors name the field
+/// (`slow_request_ms: invalid type: string "x", expected u64`).
+pub fn parse_config<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// How the response came about, from Envoy's `response.code_details`.
@@ -231,6 +247,7 @@ impl Origin {
         if details == "via_upstream" {
             Self::Upstream
         } else if details.starts_with("upstream_")
+            || details == "response_timeout"
             || details == "no_healthy_upstream"
             || details.starts_with("overflow")
             || details == "maintenance_mode"
@@ -749,7 +766,9 @@ mod tests {
         assert!(MetricsConfig::parse(br#"{"slow_request_ms":0}"#)
             .unwrap_err()
             .contains("slow_request_ms"));
-        assert!(MetricsConfig::parse(br#"{"slow_request_ms":"x"}"#).is_err());
+        assert!(MetricsConfig::parse(br#"{"slow_request_ms":"x"}"#)
+            .unwrap_err()
+            .contains("slow_request_ms"));
         assert!(MetricsConfig::parse(br#"{"slow_ms":1}"#)
             .unwrap_err()
             .contains("slow_ms"));
@@ -759,7 +778,8 @@ mod tests {
     fn response_origin_follows_envoy_code_details() {
         assert_eq!(Origin::from_code_details("via_upstream"), Origin::Upstream);
         for d in [
-            "upstream_response_timeout",
+            "response_timeout",
+            "upstream_per_try_timeout",
             "upstream_reset_before_response_started{connection_failure}",
             "no_healthy_upstream",
         ] {

@@ -71,7 +71,7 @@ impl ValidationConfig {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let config: Self = serde_json::from_slice(raw)
+        let config: Self = crate::metrics::parse_config(raw)
             .map_err(|e| format!("invalid validation filter configuration: {e}"))?;
         if !(1..=MAX_BODY_BYTES).contains(&config.max_body_bytes) {
             return Err(format!(
@@ -361,11 +361,14 @@ pub fn is_json_content_type(value: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
+    /// Status, headers and body of a local reply.
+    type SentReply = (u16, Vec<(String, String)>, String);
+
     #[derive(Default)]
     struct FakeHost {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
-        replies: Vec<(u16, Vec<(String, String)>, String)>,
+        replies: Vec<SentReply>,
         logs: Vec<String>,
         /// Set while a body callback runs, like Envoy's host.
         in_body: bool,
@@ -691,6 +694,9 @@ mod tests {
             100
         );
         assert!(ValidationConfig::parse(br#"{"max_body_bytes":9000}"#)
+            .unwrap_err()
+            .contains("max_body_bytes"));
+        assert!(ValidationConfig::parse(br#"{"max_body_bytes":-1}"#)
             .unwrap_err()
             .contains("max_body_bytes"));
         assert!(ValidationConfig::parse(br#"{"max_bytes":1}"#)

@@ -5,6 +5,9 @@
 //! different digest landing in the same slot replaces it. The number of
 //! shared-data keys therefore never exceeds `slots` per cache.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::decision::AttemptStatus;
@@ -101,11 +104,15 @@ impl CacheEntry {
     }
 }
 
-/// One bounded cache in shared data (`<prefix>.<slot>`).
+/// One bounded cache in shared data (`<prefix>.<slot>`), fronted by a copy
+/// local to this VM so a hit costs no host call. Both layers hold at most
+/// one entry per slot; a local entry is only used while fresh, so it never
+/// outlives what the shared entry would allow.
 #[derive(Debug, Clone)]
 pub struct SlotCache {
     prefix: String,
     slots: u32,
+    local: RefCell<HashMap<u32, CacheEntry>>,
 }
 
 impl SlotCache {
@@ -114,31 +121,61 @@ impl SlotCache {
         Self {
             prefix: prefix.into(),
             slots: slots.max(1),
+            local: RefCell::new(HashMap::new()),
         }
     }
 
-    /// The shared-data key of the slot `digest` maps to.
-    pub fn slot_key(&self, digest: &str) -> String {
+    fn slot(&self, digest: &str) -> u32 {
         let head = digest.get(..8).unwrap_or(digest);
         let n = u32::from_str_radix(head, 16).unwrap_or_else(|_| {
             digest.bytes().fold(0u32, |acc, b| {
                 acc.wrapping_mul(31).wrapping_add(u32::from(b))
             })
         });
-        format!("{}.{}", self.prefix, n % self.slots)
+        n % self.slots
     }
 
-    /// The entry for `digest`, if its slot holds it.
+    /// The shared-data key of the slot `digest` maps to.
+    pub fn slot_key(&self, digest: &str) -> String {
+        format!("{}.{}", self.prefix, self.slot(digest))
+    }
+
+    /// The VM-local copy of the entry for `digest`, if any.
+    pub fn get_local(&self, digest: &str) -> Option<CacheEntry> {
+        self.local
+            .borrow()
+            .get(&self.slot(digest))
+            .filter(|e| e.digest == digest)
+            .cloned()
+    }
+
+    /// The entry for `digest` in shared data (written by any worker); it
+    /// also refreshes the local copy.
     pub fn get(&self, host: &dyn Host, digest: &str) -> Option<CacheEntry> {
         let bytes = host.shared_get(&self.slot_key(digest))?;
         let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
-        (entry.digest == digest).then_some(entry)
+        if entry.digest != digest {
+            return None;
+        }
+        self.local
+            .borrow_mut()
+            .insert(self.slot(digest), entry.clone());
+        Some(entry)
     }
 
-    /// Stores `entry` in its slot, replacing whatever was there.
+    /// Stores `entry` in its slot (shared and local), replacing whatever
+    /// was there.
     pub fn put(&self, host: &dyn Host, entry: &CacheEntry) {
         if let Ok(bytes) = serde_json::to_vec(entry) {
             host.shared_set(&self.slot_key(&entry.digest), &bytes);
         }
+        self.local
+            .borrow_mut()
+            .insert(self.slot(&entry.digest), entry.clone());
+    }
+
+    /// Number of entries in the local layer.
+    pub fn local_len(&self) -> usize {
+        self.local.borrow().len()
     }
 }

@@ -207,7 +207,9 @@ impl Actions {
     pub fn deny(denial: Denial, request_id: &str) -> Self {
         let (status, envelope) = denial.envelope(request_id);
         let mut headers = vec![("content-type", "application/json".to_owned())];
-        if !request_id.is_empty() {
+        // Only a well-formed id is echoed as a header (1-128 visible ASCII).
+        if (1..=128).contains(&request_id.len()) && request_id.bytes().all(|b| b.is_ascii_graphic())
+        {
             headers.push(("x-request-id", request_id.to_owned()));
         }
         match denial {

@@ -142,7 +142,11 @@ impl Authenticator {
         }
         let key_hash = hash_api_key(key);
         let now = host.now_ms();
-        let cached = self.keys.get(host, &key_hash);
+        let local = self
+            .keys
+            .get_local(&key_hash)
+            .filter(|e| e.key_freshness(&self.settings.cache, now) == Freshness::Fresh);
+        let cached = local.or_else(|| self.keys.get(host, &key_hash));
         let stale = match cached {
             Some(entry) => match entry.key_freshness(&self.settings.cache, now) {
                 Freshness::Fresh => {
@@ -268,25 +272,35 @@ impl Authenticator {
         let now_ms = host.now_ms();
         let now = now_ms / 1000;
         let digest = hex_sha256(token.as_bytes());
-        if let Some(entry) = self.tokens.get(host, &digest) {
+        let usable = |entry: &CacheEntry| match &entry.kind {
+            EntryKind::Valid {
+                expires_at: Some(exp),
+                ..
+            } => {
+                entry.stored_at_ms <= now_ms && now <= exp.saturating_add(verifier.leeway_seconds())
+            }
+            _ => false,
+        };
+        let cached = self
+            .tokens
+            .get_local(&digest)
+            .filter(usable)
+            .or_else(|| self.tokens.get(host, &digest).filter(usable));
+        if let Some(entry) = cached {
             if let EntryKind::Valid {
                 client_id,
                 scopes,
                 rate_limit_per_minute,
-                expires_at: Some(exp),
-            } = &entry.kind
+                ..
+            } = entry.kind
             {
-                if entry.stored_at_ms <= now_ms
-                    && now <= exp.saturating_add(verifier.leeway_seconds())
-                {
-                    let identity = Identity {
-                        client_id: client_id.clone(),
-                        scopes: scopes.clone(),
-                        method: AuthMethod::Jwt,
-                        rate_limit_per_minute: *rate_limit_per_minute,
-                    };
-                    return self.allow(host, &identity, AUTHORIZATION_HEADER);
-                }
+                let identity = Identity {
+                    client_id,
+                    scopes,
+                    method: AuthMethod::Jwt,
+                    rate_limit_per_minute,
+                };
+                return self.allow(host, &identity, AUTHORIZATION_HEADER);
             }
         }
         match verifier.verify(token, now) {

@@ -509,7 +509,6 @@ fn unknown_key_is_refused_and_remembered_briefly() {
 #[wasm_bindgen_test(unsupported = test)]
 fn revoked_and_expired_keys_get_their_own_status() {
     let host = RecordingHost::at(NOW_S * 1000);
-    let auth = Authenticator::new(settings(json!({})));
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let cases: [(Vec<u8>, AttemptStatus, &str); 3] = [
         (json!({"client_id": "c1", "status": "revoked", "expires_at": null, "rate_limit_per_minute": null, "scopes": []}).to_string().into_bytes(), AttemptStatus::RevokedKey, "API key has been revoked"),
@@ -518,6 +517,7 @@ fn revoked_and_expired_keys_get_their_own_status() {
     ];
     for (body, expected, message) in cases {
         host.shared.borrow_mut().clear();
+        let auth = Authenticator::new(settings(json!({})));
         let p = pending(auth.on_request(&host, &req));
         let actions = auth.on_verify_response(
             &host,
@@ -692,12 +692,14 @@ fn valid_hs256_token_authenticates_as_its_subject() {
 #[wasm_bindgen_test(unsupported = test)]
 fn verified_token_is_served_from_the_cache_until_exp() {
     let host = RecordingHost::at(NOW_S * 1000);
-    let auth = Authenticator::new(settings(hs_config()));
+    let worker_a = Authenticator::new(settings(hs_config()));
+    let worker_b = Authenticator::new(settings(hs_config()));
     let token = hs_token(claims("client123", NOW_S + 60));
     let h = bearer(&token);
     let req = request("/api/v1/rates/AAPL", None, Some(&h));
-    assert!(done(auth.on_request(&host, &req)).reply.is_none());
-    // Rewrite the cached verdict: a cache hit must serve it as stored.
+    assert!(done(worker_a.on_request(&host, &req)).reply.is_none());
+    // Rewrite the shared verdict: another worker's cache hit must serve it
+    // as stored (proof that it did not verify again).
     let (slot, bytes) = host
         .shared
         .borrow()
@@ -710,15 +712,47 @@ fn verified_token_is_served_from_the_cache_until_exp() {
         .replace("client123", "client999");
     host.shared.borrow_mut().insert(slot, text.into_bytes());
     assert_eq!(
-        header(&done(auth.on_request(&host, &req)), "x-client-id"),
+        header(&done(worker_b.on_request(&host, &req)), "x-client-id"),
         Some("client999")
     );
-    host.advance_ms(91_000); // past exp + 30 s leeway
-    assert_eq!(reply_of(&done(auth.on_request(&host, &req))).0, 401);
+    // The first worker answers from its own local copy.
+    host.shared.borrow_mut().clear();
     assert_eq!(
-        host.attempts.borrow().last(),
-        Some(&AttemptStatus::ExpiredToken)
+        header(&done(worker_a.on_request(&host, &req)), "x-client-id"),
+        Some("client123")
     );
+    host.advance_ms(91_000); // past exp + 30 s leeway
+    for worker in [&worker_a, &worker_b] {
+        assert_eq!(reply_of(&done(worker.on_request(&host, &req))).0, 401);
+        assert_eq!(
+            host.attempts.borrow().last(),
+            Some(&AttemptStatus::ExpiredToken)
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn key_verified_by_one_worker_is_used_by_another_without_asking_again() {
+    let host = RecordingHost::at(NOW_S * 1000);
+    let worker_a = Authenticator::new(settings(quick_cache()));
+    let worker_b = Authenticator::new(settings(quick_cache()));
+    let req = request("/api/v1/rates/AAPL", Some(KEY), None);
+    let p = pending(worker_a.on_request(&host, &req));
+    let body = active_body(None);
+    worker_a.on_verify_response(
+        &host,
+        &p,
+        VerifyAnswer::Response {
+            status: 200,
+            body: &body,
+        },
+    );
+    let actions = done(worker_b.on_request(&host, &req));
+    assert_eq!(header(&actions, "x-client-id"), Some("test123"));
+    // Local copies age like the shared entry: after the TTL both ask again.
+    host.advance_ms(10_000);
+    pending(worker_a.on_request(&host, &req));
+    pending(worker_b.on_request(&host, &req));
 }
 
 #[wasm_bindgen_test(unsupported = test)]
