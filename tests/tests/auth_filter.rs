@@ -388,6 +388,41 @@ async fn bad_keys_and_missing_credentials_get_401_envelopes_metrics_and_log_line
 }
 
 #[tokio::test]
+async fn request_body_waits_for_the_key_verification() {
+    let gw = Gateway::start(
+        "body",
+        hs_plugin_config(),
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (key, _) = create_key(&gw.state, "test123", None).await;
+    let unknown = "brl_ZYXWVUTSRQPONMLKJIHGfedcbazyxwvutsrqpo99";
+    let body = r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
+    for (credential, expected) in [(unknown, 401), (key.as_str(), 200)] {
+        let resp = gw
+            .client
+            .post(gw.envoy.url("/api/v1/calculate-locate"))
+            .header("x-api-key", credential)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), expected);
+    }
+    let seen = gw.upstream.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the unknown key's body must not slip through"
+    );
+    assert_eq!(seen[0].header("x-client-id"), Some("test123"));
+    assert_eq!(seen[0].body, body.as_bytes());
+}
+
+#[tokio::test]
 async fn revoked_key_stops_working_within_the_configured_ttl() {
     let config = json!({"strip_credential_header": false,
                         "cache": {"positive_ttl_seconds": 2, "negative_ttl_seconds": 1}});

@@ -320,6 +320,22 @@ pub fn gateway_families(envoy_text: &str) -> Vec<Family> {
         .collect()
 }
 
+/// Families a backend's own `/metrics` may contribute: everything except
+/// the gateway-owned SPEC §8 families (only the gateway measures requests,
+/// so a backend cannot double-count them) and this service's own
+/// `ops_scrape_errors_total`. `jwt_tokens_issued_total` is the auth
+/// service's and passes.
+pub fn backend_families(text: &str) -> Vec<Family> {
+    parse(text)
+        .into_iter()
+        .filter(|f| {
+            f.name == "jwt_tokens_issued_total"
+                || !(SPEC_FAMILIES.contains(&f.name.as_str())
+                    || f.name == "ops_scrape_errors_total")
+        })
+        .collect()
+}
+
 /// Divides every `le` bound and the `_sum` of a `*_seconds` histogram by
 /// 10^6. Other families are returned unchanged.
 pub fn rescale_microsecond_histogram(mut family: Family) -> Family {
@@ -626,6 +642,20 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
             .position(|l| l.starts_with("http_requests_total{"))
             .unwrap();
         assert!(lines[first + 1].starts_with("http_requests_total{endpoint=\"/rates/{ticker}\""));
+    }
+
+    #[test]
+    fn backends_cannot_contribute_gateway_owned_families() {
+        let kept = backend_families(
+            "# TYPE http_requests_total counter\nhttp_requests_total{endpoint=\"/rates/{ticker}\"} 9\n\
+             # TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 2\n\
+             # TYPE ops_scrape_errors_total counter\nops_scrape_errors_total{target=\"x\"} 1\n\
+             # TYPE pricing_backend_requests_total counter\npricing_backend_requests_total 4\n",
+        );
+        assert_eq!(
+            names(&kept),
+            vec!["jwt_tokens_issued_total", "pricing_backend_requests_total"]
+        );
     }
 
     #[test]

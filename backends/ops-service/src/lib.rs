@@ -340,7 +340,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     for (name, result) in backends {
         match result {
-            Ok(text) => sources.push(exposition::parse(&text)),
+            Ok(text) => sources.push(exposition::backend_families(&text)),
             Err(e) => {
                 tracing::warn!(target = %name, reason = %e, "metrics scrape failed");
                 state.count_scrape_error(&name);
@@ -348,7 +348,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     let mut families = exposition::merge(sources);
-    families.retain(|f| f.name != "ops_scrape_errors_total");
     families.push(exposition::scrape_errors_family(
         &state.scrape_error_counts(),
     ));

@@ -265,4 +265,22 @@ impl HttpContext for AuthRequest {
             Action::Pause
         }
     }
+
+    // While a key verification is in flight, body and trailers wait too:
+    // nothing of the request may move on before the decision.
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if self.pending.is_some() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.pending.is_some() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
 }
