@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(request.position_value.value() > pricing::Decimal::ZERO);
         assert!(request.position_value.value().normalize().scale() <= 2);
         assert!(!request.client_id.as_str().is_empty() && request.client_id.as_str().len() <= 64);
-        assert_eq!(request.ticker.as_str(), request.ticker.as_str().to_ascii_uppercase());
+        assert_eq!(
+            request.ticker.as_str(),
+            request.ticker.as_str().to_ascii_uppercase()
+        );
     }
     if let Err(errors) = &direct {
         assert!(!errors.is_empty(), "a rejection names at least one field");
@@ -59,12 +62,18 @@ fuzz_target!(|data: &[u8]| {
 
     let verdict = validate_locate_body(body, MAX_BODY_BYTES);
     match (&verdict, &direct) {
-        (BodyVerdict::Valid, Ok(_)) | (BodyVerdict::Invalid(_), Err(_)) | (BodyVerdict::TooLarge, _) => {}
+        (BodyVerdict::Valid, Ok(_))
+        | (BodyVerdict::Invalid(_), Err(_))
+        | (BodyVerdict::TooLarge, _) => {}
         (v, d) => panic!("filter verdict {v:?} disagrees with the service parser {d:?}"),
     }
 
     // The streaming filter, fed `chunk` bytes per callback.
-    let mut host = Host { body, buffered: 0, replies: Vec::new() };
+    let mut host = Host {
+        body,
+        buffered: 0,
+        replies: Vec::new(),
+    };
     let mut v = RequestValidation::new(ValidationConfig::default());
     let mut flow = v.on_request_headers(&mut host, body.is_empty());
     let mut sent = 0;

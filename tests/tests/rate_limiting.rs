@@ -246,6 +246,7 @@ async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envel
         a.header_u64("x-ratelimit-reset"),
         a.header_u64("retry-after")
     );
+    assert!(a.header("x-envoy-ratelimited").is_none());
     assert_eq!(
         upstream.count(),
         3,

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use filter_core::metrics::{
-    method_label, property_u64, record_request, Endpoint, FinishedRequest, MetricCache,
-    MetricKind, MetricsConfig, MetricsHost, Origin,
+    method_label, property_u64, record_request, Endpoint, FinishedRequest, MetricCache, MetricKind,
+    MetricsConfig, MetricsHost, Origin,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

@@ -99,7 +99,10 @@ impl HttpContext for ValidationStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.core.on_request_body(&mut Host, body_size, end_of_stream))
+        action(
+            self.core
+                .on_request_body(&mut Host, body_size, end_of_stream),
+        )
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
