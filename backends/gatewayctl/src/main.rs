@@ -315,9 +315,8 @@ async fn keys(url: Option<String>, cmd: KeysCommand) -> Result<(), Failure> {
                 .iter()
                 .map(|s| scope(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            let expires_at = expires_in_days.map(|d| {
-                store::time::rfc3339(store::time::unix_now() + i64::from(d) * 86_400)
-            });
+            let expires_at = expires_in_days
+                .map(|d| store::time::rfc3339(store::time::unix_now() + i64::from(d) * 86_400));
             let store = open(url).await?;
             let created = store
                 .create_api_key(&NewApiKey {

@@ -46,7 +46,10 @@ async fn databases() -> Vec<Db> {
                 .unwrap();
             conn.close().await.ok();
             let base = admin.split('?').next().unwrap();
-            let cut = base.rfind('/').filter(|&i| i > "postgres://".len()).unwrap_or(base.len());
+            let cut = base
+                .rfind('/')
+                .filter(|&i| i > "postgres://".len())
+                .unwrap_or(base.len());
             dbs.push(Db {
                 url: format!("{}/{name}", &base[..cut]),
                 cleanup: Some((admin, name)),
@@ -172,7 +175,11 @@ async fn rotate_keeps_the_old_key_valid_for_the_grace_period_only() {
     for db in databases().await {
         let out = db.ok(&["keys", "create", "--client-id", "client123"]);
         let old_key = last_line(&out).to_owned();
-        let old_id = out.lines().find_map(|l| l.strip_prefix("key_id: ")).unwrap().to_owned();
+        let old_id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("key_id: "))
+            .unwrap()
+            .to_owned();
 
         let before = store::time::unix_now();
         let rotated = db.ok(&["keys", "rotate", &old_id]);
@@ -182,14 +189,20 @@ async fn rotate_keeps_the_old_key_valid_for_the_grace_period_only() {
 
         let list = db.keys_json();
         let old = key_of(&list, &old_id);
-        assert_eq!(old["status"], "active", "old key must survive the grace period");
+        assert_eq!(
+            old["status"], "active",
+            "old key must survive the grace period"
+        );
         let new_id = old["replaced_by"].as_str().unwrap();
         assert_eq!(key_of(&list, new_id)["status"], "active");
         assert_eq!(key_of(&list, new_id)["client_id"], "client123");
         // Default grace: 24 hours from the rotation.
         let expires = store::time::parse_rfc3339(old["expires_at"].as_str().unwrap()).unwrap();
         let grace = expires - before;
-        assert!((24 * 3600 - 5..=24 * 3600 + 5).contains(&grace), "grace {grace}s");
+        assert!(
+            (24 * 3600 - 5..=24 * 3600 + 5).contains(&grace),
+            "grace {grace}s"
+        );
 
         // A zero grace retires the old key at once.
         let out = db.ok(&["keys", "rotate", new_id, "--grace-hours", "0"]);
@@ -276,16 +289,85 @@ async fn bad_arguments_get_one_line_and_exit_code_2_never_a_panic() {
         &["keys"],
         &["keys", "create"],
         &["keys", "create", "--client-id", "bad id"],
-        &["keys", "create", "--client-id", "c", "--expires-in-days", "0"],
-        &["keys", "create", "--client-id", "c", "--expires-in-days", "x"],
-        &["keys", "create", "--client-id", "c", "--rate-limit-per-minute", "-1"],
+        &[
+            "keys",
+            "create",
+            "--client-id",
+            "c",
+            "--expires-in-days",
+            "0",
+        ],
+        &[
+            "keys",
+            "create",
+            "--client-id",
+            "c",
+            "--expires-in-days",
+            "x",
+        ],
+        &[
+            "keys",
+            "create",
+            "--client-id",
+            "c",
+            "--rate-limit-per-minute",
+            "-1",
+        ],
         &["keys", "create", "--client-id", "c", "--scope", "Admin!"],
         &["keys", "frobnicate"],
         &["keys", "rotate", "k", "--grace-hours", "99999"],
-        &["stocks", "upsert", "--ticker", "TOOLONG", "--base-rate", "1", "--volatility-index", "1", "--event-risk-factor", "1", "--min-rate", "1"],
-        &["stocks", "upsert", "--ticker", "AB", "--base-rate", "abc", "--volatility-index", "1", "--event-risk-factor", "1", "--min-rate", "1"],
-        &["clients", "upsert", "--client-id", "c", "--markup-percentage", "1", "--fee-type", "WEIRD", "--fee-amount", "1"],
-        &["clients", "upsert", "--client-id", "c", "--markup-percentage", "-1", "--fee-type", "FLAT", "--fee-amount", "1"],
+        &[
+            "stocks",
+            "upsert",
+            "--ticker",
+            "TOOLONG",
+            "--base-rate",
+            "1",
+            "--volatility-index",
+            "1",
+            "--event-risk-factor",
+            "1",
+            "--min-rate",
+            "1",
+        ],
+        &[
+            "stocks",
+            "upsert",
+            "--ticker",
+            "AB",
+            "--base-rate",
+            "abc",
+            "--volatility-index",
+            "1",
+            "--event-risk-factor",
+            "1",
+            "--min-rate",
+            "1",
+        ],
+        &[
+            "clients",
+            "upsert",
+            "--client-id",
+            "c",
+            "--markup-percentage",
+            "1",
+            "--fee-type",
+            "WEIRD",
+            "--fee-amount",
+            "1",
+        ],
+        &[
+            "clients",
+            "upsert",
+            "--client-id",
+            "c",
+            "--markup-percentage",
+            "-1",
+            "--fee-type",
+            "FLAT",
+            "--fee-amount",
+            "1",
+        ],
         &["--database-url", "mysql://x", "keys", "list"],
     ];
     for args in cases {

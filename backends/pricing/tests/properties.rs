@@ -10,9 +10,8 @@ use proptest::prelude::*;
 
 fn position() -> impl Strategy<Value = PositionValue> {
     // 0.01 … 1 000 000 000 000.00 in cents.
-    (1i64..=100_000_000_000_000).prop_map(|cents| {
-        PositionValue::from_decimal(Decimal::new(cents, 2)).expect("in range")
-    })
+    (1i64..=100_000_000_000_000)
+        .prop_map(|cents| PositionValue::from_decimal(Decimal::new(cents, 2)).expect("in range"))
 }
 
 fn rate() -> impl Strategy<Value = BorrowRate> {
@@ -25,12 +24,14 @@ fn days() -> impl Strategy<Value = LoanDays> {
 }
 
 fn terms() -> impl Strategy<Value = ClientTerms> {
-    (0i64..=10_000, any::<bool>(), 0i64..=100_000).prop_map(|(markup, flat, amount)| {
-        ClientTerms {
-            markup_percentage: Decimal::new(markup, 2),
-            fee_type: if flat { FeeType::Flat } else { FeeType::Percentage },
-            fee_amount: Decimal::new(amount, 2),
-        }
+    (0i64..=10_000, any::<bool>(), 0i64..=100_000).prop_map(|(markup, flat, amount)| ClientTerms {
+        markup_percentage: Decimal::new(markup, 2),
+        fee_type: if flat {
+            FeeType::Flat
+        } else {
+            FeeType::Percentage
+        },
+        fee_amount: Decimal::new(amount, 2),
     })
 }
 

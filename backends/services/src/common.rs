@@ -304,7 +304,12 @@ pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -380,7 +385,11 @@ fn json_rejection(e: &serde_json::Error) -> AppError {
         Category::Eof => AppError::invalid_field("body", "is not valid JSON (unexpected end)"),
         _ => AppError::invalid_field(
             "body",
-            format!("is not valid JSON (line {} column {})", e.line(), e.column()),
+            format!(
+                "is not valid JSON (line {} column {})",
+                e.line(),
+                e.column()
+            ),
         ),
     }
 }
@@ -424,7 +433,10 @@ fn bare_status_envelope(status: StatusCode) -> PendingEnvelope {
         401 => (ErrorCode::Unauthorized, "Authentication required"),
         403 => (ErrorCode::Forbidden, "Forbidden"),
         404 => (ErrorCode::NotFound, "No such resource"),
-        405 => (ErrorCode::MethodNotAllowed, "Method not allowed on this path"),
+        405 => (
+            ErrorCode::MethodNotAllowed,
+            "Method not allowed on this path",
+        ),
         413 => (ErrorCode::PayloadTooLarge, "Request body too large"),
         415 => (
             ErrorCode::UnsupportedMediaType,
@@ -432,7 +444,10 @@ fn bare_status_envelope(status: StatusCode) -> PendingEnvelope {
         ),
         429 => (ErrorCode::RateLimited, "Too many requests"),
         502 => (ErrorCode::BackendError, "Bad gateway"),
-        503 => (ErrorCode::ServiceUnavailable, "Service temporarily unavailable"),
+        503 => (
+            ErrorCode::ServiceUnavailable,
+            "Service temporarily unavailable",
+        ),
         504 => (ErrorCode::BackendTimeout, "Upstream timed out"),
         s if s < 500 => (ErrorCode::ValidationError, "Invalid request"),
         _ => (ErrorCode::InternalError, "Internal server error"),
@@ -573,8 +588,8 @@ pub fn listen_addr_from_env(default: &str) -> Result<SocketAddr, String> {
 pub fn init_tracing(service: &'static str) {
     use tracing_subscriber::EnvFilter;
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(level.to_ascii_lowercase())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

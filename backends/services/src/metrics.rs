@@ -75,7 +75,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let svc = self.service;
-        out.push_str("# HELP pricing_backend_requests_total Requests answered by a pricing backend.\n");
+        out.push_str(
+            "# HELP pricing_backend_requests_total Requests answered by a pricing backend.\n",
+        );
         out.push_str("# TYPE pricing_backend_requests_total counter\n");
         let snapshot: Vec<_> = self
             .requests
@@ -89,7 +91,9 @@ impl Metrics {
                 v.count
             );
         }
-        out.push_str("# HELP pricing_backend_request_duration_seconds Time spent answering, per endpoint.\n");
+        out.push_str(
+            "# HELP pricing_backend_request_duration_seconds Time spent answering, per endpoint.\n",
+        );
         out.push_str("# TYPE pricing_backend_request_duration_seconds summary\n");
         let mut per_endpoint: BTreeMap<&str, RequestStats> = BTreeMap::new();
         for ((endpoint, _, _), v) in &snapshot {

@@ -55,9 +55,7 @@ pub async fn start_data_service(config: &Config) -> Result<(Server, AppState), S
 }
 
 /// [`build`] + [`serve`] of the calculation service.
-pub async fn start_calculation_service(
-    config: &Config,
-) -> Result<(Server, AppState), StartError> {
+pub async fn start_calculation_service(config: &Config) -> Result<(Server, AppState), StartError> {
     let state = build(config, "calculation_service")
         .await
         .map_err(StartError::Database)?;

@@ -271,8 +271,14 @@ async fn all_eight_seed_tickers_answer_with_their_exact_spec_rate() {
                 text.contains(&format!("\"current_rate\":{rate},")),
                 "{ticker}: {text}"
             );
-            assert!(text.contains(&format!("\"volatility_index\":{vol},")), "{text}");
-            assert!(text.contains(&format!("\"event_risk_factor\":{event},")), "{text}");
+            assert!(
+                text.contains(&format!("\"volatility_index\":{vol},")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("\"event_risk_factor\":{event},")),
+                "{text}"
+            );
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["status"], "success");
             assert_eq!(v["ticker"], ticker);
@@ -389,20 +395,38 @@ async fn every_violated_field_is_listed_in_one_400() {
             ["ticker", "position_value", "loan_days", "client_id"]
         );
         let cases: [(Value, &[&str]); 8] = [
-            (locate("AAPL", json!(-5), json!(30), "test123"), &["position_value"]),
-            (locate("AAPL", json!(1.005), json!(30), "test123"), &["position_value"]),
+            (
+                locate("AAPL", json!(-5), json!(30), "test123"),
+                &["position_value"],
+            ),
+            (
+                locate("AAPL", json!(1.005), json!(30), "test123"),
+                &["position_value"],
+            ),
             (
                 locate("AAPL", json!(1_000_000_000_001u64), json!(30), "test123"),
                 &["position_value"],
             ),
-            (locate("AAPL", json!(100), json!(0), "test123"), &["loan_days"]),
-            (locate("AAPL", json!(100), json!(366), "test123"), &["loan_days"]),
-            (locate("AAPL", json!(100), json!(1.5), "test123"), &["loan_days"]),
+            (
+                locate("AAPL", json!(100), json!(0), "test123"),
+                &["loan_days"],
+            ),
+            (
+                locate("AAPL", json!(100), json!(366), "test123"),
+                &["loan_days"],
+            ),
+            (
+                locate("AAPL", json!(100), json!(1.5), "test123"),
+                &["loan_days"],
+            ),
             (
                 locate("AAPL", json!(100), json!(30), &"x".repeat(65)),
                 &["client_id"],
             ),
-            (json!({}), &["ticker", "position_value", "loan_days", "client_id"]),
+            (
+                json!({}),
+                &["ticker", "position_value", "loan_days", "client_id"],
+            ),
         ];
         for (body, fields) in cases {
             let a = stack.calculate(body.clone()).await;
@@ -418,7 +442,10 @@ async fn every_violated_field_is_listed_in_one_400() {
         a.assert_envelope(400, "VALIDATION_ERROR");
         assert_eq!(a.fields(), ["body"]);
         // Bounds that are valid.
-        for (pv, days) in [(json!(0.01), json!(1)), (json!(1_000_000_000_000u64), json!(365))] {
+        for (pv, days) in [
+            (json!(0.01), json!(1)),
+            (json!(1_000_000_000_000u64), json!(365)),
+        ] {
             let a = stack.calculate(locate("KO", pv, days, "test123")).await;
             assert_eq!(a.status, 200, "{}", a.text);
         }
@@ -449,7 +476,12 @@ async fn transport_errors_are_envelopes_with_their_codes() {
         .calculate_raw(&big, &[])
         .await
         .assert_envelope(413, "PAYLOAD_TOO_LARGE");
-    let r = stack.http.get(stack.calc.url("/nowhere")).send().await.unwrap();
+    let r = stack
+        .http
+        .get(stack.calc.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
     Answer::from(r).await.assert_envelope(404, "NOT_FOUND");
     let r = stack
         .http
@@ -479,7 +511,10 @@ async fn the_incoming_request_id_is_echoed_and_used_in_errors_and_audit() {
         let stack = Stack::start(&db.url).await;
         let body = locate("AAPL", json!(100000), json!(30), "test123").to_string();
         let ok = stack
-            .calculate_raw(&body, &[("x-request-id", "req-ok-1"), ("x-client-id", "test123")])
+            .calculate_raw(
+                &body,
+                &[("x-request-id", "req-ok-1"), ("x-client-id", "test123")],
+            )
             .await;
         assert_eq!(ok.status, 200);
         assert_eq!(ok.request_id.as_deref(), Some("req-ok-1"));
@@ -537,13 +572,19 @@ async fn pricing_another_client_is_forbidden_unless_admin() {
     let stack = Stack::start(&db.url).await;
     let body = locate("AAPL", json!(100000), json!(30), "client123").to_string();
     stack
-        .calculate_raw(&body, &[("x-client-id", "test123"), ("x-client-scopes", "")])
+        .calculate_raw(
+            &body,
+            &[("x-client-id", "test123"), ("x-client-scopes", "")],
+        )
         .await
         .assert_envelope(403, "FORBIDDEN");
     let admin = stack
         .calculate_raw(
             &body,
-            &[("x-client-id", "test123"), ("x-client-scopes", "read admin")],
+            &[
+                ("x-client-id", "test123"),
+                ("x-client-scopes", "read admin"),
+            ],
         )
         .await;
     assert_eq!(admin.status, 200, "{}", admin.text);
@@ -579,7 +620,14 @@ async fn two_hundred_concurrent_calculations_write_exactly_two_hundred_audit_row
         }
         let store = &stack.calc_state.store;
         assert_eq!(store.audit_count().await.unwrap(), 200, "{}", db.engine);
-        assert_eq!(store.audit_by_request_id("concurrent-199").await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .audit_by_request_id("concurrent-199")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         let stack = Arc::into_inner(stack).unwrap();
         stack.stop().await;
         db.cleanup().await;
@@ -594,7 +642,10 @@ async fn health_and_metrics_answer() {
         let r = stack.http.get(server.url("/health")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
-        assert_eq!(v, json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION")}));
+        assert_eq!(
+            v,
+            json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION")})
+        );
     }
     stack
         .calculate(locate("AAPL", json!(100), json!(30), "test123"))
@@ -725,7 +776,9 @@ async fn database_down_mid_test_is_503_in_the_envelope_and_recovers() {
     proxy.cut();
     let health = wait_for_status(&stack.http, &stack.calc.url("/health"), 503).await;
     health.assert_envelope(503, "SERVICE_UNAVAILABLE");
-    let calc = stack.calculate_raw(&body, &[("x-request-id", "during-outage")]).await;
+    let calc = stack
+        .calculate_raw(&body, &[("x-request-id", "during-outage")])
+        .await;
     calc.assert_envelope(503, "SERVICE_UNAVAILABLE");
     let data = wait_for_status(&stack.http, &stack.data.url("/health"), 503).await;
     data.assert_envelope(503, "SERVICE_UNAVAILABLE");
@@ -738,7 +791,11 @@ async fn database_down_mid_test_is_503_in_the_envelope_and_recovers() {
     // The failed calculation left no audit row; the two successes did.
     let store = &stack.calc_state.store;
     assert_eq!(store.audit_count().await.unwrap(), 2);
-    assert!(store.audit_by_request_id("during-outage").await.unwrap().is_empty());
+    assert!(store
+        .audit_by_request_id("during-outage")
+        .await
+        .unwrap()
+        .is_empty());
     stack.stop().await;
     drop(proxy);
     db.cleanup().await;

@@ -112,7 +112,9 @@ impl From<sqlx::Error> for StoreError {
                     || msg.contains("busy")
                     || msg.contains("shutting down")
                     || msg.contains("too many")
-                    || db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08"))
+                    || db
+                        .code()
+                        .is_some_and(|c| c.starts_with("57") || c.starts_with("08"))
                 {
                     StoreErrorKind::Unavailable
                 } else {
@@ -506,7 +508,10 @@ impl Store {
             })
             .acquire_timeout(options.acquire_timeout);
         if in_memory {
-            pool = pool.idle_timeout(None).max_lifetime(None).min_connections(1);
+            pool = pool
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .min_connections(1);
         }
         if engine == Engine::Sqlite {
             pool = pool.after_connect(|conn, _| {

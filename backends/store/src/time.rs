@@ -99,7 +99,10 @@ mod tests {
         for t in [0, 951_782_400, 1_795_428_000, 4_102_444_799] {
             assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
         }
-        assert_eq!(parse_rfc3339("2026-11-23T10:00:00.123Z"), Some(1_795_428_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T10:00:00.123Z"),
+            Some(1_795_428_000)
+        );
         assert_eq!(parse_rfc3339("not a time"), None);
     }
 
