@@ -67,8 +67,17 @@ async fn create_key(
 /// Envoy with the auth filter; `/api/v1/auth/token` goes to the auth
 /// service, everything else to the counting upstream.
 fn envoy_yaml(plugin_config: &Value, upstream_port: u16, auth_port: u16) -> String {
+    envoy_yaml_with(plugin_config, upstream_port, auth_port, &wasm_file("auth_filter"))
+}
+
+/// [`envoy_yaml`] with the filter loaded from `wasm`.
+fn envoy_yaml_with(
+    plugin_config: &Value,
+    upstream_port: u16,
+    auth_port: u16,
+    wasm: &std::path::Path,
+) -> String {
     let configuration = serde_json::to_string(&plugin_config.to_string()).unwrap();
-    let wasm = wasm_file("auth_filter");
     format!(
         r#"
 admin:
@@ -654,7 +663,17 @@ async fn malformed_plugin_config_is_rejected_by_envoy_naming_the_field() {
 /// The filter config rendered with a direct response instead of the
 /// upstream, optionally without the wasm filter (bare Envoy).
 fn bench_yaml(plugin_config: &Value, auth_port: u16, with_filter: bool) -> String {
-    let yaml = envoy_yaml(plugin_config, auth_port, auth_port).replace(
+    bench_yaml_with(plugin_config, auth_port, with_filter, &wasm_file("auth_filter"))
+}
+
+/// [`bench_yaml`] with the filter loaded from `wasm`.
+fn bench_yaml_with(
+    plugin_config: &Value,
+    auth_port: u16,
+    with_filter: bool,
+    wasm: &std::path::Path,
+) -> String {
+    let yaml = envoy_yaml_with(plugin_config, auth_port, auth_port, wasm).replace(
         "route: { cluster: upstream }",
         r#"direct_response: { status: 200, body: { inline_string: "{\"status\":\"success\"}" } }"#,
     );
@@ -729,6 +748,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Added cost per request of the auth filter against bare Envoy: one Envoy
 /// worker pinned to CPU 0, wrk on CPU 1, interleaved rounds, medians.
 /// Run with `cargo test -p e2e --release --test auth_filter -- --ignored --nocapture`.
+/// `BENCH_COMPARE_WASM=label=/path/a.wasm,label2=/path/b.wasm` adds other
+/// builds of the filter (public path, cached key, cached JWT) to the same
+/// interleaved rounds, for before/after figures under the same load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: minutes of saturated load"]
 async fn benchmark_added_cost_per_request() {
@@ -768,6 +790,18 @@ async fn benchmark_added_cost_per_request() {
     for e in [&bare, &hs, &es] {
         pin_to_cpu0(e.pid());
     }
+    let mut others: Vec<(String, Envoy)> = Vec::new();
+    for spec in std::env::var("BENCH_COMPARE_WASM")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (label, file) = spec.split_once('=').unwrap_or((spec, spec));
+        let yaml = bench_yaml_with(&hs_config, auth.addr.port(), true, file.as_ref());
+        let envoy = Envoy::start(&yaml).await;
+        pin_to_cpu0(envoy.pid());
+        others.push((label.to_owned(), envoy));
+    }
     let token = hs_token(&claims("test123", now() + 3600));
     let hs_tokens: Vec<String> = (0..500)
         .map(|i| hs_token(&claims(&format!("c{i}"), now() + 3600)))
@@ -786,13 +820,17 @@ async fn benchmark_added_cost_per_request() {
     let path = "/api/v1/rates/AAPL";
     // Warm the caches (and check every variant answers 200).
     let client = reqwest::Client::new();
-    for (e, h) in [
-        (&hs, ("x-api-key", key.as_str())),
-        (
-            &hs,
-            ("authorization", jwt_header.split_once(": ").unwrap().1),
-        ),
-    ] {
+    let mut warm = vec![&hs];
+    warm.extend(others.iter().map(|(_, e)| e));
+    for (e, h) in warm.iter().flat_map(|e| {
+        [
+            (*e, ("x-api-key", key.as_str())),
+            (
+                *e,
+                ("authorization", jwt_header.split_once(": ").unwrap().1),
+            ),
+        ]
+    }) {
         let status = client
             .get(e.url(path))
             .header(h.0, h.1)
@@ -803,24 +841,37 @@ async fn benchmark_added_cost_per_request() {
         assert_eq!(status.as_u16(), 200);
     }
     let rss_before = (rss_kib(bare.pid()), rss_kib(hs.pid()));
-    let mut results: Vec<(&str, Vec<f64>)> = vec![
-        ("bare Envoy", vec![]),
-        ("filter, public path", vec![]),
-        ("cached API key", vec![]),
-        ("cached HS256 JWT", vec![]),
-        ("uncached HS256 JWT", vec![]),
-        ("uncached ES256 JWT", vec![]),
-    ];
+    let mut results: Vec<(String, Vec<f64>)> = [
+        "bare Envoy",
+        "filter, public path",
+        "cached API key",
+        "cached HS256 JWT",
+        "uncached HS256 JWT",
+        "uncached ES256 JWT",
+    ]
+    .iter()
+    .map(|name| ((*name).to_owned(), vec![]))
+    .collect();
+    for (label, _) in &others {
+        for case in ["public path", "cached API key", "cached HS256 JWT"] {
+            results.push((format!("[{label}] {case}"), vec![]));
+        }
+    }
     for _ in 0..rounds {
-        results[0].1.push(wrk(&bare.url(path), None, None, seconds));
-        let runs = [
+        let mut runs = vec![
+            wrk(&bare.url(path), None, None, seconds),
             wrk(&hs.url("/health"), None, None, seconds),
             wrk(&hs.url(path), Some(&key_header), None, seconds),
             wrk(&hs.url(path), Some(&jwt_header), None, seconds),
             wrk(&hs.url(path), None, Some(&hs_script), seconds),
             wrk(&es.url(path), None, Some(&es_script), seconds),
         ];
-        for (slot, rps) in results[1..].iter_mut().zip(runs) {
+        for (_, e) in &others {
+            runs.push(wrk(&e.url("/health"), None, None, seconds));
+            runs.push(wrk(&e.url(path), Some(&key_header), None, seconds));
+            runs.push(wrk(&e.url(path), Some(&jwt_header), None, seconds));
+        }
+        for (slot, rps) in results.iter_mut().zip(runs) {
             slot.1.push(rps);
         }
     }
@@ -830,7 +881,7 @@ async fn benchmark_added_cost_per_request() {
         let rps = median(rates.clone());
         let us = 1e6 / rps;
         println!(
-            "  {name:<20} {rps:>9.0} req/s  {us:>7.1} µs/request  added {:>7.1} µs",
+            "  {name:<32} {rps:>9.0} req/s  {us:>7.1} µs/request  added {:>7.1} µs",
             us - base_us
         );
     }

@@ -800,3 +800,102 @@ async fn database_down_mid_test_is_503_in_the_envelope_and_recovers() {
     drop(proxy);
     db.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------
+// Shared plumbing (services::common), as the other backends use it
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TokenRequest {
+    client_id: String,
+    ttl: u32,
+}
+
+fn plumbing_app() -> axum::Router {
+    use axum::routing::{get, post};
+    use services::common::{ApiJson, AppError, RequestId};
+    axum::Router::new()
+        .route(
+            "/echo",
+            post(|rid: RequestId, ApiJson(req): ApiJson<TokenRequest>| async move {
+                axum::Json(json!({"client_id": req.client_id, "request_id": rid.0}))
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { Err::<(), _>(AppError::Internal("secret detail".into())) }),
+        )
+}
+
+#[tokio::test]
+async fn api_json_rejections_are_envelopes_naming_the_field() {
+    let server = services::common::serve(plumbing_app(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(server.addr.port(), 0);
+    let http = reqwest::Client::new();
+    let post = |body: &str, ct: &str| {
+        http.post(server.url("/echo"))
+            .header("content-type", ct.to_owned())
+            .header("x-request-id", "plumbing-1")
+            .body(body.to_owned())
+            .send()
+    };
+    let ok = Answer::from(post(r#"{"client_id":"c1","ttl":5}"#, "application/json").await.unwrap()).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json, json!({"client_id": "c1", "request_id": "plumbing-1"}));
+    assert_eq!(ok.request_id.as_deref(), Some("plumbing-1"));
+
+    let malformed = Answer::from(post("{", "application/json").await.unwrap()).await;
+    malformed.assert_envelope(400, "VALIDATION_ERROR");
+    assert_eq!(malformed.fields(), ["body"]);
+    assert_eq!(malformed.json["error"]["request_id"], "plumbing-1");
+    let missing = Answer::from(post(r#"{"client_id":"c1"}"#, "application/json").await.unwrap()).await;
+    missing.assert_envelope(400, "VALIDATION_ERROR");
+    assert_eq!(missing.fields(), ["ttl"]);
+    let unknown =
+        Answer::from(post(r#"{"client_id":"c","ttl":1,"x":1}"#, "application/json").await.unwrap()).await;
+    assert_eq!(unknown.fields(), ["x"]);
+    Answer::from(post("{}", "text/plain").await.unwrap())
+        .await
+        .assert_envelope(415, "UNSUPPORTED_MEDIA_TYPE");
+    let charset = Answer::from(
+        post(r#"{"client_id":"c1","ttl":5}"#, "application/json; charset=utf-8")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(charset.status, 200);
+    let big = format!(r#"{{"client_id":"{}","ttl":1}}"#, "a".repeat(10_000));
+    Answer::from(post(&big, "application/json").await.unwrap())
+        .await
+        .assert_envelope(413, "PAYLOAD_TOO_LARGE");
+
+    let fail = Answer::from(http.get(server.url("/fail")).send().await.unwrap()).await;
+    fail.assert_envelope(500, "INTERNAL_ERROR");
+    assert!(!fail.text.contains("secret detail"), "{}", fail.text);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_then_refuses_connections() {
+    let server = services::common::serve(plumbing_app(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = server.url("/slow");
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.shutdown().await;
+    assert_eq!(in_flight.await.unwrap(), "done");
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}

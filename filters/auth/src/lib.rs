@@ -3,12 +3,13 @@
 //! that logic.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
-    Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER, INTERNAL_HEADERS,
+    Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -19,20 +20,37 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot::default()) });
 }}
 
+/// Period of the root context's tick, which refreshes the clock requests
+/// read (so a request costs no time host call).
+const CLOCK_TICK: Duration = Duration::from_millis(200);
+
+/// Host wall clock, milliseconds since the Unix epoch (0 if unavailable).
+fn host_time_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// The host as seen by the core logic.
 #[derive(Clone)]
 struct ProxyHost {
     /// Metric id per [`AttemptStatus::index`].
     attempt_metrics: Rc<[Option<u32>; 7]>,
+    /// Wall clock as of the last tick (ms since the epoch).
+    clock: Rc<Cell<u64>>,
 }
 
 impl Host for ProxyHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        self.clock.get()
+    }
+
+    fn clock_slack_ms(&self) -> u64 {
+        // A tick may come late under load; twice the period is the margin
+        // the core adds before judging ages and expiries.
+        2 * u64::try_from(CLOCK_TICK.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
@@ -66,6 +84,7 @@ fn log(level: LogLevel, line: &str) {
 struct AuthRoot {
     auth: Option<Rc<Authenticator>>,
     attempt_metrics: Rc<[Option<u32>; 7]>,
+    clock: Rc<Cell<u64>>,
 }
 
 impl Context for AuthRoot {}
@@ -97,8 +116,17 @@ impl RootContext for AuthRoot {
             }
         }
         self.attempt_metrics = Rc::new(ids);
+        self.clock.set(host_time_ms());
+        if hostcalls::set_tick_period(CLOCK_TICK).is_err() {
+            log(LogLevel::Error, "auth filter: cannot start the clock tick");
+            return false;
+        }
         self.auth = Some(Rc::new(Authenticator::new(settings)));
         true
+    }
+
+    fn on_tick(&mut self) {
+        self.clock.set(host_time_ms());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -107,9 +135,10 @@ impl RootContext for AuthRoot {
             auth,
             host: ProxyHost {
                 attempt_metrics: Rc::clone(&self.attempt_metrics),
+                clock: Rc::clone(&self.clock),
             },
             pending: None,
-            present: Vec::new(),
+            headers: Vec::new(),
         }))
     }
 
@@ -124,42 +153,57 @@ struct AuthRequest {
     host: ProxyHost,
     /// Verification in flight: call token and state.
     pending: Option<(u32, PendingVerification)>,
-    /// Headers the request arrived with that the actions may remove (read
-    /// once, so absent ones cost no host call).
-    present: Vec<String>,
+    /// The request headers, kept while a verification is in flight.
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Applies the actions to the request whose headers are `headers`; `true`
+/// when the request may continue. The header changes go to the host in one
+/// call (the whole map written back) rather than one call per header.
+fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
+    if let Some(reply) = &actions.reply {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        if hostcalls::send_http_response(
+            u32::from(reply.status),
+            headers,
+            Some(reply.body.as_bytes()),
+        )
+        .is_err()
+        {
+            let _ = hostcalls::reset_http_request();
+        }
+        return false;
+    }
+    // Set headers replace any copy the client sent.
+    let replaced = |name: &str| {
+        actions.remove_headers.contains(&name)
+            || actions.set_headers.iter().any(|(n, _)| *n == name)
+    };
+    if actions.set_headers.is_empty() && !headers.iter().any(|(n, _)| replaced(n)) {
+        return true;
+    }
+    let mut pairs: Vec<(&str, &[u8])> =
+        Vec::with_capacity(headers.len() + actions.set_headers.len());
+    pairs.extend(
+        headers
+            .iter()
+            .filter(|(n, _)| !replaced(n))
+            .map(|(n, v)| (n.as_str(), v.as_slice())),
+    );
+    pairs.extend(actions.set_headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+    if hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs).is_err() {
+        // Never forward a request whose identity headers are not ours.
+        let _ = hostcalls::reset_http_request();
+        return false;
+    }
+    true
 }
 
 impl AuthRequest {
-    /// Applies the actions; `true` when the request may continue.
-    fn apply(&self, actions: &Actions) -> bool {
-        if let Some(reply) = &actions.reply {
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(name, value)| (*name, value.as_str()))
-                .collect();
-            if hostcalls::send_http_response(
-                u32::from(reply.status),
-                headers,
-                Some(reply.body.as_bytes()),
-            )
-            .is_err()
-            {
-                let _ = hostcalls::reset_http_request();
-            }
-            return false;
-        }
-        for name in &actions.remove_headers {
-            if self.present.iter().any(|p| p == name) {
-                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-            }
-        }
-        for (name, value) in &actions.set_headers {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
-        }
-        true
-    }
-
     fn dispatch(&self, pending: &PendingVerification) -> Option<u32> {
         let settings = self.auth.settings();
         let body = pending.request_body();
@@ -210,7 +254,8 @@ impl Context for AuthRequest {
             None => VerifyAnswer::Failed,
         };
         let actions = self.auth.on_verify_response(&self.host, &pending, answer);
-        if self.apply(&actions) {
+        let headers = std::mem::take(&mut self.headers);
+        if apply(&actions, &headers) {
             let _ = hostcalls::resume_http_request();
         }
     }
@@ -218,40 +263,35 @@ impl Context for AuthRequest {
 
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // One host call for every header (names arrive lower-case). Values
-        // are read as bytes: a non-UTF-8 value must not trap the VM.
+        // One host call for every header (names arrive lower-case); the
+        // changes go back in one call too. Values are read as bytes: a
+        // non-UTF-8 value must not trap the VM.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| String::from_utf8_lossy(v))
+        let step = {
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v))
+            };
+            let path = find(":path").unwrap_or_default();
+            let api_key = find(API_KEY_HEADER);
+            let authorization = find(AUTHORIZATION_HEADER);
+            let request_id = find("x-request-id").unwrap_or_default();
+            let request = IncomingRequest {
+                path: &path,
+                api_key: api_key.as_deref(),
+                authorization: authorization.as_deref(),
+                request_id: &request_id,
+            };
+            self.auth.on_request(&self.host, &request)
         };
-        let path = find(":path").unwrap_or_default();
-        let api_key = find(API_KEY_HEADER);
-        let authorization = find(AUTHORIZATION_HEADER);
-        let request_id = find("x-request-id").unwrap_or_default();
-        let request = IncomingRequest {
-            path: &path,
-            api_key: api_key.as_deref(),
-            authorization: authorization.as_deref(),
-            request_id: &request_id,
-        };
-        self.present = headers
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| {
-                INTERNAL_HEADERS.contains(&n.as_str())
-                    || n.as_str() == API_KEY_HEADER
-                    || n.as_str() == AUTHORIZATION_HEADER
-            })
-            .cloned()
-            .collect();
-        let actions = match self.auth.on_request(&self.host, &request) {
+        let actions = match step {
             Step::Done(actions) => actions,
             Step::VerifyKey(pending) => match self.dispatch(&pending) {
                 Some(token) => {
                     self.pending = Some((token, pending));
+                    self.headers = headers;
                     return Action::Pause;
                 }
                 None => self
@@ -259,7 +299,7 @@ impl HttpContext for AuthRequest {
                     .on_verify_response(&self.host, &pending, VerifyAnswer::Failed),
             },
         };
-        if self.apply(&actions) {
+        if apply(&actions, &headers) {
             Action::Continue
         } else {
             Action::Pause

@@ -55,14 +55,20 @@ struct ValidationStream {
     core: RequestValidation,
 }
 
-/// The host, as the core sees it.
-struct Host;
+/// The host, as the core sees it. Request headers are fetched with one
+/// host call the first time one is needed (host calls dominate the cost).
+#[derive(Default)]
+struct Host {
+    headers: std::cell::OnceCell<Vec<(String, String)>>,
+}
 
 impl ValidationHost for Host {
     fn request_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+        self.headers
+            .get_or_init(|| hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default())
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
@@ -95,17 +101,20 @@ impl Context for ValidationStream {}
 
 impl HttpContext for ValidationStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.core.on_request_headers(&mut Host, end_of_stream))
+        action(
+            self.core
+                .on_request_headers(&mut Host::default(), end_of_stream),
+        )
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         action(
             self.core
-                .on_request_body(&mut Host, body_size, end_of_stream),
+                .on_request_body(&mut Host::default(), body_size, end_of_stream),
         )
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.core.on_request_trailers(&mut Host))
+        action(self.core.on_request_trailers(&mut Host::default()))
     }
 }

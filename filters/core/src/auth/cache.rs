@@ -7,6 +7,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -104,15 +106,44 @@ impl CacheEntry {
     }
 }
 
-/// One bounded cache in shared data (`<prefix>.<slot>`), fronted by a copy
-/// local to this VM so a hit costs no host call. Both layers hold at most
-/// one entry per slot; a local entry is only used while fresh, so it never
-/// outlives what the shared entry would allow.
+/// One bounded cache in shared data (`<prefix>.<slot>`), fronted by a layer
+/// local to this VM so a hit costs no host call and no SHA-256.
+///
+/// The shared layer is keyed by the credential's digest (the only form other
+/// workers see). The local layer lives in this VM's memory only; it is keyed
+/// by a cheap hash of the credential itself and keeps the credential to
+/// compare it exactly, so a hit needs neither the digest nor a verification.
+/// Both layers hold at most one entry per slot; a local entry is only used
+/// while fresh, so it never outlives what the shared entry would allow.
 #[derive(Debug, Clone)]
 pub struct SlotCache {
     prefix: String,
     slots: u32,
-    local: RefCell<HashMap<u32, CacheEntry>>,
+    local: RefCell<HashMap<u32, LocalEntry>>,
+}
+
+/// A local copy: the credential it belongs to and the shared answer.
+#[derive(Clone)]
+struct LocalEntry {
+    credential: Box<str>,
+    entry: Rc<CacheEntry>,
+}
+
+impl fmt::Debug for LocalEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalEntry")
+            .field("credential", &"<redacted>")
+            .field("entry", &self.entry)
+            .finish()
+    }
+}
+
+/// FNV-1a over the credential: cheap, and only picks a local slot (the
+/// credential is compared exactly on a hit).
+fn local_hash(credential: &str) -> u32 {
+    credential.bytes().fold(0x811c_9dc5_u32, |acc, b| {
+        (acc ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl SlotCache {
@@ -140,38 +171,40 @@ impl SlotCache {
         format!("{}.{}", self.prefix, self.slot(digest))
     }
 
-    /// The VM-local copy of the entry for `digest`, if any.
-    pub fn get_local(&self, digest: &str) -> Option<CacheEntry> {
+    /// The VM-local copy of the answer for `credential` (the raw key or
+    /// token), if any.
+    pub fn get_local(&self, credential: &str) -> Option<Rc<CacheEntry>> {
         self.local
             .borrow()
-            .get(&self.slot(digest))
-            .filter(|e| e.digest == digest)
-            .cloned()
+            .get(&(local_hash(credential) % self.slots))
+            .filter(|e| &*e.credential == credential)
+            .map(|e| Rc::clone(&e.entry))
     }
 
-    /// The entry for `digest` in shared data (written by any worker); it
-    /// also refreshes the local copy.
+    /// Keeps `entry` as the VM-local copy of the answer for `credential`,
+    /// replacing whatever shared its local slot.
+    pub fn remember(&self, credential: &str, entry: Rc<CacheEntry>) {
+        self.local.borrow_mut().insert(
+            local_hash(credential) % self.slots,
+            LocalEntry {
+                credential: credential.into(),
+                entry,
+            },
+        );
+    }
+
+    /// The entry for `digest` in shared data (written by any worker).
     pub fn get(&self, host: &dyn Host, digest: &str) -> Option<CacheEntry> {
         let bytes = host.shared_get(&self.slot_key(digest))?;
         let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
-        if entry.digest != digest {
-            return None;
-        }
-        self.local
-            .borrow_mut()
-            .insert(self.slot(digest), entry.clone());
-        Some(entry)
+        (entry.digest == digest).then_some(entry)
     }
 
-    /// Stores `entry` in its slot (shared and local), replacing whatever
-    /// was there.
+    /// Stores `entry` in its shared slot, replacing whatever was there.
     pub fn put(&self, host: &dyn Host, entry: &CacheEntry) {
         if let Ok(bytes) = serde_json::to_vec(entry) {
             host.shared_set(&self.slot_key(&entry.digest), &bytes);
         }
-        self.local
-            .borrow_mut()
-            .insert(self.slot(&entry.digest), entry.clone());
     }
 
     /// Number of entries in the local layer.

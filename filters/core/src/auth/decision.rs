@@ -183,24 +183,50 @@ impl Actions {
     /// Forward the request after removing the internal headers (and the
     /// credential header, when given) and setting the identity headers.
     pub fn forward(identity: Option<&Identity>, credential_header: Option<&'static str>) -> Self {
-        let mut remove_headers: Vec<&'static str> = INTERNAL_HEADERS.to_vec();
-        if let Some(header) = credential_header {
-            remove_headers.push(header);
+        match identity {
+            Some(identity) => Self::allow(
+                &identity.client_id,
+                &identity.scopes,
+                identity.method,
+                identity.rate_limit_per_minute,
+                credential_header,
+            ),
+            None => Self {
+                remove_headers: Self::removals(credential_header),
+                set_headers: Vec::new(),
+                reply: None,
+            },
         }
-        let mut set_headers = Vec::new();
-        if let Some(identity) = identity {
-            set_headers.push(("x-client-id", identity.client_id.clone()));
-            set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
-            set_headers.push(("x-auth-method", identity.method.as_str().to_owned()));
-            if let Some(limit) = identity.rate_limit_per_minute {
-                set_headers.push(("x-client-rate-limit", limit.to_string()));
-            }
+    }
+
+    /// [`Actions::forward`] for an authenticated caller given by parts (no
+    /// [`Identity`] to build on the hot path).
+    pub fn allow(
+        client_id: &str,
+        scopes: &[String],
+        method: AuthMethod,
+        rate_limit_per_minute: Option<u32>,
+        credential_header: Option<&'static str>,
+    ) -> Self {
+        let mut set_headers = Vec::with_capacity(4);
+        set_headers.push(("x-client-id", client_id.to_owned()));
+        set_headers.push(("x-client-scopes", scopes.join(" ")));
+        set_headers.push(("x-auth-method", method.as_str().to_owned()));
+        if let Some(limit) = rate_limit_per_minute {
+            set_headers.push(("x-client-rate-limit", limit.to_string()));
         }
         Self {
-            remove_headers,
+            remove_headers: Self::removals(credential_header),
             set_headers,
             reply: None,
         }
+    }
+
+    fn removals(credential_header: Option<&'static str>) -> Vec<&'static str> {
+        let mut remove_headers = Vec::with_capacity(INTERNAL_HEADERS.len() + 1);
+        remove_headers.extend_from_slice(&INTERNAL_HEADERS);
+        remove_headers.extend(credential_header);
+        remove_headers
     }
 
     /// Answer locally with the envelope of `denial`.

@@ -1,12 +1,15 @@
 //! The authentication decision for one request.
 
+use std::fmt;
+use std::rc::Rc;
+
 use serde::Deserialize;
 
 use super::cache::{CacheEntry, EntryKind, Freshness, SlotCache};
 use super::config::Settings;
 use super::credential::{extract_credential, hash_api_key, hex_sha256, is_well_formed_api_key};
 use super::credential::{Credential, API_KEY_HEADER, AUTHORIZATION_HEADER};
-use super::decision::{Actions, AttemptStatus, AuthMethod, Denial, Identity};
+use super::decision::{Actions, AttemptStatus, AuthMethod, Denial};
 use super::host::Host;
 use super::jwt::{is_valid_client_id, is_valid_scope};
 use super::logfmt::{stale_served_line, AuthErrorLine};
@@ -36,13 +39,27 @@ pub enum Step {
 }
 
 /// A key verification in flight.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PendingVerification {
     /// Hex SHA-256 of the key (the only form sent to the auth service).
     pub key_hash: String,
-    stale: Option<CacheEntry>,
+    /// The key itself, to index this VM's local cache (never sent, logged
+    /// or shared).
+    key: Box<str>,
+    stale: Option<Rc<CacheEntry>>,
     path: String,
     request_id: String,
+}
+
+impl fmt::Debug for PendingVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingVerification")
+            .field("key_hash", &self.key_hash)
+            .field("stale", &self.stale)
+            .field("path", &self.path)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PendingVerification {
@@ -140,17 +157,28 @@ impl Authenticator {
                 req,
             ));
         }
-        let key_hash = hash_api_key(key);
         let now = host.now_ms();
-        let local = self
-            .keys
-            .get_local(&key_hash)
-            .filter(|e| e.key_freshness(&self.settings.cache, now) == Freshness::Fresh);
-        let cached = local.or_else(|| self.keys.get(host, &key_hash));
-        let stale = match cached {
-            Some(entry) => match entry.key_freshness(&self.settings.cache, now) {
+        // Ages are judged against the latest time the clock may stand for,
+        // so a coarse host clock never stretches a TTL.
+        let judged = now.saturating_add(host.clock_slack_ms());
+        let policy = &self.settings.cache;
+        if let Some(entry) = self.keys.get_local(key) {
+            if entry.key_freshness(policy, judged) == Freshness::Fresh {
+                return Step::Done(self.apply_key_entry(host, &entry, Some("cached"), req, now));
+            }
+        }
+        let key_hash = hash_api_key(key);
+        let stale = match self.keys.get(host, &key_hash).map(Rc::new) {
+            Some(entry) => match entry.key_freshness(policy, judged) {
                 Freshness::Fresh => {
-                    return Step::Done(self.apply_key_entry(host, &entry, Some("cached"), req))
+                    self.keys.remember(key, Rc::clone(&entry));
+                    return Step::Done(self.apply_key_entry(
+                        host,
+                        &entry,
+                        Some("cached"),
+                        req,
+                        now,
+                    ));
                 }
                 Freshness::Stale => Some(entry),
                 Freshness::Dead => None,
@@ -159,6 +187,7 @@ impl Authenticator {
         };
         Step::VerifyKey(PendingVerification {
             key_hash,
+            key: key.into(),
             stale,
             path: req.path.to_owned(),
             request_id: req.request_id.to_owned(),
@@ -179,19 +208,21 @@ impl Authenticator {
             request_id: &pending.request_id,
         };
         let now = host.now_ms();
-        match interpret_answer(answer, now / 1000) {
+        let judged = now.saturating_add(host.clock_slack_ms());
+        match interpret_answer(answer, judged / 1000) {
             Some(kind) => {
-                let entry = CacheEntry {
+                let entry = Rc::new(CacheEntry {
                     digest: pending.key_hash.clone(),
                     stored_at_ms: now,
                     kind,
-                };
+                });
                 self.keys.put(host, &entry);
-                self.apply_key_entry(host, &entry, None, &req)
+                self.keys.remember(&pending.key, Rc::clone(&entry));
+                self.apply_key_entry(host, &entry, None, &req, now)
             }
             None => {
                 let usable = pending.stale.as_ref().filter(|entry| {
-                    entry.key_freshness(&self.settings.cache, now) != Freshness::Dead
+                    entry.key_freshness(&self.settings.cache, judged) != Freshness::Dead
                 });
                 match usable {
                     Some(entry) => {
@@ -202,7 +233,7 @@ impl Authenticator {
                                 &pending.request_id,
                             ));
                         }
-                        self.apply_key_entry(host, entry, Some("stale_cache"), &req)
+                        self.apply_key_entry(host, entry, Some("stale_cache"), &req, now)
                     }
                     None => {
                         host.log_warn(
@@ -228,6 +259,7 @@ impl Authenticator {
         entry: &CacheEntry,
         detail: Option<&str>,
         req: &IncomingRequest<'_>,
+        now_ms: u64,
     ) -> Actions {
         match &entry.kind {
             EntryKind::Valid {
@@ -236,7 +268,8 @@ impl Authenticator {
                 rate_limit_per_minute,
                 expires_at,
             } => {
-                if expires_at.is_some_and(|exp| host.now_ms() / 1000 >= exp) {
+                let judged = now_ms.saturating_add(host.clock_slack_ms());
+                if expires_at.is_some_and(|exp| judged / 1000 >= exp) {
                     return self.reject(
                         host,
                         AttemptStatus::ExpiredKey,
@@ -245,13 +278,14 @@ impl Authenticator {
                         req,
                     );
                 }
-                let identity = Identity {
-                    client_id: client_id.clone(),
-                    scopes: scopes.clone(),
-                    method: AuthMethod::ApiKey,
-                    rate_limit_per_minute: *rate_limit_per_minute,
-                };
-                self.allow(host, &identity, API_KEY_HEADER)
+                self.allow(
+                    host,
+                    client_id,
+                    scopes,
+                    AuthMethod::ApiKey,
+                    *rate_limit_per_minute,
+                    API_KEY_HEADER,
+                )
             }
             EntryKind::Denied { status, client_id } => {
                 self.reject(host, *status, detail, client_id.as_deref(), req)
@@ -269,62 +303,73 @@ impl Authenticator {
                 req,
             );
         };
+        // The clock may lag real time by the slack: judge expiry at the
+        // latest time it may stand for.
         let now_ms = host.now_ms();
-        let now = now_ms / 1000;
-        let digest = hex_sha256(token.as_bytes());
+        let judged_ms = now_ms.saturating_add(host.clock_slack_ms());
+        let now = judged_ms / 1000;
         let usable = |entry: &CacheEntry| match &entry.kind {
             EntryKind::Valid {
                 expires_at: Some(exp),
                 ..
             } => {
-                entry.stored_at_ms <= now_ms && now <= exp.saturating_add(verifier.leeway_seconds())
+                entry.stored_at_ms <= judged_ms
+                    && now <= exp.saturating_add(verifier.leeway_seconds())
             }
             _ => false,
         };
-        let cached = self
-            .tokens
-            .get_local(&digest)
-            .filter(usable)
-            .or_else(|| self.tokens.get(host, &digest).filter(usable));
+        let local = self.tokens.get_local(token).filter(|e| usable(e));
+        let cached = match local {
+            Some(entry) => Some(entry),
+            None => {
+                let digest = hex_sha256(token.as_bytes());
+                let shared = self.tokens.get(host, &digest).filter(usable).map(Rc::new);
+                if let Some(entry) = &shared {
+                    self.tokens.remember(token, Rc::clone(entry));
+                }
+                shared
+            }
+        };
         if let Some(entry) = cached {
             if let EntryKind::Valid {
                 client_id,
                 scopes,
                 rate_limit_per_minute,
                 ..
-            } = entry.kind
+            } = &entry.kind
             {
-                let identity = Identity {
+                return self.allow(
+                    host,
                     client_id,
                     scopes,
-                    method: AuthMethod::Jwt,
-                    rate_limit_per_minute,
-                };
-                return self.allow(host, &identity, AUTHORIZATION_HEADER);
+                    AuthMethod::Jwt,
+                    *rate_limit_per_minute,
+                    AUTHORIZATION_HEADER,
+                );
             }
         }
         match verifier.verify(token, now) {
             Ok(verified) => {
-                self.tokens.put(
-                    host,
-                    &CacheEntry {
-                        digest,
-                        stored_at_ms: now_ms,
-                        kind: EntryKind::Valid {
-                            client_id: verified.client_id.clone(),
-                            scopes: verified.scopes.clone(),
-                            rate_limit_per_minute: verified.rate_limit_per_minute,
-                            expires_at: Some(verified.expires_at),
-                        },
+                let entry = Rc::new(CacheEntry {
+                    digest: hex_sha256(token.as_bytes()),
+                    stored_at_ms: now_ms,
+                    kind: EntryKind::Valid {
+                        client_id: verified.client_id.clone(),
+                        scopes: verified.scopes.clone(),
+                        rate_limit_per_minute: verified.rate_limit_per_minute,
+                        expires_at: Some(verified.expires_at),
                     },
-                );
-                let identity = Identity {
-                    client_id: verified.client_id,
-                    scopes: verified.scopes,
-                    method: AuthMethod::Jwt,
-                    rate_limit_per_minute: verified.rate_limit_per_minute,
-                };
-                self.allow(host, &identity, AUTHORIZATION_HEADER)
+                });
+                self.tokens.put(host, &entry);
+                self.tokens.remember(token, entry);
+                self.allow(
+                    host,
+                    &verified.client_id,
+                    &verified.scopes,
+                    AuthMethod::Jwt,
+                    verified.rate_limit_per_minute,
+                    AUTHORIZATION_HEADER,
+                )
             }
             Err(err) => {
                 let client_id = match &err {
@@ -336,10 +381,18 @@ impl Authenticator {
         }
     }
 
-    fn allow(&self, host: &dyn Host, identity: &Identity, header: &'static str) -> Actions {
+    fn allow(
+        &self,
+        host: &dyn Host,
+        client_id: &str,
+        scopes: &[String],
+        method: AuthMethod,
+        rate_limit_per_minute: Option<u32>,
+        header: &'static str,
+    ) -> Actions {
         host.count_attempt(AttemptStatus::Success);
         let strip = self.settings.strip_credential_header.then_some(header);
-        Actions::forward(Some(identity), strip)
+        Actions::allow(client_id, scopes, method, rate_limit_per_minute, strip)
     }
 
     fn reject(

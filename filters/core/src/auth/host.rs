@@ -9,6 +9,13 @@ use super::decision::AttemptStatus;
 pub trait Host {
     /// Current time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// How far real time may be ahead of [`Host::now_ms`] (a clock read
+    /// from a periodic tick lags by up to one period). Cache ages and
+    /// expiries are judged at `now_ms() + clock_slack_ms()`, so a coarse
+    /// clock never stretches a TTL.
+    fn clock_slack_ms(&self) -> u64 {
+        0
+    }
     /// Reads a shared-data value.
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Writes a shared-data value (best effort).
