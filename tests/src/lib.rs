@@ -53,11 +53,18 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Where the built filters are: `WASM_DIR` when set (the Makefile builds
+/// them once into the main target directory), else this build's target dir.
+pub fn wasm_dir() -> PathBuf {
+    match std::env::var_os("WASM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => target_dir().join("wasm32-wasip1/release"),
+    }
+}
+
 /// A built filter, e.g. `wasm_file("auth_filter")`.
 pub fn wasm_file(lib_name: &str) -> PathBuf {
-    let p = target_dir()
-        .join("wasm32-wasip1/release")
-        .join(format!("{lib_name}.wasm"));
+    let p = wasm_dir().join(format!("{lib_name}.wasm"));
     assert!(
         p.exists(),
         "{} is missing: run `make wasm` (cargo build --release --target wasm32-wasip1 -p <filter>)",

@@ -67,7 +67,12 @@ async fn create_key(
 /// Envoy with the auth filter; `/api/v1/auth/token` goes to the auth
 /// service, everything else to the counting upstream.
 fn envoy_yaml(plugin_config: &Value, upstream_port: u16, auth_port: u16) -> String {
-    envoy_yaml_with(plugin_config, upstream_port, auth_port, &wasm_file("auth_filter"))
+    envoy_yaml_with(
+        plugin_config,
+        upstream_port,
+        auth_port,
+        &wasm_file("auth_filter"),
+    )
 }
 
 /// [`envoy_yaml`] with the filter loaded from `wasm`.
@@ -663,7 +668,12 @@ async fn malformed_plugin_config_is_rejected_by_envoy_naming_the_field() {
 /// The filter config rendered with a direct response instead of the
 /// upstream, optionally without the wasm filter (bare Envoy).
 fn bench_yaml(plugin_config: &Value, auth_port: u16, with_filter: bool) -> String {
-    bench_yaml_with(plugin_config, auth_port, with_filter, &wasm_file("auth_filter"))
+    bench_yaml_with(
+        plugin_config,
+        auth_port,
+        with_filter,
+        &wasm_file("auth_filter"),
+    )
 }
 
 /// [`bench_yaml`] with the filter loaded from `wasm`.

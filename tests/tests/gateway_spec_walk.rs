@@ -61,6 +61,18 @@ impl Reply {
     }
 }
 
+/// `cluster.<name>.upstream_rq_total` from Envoy's admin stats.
+async fn upstream_requests(envoy: &Envoy, cluster: &str) -> u64 {
+    let stat = format!("cluster.{cluster}.upstream_rq_total: ");
+    envoy
+        .admin_get("/stats?filter=upstream_rq_total$")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&stat))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn send(req: reqwest::RequestBuilder) -> Reply {
     let r = req.send().await.expect("request");
     let status = r.status().as_u16();
@@ -472,7 +484,9 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     .await
     .assert_envelope(405, "METHOD_NOT_ALLOWED");
 
-    // 413, 415, 400.
+    // 413, 415, 400 — answered by the gateway: none of them reaches the
+    // calculation service.
+    let calc_upstream_before = upstream_requests(&w.envoy, "calculation_service").await;
     let big = format!(
         r#"{{"ticker":"AAPL","position_value":100,"loan_days":1,"client_id":"test123","pad":"{}"}}"#,
         "x".repeat(9000)
@@ -511,6 +525,11 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     for f in ["ticker", "position_value", "loan_days"] {
         assert!(fields.contains(&f), "{f} reported in {v}");
     }
+    assert_eq!(
+        upstream_requests(&w.envoy, "calculation_service").await,
+        calc_upstream_before,
+        "invalid calculate-locate requests must not reach the backend"
+    );
 
     // 429: a key limited to 2 per minute.
     for i in 0..2 {

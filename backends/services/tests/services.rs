@@ -819,9 +819,11 @@ fn plumbing_app() -> axum::Router {
     axum::Router::new()
         .route(
             "/echo",
-            post(|rid: RequestId, ApiJson(req): ApiJson<TokenRequest>| async move {
-                axum::Json(json!({"client_id": req.client_id, "request_id": rid.0}))
-            }),
+            post(
+                |rid: RequestId, ApiJson(req): ApiJson<TokenRequest>| async move {
+                    axum::Json(json!({"client_id": req.client_id, "request_id": rid.0}))
+                },
+            ),
         )
         .route(
             "/slow",
@@ -850,28 +852,48 @@ async fn api_json_rejections_are_envelopes_naming_the_field() {
             .body(body.to_owned())
             .send()
     };
-    let ok = Answer::from(post(r#"{"client_id":"c1","ttl":5}"#, "application/json").await.unwrap()).await;
+    let ok = Answer::from(
+        post(r#"{"client_id":"c1","ttl":5}"#, "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(ok.status, 200);
-    assert_eq!(ok.json, json!({"client_id": "c1", "request_id": "plumbing-1"}));
+    assert_eq!(
+        ok.json,
+        json!({"client_id": "c1", "request_id": "plumbing-1"})
+    );
     assert_eq!(ok.request_id.as_deref(), Some("plumbing-1"));
 
     let malformed = Answer::from(post("{", "application/json").await.unwrap()).await;
     malformed.assert_envelope(400, "VALIDATION_ERROR");
     assert_eq!(malformed.fields(), ["body"]);
     assert_eq!(malformed.json["error"]["request_id"], "plumbing-1");
-    let missing = Answer::from(post(r#"{"client_id":"c1"}"#, "application/json").await.unwrap()).await;
+    let missing = Answer::from(
+        post(r#"{"client_id":"c1"}"#, "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
     missing.assert_envelope(400, "VALIDATION_ERROR");
     assert_eq!(missing.fields(), ["ttl"]);
-    let unknown =
-        Answer::from(post(r#"{"client_id":"c","ttl":1,"x":1}"#, "application/json").await.unwrap()).await;
+    let unknown = Answer::from(
+        post(r#"{"client_id":"c","ttl":1,"x":1}"#, "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(unknown.fields(), ["x"]);
     Answer::from(post("{}", "text/plain").await.unwrap())
         .await
         .assert_envelope(415, "UNSUPPORTED_MEDIA_TYPE");
     let charset = Answer::from(
-        post(r#"{"client_id":"c1","ttl":5}"#, "application/json; charset=utf-8")
-            .await
-            .unwrap(),
+        post(
+            r#"{"client_id":"c1","ttl":5}"#,
+            "application/json; charset=utf-8",
+        )
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(charset.status, 200);
@@ -893,9 +915,13 @@ async fn shutdown_lets_an_in_flight_request_finish_then_refuses_connections() {
         .unwrap();
     let url = server.url("/slow");
     let addr = server.addr;
-    let in_flight = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    let in_flight =
+        tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.shutdown().await;
     assert_eq!(in_flight.await.unwrap(), "done");
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
