@@ -21,7 +21,8 @@ proxy_wasm::main! {{
 }}
 
 /// Period of the root context's tick, which refreshes the clock requests
-/// read (so a request costs no time host call).
+/// read (so a request costs no time host call) and publishes the attempt
+/// counts.
 const CLOCK_TICK: Duration = Duration::from_millis(200);
 
 /// Host wall clock, milliseconds since the Unix epoch (0 if unavailable).
@@ -33,11 +34,39 @@ fn host_time_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `authentication_attempts_total`: the metric id per
+/// [`AttemptStatus::index`], and the attempts counted since the last tick.
+/// Requests only bump a VM-local number; the tick hands the sums to the
+/// host, so a request costs no metric host call (the exported counter lags
+/// by at most one tick period).
+#[derive(Default)]
+struct Attempts {
+    ids: [Option<u32>; 7],
+    unflushed: [Cell<u64>; 7],
+}
+
+impl Attempts {
+    fn count(&self, status: AttemptStatus) {
+        if let Some(n) = self.unflushed.get(status.index()) {
+            n.set(n.get().saturating_add(1));
+        }
+    }
+
+    fn flush(&self) {
+        for (id, n) in self.ids.iter().zip(&self.unflushed) {
+            let count = n.replace(0);
+            if let (Some(id), true) = (id, count > 0) {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
 /// The host as seen by the core logic.
 #[derive(Clone)]
 struct ProxyHost {
-    /// Metric id per [`AttemptStatus::index`].
-    attempt_metrics: Rc<[Option<u32>; 7]>,
+    /// Attempt counters.
+    attempts: Rc<Attempts>,
     /// Wall clock as of the last tick (ms since the epoch).
     clock: Rc<Cell<u64>>,
 }
@@ -66,9 +95,7 @@ impl Host for ProxyHost {
     }
 
     fn count_attempt(&self, status: AttemptStatus) {
-        if let Some(Some(id)) = self.attempt_metrics.get(status.index()) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+        self.attempts.count(status);
     }
 
     fn log_warn(&self, line: &str) {
@@ -83,7 +110,7 @@ fn log(level: LogLevel, line: &str) {
 #[derive(Default)]
 struct AuthRoot {
     auth: Option<Rc<Authenticator>>,
-    attempt_metrics: Rc<[Option<u32>; 7]>,
+    attempts: Rc<Attempts>,
     clock: Rc<Cell<u64>>,
 }
 
@@ -115,7 +142,10 @@ impl RootContext for AuthRoot {
                 }
             }
         }
-        self.attempt_metrics = Rc::new(ids);
+        self.attempts = Rc::new(Attempts {
+            ids,
+            unflushed: Default::default(),
+        });
         self.clock.set(host_time_ms());
         if hostcalls::set_tick_period(CLOCK_TICK).is_err() {
             log(LogLevel::Error, "auth filter: cannot start the clock tick");
@@ -127,6 +157,7 @@ impl RootContext for AuthRoot {
 
     fn on_tick(&mut self) {
         self.clock.set(host_time_ms());
+        self.attempts.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -134,7 +165,7 @@ impl RootContext for AuthRoot {
         Some(Box::new(AuthRequest {
             auth,
             host: ProxyHost {
-                attempt_metrics: Rc::clone(&self.attempt_metrics),
+                attempts: Rc::clone(&self.attempts),
                 clock: Rc::clone(&self.clock),
             },
             pending: None,
