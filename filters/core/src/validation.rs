@@ -134,8 +134,13 @@ impl RequestValidation {
         end_of_stream: bool,
     ) -> Flow {
         let path = host.request_header(":path").unwrap_or_default();
+        let endpoint = Endpoint::from_path(&path);
+        // Other routes are done after one header read (host calls cost).
+        if !matches!(endpoint, Endpoint::Rates | Endpoint::CalculateLocate) {
+            return Flow::Continue;
+        }
         let method = host.request_header(":method").unwrap_or_default();
-        match Endpoint::from_path(&path) {
+        match endpoint {
             Endpoint::Rates if method == "GET" || method == "HEAD" => {
                 let raw = one_segment_after(&path, "/api/v1/rates/").unwrap_or_default();
                 match Ticker::parse(raw) {
