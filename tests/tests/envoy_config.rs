@@ -202,7 +202,7 @@ fn every_rendered_variant_passes_envoy_validate() {
 }
 
 #[test]
-fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_router() {
+fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_buffer_router() {
     let yaml = render_ok(
         &["--shape", "local"],
         &[
@@ -220,6 +220,7 @@ fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_router() {
             "envoy.filters.http.local_ratelimit",
             "envoy.filters.http.ratelimit",
             "validation_filter",
+            "envoy.filters.http.buffer",
             "envoy.filters.http.router",
         ],
         "filter order"

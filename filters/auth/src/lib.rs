@@ -21,8 +21,7 @@ proxy_wasm::main! {{
 }}
 
 /// Period of the root context's tick, which refreshes the clock requests
-/// read (so a request costs no time host call) and publishes the attempt
-/// counts.
+/// read (so a request costs no time host call).
 const CLOCK_TICK: Duration = Duration::from_millis(200);
 
 /// Host wall clock, milliseconds since the Unix epoch (0 if unavailable).
@@ -34,39 +33,11 @@ fn host_time_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `authentication_attempts_total`: the metric id per
-/// [`AttemptStatus::index`], and the attempts counted since the last tick.
-/// Requests only bump a VM-local number; the tick hands the sums to the
-/// host, so a request costs no metric host call (the exported counter lags
-/// by at most one tick period).
-#[derive(Default)]
-struct Attempts {
-    ids: [Option<u32>; 7],
-    unflushed: [Cell<u64>; 7],
-}
-
-impl Attempts {
-    fn count(&self, status: AttemptStatus) {
-        if let Some(n) = self.unflushed.get(status.index()) {
-            n.set(n.get().saturating_add(1));
-        }
-    }
-
-    fn flush(&self) {
-        for (id, n) in self.ids.iter().zip(&self.unflushed) {
-            let count = n.replace(0);
-            if let (Some(id), true) = (id, count > 0) {
-                let _ = hostcalls::increment_metric(*id, i64::try_from(count).unwrap_or(i64::MAX));
-            }
-        }
-    }
-}
-
 /// The host as seen by the core logic.
 #[derive(Clone)]
 struct ProxyHost {
-    /// Attempt counters.
-    attempts: Rc<Attempts>,
+    /// Metric id per [`AttemptStatus::index`].
+    attempt_metrics: Rc<[Option<u32>; 7]>,
     /// Wall clock as of the last tick (ms since the epoch).
     clock: Rc<Cell<u64>>,
 }
@@ -95,7 +66,9 @@ impl Host for ProxyHost {
     }
 
     fn count_attempt(&self, status: AttemptStatus) {
-        self.attempts.count(status);
+        if let Some(Some(id)) = self.attempt_metrics.get(status.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
     }
 
     fn log_warn(&self, line: &str) {
@@ -110,7 +83,7 @@ fn log(level: LogLevel, line: &str) {
 #[derive(Default)]
 struct AuthRoot {
     auth: Option<Rc<Authenticator>>,
-    attempts: Rc<Attempts>,
+    attempt_metrics: Rc<[Option<u32>; 7]>,
     clock: Rc<Cell<u64>>,
 }
 
@@ -142,10 +115,7 @@ impl RootContext for AuthRoot {
                 }
             }
         }
-        self.attempts = Rc::new(Attempts {
-            ids,
-            unflushed: Default::default(),
-        });
+        self.attempt_metrics = Rc::new(ids);
         self.clock.set(host_time_ms());
         if hostcalls::set_tick_period(CLOCK_TICK).is_err() {
             log(LogLevel::Error, "auth filter: cannot start the clock tick");
@@ -157,7 +127,6 @@ impl RootContext for AuthRoot {
 
     fn on_tick(&mut self) {
         self.clock.set(host_time_ms());
-        self.attempts.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -165,7 +134,7 @@ impl RootContext for AuthRoot {
         Some(Box::new(AuthRequest {
             auth,
             host: ProxyHost {
-                attempts: Rc::clone(&self.attempts),
+                attempt_metrics: Rc::clone(&self.attempt_metrics),
                 clock: Rc::clone(&self.clock),
             },
             pending: None,
@@ -189,8 +158,7 @@ struct AuthRequest {
 }
 
 /// Applies the actions to the request whose headers are `headers`; `true`
-/// when the request may continue. The header changes go to the host in one
-/// call (the whole map written back) rather than one call per header.
+/// when the request may continue.
 fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
     if let Some(reply) = &actions.reply {
         let headers: Vec<(&str, &str)> = reply
@@ -209,27 +177,16 @@ fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
         }
         return false;
     }
-    // Set headers replace any copy the client sent.
-    let replaced = |name: &str| {
-        actions.remove_headers.contains(&name)
-            || actions.set_headers.iter().any(|(n, _)| *n == name)
-    };
-    if actions.set_headers.is_empty() && !headers.iter().any(|(n, _)| replaced(n)) {
-        return true;
+    // Only headers the request carries cost a remove call, and none that
+    // is set anyway (a set replaces any copy the client sent).
+    for name in &actions.remove_headers {
+        let set_anyway = actions.set_headers.iter().any(|(n, _)| n == name);
+        if !set_anyway && headers.iter().any(|(n, _)| n == name) {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
     }
-    let mut pairs: Vec<(&str, &[u8])> =
-        Vec::with_capacity(headers.len() + actions.set_headers.len());
-    pairs.extend(
-        headers
-            .iter()
-            .filter(|(n, _)| !replaced(n))
-            .map(|(n, v)| (n.as_str(), v.as_slice())),
-    );
-    pairs.extend(actions.set_headers.iter().map(|(n, v)| (*n, v.as_bytes())));
-    if hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs).is_err() {
-        // Never forward a request whose identity headers are not ours.
-        let _ = hostcalls::reset_http_request();
-        return false;
+    for (name, value) in &actions.set_headers {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     }
     true
 }
@@ -294,9 +251,8 @@ impl Context for AuthRequest {
 
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // One host call for every header (names arrive lower-case); the
-        // changes go back in one call too. Values are read as bytes: a
-        // non-UTF-8 value must not trap the VM.
+        // One host call for every header (names arrive lower-case). Values
+        // are read as bytes: a non-UTF-8 value must not trap the VM.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let step = {
             let find = |name: &str| {

@@ -176,8 +176,9 @@ pub fn service_label(cluster: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Requests taking longer than this many milliseconds (whole request,
-    /// as Envoy measures it) are logged as `Slow request`. Default 500
+    /// Requests taking longer than this many milliseconds (from the request
+    /// headers reaching the filter until the request is logged) are logged
+    /// as `Slow request`. Default 500
     /// (`SLOW_REQUEST_MS`); must be at least 1.
     #[serde(default = "default_slow_request_ms")]
     pub slow_request_ms: u64,
@@ -266,7 +267,8 @@ pub struct FinishedRequest {
     pub method: &'static str,
     /// HTTP status sent downstream (0 when none was sent).
     pub status: u16,
-    /// Whole request, in microseconds.
+    /// Whole request (request headers until the access log), in
+    /// microseconds.
     pub duration_us: u64,
     pub origin: Origin,
     /// Upstream cluster, when the request was routed to one.

@@ -135,7 +135,7 @@ impl RequestValidation {
     ) -> Flow {
         let path = host.request_header(":path").unwrap_or_default();
         let endpoint = Endpoint::from_path(&path);
-        // Other routes are done after one header read (host calls cost).
+        // Nothing to check on other routes.
         if !matches!(endpoint, Endpoint::Rates | Endpoint::CalculateLocate) {
             return Flow::Continue;
         }

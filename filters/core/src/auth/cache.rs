@@ -138,11 +138,14 @@ impl fmt::Debug for LocalEntry {
     }
 }
 
-/// FNV-1a over the credential: cheap, and only picks a local slot (the
+/// FNV-1a over the last 32 bytes of the credential (the random part of a
+/// key, the signature of a token): cheap, and only picks a local slot (the
 /// credential is compared exactly on a hit).
 fn local_hash(credential: &str) -> u32 {
-    credential.bytes().fold(0x811c_9dc5_u32, |acc, b| {
-        (acc ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    let bytes = credential.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    tail.iter().fold(0x811c_9dc5_u32, |acc, b| {
+        (acc ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })
 }
 
