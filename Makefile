@@ -22,7 +22,7 @@ SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p rate
 APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
-APT_BENCH    := wrk:wrk curl:curl
+APT_BENCH    := wrk:wrk curl:curl taskset:util-linux
 
 # Installs the Debian packages of a "command:package" list whose command is missing.
 define apt_ensure
@@ -137,11 +137,13 @@ test: test-tools lint wasm ## Lints and every test; PostgreSQL path when DATABAS
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: rust ## Domain fee calculation per call and calculation-service req/s (see BENCHMARKS.md)
+bench: rust wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 10 minutes)
 	$(call apt_ensure,$(APT_BENCH))
 	$(CARGO) bench -p pricing --bench fee
-	$(CARGO) build --profile server -p services -p gatewayctl
+	$(CARGO) build --profile server -p services -p gatewayctl -p ratelimit
 	scripts/bench-calculation.sh
+	$(CARGO) run -q --profile server -p ratelimit --bin ratelimit-bench -- --secs 5
+	BENCH_ROUNDS=6 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
 
 # --- deployment helpers ---------------------------------------------------------
 
