@@ -143,19 +143,10 @@ impl HttpContext for MetricsStream {
     }
 
     fn on_log(&mut self) {
-        // `:status` of the response headers is a cheaper host call than
-        // the `response.code` property; the property covers a request that
-        // ended without response headers.
-        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok())
-            .or_else(|| {
-                property(vec!["response", "code"])
-                    .as_deref()
-                    .and_then(property_u64)
-                    .and_then(|c| u16::try_from(c).ok())
-            })
+        let status = property(vec!["response", "code"])
+            .as_deref()
+            .and_then(property_u64)
+            .and_then(|c| u16::try_from(c).ok())
             .unwrap_or(0);
         let duration_us = match (self.started, hostcalls::get_current_time()) {
             (Some(start), Ok(now)) => now
