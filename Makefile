@@ -144,6 +144,8 @@ bench: rust wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 10 mi
 	scripts/bench-calculation.sh
 	$(CARGO) run -q --profile server -p ratelimit --bin ratelimit-bench -- --secs 5
 	BENCH_ROUNDS=6 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
+	filters/validation/bench/bench.sh 6 3
+	filters/validation/bench/memory.sh 3
 
 # --- deployment helpers ---------------------------------------------------------
 
