@@ -445,6 +445,14 @@ def build_env(args) -> dict:
     # Envoy's ratelimit filter: deny when the rate-limit service itself is
     # unreachable (true) or let the request through (false, the default).
     env["RATE_LIMIT_FAILURE_MODE_DENY"] = "true" if mode in ("deny", "closed") else "false"
+    # Per-instance token bucket per client (backs the global limit; burst
+    # and refill per second). Raise both for single-key load tests.
+    env["LOCAL_RATE_LIMIT_BURST"] = str(
+        positive_int(src.get("LOCAL_RATE_LIMIT_BURST", "600"), "LOCAL_RATE_LIMIT_BURST")
+    )
+    env["LOCAL_RATE_LIMIT_PER_SECOND"] = str(
+        positive_int(src.get("LOCAL_RATE_LIMIT_PER_SECOND", "10"), "LOCAL_RATE_LIMIT_PER_SECOND")
+    )
     env["SLOW_REQUEST_MS"] = str(positive_int(src.get("SLOW_REQUEST_MS", "500"), "SLOW_REQUEST_MS"))
     secret = src.get("JWT_SECRET_KEY", "")
     if auth and not args.no_wasm and len(secret) < 32:

@@ -23,6 +23,8 @@ const RENDER_ENV: &[&str] = &[
     "JWT_AUDIENCE",
     "RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_FAILURE_MODE",
+    "LOCAL_RATE_LIMIT_BURST",
+    "LOCAL_RATE_LIMIT_PER_SECOND",
     "UPSTREAM_MAX_CONNECTIONS",
     "UPSTREAM_MAX_PENDING_REQUESTS",
     "UPSTREAM_MAX_REQUESTS",
@@ -508,4 +510,31 @@ fn plugin_configurations_follow_the_environment() {
         yaml.contains(&format!(r#"\"secret\":\"{SECRET}\""#)),
         "JWT_SECRET_KEY reaches the auth filter"
     );
+}
+
+#[test]
+fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
+    let default = render_ok(&["--shape", "local", "--no-wasm"], &[]);
+    assert!(
+        default.contains("max_tokens: 600, tokens_per_fill: 10,"),
+        "default bucket 600 burst, 10/s"
+    );
+    let raised = render_ok(
+        &["--shape", "local", "--no-wasm"],
+        &[
+            ("LOCAL_RATE_LIMIT_BURST", "100000"),
+            ("LOCAL_RATE_LIMIT_PER_SECOND", "50000"),
+        ],
+    );
+    assert!(raised.contains("max_tokens: 100000, tokens_per_fill: 50000,"));
+    assert!(raised.contains(r#"key: x-ratelimit-limit, value: "100000""#));
+    envoy_validate(&raised).unwrap_or_else(|e| panic!("raised bucket rejected: {e}"));
+    for bad in ["0", "-5", "lots"] {
+        let err = render(
+            &["--shape", "local", "--no-wasm"],
+            &[("LOCAL_RATE_LIMIT_BURST", bad)],
+        )
+        .expect_err(bad);
+        assert!(err.contains("LOCAL_RATE_LIMIT_BURST"), "{err}");
+    }
 }
