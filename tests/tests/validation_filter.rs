@@ -8,59 +8,12 @@
 
 use std::time::Duration;
 
-use e2e::{free_port, repo_root, wasm_file, CountingUpstream, Envoy};
+use e2e::{fragment, free_port, wasm_filter, CountingUpstream, Envoy};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use tokio::net::TcpListener;
-
-/// The `key:` section of `envoy/fragments/<file>`, re-indented by `indent`
-/// spaces (the same extraction `envoy/render.py` does).
-fn fragment(file: &str, key: &str, indent: usize) -> String {
-    let text = std::fs::read_to_string(repo_root().join("envoy/fragments").join(file))
-        .unwrap_or_else(|e| panic!("envoy/fragments/{file}: {e}"));
-    let mut lines = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        // A column-0 `key:` starts a section (a column-0 `- item` does not).
-        let top_level =
-            line.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && line.contains(':');
-        if top_level {
-            inside = line.starts_with(&format!("{key}:"));
-            if inside {
-                lines.push(format!("{}{}", " ".repeat(indent), line));
-            }
-            continue;
-        }
-        if inside && !line.trim_start().starts_with('#') {
-            lines.push(format!("{}{}", " ".repeat(indent), line));
-        }
-    }
-    assert!(!lines.is_empty(), "{file} has no `{key}:`");
-    lines.join("\n")
-}
-
-fn wasm_filter(name: &str, config: &str) -> String {
-    format!(
-        r#"
-          - name: {name}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {name}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{config}'
-                vm_config:
-                  vm_id: {name}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {file} }} }}
-                fail_open: false"#,
-        file = wasm_file(name).display()
-    )
-}
 
 fn static_cluster(name: &str, port: Option<u16>) -> String {
     let endpoints = match port {
