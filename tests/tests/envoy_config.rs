@@ -514,13 +514,13 @@ fn plugin_configurations_follow_the_environment() {
 
 #[test]
 fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
-    let default = render_ok(&["--shape", "local", "--no-wasm"], &[]);
+    let default = render_ok(&["--shape", "local", "--no-wasm", "--tls", "off"], &[]);
     assert!(
         default.contains("max_tokens: 600, tokens_per_fill: 10,"),
         "default bucket 600 burst, 10/s"
     );
     let raised = render_ok(
-        &["--shape", "local", "--no-wasm"],
+        &["--shape", "local", "--no-wasm", "--tls", "off"],
         &[
             ("LOCAL_RATE_LIMIT_BURST", "100000"),
             ("LOCAL_RATE_LIMIT_PER_SECOND", "50000"),
@@ -531,7 +531,7 @@ fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
     envoy_validate(&raised).unwrap_or_else(|e| panic!("raised bucket rejected: {e}"));
     for bad in ["0", "-5", "lots"] {
         let err = render(
-            &["--shape", "local", "--no-wasm"],
+            &["--shape", "local", "--no-wasm", "--tls", "off"],
             &[("LOCAL_RATE_LIMIT_BURST", bad)],
         )
         .expect_err(bad);
