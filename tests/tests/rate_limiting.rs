@@ -28,11 +28,14 @@ fn unique(tag: &str) -> String {
 }
 
 /// envoy/fragments/ratelimit.yaml with its variables filled as render.py
-/// does by default (fail open).
+/// does by default (fail open, local bucket 600 burst / 10 per second).
 fn fragment() -> Value {
     let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replace("${RATE_LIMIT_FAILURE_MODE_DENY}", "false");
+    let text = text
+        .replace("${RATE_LIMIT_FAILURE_MODE_DENY}", "false")
+        .replace("${LOCAL_RATE_LIMIT_BURST}", "600")
+        .replace("${LOCAL_RATE_LIMIT_PER_SECOND}", "10");
     assert!(
         !text
             .lines()
