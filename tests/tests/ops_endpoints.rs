@@ -900,26 +900,29 @@ async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through
     .unwrap();
     tokio::spawn(ops.serve(std::future::pending()));
 
-    // The chain answers once the active health checks have passed (bounded).
+    // The chain answers once the active health checks of both the data
+    // service and the ops service (started after Envoy) have passed (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client()
-            .get(envoy.url("/api/v1/rates/AAPL"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body = r.text().await.unwrap();
-        if status == 200 {
-            break;
+    for path in ["/api/v1/rates/AAPL", "/discovery/services"] {
+        loop {
+            let r = client()
+                .get(envoy.url(path))
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            if status == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway never answered 200 on {path}: {status} {body}\n{}",
+                envoy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gateway never answered 200: {status} {body}\n{}",
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // The operator endpoints through the real gateway and its real admin API.
