@@ -86,6 +86,15 @@ build: rust ## Native services and gatewayctl (target/server)
 wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
 
+# Test-only build of the auth filter that traps on a marked request, in a
+# target directory of its own so it can never replace the shipped .wasm.
+WASM_TEST_VARIANT_DIR = $${CARGO_TARGET_DIR:-target}/wasm-test-variant
+
+.PHONY: wasm-test-variant
+wasm-test-variant: rust ## Test-only auth filter that traps on `x-test-trap` (never shipped)
+	CARGO_TARGET_DIR=$(WASM_TEST_VARIANT_DIR) $(CARGO) build --release --target $(WASM_TARGET) \
+	  -p auth-filter --features trap-on-marked-request
+
 # --- run ----------------------------------------------------------------------
 
 .PHONY: run
@@ -112,9 +121,10 @@ lint: rust ## rustfmt check and clippy (native, and wasm for the filters)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(WASM_FILTERS) -p filter-core -p pricing -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p auth-filter --features trap-on-marked-request -- -D warnings
 
 .PHONY: test
-test: test-tools lint wasm ## Lints and every test; PostgreSQL path when DATABASE_URL is set
+test: test-tools lint wasm wasm-test-variant ## Lints and every test; PostgreSQL path when DATABASE_URL is set
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 	  echo "DATABASE_URL is unset: tests use SQLite only."; \
 	  echo "  Skipped: the PostgreSQL runs of the service and gatewayctl tests, and the"; \

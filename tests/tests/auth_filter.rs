@@ -663,6 +663,117 @@ async fn malformed_plugin_config_is_rejected_by_envoy_naming_the_field() {
     }
 }
 
+/// The test-only build of the auth filter that traps on a request carrying
+/// `x-test-trap` (feature `trap-on-marked-request`, built by
+/// `make wasm-test-variant` into a target directory of its own).
+fn trap_variant_wasm() -> std::path::PathBuf {
+    let p = e2e::target_dir().join("wasm-test-variant/wasm32-wasip1/release/auth_filter.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make wasm-test-variant`",
+        p.display()
+    );
+    p
+}
+
+/// The failure policy the gateway ships for its wasm filters, as rendered
+/// from `envoy/wasm-filter.yaml.tmpl` (the one source of every shape).
+fn shipped_failure_policy() -> String {
+    let template =
+        std::fs::read_to_string(e2e::repo_root().join("envoy/wasm-filter.yaml.tmpl")).unwrap();
+    let line = template
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("failure_policy:"))
+        .expect("envoy/wasm-filter.yaml.tmpl sets no failure_policy");
+    line.to_owned()
+}
+
+#[tokio::test]
+async fn a_trapping_auth_filter_fails_closed_and_is_reloaded_for_the_next_request() {
+    let upstream = CountingUpstream::start().await;
+    let (auth, state) = start_auth_service(
+        "trap",
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (key, _) = create_key(&state, "test123", None).await;
+    let policy = shipped_failure_policy();
+    let yaml = envoy_yaml_with(
+        &hs_plugin_config(),
+        upstream.port,
+        auth.addr.port(),
+        &trap_variant_wasm(),
+    );
+    assert!(yaml.contains("fail_open: false"));
+    let yaml = yaml.replace("fail_open: false", &policy);
+    let envoy = Envoy::start(&yaml).await;
+    let client = reqwest::Client::new();
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut req = client.get(envoy.url("/api/v1/rates/AAPL"));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+
+    let (status, body) = get(vec![("x-api-key", key.clone())]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.count(), 1);
+
+    // The marked request kills the VM, with a valid key and without any
+    // credential: neither may pass (never fail open for auth).
+    for headers in [
+        vec![("x-api-key", key.clone()), ("x-test-trap", "1".to_owned())],
+        vec![("x-test-trap", "1".to_owned())],
+    ] {
+        let (status, body) = get(headers).await;
+        assert_eq!(status, 503, "a trapped filter answered {status}: {body}");
+        assert_eq!(
+            upstream.count(),
+            1,
+            "a trapped filter let a request through"
+        );
+    }
+    assert!(
+        envoy
+            .log()
+            .contains("proxy_on_request_headers failed: Uncaught RuntimeError: unreachable"),
+        "the test variant did not trap:\n{}",
+        envoy.log()
+    );
+
+    // The VM is reloaded: authentication works again (bounded wait for the
+    // reload backoff), and still refuses requests without credentials.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get(vec![("x-api-key", key.clone())]).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            (500..600).contains(&status),
+            "while reloading: {status} {body}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the auth filter was never reloaded:\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(upstream.count(), 2);
+    let (status, body) = get(vec![]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(upstream.count(), 2);
+}
+
 // ------------------------------------------------------------ benchmark
 
 /// The filter config rendered with a direct response instead of the

@@ -254,6 +254,11 @@ impl HttpContext for AuthRequest {
         // One host call for every header (names arrive lower-case). Values
         // are read as bytes: a non-UTF-8 value must not trap the VM.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        #[cfg(feature = "trap-on-marked-request")]
+        if headers.iter().any(|(name, _)| name == "x-test-trap") {
+            // A wasm `unreachable` trap: the VM is dead from here on.
+            std::process::abort();
+        }
         let step = {
             let find = |name: &str| {
                 headers
