@@ -663,6 +663,73 @@ async fn malformed_plugin_config_is_rejected_by_envoy_naming_the_field() {
     }
 }
 
+#[tokio::test]
+async fn a_thousand_wrong_keys_from_one_address_are_throttled_without_blocking_another_address() {
+    let gw = Gateway::start(
+        "bruteforce",
+        json!({"brute_force": {"max_failures": 20, "window_seconds": 60}}),
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let (valid, _) = create_key(&gw.state, "test123", None).await;
+    let attacker = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut first_429 = None;
+    for i in 0..1000 {
+        let guess = format!("brl_{:0>40}", i);
+        let resp = attacker
+            .get(gw.envoy.url("/api/v1/rates/AAPL"))
+            .header("x-api-key", &guess)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        *statuses.entry(status).or_default() += 1;
+        if status == 429 && first_429.is_none() {
+            assert!(resp.headers().contains_key("retry-after"));
+            assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+            first_429 = Some(i);
+        }
+    }
+    assert_eq!(statuses.get(&401), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&980), "{statuses:?}");
+    assert_eq!(first_429, Some(20));
+    // Only the 20 guesses before the throttle were looked at.
+    assert_eq!(gw.attempts("invalid_key").await, 20);
+    assert_eq!(gw.upstream.count(), 0);
+
+    // A valid client on another address is not slowed down at all, and a
+    // wrong key from there is still judged on its merits.
+    for _ in 0..5 {
+        let resp = other
+            .get(gw.envoy.url("/api/v1/rates/AAPL"))
+            .header("x-api-key", &valid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let resp = other
+        .get(gw.envoy.url("/api/v1/rates/AAPL"))
+        .header("x-api-key", format!("brl_{:0>40}", 5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(gw.upstream.count(), 5);
+}
+
 /// The test-only build of the auth filter that traps on a request carrying
 /// `x-test-trap` (feature `trap-on-marked-request`, built by
 /// `make wasm-test-variant` into a target directory of its own).

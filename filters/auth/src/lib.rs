@@ -74,6 +74,13 @@ impl Host for ProxyHost {
     fn log_warn(&self, line: &str) {
         log(LogLevel::Warn, line);
     }
+
+    fn source_address(&self) -> Option<String> {
+        hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    }
 }
 
 fn log(level: LogLevel, line: &str) {

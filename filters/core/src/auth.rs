@@ -23,11 +23,14 @@ mod decision;
 mod engine;
 mod host;
 mod jwt;
+mod lockout;
 mod logfmt;
 mod time;
 
 pub use cache::{CacheEntry, CachePolicy, EntryKind, Freshness, SlotCache};
-pub use config::{AuthConfig, CacheConfig, ConfigError, JwtAlgorithm, JwtConfig, Settings};
+pub use config::{
+    AuthConfig, BruteForceConfig, CacheConfig, ConfigError, JwtAlgorithm, JwtConfig, Settings,
+};
 pub use credential::{
     extract_credential, hash_api_key, is_well_formed_api_key, Credential, API_KEY_HEADER,
     AUTHORIZATION_HEADER,
@@ -38,6 +41,7 @@ pub use decision::{
 pub use engine::{Authenticator, IncomingRequest, PendingVerification, Step, VerifyAnswer};
 pub use host::{Host, RecordingHost};
 pub use jwt::{JwtError, JwtVerifier, VerifiedToken};
+pub use lockout::{address_without_port, FailureCounter, LockoutPolicy, Throttled};
 pub use logfmt::endpoint_template;
 pub use time::parse_rfc3339_to_unix;
 

@@ -87,6 +87,11 @@ pub enum Freshness {
 }
 
 impl CacheEntry {
+    /// Whether the answer is "valid for this client".
+    pub fn is_valid(&self) -> bool {
+        matches!(self.kind, EntryKind::Valid { .. })
+    }
+
     /// Freshness of a key verification answer.
     pub fn key_freshness(&self, policy: &CachePolicy, now_ms: u64) -> Freshness {
         let Some(age) = now_ms.checked_sub(self.stored_at_ms) else {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::cache::CachePolicy;
 use super::jwt::JwtVerifier;
+use super::lockout::LockoutPolicy;
 
 /// The plugin configuration as written by the operator. Every field has a
 /// default except the JWT secret/JWKS, so `{}` is a valid configuration
@@ -44,6 +45,42 @@ pub struct AuthConfig {
     /// JWT verification; absent means bearer tokens are rejected.
     #[serde(default)]
     pub jwt: Option<JwtConfig>,
+    /// Throttling of failed authentications per source address.
+    #[serde(default)]
+    pub brute_force: BruteForceConfig,
+}
+
+/// Brute-force throttling knobs: an address that fails authentication
+/// `max_failures` times within `window_seconds` gets 429 `RATE_LIMITED` for
+/// every credential not already known good until its window ends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BruteForceConfig {
+    /// Failed authentications (bad, revoked or expired keys and tokens; not
+    /// missing credentials) one source address may make per window
+    /// (0..=100000; 0 turns the throttling off).
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// Length of the counting window, in seconds (1..=3600).
+    #[serde(default = "default_failure_window")]
+    pub window_seconds: u64,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: default_max_failures(),
+            window_seconds: default_failure_window(),
+        }
+    }
+}
+
+fn default_max_failures() -> u32 {
+    20
+}
+
+fn default_failure_window() -> u64 {
+    60
 }
 
 /// Cache policy knobs.
@@ -232,6 +269,8 @@ pub struct Settings {
     pub cache: CachePolicy,
     /// The JWT verifier, when bearer tokens are accepted.
     pub jwt: Option<JwtVerifier>,
+    /// Brute-force throttling, unless turned off.
+    pub lockout: Option<LockoutPolicy>,
 }
 
 impl Settings {
@@ -320,6 +359,24 @@ impl Settings {
             stale_on_error_ms: cache.stale_on_error_seconds * 1000,
             slots: cache.slots,
         };
+        let brute_force = &config.brute_force;
+        if brute_force.max_failures > 100_000 {
+            return Err(ConfigError::new(
+                "brute_force.max_failures",
+                "must be between 0 and 100000",
+            ));
+        }
+        if !(1..=3600).contains(&brute_force.window_seconds) {
+            return Err(ConfigError::new(
+                "brute_force.window_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        let lockout = (brute_force.max_failures > 0).then_some(LockoutPolicy {
+            max_failures: brute_force.max_failures,
+            window_ms: brute_force.window_seconds * 1000,
+            slots: cache.slots,
+        });
         let jwt = match config.jwt {
             Some(jwt) => Some(JwtVerifier::from_config(&jwt)?),
             None => None,
@@ -334,6 +391,7 @@ impl Settings {
             public_paths: config.public_paths,
             cache: policy,
             jwt,
+            lockout,
         })
     }
 

@@ -3,6 +3,8 @@
 use pricing::error::{ErrorCode, ErrorEnvelope};
 use serde::{Deserialize, Serialize};
 
+use super::lockout::Throttled;
+
 /// Headers the gateway sets for upstreams; client-supplied copies are always
 /// removed.
 pub const INTERNAL_HEADERS: [&str; 4] = [
@@ -130,6 +132,8 @@ pub enum Denial {
     Rejected(AttemptStatus),
     /// The auth service could not answer and nothing usable is cached: 503.
     Unavailable,
+    /// Too many failed authentications from the caller's address: 429.
+    Throttled(Throttled),
 }
 
 impl Denial {
@@ -140,6 +144,10 @@ impl Denial {
             Denial::Unavailable => (
                 ErrorCode::ServiceUnavailable,
                 "Authentication service unavailable, try again shortly",
+            ),
+            Denial::Throttled(_) => (
+                ErrorCode::RateLimited,
+                "Too many failed authentication attempts from this address, retry later",
             ),
         };
         (
@@ -153,6 +161,7 @@ impl Denial {
         match self {
             Denial::Rejected(status) => status.as_str(),
             Denial::Unavailable => "auth_service_unavailable",
+            Denial::Throttled(_) => "failed_authentications",
         }
     }
 }
@@ -244,6 +253,13 @@ impl Actions {
                 r#"Bearer realm="borrow-rate-api", ApiKey header="X-API-Key""#.to_owned(),
             )),
             Denial::Unavailable => headers.push(("retry-after", "1".to_owned())),
+            Denial::Throttled(throttled) => {
+                let wait = throttled.retry_after_seconds.to_string();
+                headers.push(("retry-after", wait.clone()));
+                headers.push(("x-ratelimit-limit", throttled.limit.to_string()));
+                headers.push(("x-ratelimit-remaining", "0".to_owned()));
+                headers.push(("x-ratelimit-reset", wait));
+            }
         }
         Self {
             remove_headers: Vec::new(),

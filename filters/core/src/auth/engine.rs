@@ -12,6 +12,7 @@ use super::credential::{Credential, API_KEY_HEADER, AUTHORIZATION_HEADER};
 use super::decision::{Actions, AttemptStatus, AuthMethod, Denial};
 use super::host::Host;
 use super::jwt::{is_valid_client_id, is_valid_scope};
+use super::lockout::{address_without_port, FailureCounter};
 use super::logfmt::{stale_served_line, AuthErrorLine};
 use super::time::parse_rfc3339_to_unix;
 
@@ -111,6 +112,7 @@ pub struct Authenticator {
     settings: Settings,
     keys: SlotCache,
     tokens: SlotCache,
+    failures: Option<FailureCounter>,
 }
 
 impl Authenticator {
@@ -124,6 +126,7 @@ impl Authenticator {
         Self {
             keys: SlotCache::new("brl.auth.key", slots),
             tokens: SlotCache::new(token_prefix, slots),
+            failures: settings.lockout.map(FailureCounter::new),
             settings,
         }
     }
@@ -148,6 +151,23 @@ impl Authenticator {
     }
 
     fn on_api_key(&self, host: &dyn Host, key: &str, req: &IncomingRequest<'_>) -> Step {
+        let now = host.now_ms();
+        // Ages are judged against the latest time the clock may stand for,
+        // so a coarse host clock never stretches a TTL.
+        let judged = now.saturating_add(host.clock_slack_ms());
+        let policy = &self.settings.cache;
+        let local = self
+            .keys
+            .get_local(key)
+            .filter(|entry| entry.key_freshness(policy, judged) == Freshness::Fresh);
+        // The hot path: a key this VM knows to be good costs no host call.
+        if let Some(entry) = local.as_ref().filter(|entry| entry.is_valid()) {
+            return Step::Done(self.apply_key_entry(host, entry, Some("cached"), req, now));
+        }
+        // Anything else from an address that keeps failing is not looked at.
+        if let Some(throttled) = self.throttled(host, req, now) {
+            return Step::Done(throttled);
+        }
         if !is_well_formed_api_key(key) {
             return Step::Done(self.reject(
                 host,
@@ -157,15 +177,8 @@ impl Authenticator {
                 req,
             ));
         }
-        let now = host.now_ms();
-        // Ages are judged against the latest time the clock may stand for,
-        // so a coarse host clock never stretches a TTL.
-        let judged = now.saturating_add(host.clock_slack_ms());
-        let policy = &self.settings.cache;
-        if let Some(entry) = self.keys.get_local(key) {
-            if entry.key_freshness(policy, judged) == Freshness::Fresh {
-                return Step::Done(self.apply_key_entry(host, &entry, Some("cached"), req, now));
-            }
+        if let Some(entry) = local {
+            return Step::Done(self.apply_key_entry(host, &entry, Some("cached"), req, now));
         }
         let key_hash = hash_api_key(key);
         let stale = match self.keys.get(host, &key_hash).map(Rc::new) {
@@ -192,6 +205,20 @@ impl Authenticator {
             path: req.path.to_owned(),
             request_id: req.request_id.to_owned(),
         })
+    }
+
+    /// The 429 for a request whose source address has used up its failed
+    /// authentications, if it has.
+    fn throttled(
+        &self,
+        host: &dyn Host,
+        req: &IncomingRequest<'_>,
+        now_ms: u64,
+    ) -> Option<Actions> {
+        let counter = self.failures.as_ref()?;
+        let source = host.source_address()?;
+        let throttled = counter.throttled(host, address_without_port(&source), now_ms)?;
+        Some(Actions::deny(Denial::Throttled(throttled), req.request_id))
     }
 
     /// Completes a key verification with the auth service's answer.
@@ -348,6 +375,9 @@ impl Authenticator {
                 );
             }
         }
+        if let Some(throttled) = self.throttled(host, req, now_ms) {
+            return throttled;
+        }
         match verifier.verify(token, now) {
             Ok(verified) => {
                 let entry = Rc::new(CacheEntry {
@@ -404,6 +434,11 @@ impl Authenticator {
         req: &IncomingRequest<'_>,
     ) -> Actions {
         host.count_attempt(status);
+        if status != AttemptStatus::MissingCredentials {
+            if let (Some(counter), Some(source)) = (&self.failures, host.source_address()) {
+                counter.record_failure(host, address_without_port(&source), host.now_ms());
+            }
+        }
         host.log_warn(
             &AuthErrorLine {
                 reason: status.as_str(),

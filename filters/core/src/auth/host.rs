@@ -24,6 +24,12 @@ pub trait Host {
     fn count_attempt(&self, status: AttemptStatus);
     /// Emits a warning-level log line (already formatted as logfmt).
     fn log_warn(&self, line: &str);
+    /// The downstream peer's address (Envoy `source.address`, port
+    /// included or not), for throttling failed authentications. Read only
+    /// when a request is not served from the local cache.
+    fn source_address(&self) -> Option<String> {
+        None
+    }
 }
 
 /// In-memory [`Host`] for tests: a settable clock, a map for shared data and
@@ -38,6 +44,10 @@ pub struct RecordingHost {
     pub attempts: RefCell<Vec<AttemptStatus>>,
     /// Every log line, in order.
     pub logs: RefCell<Vec<String>>,
+    /// The peer address [`Host::source_address`] returns.
+    pub source: RefCell<Option<String>>,
+    /// How many times [`Host::source_address`] was called.
+    pub source_reads: Cell<u32>,
 }
 
 impl RecordingHost {
@@ -51,6 +61,11 @@ impl RecordingHost {
     /// Moves the clock forward.
     pub fn advance_ms(&self, ms: u64) {
         self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    /// Makes the requests that follow come from `address`.
+    pub fn set_source(&self, address: &str) {
+        *self.source.borrow_mut() = Some(address.to_owned());
     }
 
     /// Number of shared-data keys in use.
@@ -76,5 +91,9 @@ impl Host for RecordingHost {
     }
     fn log_warn(&self, line: &str) {
         self.logs.borrow_mut().push(line.to_owned());
+    }
+    fn source_address(&self) -> Option<String> {
+        self.source_reads.set(self.source_reads.get() + 1);
+        self.source.borrow().clone()
     }
 }
