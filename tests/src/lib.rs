@@ -427,3 +427,54 @@ static_resources:
 "#
     )
 }
+
+/// The `local` gateway config exactly as `make run` renders it
+/// (`envoy/render.py --shape local`, TLS off, the three built filters), with
+/// the clusters pointed at `upstreams` (`(cluster, "host:port")`), the
+/// rate-limit service's health port, and `sets` as `NAME=VALUE` overrides.
+/// Listener and admin ports are left as placeholders for [`Envoy::start`].
+pub fn render_local_gateway(
+    upstreams: &[(&str, String)],
+    rate_limit_health_port: u16,
+    sets: &[String],
+) -> String {
+    let wasm = wasm_file("auth_filter");
+    wasm_file("validation_filter");
+    wasm_file("metrics_filter");
+    let wasm_dir = wasm
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("envoy/render.py")).args([
+        "--out",
+        "-",
+        "--shape",
+        "local",
+        "--tls",
+        "off",
+        "--wasm-dir",
+        &wasm_dir,
+        "--listener-port",
+        "{{LISTENER_PORT}}",
+        "--admin-port",
+        "{{ADMIN_PORT}}",
+        "--rate-limit-health-port",
+        &rate_limit_health_port.to_string(),
+    ]);
+    for (cluster, addr) in upstreams {
+        cmd.arg("--upstream").arg(format!("{cluster}={addr}"));
+    }
+    for set in sets {
+        cmd.arg("--set").arg(set);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("python3 envoy/render.py: {e}"));
+    assert!(
+        out.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e::{free_port, repo_root, wasm_file, Envoy};
+use e2e::{free_port, Envoy};
 use serde_json::{json, Value};
 use store::NewApiKey;
 
@@ -185,61 +184,24 @@ async fn start() -> Walk {
         .unwrap()
         .key;
 
-    let wasm = wasm_file("auth_filter");
-    wasm_file("validation_filter");
-    wasm_file("metrics_filter");
-    let wasm_dir = wasm.parent().unwrap().display().to_string();
-    let out = Command::new("python3")
-        .arg(repo_root().join("envoy/render.py"))
-        .args([
-            "--out",
-            "-",
-            "--shape",
-            "local",
-            "--tls",
-            "off",
-            "--wasm-dir",
-            &wasm_dir,
-        ])
-        .args([
-            "--listener-port",
-            "{{LISTENER_PORT}}",
-            "--admin-port",
-            "{{ADMIN_PORT}}",
-        ])
-        .arg("--upstream")
-        .arg(format!("data_service={}", data.addr))
-        .arg("--upstream")
-        .arg(format!("calculation_service={}", calc.addr))
-        .arg("--upstream")
-        .arg(format!("auth_service={}", auth.addr))
-        .arg("--upstream")
-        .arg(format!("ops_service=127.0.0.1:{}", free_port()))
-        .arg("--upstream")
-        .arg(format!("rate_limit_service={}", rls.grpc_addr))
-        .arg("--rate-limit-health-port")
-        .arg(rls.http_addr.port().to_string())
-        .args(["--set", &format!("JWT_SECRET_KEY={SECRET}")])
-        .args([
-            "--set",
-            "ENABLE_AUTHENTICATION=true",
-            "--set",
-            "ENABLE_RATE_LIMITING=true",
-        ])
-        .args([
-            "--set",
-            "CORS_ORIGINS=https://app.example.com",
-            "--set",
-            "HEALTH_CHECK_INTERVAL_MS=500",
-        ])
-        .output()
-        .expect("python3 envoy/render.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let yaml = e2e::render_local_gateway(
+        &[
+            ("data_service", data.addr.to_string()),
+            ("calculation_service", calc.addr.to_string()),
+            ("auth_service", auth.addr.to_string()),
+            ("ops_service", format!("127.0.0.1:{}", free_port())),
+            ("rate_limit_service", rls.grpc_addr.to_string()),
+        ],
+        rls.http_addr.port(),
+        &[
+            format!("JWT_SECRET_KEY={SECRET}"),
+            "ENABLE_AUTHENTICATION=true".into(),
+            "ENABLE_RATE_LIMITING=true".into(),
+            "CORS_ORIGINS=https://app.example.com".into(),
+            "HEALTH_CHECK_INTERVAL_MS=500".into(),
+        ],
     );
-    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await;
+    let envoy = Envoy::start(&yaml).await;
     // Loading the filters blocks Envoy's main thread for seconds, so the
     // first health checks may time out: wait for every backend to be
     // healthy, as `make run` does.

@@ -267,11 +267,24 @@ impl HttpContext for AuthRequest {
             std::process::abort();
         }
         let step = {
+            // A repeated header is one comma-separated value (RFC 9110
+            // §5.3): two credentials never make one valid credential.
             let find = |name: &str| {
-                headers
+                let mut values = headers
                     .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| String::from_utf8_lossy(v))
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v));
+                let first = values.next()?;
+                let mut rest = values.peekable();
+                if rest.peek().is_none() {
+                    return Some(first);
+                }
+                let mut joined = first.into_owned();
+                for value in rest {
+                    joined.push(',');
+                    joined.push_str(&value);
+                }
+                Some(std::borrow::Cow::Owned(joined))
             };
             let path = find(":path").unwrap_or_default();
             let api_key = find(API_KEY_HEADER);

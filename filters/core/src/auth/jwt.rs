@@ -227,7 +227,11 @@ impl JwtVerifier {
             return Err(JwtError::AlgorithmNotAllowed);
         }
         let key = match &self.keys {
-            Keys::Hs256(key) => key,
+            // One shared secret has no key ids: any `kid` is unknown.
+            Keys::Hs256(key) => match header.kid {
+                Some(_) => return Err(JwtError::UnknownKid),
+                None => key,
+            },
             Keys::Es256(keys) => {
                 let kid = header.kid.as_deref().ok_or(JwtError::MissingKid)?;
                 keys.iter()

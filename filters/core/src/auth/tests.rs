@@ -1138,3 +1138,32 @@ fn the_address_is_taken_without_its_port() {
     assert_eq!(address_without_port("::1"), "::1");
     assert_eq!(address_without_port("10.1.2.3"), "10.1.2.3");
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn an_hs256_token_with_any_kid_is_refused_as_an_unknown_key_id() {
+    let auth = Authenticator::new(settings(hs_config()));
+    let host = RecordingHost::at(NOW_S * 1000);
+    for kid in ["k1", "../../etc/passwd", "' OR '1'='1"] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let token = encode(
+            &header,
+            &claims("test123", NOW_S + 600),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let bearer = format!("Bearer {token}");
+        let req = request("/api/v1/rates/AAPL", None, Some(&bearer));
+        let (status, _) = reply_of(&done(auth.on_request(&host, &req)));
+        assert_eq!(status, 401, "kid {kid}");
+        assert!(
+            host.logs
+                .borrow()
+                .last()
+                .unwrap()
+                .contains("detail=unknown_kid"),
+            "{:?}",
+            host.logs.borrow().last()
+        );
+    }
+}
