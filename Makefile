@@ -147,11 +147,12 @@ test: test-tools lint wasm wasm-test-variant ## Lints and every test; PostgreSQL
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: rust wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 10 minutes)
+bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
 	$(call apt_ensure,$(APT_BENCH))
 	$(CARGO) bench -p pricing --bench fee
-	$(CARGO) build --profile server -p services -p gatewayctl -p ratelimit
 	scripts/bench-calculation.sh
+	scripts/bench-e2e.sh
+	BENCH_ROUNDS=3 BENCH_SECONDS=5 scripts/bench-e2e-breakdown.sh
 	$(CARGO) run -q --profile server -p ratelimit --bin ratelimit-bench -- --secs 5
 	BENCH_ROUNDS=6 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
 	filters/validation/bench/bench.sh 6 3
