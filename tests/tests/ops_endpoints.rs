@@ -966,6 +966,14 @@ async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through
         "{metrics}"
     );
     assert!(!metrics.contains("envoy_server_"), "{metrics}");
+    // The docs page renders through the gateway as it does on the ops
+    // service itself (no credential needed, nothing fetched from elsewhere).
+    let dom = run_chromium("--dump-dom", &envoy.url("/docs")).await;
+    assert!(
+        dom.contains(r#"<h1 id="api-title">Borrow Rate &amp; Locate Fee API</h1>"#),
+        "docs not rendered through the gateway:\n{}",
+        &dom[..dom.len().min(2000)]
+    );
 
     let (ok, output) = run_schemathesis(
         &envoy.url("/openapi.json"),
