@@ -8,29 +8,14 @@
 # per request (utime + stime from /proc around each run).
 #
 # Settings: BENCH_ROUNDS (3), BENCH_SECONDS (5). Needs `make build wasm`, wrk.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
 ROUNDS="${BENCH_ROUNDS:-3}"
 SECS="${BENCH_SECONDS:-5}"
-BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/server}"
 command -v wrk >/dev/null || { echo "bench: wrk is required" >&2; exit 1; }
-export RUN_DIR="${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-breakdown.XXXXXX")}"
-export LOCAL_RATE_LIMIT_BURST=10000000 LOCAL_RATE_LIMIT_PER_SECOND=10000000
-export LOG_LEVEL=warn ENVOY_LOG_LEVEL=warn
-setsid scripts/run.sh >"$RUN_DIR/run.out" 2>&1 &
+source "$(dirname "$0")/bench-stack.sh"
 envoy_pid=""
-cleanup() {
-  [[ -n "$envoy_pid" ]] && kill "$envoy_pid" 2>/dev/null || true
-  scripts/run.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-for _ in $(seq 1 600); do
-  grep -q "curl" "$RUN_DIR/run.out" 2>/dev/null && break
-  sleep 0.2
-done
-key="$("$BIN_DIR/gatewayctl" keys create --client-id test123 --rate-limit-per-minute 1000000 | tail -n 1)"
-body='{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}'
+bench_on_exit='[[ -n "$envoy_pid" ]] && kill "$envoy_pid" 2>/dev/null || true'
+key="$BENCH_KEY"
+body="$BENCH_BODY"
 work="$RUN_DIR/breakdown"; mkdir -p "$work"
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"

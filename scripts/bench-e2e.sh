@@ -8,31 +8,13 @@
 #
 # Settings: BENCH_DURATION (10s), BENCH_CONNECTIONS (32). Needs the stack
 # built (make build wasm) and wrk.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
 DURATION="${BENCH_DURATION:-10s}"
 CONNS="${BENCH_CONNECTIONS:-32}"
-BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/server}"
 command -v wrk >/dev/null || { echo "bench: wrk is required" >&2; exit 1; }
-export RUN_DIR="${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-e2e.XXXXXX")}"
-export LOCAL_RATE_LIMIT_BURST=10000000 LOCAL_RATE_LIMIT_PER_SECOND=10000000
-export LOG_LEVEL=warn ENVOY_LOG_LEVEL=warn
-setsid scripts/run.sh >"$RUN_DIR/run.out" 2>&1 &
-cleanup() { scripts/run.sh stop >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-for _ in $(seq 1 600); do
-  grep -q "curl" "$RUN_DIR/run.out" 2>/dev/null && break
-  sleep 0.2
-done
-key="$("$BIN_DIR/gatewayctl" keys create --client-id test123 --rate-limit-per-minute 1000000 | tail -n 1)"
-body='{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}'
+source "$(dirname "$0")/bench-stack.sh"
+key="$BENCH_KEY"
+body="$BENCH_BODY"
 tmp="$RUN_DIR/bench"; mkdir -p "$tmp"
-# Let the new key's first verification happen before the measurement.
-for _ in 1 2 3; do
-  curl -sS -o /dev/null -w '%{http_code}\n' -X POST http://127.0.0.1:8000/api/v1/calculate-locate \
-    -H "x-api-key: $key" -H 'content-type: application/json' -d "$body"
-done
 cat > "$tmp/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body   = '$body'

@@ -18,6 +18,7 @@ pub mod error;
 pub mod exposition;
 pub mod health;
 
+use axum::serve::ListenerExt as _;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -160,7 +161,9 @@ impl OpsServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        // TCP_NODELAY: no Nagle delay behind Envoy's delayed ACKs.
+        let listener = self.listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
     }

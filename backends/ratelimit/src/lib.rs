@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logging;
 mod metrics;
 
+use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,17 +161,20 @@ impl RateLimitApp {
         let grpc = tonic::transport::Server::builder()
             .add_service(grpc_service)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(self.grpc),
+                tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
                 async move {
                     let _ = grpc_stop.changed().await;
                 },
             );
         let mut http_stop = stop_rx.clone();
-        let http = axum::serve(self.http, http_app(Arc::clone(&shared))).with_graceful_shutdown(
-            async move {
-                let _ = http_stop.changed().await;
-            },
-        );
+        // TCP_NODELAY: no Nagle delay behind Envoy's delayed ACKs.
+        let http = axum::serve(
+            self.http.tap_io(|tcp| drop(tcp.set_nodelay(true))),
+            http_app(Arc::clone(&shared)),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        });
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);

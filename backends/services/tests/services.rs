@@ -925,3 +925,18 @@ async fn shutdown_lets_an_in_flight_request_finish_then_refuses_connections() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test]
+async fn accepted_connections_have_tcp_nodelay_so_no_response_waits_for_a_delayed_ack() {
+    use axum::serve::Listener as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plain = TcpStream::connect(addr).await.unwrap();
+    let (untapped, _) = listener.accept().await.unwrap();
+    assert!(!untapped.nodelay().unwrap(), "the OS default is Nagle on");
+    drop((plain, untapped));
+    let mut listener = services::common::no_delay(listener);
+    let _client = TcpStream::connect(addr).await.unwrap();
+    let (accepted, _) = listener.accept().await;
+    assert!(accepted.nodelay().unwrap());
+}
