@@ -24,8 +24,10 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Key"] = "$key"
 LUA
 # Without the auth filter nothing sets the identity the calculation service
-# and the rate limits key on: that variant sends it itself.
-sed 's/^wrk.headers\["X-API-Key"\].*/wrk.headers["x-client-id"] = "test123"/' "$work/post.lua" >"$work/post-identity.lua"
+# and the rate limits key on (client id and the key's own limit): that
+# variant sends both itself.
+sed 's/^wrk.headers\["X-API-Key"\].*/wrk.headers["x-client-id"] = "test123"\nwrk.headers["x-client-rate-limit"] = "1000000"/' \
+  "$work/post.lua" >"$work/post-identity.lua"
 
 # The variants: the full config, and the full config minus one part.
 JWT_SECRET_KEY="$(cat "$RUN_DIR/jwt_secret")" python3 envoy/render.py --shape local --tls off \
