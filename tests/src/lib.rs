@@ -478,3 +478,41 @@ pub fn render_local_gateway(
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The payload of a chunked HTTP/1.1 body.
+pub fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Waits (at most `within`) until Envoy's active health checks see every
+/// endpoint of every cluster healthy, except the clusters in `except`.
+/// Loading the wasm filters blocks Envoy's main thread for seconds, so the
+/// first checks may have timed out.
+pub async fn wait_until_healthy(envoy: &Envoy, except: &[&str], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let clusters = envoy.admin_get("/clusters").await;
+        let unhealthy: Vec<&str> = clusters
+            .lines()
+            .filter(|l| l.contains("::health_flags::") && !l.ends_with("::healthy"))
+            .filter(|l| !except.iter().any(|c| l.starts_with(&format!("{c}::"))))
+            .collect();
+        if unhealthy.is_empty() && clusters.contains("::health_flags::") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backends not healthy: {unhealthy:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -74,20 +74,6 @@ impl Reply {
     }
 }
 
-/// The payload of a chunked HTTP/1.1 body.
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// Sends `head` (request line and headers, without the final blank line)
 /// and `body` from `source` to the gateway; a `content-length` is added when
 /// there is a body.
@@ -124,7 +110,7 @@ async fn raw(port: u16, source: Ipv4Addr, head: &str, body: &[u8]) -> Reply {
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v == "chunked");
     let body = if chunked {
-        dechunk(body)
+        e2e::dechunk(body)
     } else {
         body.to_owned()
     };
@@ -360,22 +346,7 @@ async fn start() -> Catalogue {
     .unwrap();
     tokio::spawn(ops.serve(std::future::pending()));
     // Every backend healthy in Envoy's eyes before the first case.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let clusters = envoy.admin_get("/clusters").await;
-        let unhealthy: Vec<&str> = clusters
-            .lines()
-            .filter(|l| l.contains("::health_flags::") && !l.ends_with("::healthy"))
-            .collect();
-        if unhealthy.is_empty() && clusters.contains("::health_flags::") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backends not healthy: {unhealthy:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e2e::wait_until_healthy(&envoy, &[], Duration::from_secs(30)).await;
     Catalogue {
         envoy,
         _services: vec![data, calc, auth],

@@ -323,7 +323,7 @@ fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &s
         .get("transfer-encoding")
         .is_some_and(|t| t == "chunked")
     {
-        dechunk(body)
+        e2e::dechunk(body)
     } else {
         body.to_string()
     };
@@ -332,20 +332,6 @@ fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &s
         headers,
         body,
     }
-}
-
-/// The payload of a chunked HTTP/1.1 body.
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Reply {

@@ -202,26 +202,9 @@ async fn start() -> Walk {
         ],
     );
     let envoy = Envoy::start(&yaml).await;
-    // Loading the filters blocks Envoy's main thread for seconds, so the
-    // first health checks may time out: wait for every backend to be
-    // healthy, as `make run` does.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let clusters = envoy.admin_get("/clusters").await;
-        let unhealthy: Vec<&str> = clusters
-            .lines()
-            .filter(|l| l.contains("::health_flags::") && !l.ends_with("::healthy"))
-            .filter(|l| !l.starts_with("ops_service::"))
-            .collect();
-        if unhealthy.is_empty() && clusters.contains("::health_flags::") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backends not healthy: {unhealthy:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // As `make run` does: every backend healthy before the walk (the ops
+    // service is not started here).
+    e2e::wait_until_healthy(&envoy, &["ops_service"], Duration::from_secs(20)).await;
     Walk {
         envoy,
         client: reqwest::Client::new(),
