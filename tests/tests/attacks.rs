@@ -94,26 +94,7 @@ async fn raw(port: u16, source: Ipv4Addr, head: &str, body: &[u8]) -> Reply {
     stream.write_all(&bytes).await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v == "chunked");
-    let body = if chunked {
-        e2e::dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let (status, headers, body) = e2e::parse_response(&buf);
     Reply {
         status,
         headers,

@@ -307,26 +307,13 @@ fn raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &s
     s.write_all(req.as_bytes()).expect("write");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|t| t == "chunked")
-    {
-        e2e::dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let (status, headers, body) = e2e::parse_response(&buf);
+    assert!(
+        status != 0,
+        "no status line in {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    let headers: HashMap<String, String> = headers.into_iter().collect();
     Reply {
         status,
         headers,
