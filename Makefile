@@ -158,6 +158,14 @@ bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 m
 	filters/validation/bench/bench.sh 6 3
 	filters/validation/bench/memory.sh 3
 
+# --- soak -----------------------------------------------------------------------
+
+.PHONY: soak
+soak: build wasm envoy ## 5-minute soak of the whole stack: no failed request, RSS growth < 10 %, audit rows = calculations
+	$(call apt_ensure,curl:curl)
+	$(CARGO) build -q --profile server -p e2e --bin open_loop
+	scripts/soak.sh
+
 # --- deployment helpers ---------------------------------------------------------
 
 .PHONY: compose-config
