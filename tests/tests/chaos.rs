@@ -20,7 +20,8 @@ use serde_json::Value;
 use store::NewApiKey;
 
 const SECRET: &str = "chaos-under-load-hs256-secret-0123456789";
-const BODY: &str = r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
+const BODY: &str =
+    r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
 /// Requests per second of each kind (rates and calculate-locate).
 const RATE: u64 = 20;
 
@@ -227,7 +228,10 @@ async fn under_load_each_dependency_stops_and_returns_without_a_lost_audit_row_o
     );
     let ok = |a: &Answer| matches!(a.outcome, Ok((200, _, _)));
     let failed = answers.iter().filter(|a| !ok(a)).count();
-    assert!(failed > 0, "no fault was visible: the test did not stop anything");
+    assert!(
+        failed > 0,
+        "no fault was visible: the test did not stop anything"
+    );
 
     // Service is back within 10 s of each dependency returning: every
     // request sent from then until the next fault succeeded.
