@@ -81,7 +81,9 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-fn scratch_dir(tag: &str) -> PathBuf {
+/// A new empty directory under the system temp dir, unique to this process
+/// and call (`gateway-e2e-<tag>-<pid>-<n>`).
+pub fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "gateway-e2e-{}-{}-{}",

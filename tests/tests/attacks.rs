@@ -246,8 +246,7 @@ impl Catalogue {
 }
 
 async fn start() -> Catalogue {
-    let dir = std::env::temp_dir().join(format!("attacks-{}-{}", std::process::id(), now()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = e2e::scratch_dir("attacks");
     let db = format!("sqlite://{}/pricing.db", dir.display());
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let config = || services::Config::new(any, db.clone());

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use e2e::{free_port, Envoy};
 use serde_json::Value;
@@ -59,15 +59,7 @@ fn not_an_envelope(answer: &Answer) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_load_each_dependency_stops_and_returns_without_a_lost_audit_row_or_a_bare_error() {
-    let dir = std::env::temp_dir().join(format!(
-        "chaos-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = e2e::scratch_dir("chaos");
     let db = format!("sqlite://{}/pricing.db", dir.display());
     let (data_port, calc_port, auth_port) = (free_port(), free_port(), free_port());
     let (rls_grpc, rls_http) = (free_port(), free_port());

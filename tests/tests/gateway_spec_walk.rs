@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use e2e::{free_port, Envoy};
 use serde_json::{json, Value};
@@ -121,15 +121,7 @@ impl Walk {
 }
 
 async fn start() -> Walk {
-    let dir = std::env::temp_dir().join(format!(
-        "gateway-spec-walk-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = e2e::scratch_dir("spec-walk");
     let db = format!("sqlite://{}/pricing.db", dir.display());
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
 
