@@ -3,7 +3,7 @@
 //! that logic.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -40,6 +40,9 @@ struct ProxyHost {
     attempt_metrics: Rc<[Option<u32>; 7]>,
     /// Wall clock as of the last tick (ms since the epoch).
     clock: Rc<Cell<u64>>,
+    /// This request's peer address, read at most once (a refused request
+    /// asks for it both to check and to count the failure).
+    source: OnceCell<Option<String>>,
 }
 
 impl Host for ProxyHost {
@@ -76,10 +79,14 @@ impl Host for ProxyHost {
     }
 
     fn source_address(&self) -> Option<String> {
-        hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
+        self.source
+            .get_or_init(|| {
+                hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+            })
+            .clone()
     }
 }
 
@@ -143,6 +150,7 @@ impl RootContext for AuthRoot {
             host: ProxyHost {
                 attempt_metrics: Rc::clone(&self.attempt_metrics),
                 clock: Rc::clone(&self.clock),
+                source: OnceCell::new(),
             },
             pending: None,
             headers: Vec::new(),
