@@ -22,7 +22,7 @@ SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p rate
 APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
-APT_BENCH    := wrk:wrk curl:curl taskset:util-linux
+APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox
 
 # Installs the Debian packages of a "command:package" list whose command is missing.
 define apt_ensure
@@ -153,6 +153,7 @@ bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 m
 	scripts/bench-calculation.sh
 	scripts/bench-e2e.sh
 	BENCH_ROUNDS=3 BENCH_SECONDS=5 scripts/bench-e2e-breakdown.sh
+	scripts/bench-chain.sh
 	$(CARGO) run -q --profile server -p ratelimit --bin ratelimit-bench -- --secs 5
 	BENCH_ROUNDS=6 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
 	filters/validation/bench/bench.sh 6 3

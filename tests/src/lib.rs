@@ -128,6 +128,9 @@ pub struct Envoy {
     pub admin_port: u16,
     child: Child,
     dir: PathBuf,
+    base_id: u32,
+    /// `Some(epoch)` when started with hot restart enabled.
+    epoch: Option<u32>,
 }
 
 static BASE_ID: AtomicU32 = AtomicU32::new(0);
@@ -145,6 +148,71 @@ impl Envoy {
     /// Like [`Envoy::start`], but returns Envoy's log as the error when the
     /// config is rejected or it does not become ready.
     pub async fn try_start(yaml_template: &str) -> Result<Envoy, String> {
+        Self::launch(yaml_template, false).await
+    }
+
+    /// Like [`Envoy::start`], with hot restart enabled so that
+    /// [`Envoy::hot_restart`] can replace the process without closing the
+    /// listener (the way an operator rolls out a new Envoy binary or config).
+    pub async fn start_restartable(yaml_template: &str) -> Envoy {
+        match Self::launch(yaml_template, true).await {
+            Ok(e) => e,
+            Err(e) => panic!("envoy did not start: {e}"),
+        }
+    }
+
+    /// Starts the next hot-restart epoch on the same config and base id:
+    /// the new process takes over the listening sockets, the old one drains
+    /// its connections for `drain` and exits. Returns once the old process
+    /// has exited and the new one is ready; panics (with both logs) when
+    /// that takes more than `drain` + 20 s.
+    pub async fn hot_restart(&mut self, drain: Duration) {
+        let Some(epoch) = self.epoch else {
+            panic!("hot_restart needs an Envoy from start_restartable");
+        };
+        let drain_s = drain.as_secs().max(1);
+        let epoch = epoch + 1;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("envoy.log"))
+            .unwrap_or_else(|e| panic!("envoy log: {e}"));
+        let log2 = log.try_clone().unwrap_or_else(|e| panic!("envoy log: {e}"));
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(self.dir.join("envoy.yaml"))
+            .args(["--concurrency", "1", "--base-id"])
+            .arg(self.base_id.to_string())
+            .args(["-l", "info", "--restart-epoch"])
+            .arg(epoch.to_string())
+            .args(["--drain-time-s", &drain_s.to_string()])
+            .args(["--parent-shutdown-time-s", &(drain_s + 2).to_string()])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn envoy: {e}"));
+        let mut old = std::mem::replace(&mut self.child, child);
+        self.epoch = Some(epoch);
+        let deadline = Instant::now() + drain + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("envoy epoch {epoch} exited with {status}:\n{}", self.log());
+            }
+            let old_gone = matches!(old.try_wait(), Ok(Some(_)));
+            if old_gone && self.admin_get("/ready").await.trim() == "LIVE" {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = old.kill();
+                panic!(
+                    "hot restart to epoch {epoch} did not finish:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn launch(yaml_template: &str, hot_restart: bool) -> Result<Envoy, String> {
         let port = free_port();
         let admin_port = free_port();
         let dir = scratch_dir("envoy");
@@ -159,12 +227,18 @@ impl Envoy {
         let base_id = 100_000
             + (std::process::id() % 10_000) * 100
             + BASE_ID.fetch_add(1, Ordering::Relaxed) % 100;
-        let child = Command::new(envoy_bin())
-            .arg("-c")
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
             .arg(&config)
             .args(["--concurrency", "1", "--base-id"])
             .arg(base_id.to_string())
-            .args(["-l", "info", "--disable-hot-restart"])
+            .args(["-l", "info"]);
+        if hot_restart {
+            cmd.args(["--restart-epoch", "0"]);
+        } else {
+            cmd.arg("--disable-hot-restart");
+        }
+        let child = cmd
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
@@ -174,6 +248,8 @@ impl Envoy {
             admin_port,
             child,
             dir,
+            base_id,
+            epoch: hot_restart.then_some(0),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -337,6 +413,100 @@ impl CountingUpstream {
 impl Drop for CountingUpstream {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A TCP relay in front of a real server (PostgreSQL, Redis) that a test
+/// can cut and restore. Cut, it looks to its clients like a crashed server:
+/// every open connection is closed mid-stream and new ones are refused
+/// (the listening socket is closed); restored, it listens on the same port
+/// again.
+pub struct CuttableProxy {
+    /// The relay's address on 127.0.0.1; clients connect here.
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl CuttableProxy {
+    /// Starts relaying a free loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let proxy = CuttableProxy {
+            addr,
+            target,
+            conns: Arc::default(),
+            accept: Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// `url` (a `postgres://` or `redis://` URL naming the target) with its
+    /// host and port replaced by the relay's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host_port = authority.rsplit('@').next().unwrap_or(authority);
+        let creds = &authority[..authority.len() - host_port.len()];
+        format!("{scheme}://{creds}{}{path}", self.addr)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, conns) = (self.target, Arc::clone(&self.conns));
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut c) = conns.lock() {
+                    c.retain(|t| !t.is_finished());
+                    c.push(task);
+                }
+            }
+        });
+        if let Ok(mut a) = self.accept.lock() {
+            *a = Some(task);
+        }
+    }
+
+    /// Closes every relayed connection and stops listening.
+    pub fn cut(&self) {
+        if let Some(a) = self.accept.lock().ok().and_then(|mut a| a.take()) {
+            a.abort();
+        }
+        if let Ok(mut c) = self.conns.lock() {
+            for t in c.drain(..) {
+                t.abort();
+            }
+        }
+    }
+
+    /// Listens on the same port again (retrying for up to 5 s while the
+    /// port is still held).
+    pub async fn restore(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => return self.serve(listener),
+                Err(e) if Instant::now() > deadline => panic!("rebind {}: {e}", self.addr),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 

@@ -513,12 +513,25 @@ impl Store {
                 .max_lifetime(None)
                 .min_connections(1);
         }
+        if engine == Engine::Sqlite && !in_memory {
+            // Every connection is opened at start, not on the first burst
+            // that needs it: each SQLite connection carries its own cache
+            // and worker thread, so a pool that grows on demand makes the
+            // service's memory step up hours into a run. Opened up front,
+            // the memory is what it will stay.
+            pool = pool.min_connections(options.max_connections.max(1));
+        }
         if engine == Engine::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Each connection's page cache is capped at 512 KiB
+                    // (SQLite's default is 2 MiB): the audit table grows
+                    // forever, and with the default the cache of every
+                    // pooled connection keeps filling with its pages.
+                    conn.execute("PRAGMA cache_size = -512").await?;
                     Ok(())
                 })
             });

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Filter-chain cost (make bench, BENCHMARKS.md "Filter chain: ours, native,
+# bare"): what the gateway's filters cost Envoy, against bare Envoy and
+# against the native filters a user could configure instead.
+#
+# One Envoy worker pinned to CPU 0, the load pinned to CPU 1. Every API route
+# is answered by an Envoy direct response, so only the filter chain is
+# measured (the make-run stack still serves key verification and the gRPC
+# rate-limit service). POST /api/v1/calculate-locate with a 200-byte body.
+# Variants, run interleaved (A B C … A B C …) for CHAIN_ROUNDS rounds:
+#
+#   bare        routing only (the router filter)
+#   wasm-key    our chain: auth (cached API key), local + global rate limit,
+#               validation, metrics
+#   native-key  api_key_auth, local + global rate limit (the same two
+#               filters), Lua checking the body; Envoy's own stats
+#   wasm-jwt    our chain with a cached HS256 JWT
+#   native-jwt  jwt_authn (with its JWT cache) instead of api_key_auth
+#
+# Then latency against offered load (open loop, latency-corrected) for bare,
+# wasm-key and native-key, drawn into docs/latency.png with gnuplot; then
+# scaling of wasm-key: Envoy workers 1 and 2, 1 / 100 / 10 000 distinct
+# clients, body sizes 200 B / 2 KiB / 8 KiB.
+#
+# Settings: CHAIN_ROUNDS (5), CHAIN_SECONDS (4), PLOT_RATES
+# ("1000 2000 4000 6000 8000 10000"), PLOT_SECONDS (3), SCALE_ROUNDS (3).
+# Needs `make build wasm`, wrk, taskset, gnuplot. Loopback only.
+ROUNDS="${CHAIN_ROUNDS:-5}"
+SECS="${CHAIN_SECONDS:-4}"
+PLOT_RATES="${PLOT_RATES:-1000 2000 4000 6000 8000 10000}"
+PLOT_SECS="${PLOT_SECONDS:-3}"
+SCALE_ROUNDS="${SCALE_ROUNDS:-3}"
+for tool in wrk taskset gnuplot; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+done
+export RATE_LIMIT_PER_MINUTE=100000000 # the native variants carry no per-key limit
+export DATABASE_URL="sqlite://$(mktemp -d "${TMPDIR:-/tmp}/bench-chain-db.XXXXXX")/pricing.db"
+source "$(dirname "$0")/bench-stack.sh"
+gen="$BIN_DIR/open_loop"
+[[ -x "$gen" ]] || cargo build -q --profile server -p e2e --bin open_loop
+envoy_pid=""
+bench_on_exit='[[ -n "$envoy_pid" ]] && kill "$envoy_pid" 2>/dev/null || true'
+work="$RUN_DIR/chain"; mkdir -p "$work"
+secret="$(cat "$RUN_DIR/jwt_secret")"
+url=http://127.0.0.1:8100/api/v1/calculate-locate
+
+# A 200-byte body: the usual one padded with insignificant whitespace.
+pad() { python3 -c 'import sys; b=sys.argv[1]; n=int(sys.argv[2]); print(b[:-1] + " " * (n - len(b)) + "}", end="")' "$1" "$2"; }
+body="$(pad "$BENCH_BODY" 200)"
+token="$(curl -fsS -X POST http://127.0.0.1:8000/api/v1/auth/token -H "x-api-key: $BENCH_KEY" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')"
+wrk_script() { # file, auth header line, body
+  cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.body   = '$3'
+wrk.headers["Content-Type"] = "application/json"
+$2
+LUA
+}
+wrk_script "$work/key.lua" "wrk.headers[\"X-API-Key\"] = \"$BENCH_KEY\"" "$body"
+wrk_script "$work/jwt.lua" "wrk.headers[\"Authorization\"] = \"Bearer $token\"" "$body"
+
+JWT_SECRET_KEY="$secret" python3 envoy/render.py --shape local --tls off \
+  --listener-port 8100 --admin-port 9911 --out "$work/full.yaml"
+"$root/.venv/bin/python" - "$work" "$BENCH_KEY" "$secret" <<'PY'
+import base64, copy, sys, yaml
+work, key, secret = sys.argv[1:]
+full = yaml.safe_load(open(f"{work}/full.yaml"))
+hcm = full["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+# Every API route answers itself: only the chain is measured.
+for vh in hcm["route_config"]["virtual_hosts"]:
+    for r in vh["routes"]:
+        if r.get("route", {}).get("cluster") in ("data_service", "calculation_service"):
+            del r["route"]
+            r["direct_response"] = {"status": 200, "body": {"inline_string": '{"status":"success","data":{}}'}}
+chain = hcm["http_filters"]
+by_name = {f["name"]: f for f in chain}
+
+api_key_auth = {"name": "envoy.filters.http.api_key_auth", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+    "credentials": [{"key": key, "client": "test123"}],
+    "key_sources": [{"header": "x-api-key"}],
+    "forwarding": {"header": "x-client-id", "hide_credentials": True}}}
+k = base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")
+jwt_authn = {"name": "envoy.filters.http.jwt_authn", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+    "providers": {"gateway": {
+        "issuer": "borrow-rate-gateway", "audiences": ["borrow-rate-api"],
+        "local_jwks": {"inline_string": '{"keys":[{"kty":"oct","alg":"HS256","k":"%s"}]}' % k},
+        "claim_to_headers": [{"header_name": "x-client-id", "claim_name": "sub"}],
+        "jwt_cache_config": {"jwt_cache_size": 1000}}},
+    "rules": [{"match": {"prefix": "/api/"}, "requires": {"provider_name": "gateway"}}]}}
+# The SPEC §4 checks as far as Lua patterns take them (no JSON parser in
+# Envoy's Lua: a weaker check than the wasm validator, which parses).
+lua_code = r'''
+local function reject(h, status, code, message)
+  h:respond({[":status"] = status, ["content-type"] = "application/json"},
+    '{"status":"error","error":{"code":"' .. code .. '","message":"' .. message .. '"}}')
+end
+local function ticker_ok(t)
+  return t ~= nil and (t:match("^%a%a?%a?%a?%a?$") or t:match("^%a%a?%a?%a?%a?%.%a%a?$")) ~= nil
+end
+function envoy_on_request(h)
+  local path = h:headers():get(":path")
+  if h:headers():get(":method") ~= "POST" or path ~= "/api/v1/calculate-locate" then
+    local t = path:match("^/api/v1/rates/([^/?]*)")
+    if path:find("^/api/v1/rates/") and not ticker_ok(t) then reject(h, "400", "VALIDATION_ERROR", "ticker") end
+    return
+  end
+  local ct = h:headers():get("content-type") or ""
+  if not ct:find("^application/json") then return reject(h, "415", "UNSUPPORTED_MEDIA_TYPE", "content type") end
+  local b = h:body(8193)
+  local n = b and b:length() or 0
+  if n > 8192 then return reject(h, "413", "PAYLOAD_TOO_LARGE", "body") end
+  local s = n > 0 and b:getBytes(0, n) or ""
+  local bad = {}
+  if not ticker_ok(s:match('"ticker"%s*:%s*"([^"]*)"')) then bad[#bad + 1] = "ticker" end
+  local pv = tonumber(s:match('"position_value"%s*:%s*([%d%.]+)') or "")
+  if pv == nil or pv <= 0 or pv > 1e12 then bad[#bad + 1] = "position_value" end
+  local d = tonumber(s:match('"loan_days"%s*:%s*(%d+)') or "")
+  if d == nil or d < 1 or d > 365 then bad[#bad + 1] = "loan_days" end
+  local c = s:match('"client_id"%s*:%s*"([^"]*)"')
+  if c == nil or #c < 1 or #c > 64 or c:find("[^%w_-]") then bad[#bad + 1] = "client_id" end
+  if #bad > 0 then reject(h, "400", "VALIDATION_ERROR", table.concat(bad, ",")) end
+end
+'''
+lua = {"name": "envoy.filters.http.lua", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+    "default_source_code": {"inline_string": lua_code}}}
+
+def native(auth):
+    out = []
+    for f in chain:
+        n = f["name"]
+        if n == "metrics_filter":
+            continue  # Envoy's own stats instead
+        out.append(auth if n == "auth_filter" else lua if n == "validation_filter" else f)
+    return out
+
+variants = {
+    "bare": [by_name["envoy.filters.http.router"]],
+    "wasm-key": chain, "native-key": native(api_key_auth),
+    "wasm-jwt": chain, "native-jwt": native(jwt_authn),
+}
+for name, filters in variants.items():
+    d = copy.deepcopy(full)
+    d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = copy.deepcopy(filters)
+    yaml.safe_dump(d, open(f"{work}/{name}.yaml", "w"))
+PY
+VARIANTS=(bare wasm-key native-key wasm-jwt native-jwt)
+for v in "${VARIANTS[@]}"; do
+  "$root/.venv/bin/envoy" --mode validate -c "$work/$v.yaml" -l error >/dev/null ||
+    { echo "bench: $v.yaml does not validate" >&2; exit 1; }
+done
+script_for() { case "$1" in *jwt) echo "$work/jwt.lua" ;; *) echo "$work/key.lua" ;; esac; }
+
+# start_envoy VARIANT [WORKERS] [CPUS]: Envoy on :8100, warmed (the key or
+# token verified once, caches filled).
+start_envoy() {
+  local v="$1" workers="${2:-1}" cpus="${3:-0}"
+  taskset -c "$cpus" "$root/.venv/bin/envoy" -c "$work/$v.yaml" --concurrency "$workers" -l warn \
+    --base-id 8 --disable-hot-restart >"$work/envoy-$v.log" 2>&1 &
+  envoy_pid=$!
+  for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:8100/health && break; sleep 0.1; done
+  taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$v")" "$url" >/dev/null
+}
+stop_envoy() { kill "$envoy_pid"; wait "$envoy_pid" 2>/dev/null || true; envoy_pid=""; }
+
+echo "== chain: ${ROUNDS} interleaved rounds of ${SECS}s, one worker on CPU 0, wrk -c32 on CPU 1"
+: >"$work/results.tsv"
+for _ in $(seq 1 "$ROUNDS"); do
+  for v in "${VARIANTS[@]}"; do
+    start_envoy "$v"
+    out="$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s "$(script_for "$v")" "$url")"
+    stop_envoy
+    printf '%s\t%s\t%s\n' "$v" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+      "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$work/results.tsv"
+  done
+done
+python3 - "$work/results.tsv" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+order = list(dict.fromkeys(r[0] for r in rows))
+med = {v: statistics.median(float(r[1]) for r in rows if r[0] == v) for v in order}
+bad = {v: sum(int(r[2]) for r in rows if r[0] == v) for v in order}
+us = {v: 1e6 / med[v] for v in order}
+print("\n| variant | req/s (median) | µs/request | added to bare, µs | share of bare's throughput | non-2xx |")
+print("|---|---|---|---|---|---|")
+for v in order:
+    print(f"| {v} | {med[v]:,.0f} | {us[v]:.1f} | {us[v] - us['bare']:.1f} | {med[v] / med['bare']:.0%} | {bad[v]} |")
+for kind in ("key", "jwt"):
+    w, n = med[f"wasm-{kind}"], med[f"native-{kind}"]
+    print(f"\nwasm-{kind} / native-{kind} throughput: {w / n:.2f}  (target ≥ 1.00);"
+          f" wasm-{kind} / bare: {w / med['bare']:.2f} (target ≥ 0.60)")
+PY
+
+echo
+echo "== latency against offered load (open loop, ${PLOT_SECS}s per point, load on CPU 1)"
+: >"$work/latency.tsv"
+for rate in $PLOT_RATES; do
+  for v in bare wasm-key native-key; do
+    start_envoy "$v"
+    line="$(taskset -c 1 "$gen" --url "$url" --rate "$rate" --seconds "$PLOT_SECS" --method POST \
+      --body "$body" --header "x-api-key: $BENCH_KEY" --header 'content-type: application/json')"
+    stop_envoy
+    p50="$(grep -o 'p50_ms=[0-9.]*' <<<"$line" | cut -d= -f2)"
+    p99="$(grep -o 'p99_ms=[0-9.]*' <<<"$line" | cut -d= -f2)"
+    achieved="$(grep -o 'achieved_rps=[0-9.]*' <<<"$line" | cut -d= -f2)"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$v" "$rate" "$achieved" "$p50" "$p99" | tee -a "$work/latency.tsv"
+  done
+done
+for v in bare wasm-key native-key; do
+  awk -v v="$v" '$1 == v {print $2, $5}' "$work/latency.tsv" >"$work/latency-$v.dat"
+done
+gnuplot <<GP
+set terminal pngcairo size 900,560 font ",11"
+set output "$root/docs/latency.png"
+set title "POST /api/v1/calculate-locate, direct response, one Envoy worker: p99 against offered load"
+set xlabel "offered load (req/s, open loop)"
+set ylabel "p99 latency (ms, log scale)"
+set logscale y
+set grid
+set key top left
+plot "$work/latency-bare.dat" with linespoints lw 2 title "(a) bare Envoy", \
+     "$work/latency-wasm-key.dat" with linespoints lw 2 title "(b) wasm chain, cached key", \
+     "$work/latency-native-key.dat" with linespoints lw 2 title "(c) native filters + Lua"
+GP
+echo "wrote docs/latency.png"
+
+echo
+echo "== scaling of wasm-key (${SCALE_ROUNDS} interleaved rounds of ${SECS}s)"
+# 100 and 10 000 distinct clients: keys written straight into the stack's
+# database (SHA-256 hex, as the store keeps them), one body per client.
+db="${DATABASE_URL#sqlite://}"
+python3 - "$db" "$work" "$BENCH_BODY" <<'PY'
+import hashlib, secrets, sqlite3, string, sys, datetime
+db, work, template = sys.argv[1:]
+conn = sqlite3.connect(db, timeout=30)
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+alphabet = string.ascii_letters + string.digits
+for n in (100, 10000):
+    with open(f"{work}/clients-{n}.txt", "w") as out:
+        for i in range(n):
+            key = "brl_" + "".join(secrets.choice(alphabet) for _ in range(40))
+            client = f"bench{n}_{i}"
+            conn.execute(
+                "INSERT INTO api_keys (key_id, key_hash, key_prefix, client_id, status, scopes,"
+                " rate_limit_per_minute, created_at) VALUES (?, ?, ?, ?, 'active', '', 1000000, ?)",
+                (f"key_bench{n}_{i}", hashlib.sha256(key.encode()).hexdigest(), key[:8], client, now))
+            body = template.replace('"test123"', f'"{client}"')
+            body = body[:-1] + " " * (200 - len(body)) + "}"
+            out.write(f"{key}\t{body}\n")
+conn.commit()
+PY
+for n in 100 10000; do
+  cat >"$work/clients-$n.lua" <<LUA
+local clients = {}
+for line in io.lines("$work/clients-$n.txt") do
+  local key, body = line:match("^(%S+)\t(.*)$")
+  clients[#clients + 1] = { key, body }
+end
+local i = 0
+request = function()
+  i = i % #clients + 1
+  return wrk.format("POST", nil, { ["X-API-Key"] = clients[i][1], ["Content-Type"] = "application/json" }, clients[i][2])
+end
+LUA
+done
+for size in 2048 8192; do
+  wrk_script "$work/body-$size.lua" "wrk.headers[\"X-API-Key\"] = \"$BENCH_KEY\"" "$(pad "$BENCH_BODY" "$size")"
+done
+: >"$work/scale.tsv"
+scale() { # label variant lua workers envoy_cpus wrk_cpus [warm-up lua]
+  start_envoy "$2" "$4" "$5"
+  [[ -n "${7:-}" ]] && taskset -c "$6" wrk -t1 -c32 -d3s -s "$7" "$url" >/dev/null
+  out="$(taskset -c "$6" wrk -t1 -c32 -d"${SECS}s" -s "$3" "$url")"
+  stop_envoy
+  printf '%s\t%s\t%s\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$work/scale.tsv"
+}
+for _ in $(seq 1 "$SCALE_ROUNDS"); do
+  scale "workers=1 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 1 0,1 0,1
+  scale "workers=2 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 2 0,1 0,1
+  scale "clients=1" wasm-key "$work/key.lua" 1 0 1
+  scale "clients=100" wasm-key "$work/clients-100.lua" 1 0 1 "$work/clients-100.lua"
+  scale "clients=10000" wasm-key "$work/clients-10000.lua" 1 0 1 "$work/clients-10000.lua"
+  scale "body=200 B" wasm-key "$work/key.lua" 1 0 1
+  scale "body=2 KiB" wasm-key "$work/body-2048.lua" 1 0 1
+  scale "body=8 KiB" wasm-key "$work/body-8192.lua" 1 0 1
+  scale "body=8 KiB, bare" bare "$work/body-8192.lua" 1 0 1
+done
+python3 - "$work/scale.tsv" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+order = list(dict.fromkeys(r[0] for r in rows))
+print("\n| wasm-key, case | req/s (median) | µs/request | non-2xx |")
+print("|---|---|---|---|")
+for v in order:
+    m = statistics.median(float(r[1]) for r in rows if r[0] == v)
+    bad = sum(int(r[2]) for r in rows if r[0] == v)
+    print(f"| {v} | {m:,.0f} | {1e6 / m:.1f} | {bad} |")
+PY
