@@ -22,13 +22,17 @@
 # scaling of wasm-key: Envoy workers 1 and 2, 1 / 100 / 10 000 distinct
 # clients, body sizes 200 B / 2 KiB / 8 KiB.
 #
-# Settings: CHAIN_ROUNDS (5), CHAIN_SECONDS (4), PLOT_RATES
-# ("1000 2000 4000 6000 8000 10000"), PLOT_SECONDS (3), SCALE_ROUNDS (3).
+# Settings: CHAIN_PARTS ("chain plot scale"), CHAIN_ROUNDS (5),
+# CHAIN_SECONDS (4), PLOT_RATES ("1000 2000 4000 6000 8000 10000"),
+# PLOT_SECONDS (4, after a 1 s warm-up on the same connections),
+# SCALE_ROUNDS (3).
 # Needs `make build wasm`, wrk, taskset, gnuplot. Loopback only.
 ROUNDS="${CHAIN_ROUNDS:-5}"
 SECS="${CHAIN_SECONDS:-4}"
 PLOT_RATES="${PLOT_RATES:-1000 2000 4000 6000 8000 10000}"
-PLOT_SECS="${PLOT_SECONDS:-3}"
+PLOT_SECS="${PLOT_SECONDS:-4}"
+PARTS="${CHAIN_PARTS:-chain plot scale}"
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 SCALE_ROUNDS="${SCALE_ROUNDS:-3}"
 for tool in wrk taskset gnuplot; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
@@ -172,6 +176,7 @@ start_envoy() {
 }
 stop_envoy() { kill "$envoy_pid"; wait "$envoy_pid" 2>/dev/null || true; envoy_pid=""; }
 
+if part chain; then
 echo "== chain: ${ROUNDS} interleaved rounds of ${SECS}s, one worker on CPU 0, wrk -c32 on CPU 1"
 : >"$work/results.tsv"
 for _ in $(seq 1 "$ROUNDS"); do
@@ -199,14 +204,16 @@ for kind in ("key", "jwt"):
     print(f"\nwasm-{kind} / native-{kind} throughput: {w / n:.2f}  (target ≥ 1.00);"
           f" wasm-{kind} / bare: {w / med['bare']:.2f} (target ≥ 0.60)")
 PY
+fi
 
+if part plot; then
 echo
 echo "== latency against offered load (open loop, ${PLOT_SECS}s per point, load on CPU 1)"
 : >"$work/latency.tsv"
 for rate in $PLOT_RATES; do
   for v in bare wasm-key native-key; do
     start_envoy "$v"
-    line="$(taskset -c 1 "$gen" --url "$url" --rate "$rate" --seconds "$PLOT_SECS" --method POST \
+    line="$(taskset -c 1 "$gen" --url "$url" --rate "$rate" --seconds "$PLOT_SECS" --warmup 1 --method POST \
       --body "$body" --header "x-api-key: $BENCH_KEY" --header 'content-type: application/json')"
     stop_envoy
     p50="$(grep -o 'p50_ms=[0-9.]*' <<<"$line" | cut -d= -f2)"
@@ -232,6 +239,9 @@ plot "$work/latency-bare.dat" with linespoints lw 2 title "(a) bare Envoy", \
      "$work/latency-native-key.dat" with linespoints lw 2 title "(c) native filters + Lua"
 GP
 echo "wrote docs/latency.png"
+fi
+
+part scale || exit 0
 
 echo
 echo "== scaling of wasm-key (${SCALE_ROUNDS} interleaved rounds of ${SECS}s)"

@@ -8,7 +8,10 @@
 //! (no coordinated omission).
 //!
 //!     open_loop --url http://127.0.0.1:8000/api/v1/rates/AAPL --rate 1000 --seconds 10 \
-//!         [--method POST] [--body '{...}'] [--header 'x-api-key: ...']...
+//!         [--warmup 1] [--method POST] [--body '{...}'] [--header 'x-api-key: ...']...
+//!
+//! `--warmup S` runs the same schedule for S seconds first and leaves those
+//! answers out of the figures (the connections it opens are kept).
 //!
 //! Prints one line of `key=value` pairs: offered and achieved rate, counts by
 //! outcome, and p50 / p90 / p99 / p99.9 / max in milliseconds.
@@ -19,6 +22,7 @@ struct Args {
     url: String,
     rate: f64,
     seconds: f64,
+    warmup: f64,
     method: reqwest::Method,
     body: Option<String>,
     headers: Vec<(String, String)>,
@@ -29,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
         url: String::new(),
         rate: 0.0,
         seconds: 10.0,
+        warmup: 0.0,
         method: reqwest::Method::GET,
         body: None,
         headers: Vec::new(),
@@ -41,6 +46,9 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--seconds" => {
                 args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?;
+            }
+            "--warmup" => {
+                args.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?;
             }
             "--method" => {
                 args.method = value()?.parse().map_err(|e| format!("--method: {e}"))?;
@@ -62,6 +70,8 @@ fn parse_args() -> Result<Args, String> {
         || args.rate <= 0.0
         || args.seconds.is_nan()
         || args.seconds <= 0.0
+        || args.warmup.is_nan()
+        || args.warmup < 0.0
     {
         return Err("--url, --rate > 0 and --seconds > 0 are required".into());
     }
@@ -100,12 +110,16 @@ async fn run(args: Args) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_else(|e| panic!("client: {e}"));
-    let total = (args.rate * args.seconds).round() as u64;
+    let warm = (args.rate * args.warmup).round() as u64;
+    let total = warm + (args.rate * args.seconds).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
-    let wall = Instant::now();
+    let mut wall = Instant::now();
     for i in 0..total {
+        if i == warm {
+            wall = Instant::now();
+        }
         let at = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at).await;
         let mut req = client.request(args.method.clone(), &args.url);
@@ -125,13 +139,16 @@ async fn run(args: Args) {
                 }
                 Err(_) => None,
             };
-            let _ = tx.send((outcome, at.elapsed()));
+            let _ = tx.send((i >= warm, outcome, at.elapsed()));
         });
     }
     drop(tx);
     let mut latencies = Vec::with_capacity(total as usize);
     let (mut ok, mut non_2xx, mut errors) = (0u64, 0u64, 0u64);
-    while let Some((outcome, latency)) = rx.recv().await {
+    while let Some((measured, outcome, latency)) = rx.recv().await {
+        if !measured {
+            continue;
+        }
         match outcome {
             Some(s) if (200..300).contains(&s) => ok += 1,
             Some(_) => non_2xx += 1,
