@@ -381,7 +381,7 @@ impl CalculationProcess {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_calculation-service"))
+        let child = Command::new(env!("CARGO_BIN_EXE_calculation-service-under-test"))
             .env("LISTEN_ADDR", addr(port).to_string())
             .env("DATABASE_URL", db)
             .env("DB_ACQUIRE_TIMEOUT_MS", "1000")
