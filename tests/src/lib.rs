@@ -176,18 +176,11 @@ impl Envoy {
             .append(true)
             .open(self.dir.join("envoy.log"))
             .unwrap_or_else(|e| panic!("envoy log: {e}"));
-        let log2 = log.try_clone().unwrap_or_else(|e| panic!("envoy log: {e}"));
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(self.dir.join("envoy.yaml"))
-            .args(["--concurrency", "1", "--base-id"])
-            .arg(self.base_id.to_string())
-            .args(["-l", "info", "--restart-epoch"])
-            .arg(epoch.to_string())
+        let child = envoy_command(&self.dir.join("envoy.yaml"), self.base_id, log)
+            .unwrap_or_else(|e| panic!("envoy log: {e}"))
+            .args(["--restart-epoch", &epoch.to_string()])
             .args(["--drain-time-s", &drain_s.to_string()])
             .args(["--parent-shutdown-time-s", &(drain_s + 2).to_string()])
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn envoy: {e}"));
         let mut old = std::mem::replace(&mut self.child, child);
@@ -222,27 +215,17 @@ impl Envoy {
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
         // Distinct base ids let several Envoys (and several test binaries) run at once.
         let base_id = 100_000
             + (std::process::id() % 10_000) * 100
             + BASE_ID.fetch_add(1, Ordering::Relaxed) % 100;
-        let mut cmd = Command::new(envoy_bin());
-        cmd.arg("-c")
-            .arg(&config)
-            .args(["--concurrency", "1", "--base-id"])
-            .arg(base_id.to_string())
-            .args(["-l", "info"]);
+        let mut cmd = envoy_command(&config, base_id, log).map_err(|e| e.to_string())?;
         if hot_restart {
             cmd.args(["--restart-epoch", "0"]);
         } else {
             cmd.arg("--disable-hot-restart");
         }
-        let child = cmd
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
         let mut envoy = Envoy {
             port,
             admin_port,
@@ -291,6 +274,21 @@ impl Envoy {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `envoy -c <config>` with one worker, `base_id`, info logging and both
+/// output streams appended to `log`.
+fn envoy_command(config: &Path, base_id: u32, log: std::fs::File) -> std::io::Result<Command> {
+    let stderr = log.try_clone()?;
+    let mut cmd = Command::new(envoy_bin());
+    cmd.arg("-c")
+        .arg(config)
+        .args(["--concurrency", "1", "--base-id"])
+        .arg(base_id.to_string())
+        .args(["-l", "info"])
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(stderr));
+    Ok(cmd)
 }
 
 impl Drop for Envoy {
