@@ -175,17 +175,24 @@ start_envoy() {
   taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$v")" "$url" >/dev/null
 }
 stop_envoy() { kill "$envoy_pid"; wait "$envoy_pid" 2>/dev/null || true; envoy_pid=""; }
+# measure TSV LABEL VARIANT LUA [WORKERS] [ENVOY_CPUS] [WRK_CPUS] [WARM-UP LUA]:
+# one closed-loop wrk run on a fresh Envoy; appends "label req/s non-2xx" to TSV.
+measure() {
+  local tsv="$1" label="$2" v="$3" lua="$4" workers="${5:-1}" ecpus="${6:-0}" wcpus="${7:-1}" out
+  start_envoy "$v" "$workers" "$ecpus"
+  [[ -n "${8:-}" ]] && taskset -c "$wcpus" wrk -t1 -c32 -d3s -s "$8" "$url" >/dev/null
+  out="$(taskset -c "$wcpus" wrk -t1 -c32 -d"${SECS}s" -s "$lua" "$url")"
+  stop_envoy
+  printf '%s\t%s\t%s\n' "$label" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$tsv"
+}
 
 if part chain; then
 echo "== chain: ${ROUNDS} interleaved rounds of ${SECS}s, one worker on CPU 0, wrk -c32 on CPU 1"
 : >"$work/results.tsv"
 for _ in $(seq 1 "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
-    start_envoy "$v"
-    out="$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s "$(script_for "$v")" "$url")"
-    stop_envoy
-    printf '%s\t%s\t%s\n' "$v" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
-      "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$work/results.tsv"
+    measure "$work/results.tsv" "$v" "$v" "$(script_for "$v")"
   done
 done
 python3 - "$work/results.tsv" <<'PY'
@@ -286,24 +293,16 @@ for size in 2048 8192; do
   wrk_script "$work/body-$size.lua" "wrk.headers[\"X-API-Key\"] = \"$BENCH_KEY\"" "$(pad "$BENCH_BODY" "$size")"
 done
 : >"$work/scale.tsv"
-scale() { # label variant lua workers envoy_cpus wrk_cpus [warm-up lua]
-  start_envoy "$2" "$4" "$5"
-  [[ -n "${7:-}" ]] && taskset -c "$6" wrk -t1 -c32 -d3s -s "$7" "$url" >/dev/null
-  out="$(taskset -c "$6" wrk -t1 -c32 -d"${SECS}s" -s "$3" "$url")"
-  stop_envoy
-  printf '%s\t%s\t%s\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$work/scale.tsv"
-}
 for _ in $(seq 1 "$SCALE_ROUNDS"); do
-  scale "workers=1 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 1 0,1 0,1
-  scale "workers=2 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 2 0,1 0,1
-  scale "clients=1" wasm-key "$work/key.lua" 1 0 1
-  scale "clients=100" wasm-key "$work/clients-100.lua" 1 0 1 "$work/clients-100.lua"
-  scale "clients=10000" wasm-key "$work/clients-10000.lua" 1 0 1 "$work/clients-10000.lua"
-  scale "body=200 B" wasm-key "$work/key.lua" 1 0 1
-  scale "body=2 KiB" wasm-key "$work/body-2048.lua" 1 0 1
-  scale "body=8 KiB" wasm-key "$work/body-8192.lua" 1 0 1
-  scale "body=8 KiB, bare" bare "$work/body-8192.lua" 1 0 1
+  measure "$work/scale.tsv" "workers=1 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 1 0,1 0,1
+  measure "$work/scale.tsv" "workers=2 (Envoy and wrk share both CPUs)" wasm-key "$work/key.lua" 2 0,1 0,1
+  measure "$work/scale.tsv" "clients=1" wasm-key "$work/key.lua" 1 0 1
+  measure "$work/scale.tsv" "clients=100" wasm-key "$work/clients-100.lua" 1 0 1 "$work/clients-100.lua"
+  measure "$work/scale.tsv" "clients=10000" wasm-key "$work/clients-10000.lua" 1 0 1 "$work/clients-10000.lua"
+  measure "$work/scale.tsv" "body=200 B" wasm-key "$work/key.lua" 1 0 1
+  measure "$work/scale.tsv" "body=2 KiB" wasm-key "$work/body-2048.lua" 1 0 1
+  measure "$work/scale.tsv" "body=8 KiB" wasm-key "$work/body-8192.lua" 1 0 1
+  measure "$work/scale.tsv" "body=8 KiB, bare" bare "$work/body-8192.lua" 1 0 1
 done
 python3 - "$work/scale.tsv" <<'PY'
 import statistics, sys

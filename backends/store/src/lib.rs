@@ -500,6 +500,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (engine, url) = prepare_url(&options.url)?;
         let in_memory = url.contains(":memory:");
+        let file_sqlite = engine == Engine::Sqlite && !in_memory;
         let mut pool = AnyPoolOptions::new()
             .max_connections(if in_memory {
                 1
@@ -507,17 +508,14 @@ impl Store {
                 options.max_connections.max(1)
             })
             .acquire_timeout(options.acquire_timeout);
-        if in_memory {
-            pool = pool
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .min_connections(1);
-        }
-        let file_sqlite = engine == Engine::Sqlite && !in_memory;
-        if file_sqlite {
-            // Connections are kept for the life of the process (see the
-            // warm-up below).
+        if engine == Engine::Sqlite || in_memory {
+            // SQLite connections are kept for the life of the process: an
+            // in-memory database lives only as long as its one connection,
+            // and a file database's pool is opened in full below.
             pool = pool.idle_timeout(None).max_lifetime(None);
+        }
+        if in_memory {
+            pool = pool.min_connections(1);
         }
         if engine == Engine::Sqlite {
             pool = pool.after_connect(|conn, _| {
@@ -535,7 +533,7 @@ impl Store {
             });
         }
         let pool = pool.connect(&url).await?;
-        if engine == Engine::Sqlite && !in_memory {
+        if file_sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .fetch_optional(&pool)
                 .await?;
