@@ -99,6 +99,26 @@ impl Answer {
             Err(e) => format!("transport error: {e}"),
         }
     }
+
+    /// [`Answer::describe`], with the request kind and Envoy's access-log
+    /// line for the request (its response flags and details say which part
+    /// of the gateway answered, and why).
+    fn explain(&self, envoy_log: &str) -> String {
+        let kind = if self.calculation {
+            "calculate-locate"
+        } else {
+            "rates"
+        };
+        let access = match &self.outcome {
+            Ok((_, _, Some(rid))) => envoy_log
+                .lines()
+                .filter(|l| l.contains(rid.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            _ => String::new(),
+        };
+        format!("{kind}: {}\n  {access}", self.describe())
+    }
 }
 
 /// RATE rates and RATE calculations a second through the gateway, each
@@ -183,8 +203,14 @@ impl Load {
 }
 
 /// The assertions shared by both runs; `returned_at` holds each
-/// dependency's name and when it came back.
-async fn assert_nothing_lost(answers: &[Answer], returned_at: &[(&str, Instant)], db: &str) {
+/// dependency's name and when it came back, `envoy_log` what the gateway
+/// logged (quoted for the requests that failed).
+async fn assert_nothing_lost(
+    answers: &[Answer],
+    returned_at: &[(&str, Instant)],
+    db: &str,
+    envoy_log: &str,
+) {
     let bad: Vec<String> = answers.iter().filter_map(Answer::not_an_envelope).collect();
     assert!(
         bad.is_empty(),
@@ -211,11 +237,12 @@ async fn assert_nothing_lost(answers: &[Answer], returned_at: &[(&str, Instant)]
         let still_failing: Vec<String> = after
             .iter()
             .filter(|a| !a.ok())
-            .map(|a| a.describe())
+            .map(|a| a.explain(envoy_log))
             .collect();
         assert!(
             still_failing.is_empty(),
-            "10 s after the {name} returned, still failing: {still_failing:?}"
+            "10 s after the {name} returned, still failing:\n{}",
+            still_failing.join("\n")
         );
     }
 
@@ -364,7 +391,7 @@ async fn under_load_each_dependency_stops_and_returns_without_a_lost_audit_row_o
     tokio::time::sleep(SETTLE).await;
 
     let answers = load.stop().await;
-    assert_nothing_lost(&answers, &returned_at, &db).await;
+    assert_nothing_lost(&answers, &returned_at, &db, &envoy.log()).await;
     drop((calc, auth, rls, data, envoy));
 }
 
@@ -607,7 +634,7 @@ async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot
         "the calculation service died:\n{}",
         std::fs::read_to_string(&calc_log).unwrap_or_default()
     );
-    assert_nothing_lost(&answers, &returned_at, &db_direct).await;
+    assert_nothing_lost(&answers, &returned_at, &db_direct, &envoy.log()).await;
 
     drop((calc, auth, rls, data, envoy, redis));
     if let (Some(admin), Some((proxy, name))) = (&pg_admin, pg) {
