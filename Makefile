@@ -173,7 +173,9 @@ soak: build wasm envoy ## 5-minute soak of the whole stack: no failed request, R
 # --- deployment helpers ---------------------------------------------------------
 
 .PHONY: compose-config
-compose-config: ## envoy/rendered/compose.yaml from GATEWAY_ENV_FILE (default .env.example)
+compose-config: wasm ## Everything docker-compose up mounts: the .wasm files, certs/, envoy/rendered/compose.yaml
+	$(call apt_ensure,openssl:openssl)
+	scripts/gen-cert.sh
 	@mkdir -p envoy/rendered
 	set -a; . "$${GATEWAY_ENV_FILE:-.env.example}"; set +a; \
 	  python3 envoy/render.py --shape compose --out envoy/rendered/compose.yaml

@@ -37,6 +37,12 @@ UPSTREAMS = {
     "ops_service": ("127.0.0.1:8084", "ops-service:8084"),
     "rate_limit_service": ("127.0.0.1:8090", "ratelimit-service:8090"),
 }
+#: SPEC §9 variables that move a backend in the local shape (the compose
+#: shape always uses the compose service names).
+SERVICE_URL_VARS = {
+    "data_service": "DATA_SERVICE_URL",
+    "calculation_service": "CALCULATION_SERVICE_URL",
+}
 #: The rate-limit service answers gRPC on one port and /health on another.
 RATE_LIMIT_HEALTH_PORT = {"local": 8091, "compose": 8091}
 
@@ -405,6 +411,14 @@ def endpoints_yaml(cluster: str, hosts: list, rls_health_port: str) -> str:
     return "\n".join(lines)
 
 
+def service_host_port(url: str, name: str) -> str:
+    """host:port of a plain-HTTP service URL such as http://10.0.0.5:8081."""
+    m = re.fullmatch(r"http://([A-Za-z0-9.\-]+)(?::(\d{1,5}))?/?", url)
+    if not m or int(m.group(2) or 80) > 65535:
+        raise RenderError(f"{name} must be an http://host:port URL, got {url!r}")
+    return f"{m.group(1)}:{m.group(2) or 80}"
+
+
 def is_ip(host: str) -> bool:
     return re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", host) is not None
 
@@ -486,6 +500,10 @@ def build_env(args) -> dict:
     )
 
     upstreams = {name: [local if args.shape == "local" else compose] for name, (local, compose) in UPSTREAMS.items()}
+    if args.shape == "local":
+        for name, var in SERVICE_URL_VARS.items():
+            if src.get(var, "").strip():
+                upstreams[name] = [service_host_port(src[var].strip(), var)]
     for spec in args.upstream:
         name, sep, hosts = spec.partition("=")
         if not sep or name not in UPSTREAMS:

@@ -31,6 +31,8 @@ const RENDER_ENV: &[&str] = &[
     "UPSTREAM_MAX_RETRIES",
     "HEALTH_CHECK_INTERVAL_MS",
     "MAX_DOWNSTREAM_CONNECTIONS",
+    "DATA_SERVICE_URL",
+    "CALCULATION_SERVICE_URL",
 ];
 
 fn render(args: &[&str], sets: &[(&str, &str)]) -> Result<String, String> {
@@ -536,5 +538,48 @@ fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
         )
         .expect_err(bad);
         assert!(err.contains("LOCAL_RATE_LIMIT_BURST"), "{err}");
+    }
+}
+
+#[test]
+fn service_url_variables_move_the_data_and_calculation_clusters_in_the_local_shape() {
+    let args = ["--shape", "local", "--no-wasm", "--tls", "off"];
+    let default = render_ok(&args, &[]);
+    assert!(
+        cluster_block(&default, "data_service").contains("address: 127.0.0.1, port_value: 8081")
+    );
+    assert!(cluster_block(&default, "calculation_service")
+        .contains("address: 127.0.0.1, port_value: 8082"));
+
+    let moved = render_ok(
+        &args,
+        &[
+            ("DATA_SERVICE_URL", "http://10.1.2.3:9081"),
+            ("CALCULATION_SERVICE_URL", "http://10.1.2.4:9082/"),
+        ],
+    );
+    assert!(cluster_block(&moved, "data_service").contains("address: 10.1.2.3, port_value: 9081"));
+    assert!(cluster_block(&moved, "calculation_service")
+        .contains("address: 10.1.2.4, port_value: 9082"));
+    envoy_validate(&moved).unwrap_or_else(|e| panic!("moved services rejected: {e}"));
+
+    // The compose shape keeps the compose service names (.env.example's
+    // loopback URLs describe make run, not the compose network).
+    let compose = render_ok(
+        &["--shape", "compose", "--no-wasm", "--tls", "off"],
+        &[("DATA_SERVICE_URL", "http://127.0.0.1:8081")],
+    );
+    assert!(
+        cluster_block(&compose, "data_service").contains("address: data-service, port_value: 8081")
+    );
+
+    for bad in [
+        "10.1.2.3:9081",
+        "https://data:8081",
+        "http://data:99999",
+        "http://data:81/x",
+    ] {
+        let err = render(&args, &[("DATA_SERVICE_URL", bad)]).expect_err(bad);
+        assert!(err.contains("DATA_SERVICE_URL"), "{bad}: {err}");
     }
 }

@@ -28,12 +28,16 @@ fn unique(tag: &str) -> String {
 }
 
 /// envoy/fragments/ratelimit.yaml with its variables filled as render.py
-/// does by default (fail open, local bucket 600 burst / 10 per second).
-fn fragment() -> Value {
+/// does (local bucket 600 burst / 10 per second; fail open unless
+/// `failure_mode_deny`, as with `RATE_LIMIT_FAILURE_MODE=deny`).
+fn fragment(failure_mode_deny: bool) -> Value {
     let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text
-        .replace("${RATE_LIMIT_FAILURE_MODE_DENY}", "false")
+        .replace(
+            "${RATE_LIMIT_FAILURE_MODE_DENY}",
+            &failure_mode_deny.to_string(),
+        )
         .replace("${LOCAL_RATE_LIMIT_BURST}", "600")
         .replace("${LOCAL_RATE_LIMIT_PER_SECOND}", "10");
     assert!(
@@ -58,18 +62,19 @@ struct LocalBucket {
 /// a 429 → RATE_LIMITED local reply mapper, the upstream and the
 /// rate_limit_service cluster pointed at `rls_port`.
 fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) -> String {
-    envoy_config_with(upstream_port, rls_port, bucket, true)
+    envoy_config_with(upstream_port, rls_port, bucket, true, false)
 }
 
 /// [`envoy_config`], optionally without the two rate-limit filters (the
-/// baseline of the latency measurement).
+/// baseline of the latency measurement), or failing closed.
 fn envoy_config_with(
     upstream_port: u16,
     rls_port: u16,
     bucket: Option<LocalBucket>,
     rate_limited: bool,
+    failure_mode_deny: bool,
 ) -> String {
-    let mut frag = fragment();
+    let mut frag = fragment(failure_mode_deny);
     if let Some(b) = bucket {
         assert_eq!(
             frag["http_filters"][0]["name"],
@@ -124,7 +129,11 @@ fn envoy_config_with(
                             "body_format_override": {
                                 "content_type": "application/json",
                                 "text_format_source": {"inline_string": envelope}
-                            }
+                            },
+                            "headers_to_add": [{
+                                "header": {"key": "retry-after", "value": "60"},
+                                "append_action": "ADD_IF_ABSENT"
+                            }]
                         }]},
                         "route_config": {"virtual_hosts": [{
                             "name": "all",
@@ -392,6 +401,42 @@ async fn with_the_rate_limit_service_stopped_requests_pass_and_the_local_bucket_
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+#[tokio::test]
+async fn with_failure_mode_deny_a_stopped_rate_limit_service_means_429_and_nothing_reaches_upstream(
+) {
+    let service = rls(rls_config()).await;
+    let upstream = CountingUpstream::start().await;
+    let envoy = Envoy::start(&envoy_config_with(
+        upstream.port,
+        service.grpc_addr.port(),
+        None,
+        true,
+        true,
+    ))
+    .await;
+    let client = unique("failclosed");
+
+    let a = get(&envoy, Some((&client, Some(100)))).await;
+    assert_eq!(a.status, 200, "service up: {}", a.body);
+    assert_eq!(upstream.count(), 1);
+
+    service.stop().await;
+
+    for _ in 0..3 {
+        let a = get(&envoy, Some((&client, Some(100)))).await;
+        assert_rate_limited_envelope(&a);
+    }
+    assert_eq!(upstream.count(), 1, "a denied request reached the upstream");
+    let stats = envoy.admin_get("/stats?filter=ratelimit").await;
+    assert!(
+        stats
+            .lines()
+            .filter(|l| l.contains("failure_mode_allowed"))
+            .all(|l| l.ends_with(" 0")),
+        "failing closed must not count a fail-open decision:\n{stats}"
+    );
+}
+
 fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted_us.len() as f64 - 1.0)).round() as usize;
     sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1000.0
@@ -435,8 +480,22 @@ async fn bench_latency_added_by_the_rate_limit_filters() {
         tokens_per_fill: 1_000_000,
         fill_interval: "1s",
     };
-    let bare = Envoy::start(&envoy_config_with(upstream.port, rls_port, None, false)).await;
-    let limited = Envoy::start(&envoy_config_with(upstream.port, rls_port, Some(big), true)).await;
+    let bare = Envoy::start(&envoy_config_with(
+        upstream.port,
+        rls_port,
+        None,
+        false,
+        false,
+    ))
+    .await;
+    let limited = Envoy::start(&envoy_config_with(
+        upstream.port,
+        rls_port,
+        Some(big),
+        true,
+        false,
+    ))
+    .await;
     let http = reqwest::Client::new();
     let mut rounds: [(Vec<f64>, Vec<f64>); 2] =
         [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
