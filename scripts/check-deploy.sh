@@ -586,6 +586,17 @@ if stats_cm:
 else:
     err("deploy/istio/stats.yaml has no bootstrap ConfigMap")
 
+# The Istio ingress gateway maps its own replies to the envelope exactly as
+# the rendered config does (deploy/istio/local-reply.yaml is generated from
+# envoy/fragments/local_reply.yaml).
+lr = [d for d in load_yaml_docs("deploy/istio/local-reply.yaml") if d["kind"] == "EnvoyFilter"]
+rendered_lr = [n["local_reply_config"] for n in walk(envoy) if "local_reply_config" in n]
+istio_lr = [n["local_reply_config"] for n in walk(lr) if "local_reply_config" in n]
+if not rendered_lr or not istio_lr:
+    err("local_reply_config missing from the rendered config or deploy/istio/local-reply.yaml")
+elif istio_lr[0] != rendered_lr[0]:
+    err("deploy/istio/local-reply.yaml differs from envoy/fragments/local_reply.yaml (copy its local_reply_config over)")
+
 # --- Grafana: provisioning and dashboards mounted where the provider looks.
 gm = mounts["grafana"]
 if gm.get("/etc/grafana/provisioning") is None:
