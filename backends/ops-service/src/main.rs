@@ -1,16 +1,10 @@
 //! `ops-service`: operator endpoints behind the gateway (see the library docs).
 
 use ops_service::{build, shutdown_signal, OpsConfig};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    service_log::init("ops-service");
     let config = match OpsConfig::from_env() {
         Ok(c) => c,
         Err(e) => {

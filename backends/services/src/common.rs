@@ -600,105 +600,11 @@ pub fn listen_addr_from_env(default: &str) -> Result<SocketAddr, String> {
 /// (`error`, `warn`, `info`, `debug`, `trace`, or an env-filter
 /// expression; default `info`). Calling it twice is harmless.
 pub fn init_tracing(service: &'static str) {
-    use tracing_subscriber::EnvFilter;
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter =
-        EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .event_format(logfmt::Logfmt { service })
-        .try_init();
-}
-
-mod logfmt {
-    use std::fmt::{self, Write as _};
-
-    use tracing::field::{Field, Visit};
-    use tracing::{Event, Subscriber};
-    use tracing_subscriber::fmt::format::Writer;
-    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-    use tracing_subscriber::registry::LookupSpan;
-
-    pub struct Logfmt {
-        pub service: &'static str,
-    }
-
-    struct Fields {
-        msg: String,
-        rest: String,
-    }
-
-    /// Quotes a value when it holds spaces, quotes, `=` or is empty.
-    pub fn value(v: &str) -> String {
-        if !v.is_empty()
-            && v.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
-        {
-            v.to_owned()
-        } else {
-            let mut s = String::with_capacity(v.len() + 2);
-            s.push('"');
-            for c in v.chars() {
-                match c {
-                    '"' => s.push_str("\\\""),
-                    '\\' => s.push_str("\\\\"),
-                    '\n' => s.push_str("\\n"),
-                    c if c.is_control() => {
-                        let _ = write!(s, "\\u{:04x}", c as u32);
-                    }
-                    c => s.push(c),
-                }
-            }
-            s.push('"');
-            s
-        }
-    }
-
-    impl Visit for Fields {
-        fn record_str(&mut self, field: &Field, v: &str) {
-            if field.name() == "message" {
-                self.msg = v.to_owned();
-            } else {
-                let _ = write!(self.rest, " {}={}", field.name(), value(v));
-            }
-        }
-        fn record_debug(&mut self, field: &Field, v: &dyn fmt::Debug) {
-            self.record_str(field, &format!("{v:?}"));
-        }
-    }
-
-    impl<S, N> FormatEvent<S, N> for Logfmt
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-        N: for<'a> FormatFields<'a> + 'static,
-    {
-        fn format_event(
-            &self,
-            _ctx: &FmtContext<'_, S, N>,
-            mut w: Writer<'_>,
-            event: &Event<'_>,
-        ) -> fmt::Result {
-            let mut f = Fields {
-                msg: String::new(),
-                rest: String::new(),
-            };
-            event.record(&mut f);
-            writeln!(
-                w,
-                "ts={} level={} service={} msg={}{}",
-                store::time::now_rfc3339_millis(),
-                event.metadata().level(),
-                self.service,
-                value(&f.msg),
-                f.rest
-            )
-        }
-    }
+    service_log::init(service);
 }
 
 /// Quotes a value for a logfmt line (exposed for handlers that build
 /// their own structured messages).
 pub fn logfmt_value(v: &str) -> String {
-    logfmt::value(v)
+    service_log::value(v)
 }
