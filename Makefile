@@ -16,6 +16,21 @@ VENV         := .venv
 PY           := $(VENV)/bin/python
 WASM_TARGET  := wasm32-wasip1
 WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
+# proxy-wasm callbacks each filter leaves to the SDK's no-op default: their
+# exports are removed from the built .wasm so Envoy does not enter the VM for
+# them (scripts/wasm-drop-callbacks.py; tests/tests/wasm_exports.rs checks
+# that no dropped callback is implemented by the filter's glue crate).
+NOT_NETWORK  := proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_connection \
+  proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
+  proxy_on_upstream_connection_close proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive \
+  proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close
+DROP_auth_filter       := $(NOT_NETWORK) proxy_on_log proxy_on_response_headers \
+  proxy_on_response_body proxy_on_response_trailers
+DROP_validation_filter := $(NOT_NETWORK) proxy_on_tick proxy_on_log proxy_on_http_call_response \
+  proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
+DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_tick proxy_on_http_call_response \
+  proxy_on_request_body proxy_on_request_trailers proxy_on_response_headers \
+  proxy_on_response_body proxy_on_response_trailers
 # Native binaries make run starts (profile "server": optimised, unwinding).
 SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
 # Debian packages: command they provide -> package.
@@ -88,6 +103,11 @@ build: rust ## Native services and gatewayctl (target/server)
 .PHONY: wasm
 wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
+	@for f in auth_filter validation_filter metrics_filter; do \
+	  case $$f in auth_filter) drop="$(DROP_auth_filter)";; validation_filter) drop="$(DROP_validation_filter)";; \
+	    metrics_filter) drop="$(DROP_metrics_filter)";; esac; \
+	  python3 scripts/wasm-drop-callbacks.py $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/$$f.wasm $$drop; \
+	done
 
 # Test-only build of the auth filter that traps on a marked request, in a
 # target directory of its own so it can never replace the shipped .wasm.
