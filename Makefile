@@ -37,7 +37,7 @@ SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p rate
 APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
-APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox
+APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox valgrind:valgrind
 
 # Installs the Debian packages of a "command:package" list whose command is missing.
 define apt_ensure
@@ -180,6 +180,7 @@ bench: build wasm envoy pyyaml ## Every benchmark of BENCHMARKS.md, bounded (abo
 	$${CARGO_TARGET_DIR:-target}/server/ratelimit-bench --secs 5
 	BENCH_ROUNDS=3 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
 	filters/validation/bench/bench.sh 4 3
+	filters/core/bench/callgrind.sh
 	filters/validation/bench/memory.sh 2
 
 # --- soak -----------------------------------------------------------------------
