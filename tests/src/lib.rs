@@ -414,97 +414,190 @@ impl Drop for CountingUpstream {
     }
 }
 
-/// A TCP relay in front of a real server (PostgreSQL, Redis) that a test
-/// can cut and restore. Cut, it looks to its clients like a crashed server:
-/// every open connection is closed mid-stream and new ones are refused
-/// (the listening socket is closed); restored, it listens on the same port
-/// again.
-pub struct CuttableProxy {
-    /// The relay's address on 127.0.0.1; clients connect here.
-    pub addr: SocketAddr,
-    target: SocketAddr,
-    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl CuttableProxy {
-    /// Starts relaying a free loopback port to `target`.
-    pub async fn start(target: SocketAddr) -> CuttableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("local_addr: {e}"));
-        let proxy = CuttableProxy {
-            addr,
-            target,
-            conns: Arc::default(),
-            accept: Mutex::new(None),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    /// `url` (a `postgres://` or `redis://` URL naming the target) with its
-    /// host and port replaced by the relay's.
-    pub fn url_for(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let host_port = authority.rsplit('@').next().unwrap_or(authority);
-        let creds = &authority[..authority.len() - host_port.len()];
-        format!("{scheme}://{creds}{}{path}", self.addr)
-    }
-
-    fn serve(&self, listener: tokio::net::TcpListener) {
-        let (target, conns) = (self.target, Arc::clone(&self.conns));
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                if let Ok(mut c) = conns.lock() {
-                    c.retain(|t| !t.is_finished());
-                    c.push(task);
-                }
-            }
-        });
-        if let Ok(mut a) = self.accept.lock() {
-            *a = Some(task);
-        }
-    }
-
-    /// Closes every relayed connection and stops listening.
-    pub fn cut(&self) {
-        if let Some(a) = self.accept.lock().ok().and_then(|mut a| a.take()) {
-            a.abort();
-        }
-        if let Ok(mut c) = self.conns.lock() {
-            for t in c.drain(..) {
-                t.abort();
-            }
-        }
-    }
-
-    /// Listens on the same port again (retrying for up to 5 s while the
-    /// port is still held).
-    pub async fn restore(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(listener) => return self.serve(listener),
-                Err(e) if Instant::now() > deadline => panic!("rebind {}: {e}", self.addr),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+/// Waits until something accepts TCP connections on `port` (127.0.0.1).
+fn wait_for_port(port: u16, what: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} not listening on {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-impl Drop for CuttableProxy {
+/// A Redis server of the test's own (the machine's `redis-server`, no
+/// persistence) that the test can kill with SIGKILL and start again on the
+/// same port: a real crash, without touching any server others share.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    /// `None` when no `redis-server` is on the PATH.
+    pub fn start() -> Option<PrivateRedis> {
+        let port = free_port();
+        let child = Self::spawn(port)?;
+        Some(PrivateRedis { port, child })
+    }
+
+    fn spawn(port: u16) -> Option<Child> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        wait_for_port(port, "redis-server", Duration::from_secs(10));
+        Some(child)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: every connection dies with the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new server on the same port (empty: nothing was persisted).
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port).unwrap_or_else(|| panic!("redis-server restart"));
+    }
+}
+
+impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        self.cut();
+        self.kill();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (`initdb` into a scratch
+/// directory, the machine's PostgreSQL binaries, trust auth on 127.0.0.1)
+/// that the test can crash (`pg_ctl stop -m immediate`: every backend is
+/// killed without a checkpoint) and start again, which replays its WAL.
+/// Run as root, the server runs as the `postgres` user (it refuses root).
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// `None` when no PostgreSQL server binaries are found (`pg_config
+    /// --bindir`, or Debian's /usr/lib/postgresql/<version>/bin).
+    pub fn start() -> Option<PrivatePostgres> {
+        let bin = Self::bin_dir()?;
+        let dir = scratch_dir("postgres");
+        let pg = PrivatePostgres {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        if Self::is_root() {
+            pg.run(Command::new("chown").args(["-R", "postgres"]).arg(&pg.dir));
+        }
+        pg.run(
+            pg.as_server_user("initdb")
+                .arg("-D")
+                .arg(pg.dir.join("data"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"]),
+        );
+        pg.restart();
+        Some(pg)
+    }
+
+    fn bin_dir() -> Option<PathBuf> {
+        let from_config = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        let debian = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .max();
+        [from_config, debian]
+            .into_iter()
+            .flatten()
+            .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+    }
+
+    fn is_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    fn as_server_user(&self, tool: &str) -> Command {
+        let tool = self.bin.join(tool);
+        if Self::is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(tool);
+            cmd
+        } else {
+            Command::new(tool)
+        }
+    }
+
+    fn run(&self, cmd: &mut Command) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `postgres` database of this cluster.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Crashes the server: `pg_ctl stop -m immediate` (SIGQUIT to the
+    /// postmaster, which kills every backend without a checkpoint).
+    pub fn crash(&self) {
+        self.run(
+            self.as_server_user("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["stop", "-m", "immediate"]),
+        );
+    }
+
+    /// Starts the server (after a crash it recovers from its WAL first).
+    pub fn restart(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            self.as_server_user("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-o", &options, "-l"])
+                .arg(self.dir.join("postgres.log"))
+                .args(["-w", "start"]),
+        );
+        wait_for_port(self.port, "postgres", Duration::from_secs(10));
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_server_user("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["stop", "-m", "immediate"])
+            .output();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -7,11 +7,13 @@
 //!    connections, in-flight requests finish) and started again on the
 //!    same port.
 //! 2. **Crashes**: the calculation service, running as a process of its
-//!    own, is SIGKILLed and started again; Redis and PostgreSQL are cut
-//!    (every open connection closed mid-stream, new ones refused, as a
-//!    crashed server looks to its clients) and restored; Envoy is
-//!    hot-restarted (a new process takes over the listener, the old one
-//!    drains and exits).
+//!    own, is SIGKILLed and started again; a Redis server and a
+//!    PostgreSQL cluster of the test's own (the machine's binaries, never
+//!    the servers others share) are crashed — Redis SIGKILLed, PostgreSQL
+//!    stopped with `pg_ctl -m immediate`, which kills every backend without
+//!    a checkpoint — and started again (PostgreSQL replaying its WAL);
+//!    Envoy is hot-restarted (a new process takes over the listener, the
+//!    old one drains and exits).
 //!
 //! Asserted over each run:
 //!
@@ -31,9 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, CuttableProxy, Envoy};
+use e2e::{free_port, Envoy, PrivatePostgres, PrivateRedis};
 use serde_json::Value;
-use sqlx::Connection;
 use store::NewApiKey;
 
 const SECRET: &str = "chaos-under-load-hs256-secret-0123456789";
@@ -452,48 +453,6 @@ impl Drop for CalculationProcess {
     }
 }
 
-/// A fresh PostgreSQL database on the server `admin_url` names; dropped by
-/// [`drop_database`].
-async fn create_database(admin_url: &str) -> (String, String) {
-    let name = format!("chaos_{}_{}", std::process::id(), free_port());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url, |(base, _)| base);
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
-/// Where `url` (postgres:// or redis://) points, as a socket address.
-async fn target_of(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let default_port = if url.starts_with("redis") { 6379 } else { 5432 };
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:{default_port}")
-    };
-    tokio::net::lookup_host(host_port)
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot_restart_lose_nothing(
 ) {
@@ -501,37 +460,43 @@ async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot
     let dir = e2e::scratch_dir("crash");
     let ports = Ports::new();
 
-    // The database: a fresh PostgreSQL database behind a cuttable relay
-    // when DATABASE_URL names a server, else a SQLite file (no fault).
-    let pg_admin = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"));
-    let (db, db_direct, pg) = match &pg_admin {
-        Some(admin) => {
-            let (url, name) = create_database(admin).await;
-            let proxy = CuttableProxy::start(target_of(&url).await).await;
-            (proxy.url_for(&url), url, Some((proxy, name)))
-        }
-        None => {
-            println!("DATABASE_URL does not name PostgreSQL: the database crash is skipped (SQLite has no server to crash)");
-            let url = format!("sqlite://{}/pricing.db", dir.display());
-            (url.clone(), url, None)
-        }
+    // The database: a PostgreSQL cluster of the test's own, which it can
+    // crash, when DATABASE_URL names PostgreSQL (the PostgreSQL paths are
+    // tested) and the server binaries are here; else a SQLite file.
+    let wants_pg = std::env::var("DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    let pg = if wants_pg {
+        let pg = PrivatePostgres::start();
+        assert!(
+            pg.is_some(),
+            "DATABASE_URL names PostgreSQL, but no PostgreSQL server binaries \
+             (initdb, pg_ctl) were found to run a cluster this test may crash"
+        );
+        pg
+    } else {
+        println!("DATABASE_URL does not name PostgreSQL: the database crash is skipped (SQLite has no server to crash)");
+        None
     };
-    // Redis behind a cuttable relay when REDIS_URL is set.
-    let redis = match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            Some(CuttableProxy::start(target_of(&url).await).await).map(|p| (p.url_for(&url), p))
-        }
-        Err(_) => {
-            println!("REDIS_URL is not set: the Redis crash is skipped (in-memory counters)");
-            None
-        }
+    let db = match &pg {
+        Some(pg) => pg.url(),
+        None => format!("sqlite://{}/pricing.db", dir.display()),
+    };
+    // Redis of the test's own, which it can SIGKILL, when REDIS_URL is set
+    // (the Redis paths are tested).
+    let mut redis = if std::env::var("REDIS_URL").is_ok() {
+        let redis = PrivateRedis::start();
+        assert!(
+            redis.is_some(),
+            "REDIS_URL is set, but no redis-server binary was found to run a server this test may kill"
+        );
+        redis
+    } else {
+        println!("REDIS_URL is not set: the Redis crash is skipped (in-memory counters)");
+        None
     };
 
     let service = |port: u16| services::Config::new(addr(port), db.clone());
     let auth_config = auth_service::Config::hs256(service(ports.auth), SECRET);
-    let rls_config = ports.rls_config(redis.as_ref().map(|(url, _)| url.clone()));
+    let rls_config = ports.rls_config(redis.as_ref().map(PrivateRedis::url));
     let (data, _) = services::state::start_data_service(&service(ports.data))
         .await
         .unwrap();
@@ -556,10 +521,10 @@ async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot
     visible.push(("SIGKILLed calculation service", down, Instant::now()));
     tokio::time::sleep(SETTLE).await;
 
-    if let Some((_, proxy)) = &redis {
+    if let Some(redis) = &mut redis {
         // Hidden from clients by failing open; the rate-limit service's
-        // own health shows the cut was real.
-        proxy.cut();
+        // own health shows the crash was real.
+        redis.kill();
         let health = format!("http://{}/health", addr(ports.rls_http));
         let deadline = Instant::now() + PAUSE;
         let mut unhealthy = false;
@@ -570,16 +535,16 @@ async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(unhealthy, "the rate-limit service never saw Redis go");
-        proxy.restore().await;
+        redis.restart();
         returned_at.push(("Redis", Instant::now()));
         tokio::time::sleep(SETTLE).await;
     }
 
-    if let Some((proxy, _)) = &pg {
+    if let Some(pg) = &pg {
         let down = Instant::now();
-        proxy.cut();
+        pg.crash();
         tokio::time::sleep(PAUSE).await;
-        proxy.restore().await;
+        pg.restart();
         returned_at.push(("PostgreSQL", Instant::now()));
         visible.push(("PostgreSQL", down, Instant::now()));
         tokio::time::sleep(SETTLE).await;
@@ -640,11 +605,7 @@ async fn under_load_a_killed_backend_crashed_database_and_redis_and_an_envoy_hot
         "the calculation service died:\n{}",
         std::fs::read_to_string(&calc_log).unwrap_or_default()
     );
-    assert_nothing_lost(&answers, &returned_at, &db_direct, &envoy.log()).await;
+    assert_nothing_lost(&answers, &returned_at, &db, &envoy.log()).await;
 
-    drop((calc, auth, rls, data, envoy, redis));
-    if let (Some(admin), Some((proxy, name))) = (&pg_admin, pg) {
-        drop(proxy);
-        drop_database(admin, &name).await;
-    }
+    drop((calc, auth, rls, data, envoy, redis, pg));
 }
