@@ -940,3 +940,52 @@ async fn accepted_connections_have_tcp_nodelay_so_no_response_waits_for_a_delaye
     let (accepted, _) = listener.accept().await;
     assert!(accepted.nodelay().unwrap());
 }
+
+#[tokio::test]
+async fn a_sqlite_write_ahead_log_is_checkpointed_in_the_background_and_stops_growing() {
+    // Commits never checkpoint (wal_autocheckpoint = 0) so none waits behind
+    // one; the store checkpoints on a task of its own. Were that task
+    // missing, the log would grow with every calculation.
+    let db = TestDb::sqlite();
+    let stack = Arc::new(Stack::start(&db.url).await);
+    let wal = db.sqlite_path.clone().unwrap().join("pricing.db-wal");
+    let burst = |round: u32| {
+        let stack = stack.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for i in 0..400u32 {
+                let stack = stack.clone();
+                tasks.push(tokio::spawn(async move {
+                    let body = locate("AAPL", json!(1000 + i), json!(30), "test123");
+                    let rid = format!("wal-{round}-{i}");
+                    stack
+                        .calculate_raw(&body.to_string(), &[("x-request-id", &rid)])
+                        .await
+                        .status
+                }));
+            }
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), 200);
+            }
+        }
+    };
+    burst(0).await;
+    let after_first = std::fs::metadata(&wal).unwrap().len();
+    assert!(after_first > 0, "the database is not in WAL mode");
+    for round in 1..4 {
+        // More than one checkpoint interval: the log is copied back into the
+        // database, and the next commits reuse it from its start.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        burst(round).await;
+    }
+    let after_four = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after_four < after_first * 2,
+        "the WAL grew from {after_first} to {after_four} bytes over four equal bursts: \
+         nothing checkpointed it"
+    );
+    assert_eq!(stack.calc_state.store.audit_count().await.unwrap(), 1600);
+    let stack = Arc::into_inner(stack).unwrap();
+    stack.stop().await;
+    db.cleanup().await;
+}
