@@ -418,9 +418,6 @@ struct AuditJob {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// How often a SQLite file's WAL is checkpointed (see [`audit_writer`]).
-const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
 /// Most audit rows taken from the queue at once.
 const AUDIT_BATCH: usize = 256;
 
@@ -435,39 +432,9 @@ const AUDIT_ROWS_PER_STATEMENT: usize = 64;
 /// commit instead of queueing for the write lock (SQLite) or an fsync
 /// (PostgreSQL) one by one, and each still gets its answer only after its
 /// own row is committed.
-///
-/// For a SQLite file it also starts a WAL checkpoint every
-/// [`WAL_CHECKPOINT_EVERY`], on a task and connection of its own: the pooled
-/// connections never checkpoint themselves (`wal_autocheckpoint = 0`), so
-/// the commit of an audit batch never waits behind one (a checkpoint copies
-/// pages into the database file and syncs it, which took the calculation
-/// service's p99 at 1 000 req/s to 11 ms when commits did it).
-async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>, checkpoints: bool) {
+async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
-    let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checkpoint: Option<tokio::task::JoinHandle<()>> = None;
-    loop {
-        let received = tokio::select! {
-            n = rx.recv_many(&mut batch, AUDIT_BATCH) => n,
-            _ = tick.tick(), if checkpoints => {
-                if checkpoint.as_ref().is_none_or(|t| t.is_finished()) {
-                    let pool = pool.clone();
-                    checkpoint = Some(tokio::spawn(async move {
-                        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                            .fetch_all(&pool)
-                            .await
-                        {
-                            tracing::debug!(error = %e, "WAL checkpoint failed");
-                        }
-                    }));
-                }
-                continue;
-            }
-        };
-        if received == 0 {
-            break;
-        }
+    while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
         while !batch.is_empty() {
             let take = batch.len().min(AUDIT_ROWS_PER_STATEMENT);
             let chunk: Vec<AuditJob> = batch.drain(..take).collect();
@@ -556,10 +523,6 @@ impl Store {
                     use sqlx::Executor;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    // Checkpoints run on their own task (audit_writer), never
-                    // inside the commit of whichever connection crossed the
-                    // WAL size limit.
-                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     // Each connection's page cache is capped at 512 KiB
                     // (SQLite's default is 2 MiB): the audit table grows
                     // forever, and with the default the cache of every
@@ -576,7 +539,7 @@ impl Store {
                 .await?;
         }
         let (audit, audit_rx) = mpsc::channel(4 * AUDIT_BATCH);
-        tokio::spawn(audit_writer(pool.clone(), audit_rx, file_sqlite));
+        tokio::spawn(audit_writer(pool.clone(), audit_rx));
         let store = Self {
             audit,
             pool,
