@@ -18,7 +18,7 @@ WASM_TARGET  := wasm32-wasip1
 WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
 # proxy-wasm callbacks each filter leaves to the SDK's no-op default: their
 # exports are removed from the built .wasm so Envoy does not enter the VM for
-# them (scripts/wasm-drop-callbacks.py; tests/tests/wasm_exports.rs checks
+# them (scripts/wasm-drop-callbacks.py; tests/tests/envoy_config.rs checks
 # that no dropped callback is implemented by the filter's glue crate).
 NOT_NETWORK  := proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_connection \
   proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
@@ -103,11 +103,8 @@ build: rust ## Native services and gatewayctl (target/server)
 .PHONY: wasm
 wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
-	@for f in auth_filter validation_filter metrics_filter; do \
-	  case $$f in auth_filter) drop="$(DROP_auth_filter)";; validation_filter) drop="$(DROP_validation_filter)";; \
-	    metrics_filter) drop="$(DROP_metrics_filter)";; esac; \
-	  python3 scripts/wasm-drop-callbacks.py $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/$$f.wasm $$drop; \
-	done
+	@$(foreach f,auth_filter validation_filter metrics_filter,python3 scripts/wasm-drop-callbacks.py \
+	  $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/$(f).wasm $(DROP_$(f)) &&) true
 
 # Test-only build of the auth filter that traps on a marked request, in a
 # target directory of its own so it can never replace the shipped .wasm.

@@ -482,6 +482,8 @@ pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// The test runs as root, so the server tools run as `postgres`.
+    as_root: bool,
 }
 
 impl PrivatePostgres {
@@ -494,8 +496,9 @@ impl PrivatePostgres {
             port: free_port(),
             dir,
             bin,
+            as_root: Self::is_root(),
         };
-        if Self::is_root() {
+        if pg.as_root {
             pg.run(Command::new("chown").args(["-R", "postgres"]).arg(&pg.dir));
         }
         pg.run(
@@ -533,7 +536,7 @@ impl PrivatePostgres {
 
     fn as_server_user(&self, tool: &str) -> Command {
         let tool = self.bin.join(tool);
-        if Self::is_root() {
+        if self.as_root {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(tool);
             cmd
