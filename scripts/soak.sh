@@ -40,8 +40,21 @@ warm="$(load "$WARMUP")"
 declare -A before
 for n in "${!pid[@]}"; do before[$n]="$(rss_kib "${pid[$n]}")"; done
 echo "soak: ${SECS}s at ${RATE} req/s of each kind"
+# RSS of every process every SOAK_SAMPLE_SECONDS (30) during the run, so a
+# failure shows whether memory levels off or keeps climbing.
+sample_every="${SOAK_SAMPLE_SECONDS:-30}"
+( while sleep "$sample_every"; do
+    for n in "${!pid[@]}"; do printf '%s %s\n' "$n" "$(rss_kib "${pid[$n]}")"; done
+  done ) >"$RUN_DIR/soak-rss.txt" 2>/dev/null &
+sampler=$!
+bench_on_exit+="kill $sampler 2>/dev/null || true;"
 main="$(load "$SECS")"
+kill "$sampler" 2>/dev/null || true
 echo "$main"
+echo "soak: RSS (KiB) every ${sample_every}s:"
+for n in "${!pid[@]}"; do
+  printf '  %-20s %s\n' "$n" "$(awk -v n="$n" '$1 == n {printf "%s ", $2}' "$RUN_DIR/soak-rss.txt")"
+done
 status=0
 printf '%-22s %10s %10s %8s\n' process "RSS before" "RSS after" growth
 for n in "${!pid[@]}"; do

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use pricing::{BorrowRate, ClientTerms, Decimal, FeeType, LocateFee, StockRisk};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 /// The database used when `DATABASE_URL` is unset, relative to the working
@@ -432,13 +433,44 @@ const AUDIT_ROWS_PER_STATEMENT: usize = 64;
 /// commit instead of queueing for the write lock (SQLite) or an fsync
 /// (PostgreSQL) one by one, and each still gets its answer only after its
 /// own row is committed.
-async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>) {
+///
+/// With `keep_connection` (every pool of two or more connections) the
+/// writer keeps one connection for itself and only gives it up when a
+/// write fails (the next batch then takes a fresh one). The audit table's
+/// pages then fill the page cache of that one SQLite connection rather
+/// than, in turn, the cache of every pooled connection, so the service's
+/// memory levels off early instead of creeping up as the table grows. A
+/// kept connection idle for [`AUDIT_IDLE_PING`] is pinged before use (as
+/// the pool checks a connection it hands out), so a database restarted
+/// while no calculation ran costs no failed write; under load no batch
+/// waits for a ping.
+async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiver<AuditJob>) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    let mut kept: Option<(PoolConnection<Any>, Instant)> = None;
     while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
         while !batch.is_empty() {
             let take = batch.len().min(AUDIT_ROWS_PER_STATEMENT);
             let chunk: Vec<AuditJob> = batch.drain(..take).collect();
-            let result = write_audit_rows(&pool, &chunk).await;
+            let conn = match kept.take() {
+                Some((mut conn, used)) if used.elapsed() >= AUDIT_IDLE_PING => {
+                    match conn.ping().await {
+                        Ok(()) => Ok(conn),
+                        Err(_) => pool.acquire().await.map_err(StoreError::from),
+                    }
+                }
+                Some((conn, _)) => Ok(conn),
+                None => pool.acquire().await.map_err(StoreError::from),
+            };
+            let result = match conn {
+                Ok(mut conn) => {
+                    let written = write_audit_rows(&mut conn, &chunk).await;
+                    if keep_connection && written.is_ok() {
+                        kept = Some((conn, Instant::now()));
+                    }
+                    written
+                }
+                Err(e) => Err(e),
+            };
             for job in chunk {
                 let _ = job.done.send(result.clone());
             }
@@ -446,7 +478,11 @@ async fn audit_writer(pool: AnyPool, mut rx: mpsc::Receiver<AuditJob>) {
     }
 }
 
-async fn write_audit_rows(pool: &AnyPool, jobs: &[AuditJob]) -> Result<()> {
+/// How long the audit writer's kept connection may sit unused before it is
+/// pinged ahead of the next write.
+const AUDIT_IDLE_PING: Duration = Duration::from_secs(1);
+
+async fn write_audit_rows(conn: &mut AnyConnection, jobs: &[AuditJob]) -> Result<()> {
     const COLUMNS: usize = 13;
     let mut sql = String::from(
         "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
@@ -484,7 +520,7 @@ async fn write_audit_rows(pool: &AnyPool, jobs: &[AuditJob]) -> Result<()> {
             .bind(r.total_fee.clone())
             .bind(r.created_at.clone());
     }
-    query.execute(pool).await?;
+    query.execute(conn).await?;
     Ok(())
 }
 
@@ -539,7 +575,8 @@ impl Store {
                 .await?;
         }
         let (audit, audit_rx) = mpsc::channel(4 * AUDIT_BATCH);
-        tokio::spawn(audit_writer(pool.clone(), audit_rx));
+        let keep_connection = pool.options().get_max_connections() >= 2;
+        tokio::spawn(audit_writer(pool.clone(), keep_connection, audit_rx));
         let store = Self {
             audit,
             pool,
@@ -1077,4 +1114,86 @@ fn prepare_url(url: &str) -> Result<(Engine, String)> {
         None => format!("{url}?mode=rwc"),
     };
     Ok((Engine::Sqlite, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh SQLite file in its own temporary directory.
+    fn sqlite_url(name: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "store-test-{name}-{}-{}",
+            std::process::id(),
+            time::now_rfc3339().replace([':', '.'], "")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("pricing.db").display());
+        (dir, url)
+    }
+
+    async fn calculation(store: &Store, request_id: &str) -> AuditEntry {
+        let req = pricing::parse_locate_request(
+            br#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#,
+        )
+        .unwrap();
+        let stock = store.stock_cached("AAPL").await.unwrap().unwrap();
+        let client = store.client_cached("test123").await.unwrap().unwrap();
+        let fee = LocateFee::compute(
+            req.position_value,
+            stock.borrow_rate().unwrap(),
+            req.loan_days,
+            &client.terms,
+        )
+        .unwrap();
+        AuditEntry {
+            request_id: request_id.to_owned(),
+            caller: Some("test123".to_owned()),
+            client_id: "test123".to_owned(),
+            ticker: "AAPL".to_owned(),
+            position_value: req.position_value.value(),
+            loan_days: req.loan_days.get(),
+            fee,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_audit_writer_keeps_one_connection_and_leaves_the_others_to_readers() {
+        let (dir, url) = sqlite_url("writer");
+        let mut options = StoreOptions::new(&url);
+        options.max_connections = 3;
+        let store = Store::connect_with(options).await.unwrap();
+        for i in 0..3 {
+            let entry = calculation(&store, &format!("writer-{i}")).await;
+            let writes: Vec<_> = (0..40).map(|_| store.insert_audit(&entry)).collect();
+            for w in writes {
+                w.await.unwrap();
+            }
+            // Reads in between take pooled connections and give them back.
+            assert_eq!(store.audit_count().await.unwrap(), 40 * (i + 1));
+        }
+        // A released connection goes back to the pool on a task of its own.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.pool.size(), 3);
+        assert_eq!(
+            store.pool.num_idle(),
+            2,
+            "the writer holds one connection between batches"
+        );
+        store.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_one_connection_pool_shares_its_connection_between_writer_and_readers() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let entry = calculation(&store, "memory-1").await;
+        for _ in 0..5 {
+            store.insert_audit(&entry).await.unwrap();
+            assert!(store.stock_cached("MSFT").await.unwrap().is_some());
+        }
+        assert_eq!(store.audit_count().await.unwrap(), 5);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.pool.num_idle(), 1);
+    }
 }

@@ -105,8 +105,13 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    // Idle connections are dropped after 20 s, well before the gateway's
+    // 60 s downstream idle timeout: a connection the server is closing at
+    // the moment the client reuses it fails at the transport level (the
+    // HTTP/1.1 keep-alive race every client must avoid this way).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
+        .pool_idle_timeout(Duration::from_secs(20))
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_else(|e| panic!("client: {e}"));
@@ -137,7 +142,18 @@ async fn run(args: Args) {
                     let _ = resp.bytes().await;
                     Some(status)
                 }
-                Err(_) => None,
+                Err(e) => {
+                    // The whole source chain: reqwest's own message is only
+                    // "error sending request".
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why = format!("{why}: {s}");
+                        source = s.source();
+                    }
+                    eprintln!("open_loop: request {i}: {why}");
+                    None
+                }
             };
             let _ = tx.send((i >= warm, outcome, at.elapsed()));
         });
