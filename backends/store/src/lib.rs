@@ -419,61 +419,98 @@ struct AuditJob {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// Most audit rows taken from the queue at once.
+/// Most audit rows taken from the queue at once (one transaction).
 const AUDIT_BATCH: usize = 256;
 
-/// Rows per multi-row `INSERT` (13 parameters each, well under SQLite's
-/// and PostgreSQL's parameter limits).
-const AUDIT_ROWS_PER_STATEMENT: usize = 64;
+/// Rows per multi-row `INSERT`, largest first: a batch is written with as
+/// many 64-row statements as fit, then 16-row ones, and so on. Four
+/// statement shapes in all (13 parameters a row, well under SQLite's and
+/// PostgreSQL's parameter limits), so each is prepared once per connection
+/// and the prepared-statement cache stays small and fixed.
+const AUDIT_STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
 
-/// The audit writer: takes every row queued so far and writes them with
-/// one multi-row `INSERT` per 64 rows (each statement is atomic and
-/// committed on its own), then reports each statement's result to the
-/// requests whose rows it held. Concurrent calculations therefore share a
-/// commit instead of queueing for the write lock (SQLite) or an fsync
+/// Columns of an audit row, in the order [`bind_audit_rows`] binds them.
+const AUDIT_COLUMNS: [&str; 13] = [
+    "audit_id",
+    "request_id",
+    "caller",
+    "client_id",
+    "ticker",
+    "position_value",
+    "loan_days",
+    "borrow_rate_used",
+    "borrow_cost",
+    "markup",
+    "transaction_fees",
+    "total_fee",
+    "created_at",
+];
+
+/// `INSERT INTO audit_log (...) VALUES ($1, ...), (...)` for `rows` rows.
+fn audit_insert_sql(rows: usize) -> String {
+    let n = AUDIT_COLUMNS.len();
+    let mut sql = format!(
+        "INSERT INTO audit_log ({}) VALUES ",
+        AUDIT_COLUMNS.join(", ")
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let params: Vec<String> = (1..=n).map(|c| format!("${}", row * n + c)).collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
+/// The audit writer: takes every row queued so far (up to
+/// [`AUDIT_BATCH`]) and writes them in one transaction, then tells each
+/// request the outcome. Concurrent calculations therefore share a commit
+/// instead of queueing for the write lock (SQLite) or an fsync
 /// (PostgreSQL) one by one, and each still gets its answer only after its
-/// own row is committed.
+/// own row is committed. A failed transaction leaves none of its rows, and
+/// every request in it gets the error.
 ///
 /// With `keep_connection` (every pool of two or more connections) the
 /// writer keeps one connection for itself and only gives it up when a
 /// write fails (the next batch then takes a fresh one). The audit table's
 /// pages then fill the page cache of that one SQLite connection rather
-/// than, in turn, the cache of every pooled connection, so the service's
-/// memory levels off early instead of creeping up as the table grows. A
-/// kept connection idle for [`AUDIT_IDLE_PING`] is pinged before use (as
-/// the pool checks a connection it hands out), so a database restarted
-/// while no calculation ran costs no failed write; under load no batch
-/// waits for a ping.
+/// than, in turn, the cache of every pooled connection. A kept connection
+/// idle for [`AUDIT_IDLE_PING`] is pinged before use (as the pool checks a
+/// connection it hands out), so a database restarted while no calculation
+/// ran costs no failed write; under load no batch waits for a ping.
 async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiver<AuditJob>) {
+    let statements: Vec<(usize, String)> = AUDIT_STATEMENT_ROWS
+        .iter()
+        .map(|&rows| (rows, audit_insert_sql(rows)))
+        .collect();
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     let mut kept: Option<(PoolConnection<Any>, Instant)> = None;
     while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-        while !batch.is_empty() {
-            let take = batch.len().min(AUDIT_ROWS_PER_STATEMENT);
-            let chunk: Vec<AuditJob> = batch.drain(..take).collect();
-            let conn = match kept.take() {
-                Some((mut conn, used)) if used.elapsed() >= AUDIT_IDLE_PING => {
-                    match conn.ping().await {
-                        Ok(()) => Ok(conn),
-                        Err(_) => pool.acquire().await.map_err(StoreError::from),
-                    }
+        let conn = match kept.take() {
+            Some((mut conn, used)) if used.elapsed() >= AUDIT_IDLE_PING => {
+                match conn.ping().await {
+                    Ok(()) => Ok(conn),
+                    Err(_) => pool.acquire().await.map_err(StoreError::from),
                 }
-                Some((conn, _)) => Ok(conn),
-                None => pool.acquire().await.map_err(StoreError::from),
-            };
-            let result = match conn {
-                Ok(mut conn) => {
-                    let written = write_audit_rows(&mut conn, &chunk).await;
-                    if keep_connection && written.is_ok() {
-                        kept = Some((conn, Instant::now()));
-                    }
-                    written
-                }
-                Err(e) => Err(e),
-            };
-            for job in chunk {
-                let _ = job.done.send(result.clone());
             }
+            Some((conn, _)) => Ok(conn),
+            None => pool.acquire().await.map_err(StoreError::from),
+        };
+        let result = match conn {
+            Ok(mut conn) => {
+                let written = write_audit_batch(&mut conn, &statements, &batch).await;
+                if keep_connection && written.is_ok() {
+                    kept = Some((conn, Instant::now()));
+                }
+                written
+            }
+            Err(e) => Err(e),
+        };
+        for job in batch.drain(..) {
+            let _ = job.done.send(result.clone());
         }
     }
 }
@@ -482,27 +519,32 @@ async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiv
 /// pinged ahead of the next write.
 const AUDIT_IDLE_PING: Duration = Duration::from_secs(1);
 
-async fn write_audit_rows(conn: &mut AnyConnection, jobs: &[AuditJob]) -> Result<()> {
-    const COLUMNS: usize = 13;
-    let mut sql = String::from(
-        "INSERT INTO audit_log (audit_id, request_id, caller, client_id, ticker, position_value, \
-         loan_days, borrow_rate_used, borrow_cost, markup, transaction_fees, total_fee, created_at) VALUES ",
-    );
-    for i in 0..jobs.len() {
-        if i > 0 {
-            sql.push_str(", ");
+/// Writes `jobs` in one transaction with the fixed statement shapes.
+async fn write_audit_batch(
+    conn: &mut AnyConnection,
+    statements: &[(usize, String)],
+    jobs: &[AuditJob],
+) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    let mut rest = jobs;
+    for (rows, sql) in statements {
+        while rest.len() >= *rows {
+            let (now, later) = rest.split_at(*rows);
+            bind_audit_rows(sqlx::query(sql), now)
+                .execute(&mut *tx)
+                .await?;
+            rest = later;
         }
-        sql.push('(');
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(i * COLUMNS + c + 1).to_string());
-        }
-        sql.push(')');
     }
-    let mut query = sqlx::query(&sql);
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Binds the [`AUDIT_COLUMNS`] of each row, in order.
+fn bind_audit_rows<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    jobs: &[AuditJob],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
     for job in jobs {
         let r = &job.row;
         query = query
@@ -520,8 +562,7 @@ async fn write_audit_rows(conn: &mut AnyConnection, jobs: &[AuditJob]) -> Result
             .bind(r.total_fee.clone())
             .bind(r.created_at.clone());
     }
-    query.execute(conn).await?;
-    Ok(())
+    query
 }
 
 impl Store {
@@ -1180,6 +1221,38 @@ mod tests {
             2,
             "the writer holds one connection between batches"
         );
+        store.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_insert_statement_numbers_every_parameter_of_every_row() {
+        let sql = audit_insert_sql(2);
+        assert!(sql.starts_with("INSERT INTO audit_log (audit_id, request_id, caller, "));
+        assert!(sql.ends_with("($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"));
+        assert_eq!(sql.matches('$').count(), 26);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_85_calculations_writes_85_rows_through_every_statement_shape() {
+        let (dir, url) = sqlite_url("burst");
+        let store = Store::connect(&url).await.unwrap();
+        let entry = calculation(&store, "burst").await;
+        // Queued before the writer runs, so they share batches that need
+        // the 64-, 16-, 4- and 1-row statements.
+        let writes: Vec<_> = (0..85)
+            .map(|_| {
+                let (store, entry) = (store.clone(), entry.clone());
+                tokio::spawn(async move { store.insert_audit(&entry).await })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for w in writes {
+            ids.insert(w.await.unwrap().unwrap());
+        }
+        assert_eq!(ids.len(), 85);
+        assert_eq!(store.audit_count().await.unwrap(), 85);
+        assert_eq!(store.audit_by_request_id("burst").await.unwrap().len(), 85);
         store.pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
