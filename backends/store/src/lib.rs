@@ -481,7 +481,17 @@ fn audit_insert_sql(rows: usize) -> String {
 /// idle for [`AUDIT_IDLE_PING`] is pinged before use (as the pool checks a
 /// connection it hands out), so a database restarted while no calculation
 /// ran costs no failed write; under load no batch waits for a ping.
-async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiver<AuditJob>) {
+///
+/// On SQLite the kept connection gets the larger page cache
+/// ([`WRITER_CACHE_PRAGMA`]): the audit indexes take random keys, and the
+/// readers need far less (see [`READER_CACHE_PRAGMA`]).
+async fn audit_writer(
+    pool: AnyPool,
+    keep_connection: bool,
+    sqlite: bool,
+    mut rx: mpsc::Receiver<AuditJob>,
+) {
+    let writer_cache = keep_connection && sqlite;
     let statements: Vec<(usize, String)> = AUDIT_STATEMENT_ROWS
         .iter()
         .map(|&rows| (rows, audit_insert_sql(rows)))
@@ -493,11 +503,11 @@ async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiv
             Some((mut conn, used)) if used.elapsed() >= AUDIT_IDLE_PING => {
                 match conn.ping().await {
                     Ok(()) => Ok(conn),
-                    Err(_) => pool.acquire().await.map_err(StoreError::from),
+                    Err(_) => writer_connection(&pool, writer_cache).await,
                 }
             }
             Some((conn, _)) => Ok(conn),
-            None => pool.acquire().await.map_err(StoreError::from),
+            None => writer_connection(&pool, writer_cache).await,
         };
         let result = match conn {
             Ok(mut conn) => {
@@ -514,6 +524,30 @@ async fn audit_writer(pool: AnyPool, keep_connection: bool, mut rx: mpsc::Receiv
         }
     }
 }
+
+/// A pooled connection for the audit writer, given the writer's page cache
+/// when `writer_cache`.
+async fn writer_connection(pool: &AnyPool, writer_cache: bool) -> Result<PoolConnection<Any>> {
+    let mut conn = pool.acquire().await?;
+    if writer_cache {
+        sqlx::Executor::execute(&mut *conn, WRITER_CACHE_PRAGMA).await?;
+    }
+    Ok(conn)
+}
+
+/// Page cache of a SQLite connection that only reads (every pooled
+/// connection but the audit writer's): 64 KiB, enough for the key lookups
+/// of stocks, clients and API keys, which the services cache besides.
+/// SQLite keeps every page it has read up to this size, and in WAL mode a
+/// reader re-reads its pages after each commit of the writer, so each
+/// reader's cache fills to its limit over time; with 512 KiB for each of
+/// ten connections the calculation service's memory kept climbing for
+/// many minutes of load.
+const READER_CACHE_PRAGMA: &str = "PRAGMA cache_size = -64";
+
+/// Page cache of the audit writer's connection: 512 KiB (SQLite's default
+/// is 2 MiB).
+const WRITER_CACHE_PRAGMA: &str = "PRAGMA cache_size = -512";
 
 /// How long the audit writer's kept connection may sit unused before it is
 /// pinged ahead of the next write.
@@ -600,11 +634,8 @@ impl Store {
                     use sqlx::Executor;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    // Each connection's page cache is capped at 512 KiB
-                    // (SQLite's default is 2 MiB): the audit table grows
-                    // forever, and with the default the cache of every
-                    // pooled connection keeps filling with its pages.
-                    conn.execute("PRAGMA cache_size = -512").await?;
+                    // A reader's page cache; the audit writer raises its own.
+                    conn.execute(READER_CACHE_PRAGMA).await?;
                     Ok(())
                 })
             });
@@ -617,7 +648,12 @@ impl Store {
         }
         let (audit, audit_rx) = mpsc::channel(4 * AUDIT_BATCH);
         let keep_connection = pool.options().get_max_connections() >= 2;
-        tokio::spawn(audit_writer(pool.clone(), keep_connection, audit_rx));
+        tokio::spawn(audit_writer(
+            pool.clone(),
+            keep_connection,
+            engine == Engine::Sqlite,
+            audit_rx,
+        ));
         let store = Self {
             audit,
             pool,
@@ -1221,7 +1257,19 @@ mod tests {
             2,
             "the writer holds one connection between batches"
         );
-        store.pool.close().await;
+        // The two left are readers, with the small page cache.
+        let mut readers = Vec::new();
+        for _ in 0..2 {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let pages: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(pages, -64);
+            readers.push(conn);
+        }
+        drop(readers);
+        drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1253,7 +1301,6 @@ mod tests {
         assert_eq!(ids.len(), 85);
         assert_eq!(store.audit_count().await.unwrap(), 85);
         assert_eq!(store.audit_by_request_id("burst").await.unwrap().len(), 85);
-        store.pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
