@@ -206,6 +206,21 @@ impl Envoy {
     }
 
     async fn launch(yaml_template: &str, hot_restart: bool) -> Result<Envoy, String> {
+        // The ports are free when picked but Envoy binds them a moment
+        // later; another test process may take one in between. Such a
+        // start is retried on new ports (a config error is not).
+        let mut attempt = 1;
+        loop {
+            match Self::launch_once(yaml_template, hot_restart).await {
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn launch_once(yaml_template: &str, hot_restart: bool) -> Result<Envoy, String> {
         let port = free_port();
         let admin_port = free_port();
         let dir = scratch_dir("envoy");

@@ -900,9 +900,14 @@ async fn the_circuit_breaker_trips_under_a_flood_to_a_slow_backend_and_counts_th
         overflow >= shed as u64,
         "overflow counted: {overflow} for {shed} shed"
     );
+    // A request whose attempt outlived the 1 s per-try timeout on a busy
+    // machine is retried, and its retry may be the one shed: that request
+    // reached the backend once. Every other shed request never did.
+    let retried = stat(&envoy, "cluster.data_service.upstream_rq_retry").await;
     assert!(
-        slow.hits() <= 24 - shed,
-        "shed requests never reached the backend"
+        slow.hits() as u64 <= (24 - shed) as u64 + retried,
+        "shed requests never reached the backend ({} hits, {shed} shed, {retried} retried)",
+        slow.hits()
     );
 }
 
