@@ -24,7 +24,7 @@ NOT_NETWORK  := proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_conn
   proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
   proxy_on_upstream_connection_close proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive \
   proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close
-DROP_auth_filter       := $(NOT_NETWORK) proxy_on_log proxy_on_response_headers \
+DROP_auth_filter       := $(NOT_NETWORK) proxy_on_response_headers \
   proxy_on_response_body proxy_on_response_trailers
 DROP_validation_filter := $(NOT_NETWORK) proxy_on_tick proxy_on_log proxy_on_http_call_response \
   proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers

@@ -105,7 +105,11 @@ def yaml_str(value: str) -> str:
 def auth_plugin_config(env: dict) -> dict:
     # filters/core/src/auth/config.rs (AuthConfig); cache TTLs keep their
     # defaults (30 s positive, so a revocation applies within a minute).
+    # `metrics`: the auth filter records the SPEC §8 request metrics itself
+    # (hcm.yaml.tmpl renders the separate metrics filter only when there is
+    # no auth filter), which saves a second wasm filter per request.
     return {
+        "metrics": metrics_plugin_config(env),
         "auth_service_cluster": "auth_service",
         "auth_service_authority": "auth-service",
         "verify_path": "/internal/v1/keys/verify",

@@ -38,8 +38,17 @@ work = sys.argv[1]
 full = yaml.safe_load(open(f"{work}/full.yaml"))
 def hcm(d):
     return d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+def drop_metrics(h):
+    # The auth filter records the metrics (its `metrics` section).
+    import json
+    for f in h["http_filters"]:
+        if f["name"] == "auth_filter":
+            v = f["typed_config"]["config"]["configuration"]
+            cfg = json.loads(v["value"])
+            cfg.pop("metrics", None)
+            v["value"] = json.dumps(cfg)
 parts = {
-    "no-metrics": "metrics_filter",
+    "no-metrics": drop_metrics,
     "no-auth-wasm": "auth_filter",
     "no-validation": "validation_filter",
     "no-global-rl": "envoy.filters.http.ratelimit",
@@ -51,6 +60,8 @@ for variant, name in parts.items():
     h = hcm(d)
     if name is None:
         h.pop("access_log", None)
+    elif callable(name):
+        name(h)
     else:
         h["http_filters"] = [f for f in h["http_filters"] if f["name"] != name]
     yaml.safe_dump(d, open(f"{work}/{variant}.yaml", "w"))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use auth_service::{AppState, Signing};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use e2e::{wasm_file, CountingUpstream, Envoy};
+use e2e::{wasm_file, wasm_filter, CountingUpstream, Envoy};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use services::common::Server;
@@ -1024,6 +1024,27 @@ async fn benchmark_added_cost_per_request() {
         let envoy = Envoy::start(&yaml).await;
         pin_to_cpu0(envoy.pid());
         others.push((label.to_owned(), envoy));
+    }
+    // BENCH_METRICS=1: what recording the SPEC §8 metrics adds, in the auth
+    // filter itself (its `metrics` section, as the gateway runs it) and as
+    // a separate metrics filter in front of it.
+    if std::env::var("BENCH_METRICS").is_ok_and(|v| v == "1") {
+        let mut with_metrics = hs_config.clone();
+        with_metrics["metrics"] = json!({});
+        let inside = Envoy::start(&bench_yaml(&with_metrics, auth.addr.port(), true)).await;
+        let filter = bench_yaml(&hs_config, auth.addr.port(), true).replacen(
+            "          - name: envoy.filters.http.wasm",
+            &format!(
+                "{}\n          - name: envoy.filters.http.wasm",
+                wasm_filter("metrics_filter", "{}").trim_start_matches('\n')
+            ),
+            1,
+        );
+        let separate = Envoy::start(&filter).await;
+        for (label, envoy) in [("metrics in auth", inside), ("+ metrics filter", separate)] {
+            pin_to_cpu0(envoy.pid());
+            others.push((label.to_owned(), envoy));
+        }
     }
     let token = hs_token(&claims("test123", now() + 3600));
     let hs_tokens: Vec<String> = (0..500)

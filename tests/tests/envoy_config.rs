@@ -206,7 +206,7 @@ fn every_rendered_variant_passes_envoy_validate() {
 }
 
 #[test]
-fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_buffer_router() {
+fn the_filter_chain_runs_cors_auth_with_metrics_rate_limits_validation_buffer_router() {
     let yaml = render_ok(
         &["--shape", "local"],
         &[
@@ -218,7 +218,6 @@ fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_buffer_router(
     assert_eq!(
         names,
         [
-            "metrics_filter",
             "envoy.filters.http.cors",
             "auth_filter",
             "envoy.filters.http.local_ratelimit",
@@ -228,6 +227,33 @@ fn the_filter_chain_runs_metrics_cors_auth_rate_limits_validation_buffer_router(
             "envoy.filters.http.router",
         ],
         "filter order"
+    );
+    // No separate metrics filter: the auth filter records the metrics.
+    let auth = yaml
+        .split("- name: auth_filter")
+        .nth(1)
+        .expect("auth filter rendered");
+    assert!(
+        auth.split("- name: ")
+            .next()
+            .unwrap_or_default()
+            .contains(r#"\"metrics\":{\"slow_request_ms\":500}"#),
+        "the auth filter's configuration has the metrics section"
+    );
+}
+
+#[test]
+fn authentication_off_keeps_the_metrics_filter_first() {
+    let yaml = render_ok(&["--shape", "local"], &[("ENABLE_AUTHENTICATION", "false")]);
+    let names = http_filter_names(&yaml);
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("metrics_filter"),
+        "{names:?}"
+    );
+    assert!(
+        !yaml.contains(r#"\"metrics\":{"#),
+        "no auth filter to carry a metrics section"
     );
 }
 
@@ -506,7 +532,7 @@ fn plugin_configurations_follow_the_environment() {
     );
     assert!(
         yaml.contains(r#"\"slow_request_ms\":750"#),
-        "SLOW_REQUEST_MS reaches the metrics filter"
+        "SLOW_REQUEST_MS reaches the metrics recording (in the auth filter)"
     );
     assert!(
         yaml.contains(&format!(r#"\"secret\":\"{SECRET}\""#)),

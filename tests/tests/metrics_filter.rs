@@ -6,8 +6,13 @@
 //! therefore 5000 … 10000000 (the ops service rescales them to seconds on
 //! the public /metrics).
 //!
-//! Needs the filters built: `cargo build --release --target wasm32-wasip1
-//! -p validation-filter -p metrics-filter`.
+//! Every behaviour is checked twice: with the metrics filter first in the
+//! chain, and with the auth filter recording the metrics itself (its
+//! `metrics` section, as the rendered gateway runs it), placed after the
+//! local rate limit so that the rate-limited requests are ones it never saw
+//! the headers of.
+//!
+//! Needs the filters built: `make wasm`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -192,10 +197,29 @@ fn static_cluster(name: &str, port: u16) -> String {
     )
 }
 
-fn gateway_yaml(api: u16, stall: u16, metrics_config: &str) -> String {
+/// Which filter records the metrics.
+#[derive(Clone, Copy)]
+enum Recorder {
+    /// The metrics filter, first in the chain.
+    MetricsFilter,
+    /// The auth filter (authentication off, so every request passes) with a
+    /// `metrics` section, after the local rate limit.
+    AuthFilter,
+}
+
+fn gateway_yaml(api: u16, stall: u16, recorder: Recorder, config: &str) -> String {
     let stats = fragment("stats_config.yaml", "stats_config", 0);
     let local_reply = fragment("local_reply.yaml", "local_reply_config", 10);
-    let metrics = wasm_filter("metrics_filter", metrics_config);
+    let (metrics, auth) = match recorder {
+        Recorder::MetricsFilter => (wasm_filter("metrics_filter", config), String::new()),
+        Recorder::AuthFilter => (
+            String::new(),
+            wasm_filter(
+                "auth_filter",
+                &format!(r#"{{"enabled":false,"metrics":{config}}}"#),
+            ),
+        ),
+    };
     let validation = wasm_filter("validation_filter", "{}");
     let clusters = [
         static_cluster("data_service", api),
@@ -250,7 +274,7 @@ static_resources:
           - name: envoy.filters.http.local_ratelimit
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-              stat_prefix: local_rate_limit{validation}
+              stat_prefix: local_rate_limit{auth}{validation}
           - name: envoy.filters.http.buffer
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
@@ -271,7 +295,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn start(metrics_config: &str) -> Gateway {
+    async fn start(recorder: Recorder, config: &str) -> Gateway {
         let upstream = CountingUpstream::start().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stall = listener.local_addr().unwrap().port();
@@ -281,7 +305,7 @@ impl Gateway {
                 held.push(socket);
             }
         });
-        let envoy = Envoy::start(&gateway_yaml(upstream.port, stall, metrics_config)).await;
+        let envoy = Envoy::start(&gateway_yaml(upstream.port, stall, recorder, config)).await;
         Gateway {
             envoy,
             upstream,
@@ -366,9 +390,10 @@ fn count(e: &Exposition, labels: &[(&'static str, String)]) -> f64 {
     e.value("http_requests_total", &l)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
-    let gw = Gateway::start("{}").await;
+async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code_with(
+    recorder: Recorder,
+) {
+    let gw = Gateway::start(recorder, "{}").await;
     // Warm-up so every series exists before the first scrape.
     assert_eq!(gw.get("/api/v1/rates/AAPL").await.status(), 200);
     let before = gw.scrape_after(1).await;
@@ -429,9 +454,10 @@ async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
     assert_eq!(gw.upstream.count(), 1 + 3 + 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s() {
-    let gw = Gateway::start("{}").await;
+async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s_with(
+    recorder: Recorder,
+) {
+    let gw = Gateway::start(recorder, "{}").await;
     for _ in 0..4 {
         assert_eq!(gw.get("/api/v1/rates/KO").await.status(), 200);
     }
@@ -534,9 +560,8 @@ async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s() {
     assert!(sum > 4.0 && sum < 2e7, "sum {sum}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_requests_are_counted_per_service_and_outcome() {
-    let gw = Gateway::start("{}").await;
+async fn backend_requests_are_counted_per_service_and_outcome_with(recorder: Recorder) {
+    let gw = Gateway::start(recorder, "{}").await;
     for _ in 0..2 {
         assert_eq!(gw.get("/api/v1/rates/GME").await.status(), 200);
     }
@@ -580,9 +605,8 @@ async fn backend_requests_are_counted_per_service_and_outcome() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_requests_are_counted_and_logged() {
-    let gw = Gateway::start("{}").await;
+async fn rate_limited_requests_are_counted_and_logged_with(recorder: Recorder) {
+    let gw = Gateway::start(recorder, "{}").await;
     let mut statuses = Vec::new();
     let mut limited_ids = Vec::new();
     for _ in 0..5 {
@@ -618,9 +642,10 @@ async fn rate_limited_requests_are_counted_and_logged() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
-    let gw = Gateway::start(r#"{"slow_request_ms":100}"#).await;
+async fn slow_requests_and_backend_failures_are_logged_with_the_request_id_with(
+    recorder: Recorder,
+) {
+    let gw = Gateway::start(recorder, r#"{"slow_request_ms":100}"#).await;
     assert_eq!(gw.get("/api/v1/rates/AAPL").await.status(), 200);
     let r = gw.get("/health/stall").await;
     assert_eq!(r.status(), 504);
@@ -652,17 +677,93 @@ async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
     assert_eq!(log.matches("msg=\"Slow request\"").count(), 1, "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_metrics_config_keeps_envoy_from_starting() {
+async fn an_invalid_metrics_config_keeps_envoy_from_starting_with(recorder: Recorder) {
     for (config, field) in [
         (r#"{"slow_request_ms":0}"#, "slow_request_ms"),
         (r#"{"slow_request_ms":"fast"}"#, "slow_request_ms"),
         (r#"{"slow_ms":5}"#, "slow_ms"),
     ] {
-        let err = Envoy::try_start(&gateway_yaml(free_port(), free_port(), config))
+        let err = Envoy::try_start(&gateway_yaml(free_port(), free_port(), recorder, config))
             .await
             .err()
             .unwrap_or_else(|| panic!("envoy accepted {config}"));
         assert!(err.contains(field), "{config}: {err}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Each behaviour with either filter recording
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
+    request_counters_rise_by_exactly_the_requests_sent_per_status_code_with(
+        Recorder::MetricsFilter,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code_when_the_auth_filter_records(
+) {
+    request_counters_rise_by_exactly_the_requests_sent_per_status_code_with(Recorder::AuthFilter)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s() {
+    durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s_with(
+        Recorder::MetricsFilter,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s_when_the_auth_filter_records(
+) {
+    durations_are_histograms_with_microsecond_buckets_from_5_ms_to_10_s_with(Recorder::AuthFilter)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_requests_are_counted_per_service_and_outcome() {
+    backend_requests_are_counted_per_service_and_outcome_with(Recorder::MetricsFilter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_requests_are_counted_per_service_and_outcome_when_the_auth_filter_records() {
+    backend_requests_are_counted_per_service_and_outcome_with(Recorder::AuthFilter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_are_counted_and_logged() {
+    rate_limited_requests_are_counted_and_logged_with(Recorder::MetricsFilter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_are_counted_and_logged_when_the_auth_filter_records() {
+    rate_limited_requests_are_counted_and_logged_with(Recorder::AuthFilter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
+    slow_requests_and_backend_failures_are_logged_with_the_request_id_with(Recorder::MetricsFilter)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_backend_failures_are_logged_with_the_request_id_when_the_auth_filter_records(
+) {
+    slow_requests_and_backend_failures_are_logged_with_the_request_id_with(Recorder::AuthFilter)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_metrics_config_keeps_envoy_from_starting() {
+    an_invalid_metrics_config_keeps_envoy_from_starting_with(Recorder::MetricsFilter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_metrics_config_keeps_envoy_from_starting_when_the_auth_filter_records() {
+    an_invalid_metrics_config_keeps_envoy_from_starting_with(Recorder::AuthFilter).await;
 }

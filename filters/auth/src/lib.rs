@@ -11,6 +11,7 @@ use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
     Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
+use filter_host::{MetricsRecorder, RequestMetrics};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -97,6 +98,9 @@ fn log(level: LogLevel, line: &str) {
 #[derive(Default)]
 struct AuthRoot {
     auth: Option<Rc<Authenticator>>,
+    /// Set when the configuration asks this filter to record the request
+    /// metrics too (its `metrics` section).
+    metrics: Option<MetricsRecorder>,
     attempt_metrics: Rc<[Option<u32>; 7]>,
     clock: Rc<Cell<u64>>,
 }
@@ -135,6 +139,7 @@ impl RootContext for AuthRoot {
             log(LogLevel::Error, "auth filter: cannot start the clock tick");
             return false;
         }
+        self.metrics = settings.metrics.clone().map(MetricsRecorder::new);
         self.auth = Some(Rc::new(Authenticator::new(settings)));
         true
     }
@@ -154,6 +159,7 @@ impl RootContext for AuthRoot {
             },
             pending: None,
             headers: Vec::new(),
+            metrics: self.metrics.as_ref().map(MetricsRecorder::request),
         }))
     }
 
@@ -170,6 +176,8 @@ struct AuthRequest {
     pending: Option<(u32, PendingVerification)>,
     /// The request headers, kept while a verification is in flight.
     headers: Vec<(String, Vec<u8>)>,
+    /// This request's metrics, when the filter records them.
+    metrics: Option<RequestMetrics>,
 }
 
 /// Applies the actions to the request whose headers are `headers`; `true`
@@ -295,6 +303,9 @@ impl HttpContext for AuthRequest {
                 Some(std::borrow::Cow::Owned(joined))
             };
             let path = find(":path").unwrap_or_default();
+            if let Some(metrics) = &mut self.metrics {
+                metrics.on_request_headers(Some(&path), find(":method").as_deref());
+            }
             let api_key = find(API_KEY_HEADER);
             let authorization = find(AUTHORIZATION_HEADER);
             let request_id = find("x-request-id").unwrap_or_default();
@@ -341,6 +352,12 @@ impl HttpContext for AuthRequest {
             Action::Pause
         } else {
             Action::Continue
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.on_log();
         }
     }
 }

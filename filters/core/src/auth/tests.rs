@@ -164,6 +164,23 @@ fn positive_ttl_over_a_minute_is_rejected() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn metrics_are_off_unless_configured_and_their_settings_are_checked() {
+    assert!(settings(json!({})).metrics.is_none());
+    let on = settings(json!({"metrics": {"slow_request_ms": 250}}));
+    assert_eq!(on.metrics.map(|m| m.slow_request_ms), Some(250));
+    let defaults = settings(json!({"metrics": {}}));
+    assert_eq!(defaults.metrics.map(|m| m.slow_request_ms), Some(500));
+    let err = config_error(json!({"metrics": {"slow_request_ms": 0}}));
+    assert_eq!(err.field, "metrics.slow_request_ms");
+    let err = config_error(json!({"metrics": {"slow": 5}}));
+    assert!(err.to_string().contains("slow"), "{err}");
+    assert_eq!(
+        config_error(json!({"metrics": {"slow_request_ms": "x"}})).field,
+        "metrics.slow_request_ms"
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn hs256_needs_a_long_enough_secret() {
     assert_eq!(config_error(json!({"jwt": {}})).field, "jwt.secret");
     assert_eq!(

@@ -1,0 +1,176 @@
+//! proxy-wasm host glue shared by the filter cdylibs. Decisions stay in
+//! `filter_core`; this crate only moves data between the host and it.
+//!
+//! [`MetricsRecorder`] is the SPEC §8 request recording of the metrics
+//! filter. The auth filter runs the same recorder when its configuration
+//! has a `metrics` section, so the gateway records its metrics without the
+//! per-request cost of a second wasm filter.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use filter_core::metrics::{
+    method_label, property_u64, record_request, Endpoint, FinishedRequest, MetricCache, MetricKind,
+    MetricsConfig, MetricsHost, Origin,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType, MetricType};
+
+/// One worker's metrics recording: the configuration and the metric ids
+/// defined so far, shared by every request of the worker.
+#[derive(Clone)]
+pub struct MetricsRecorder {
+    config: Rc<MetricsConfig>,
+    cache: Rc<RefCell<MetricCache>>,
+}
+
+impl MetricsRecorder {
+    pub fn new(config: MetricsConfig) -> Self {
+        Self {
+            config: Rc::new(config),
+            cache: Rc::new(RefCell::new(MetricCache::new())),
+        }
+    }
+
+    /// The recording of one request.
+    pub fn request(&self) -> RequestMetrics {
+        RequestMetrics {
+            recorder: self.clone(),
+            endpoint: Endpoint::Unmatched,
+            method: "OTHER",
+            started: None,
+        }
+    }
+}
+
+/// What one request's metrics need from its request headers, and when the
+/// headers reached the filter.
+pub struct RequestMetrics {
+    recorder: MetricsRecorder,
+    endpoint: Endpoint,
+    method: &'static str,
+    /// When the request headers reached the filter; `None` when they never
+    /// did (an earlier filter answered the request itself).
+    started: Option<SystemTime>,
+}
+
+impl RequestMetrics {
+    /// The request headers reached the filter: `path` and `method` are
+    /// `:path` and `:method` (read before any route rewrite changes
+    /// `:path`). Starts the request's clock.
+    pub fn on_request_headers(&mut self, path: Option<&str>, method: Option<&str>) {
+        if let Some(path) = path {
+            self.endpoint = Endpoint::from_path(path);
+        }
+        if let Some(method) = method {
+            self.method = method_label(method);
+        }
+        // A clock read is a much cheaper host call than the
+        // `request.duration` property lookup.
+        self.started = hostcalls::get_current_time().ok();
+    }
+
+    /// The request is finished (the host's `on_log`): records it.
+    pub fn on_log(&mut self) {
+        let duration_us = match self.started {
+            Some(start) => hostcalls::get_current_time().ok().map_or(0, |now| {
+                now.duration_since(start)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            }),
+            None => {
+                // Answered before this filter saw the headers (a CORS
+                // preflight, say): the headers are still readable here, and
+                // Envoy's own stream duration stands in for the clock.
+                self.endpoint = Host
+                    .request_header(":path")
+                    .map_or(Endpoint::Unmatched, |p| Endpoint::from_path(&p));
+                self.method = Host
+                    .request_header(":method")
+                    .map_or("OTHER", |m| method_label(&m));
+                property(vec!["request", "duration"])
+                    .as_deref()
+                    .and_then(property_u64)
+                    .map_or(0, |ns| ns / 1000)
+            }
+        };
+        let status = property(vec!["response", "code"])
+            .as_deref()
+            .and_then(property_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(0);
+        let origin = property_string(vec!["response", "code_details"])
+            .map_or(Origin::Local, |d| Origin::from_code_details(&d));
+        let (cluster, backend_latency_us) = if origin == Origin::Local {
+            (None, None)
+        } else {
+            (
+                property_string(vec!["xds", "cluster_name"]),
+                property(vec!["response", "backend_latency"])
+                    .as_deref()
+                    .and_then(property_u64)
+                    .map(|ns| ns / 1000),
+            )
+        };
+        let request = FinishedRequest {
+            endpoint: self.endpoint,
+            method: self.method,
+            status,
+            duration_us,
+            origin,
+            cluster,
+            backend_latency_us,
+        };
+        if let Ok(mut cache) = self.recorder.cache.try_borrow_mut() {
+            record_request(&mut cache, &mut Host, &self.recorder.config, &request);
+        }
+    }
+}
+
+/// The host, as the metrics core sees it.
+struct Host;
+
+impl MetricsHost for Host {
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment(&mut self, id: u32, by: i64) {
+        let _ = hostcalls::increment_metric(id, by);
+    }
+
+    fn record(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn log_info(&mut self, line: &str) {
+        let _ = hostcalls::log(LogLevel::Info, line);
+    }
+
+    fn log_warn(&mut self, line: &str) {
+        let _ = hostcalls::log(LogLevel::Warn, line);
+    }
+
+    fn log_error(&mut self, line: &str) {
+        let _ = hostcalls::log(LogLevel::Error, line);
+    }
+}
+
+fn property(path: Vec<&str>) -> Option<Vec<u8>> {
+    hostcalls::get_property(path).ok().flatten()
+}
+
+fn property_string(path: Vec<&str>) -> Option<String> {
+    property(path).and_then(|b| String::from_utf8(b).ok())
+}
