@@ -20,7 +20,10 @@ WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
 # exports are removed from the built .wasm so Envoy does not enter the VM for
 # them (scripts/wasm-drop-callbacks.py; tests/tests/envoy_config.rs checks
 # that no dropped callback is implemented by the filter's glue crate).
-NOT_NETWORK  := proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_connection \
+# NOT_NETWORK: the callbacks none of the filters implements (network-filter
+# and gRPC-stream callbacks, and proxy_on_done: without it Envoy counts a
+# context as done at once, which is what the SDK's default answers).
+NOT_NETWORK  := proxy_on_done proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_connection \
   proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
   proxy_on_upstream_connection_close proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive \
   proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close

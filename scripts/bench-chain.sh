@@ -75,14 +75,34 @@ import base64, copy, sys, yaml
 work, key, secret = sys.argv[1:]
 full = yaml.safe_load(open(f"{work}/full.yaml"))
 hcm = full["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-# Every API route answers itself: only the chain is measured.
+chain = hcm["http_filters"]
+by_name = {f["name"]: f for f in chain}
+# Every API route goes to the same upstream: a second listener of this
+# Envoy that answers with a direct response, so only the chain (and one
+# fixed proxy hop, the same for every variant) is measured. A direct
+# response on the route itself would not do: Envoy applies route rate
+# limits only to routes with a cluster, so the global rate-limit filter
+# would never call the rate-limit service.
 for vh in hcm["route_config"]["virtual_hosts"]:
     for r in vh["routes"]:
         if r.get("route", {}).get("cluster") in ("data_service", "calculation_service"):
-            del r["route"]
-            r["direct_response"] = {"status": 200, "body": {"inline_string": '{"status":"success","data":{}}'}}
-chain = hcm["http_filters"]
-by_name = {f["name"]: f for f in chain}
+            r["route"] = {"cluster": "bench_upstream", "timeout": "3s"}
+full["static_resources"]["clusters"].append({
+    "name": "bench_upstream", "type": "STATIC", "connect_timeout": "1s",
+    "load_assignment": {"cluster_name": "bench_upstream", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8102}}}}]}]}})
+full["static_resources"]["listeners"].append({
+    "name": "bench_upstream", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8102}},
+    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench_upstream",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 200, "body": {"inline_string": '{"status":"success","data":{}}'}}}]}]},
+        # Buffered: a direct response sent before the request body is read
+        # makes Envoy close the connection after every request.
+        "http_filters": [by_name["envoy.filters.http.buffer"], {"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]})
 
 api_key_auth = {"name": "envoy.filters.http.api_key_auth", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
@@ -208,9 +228,15 @@ measure() {
   start_envoy "$v" "$workers" "$ecpus"
   [[ -n "${8:-}" ]] && taskset -c "$wcpus" wrk -t1 -c32 -d3s -s "$8" "$url" >/dev/null
   out="$(taskset -c "$wcpus" wrk -t1 -c32 -d"${SECS}s" -s "$lua" "$url")"
+  # Calls this Envoy made to the rate-limit service (warm-up included).
+  local rls
+  rls="$(curl -fsS 'http://127.0.0.1:9911/stats?filter=^cluster\.rate_limit_service\.upstream_rq_total$' |
+    awk '{print $2}' | grep . || echo 0)"
+  [[ -n "${CHAIN_DEBUG:-}" ]] && curl -fsS 'http://127.0.0.1:9911/stats?filter=bench_upstream' >"$work/stats-$label.txt" && cp "$work/stats-$label.txt" /tmp/ 
   stop_envoy
-  printf '%s\t%s\t%s\n' "$label" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" | tee -a "$tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" \
+    "$(awk '/requests in/ {print $1}' <<<"$out")" "$rls" | tee -a "$tsv"
 }
 
 if part chain; then

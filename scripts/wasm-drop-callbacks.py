@@ -102,6 +102,7 @@ def main(argv: list[str]) -> int:
 #: own bookkeeping, or every filter uses them.
 KNOWN_CALLBACKS = {
     "proxy_on_log",
+    "proxy_on_done",
     "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_foreign_function",

@@ -648,6 +648,7 @@ fn wasm_exports(module: &[u8]) -> Vec<String> {
 /// The SDK trait methods behind each proxy-wasm callback export.
 const CALLBACK_METHODS: &[(&str, &[&str])] = &[
     ("proxy_on_log", &["on_log"]),
+    ("proxy_on_done", &["on_done"]),
     ("proxy_on_tick", &["on_tick"]),
     ("proxy_on_queue_ready", &["on_queue_ready"]),
     ("proxy_on_foreign_function", &["on_foreign_function"]),
