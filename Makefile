@@ -176,9 +176,9 @@ bench: build wasm envoy pyyaml ## Every benchmark of BENCHMARKS.md, bounded (abo
 	scripts/bench-calculation.sh
 	scripts/bench-e2e.sh
 	BENCH_ROUNDS=2 BENCH_SECONDS=4 scripts/bench-e2e-breakdown.sh
-	CHAIN_SECONDS=3 PLOT_SECONDS=3 PLOT_RATES="1000 2000 4000 6000 8000" SCALE_ROUNDS=2 scripts/bench-chain.sh
+	CHAIN_ROUNDS=4 CHAIN_SECONDS=3 PLOT_SECONDS=3 PLOT_RATES="1000 2000 4000 6000 8000" SCALE_ROUNDS=2 scripts/bench-chain.sh
 	$${CARGO_TARGET_DIR:-target}/server/ratelimit-bench --secs 5
-	BENCH_ROUNDS=3 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
+	BENCH_METRICS=1 BENCH_ROUNDS=3 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
 	filters/validation/bench/bench.sh 4 3
 	filters/core/bench/callgrind.sh
 	filters/validation/bench/memory.sh 2

@@ -1,6 +1,8 @@
 //! Authentication filter for Envoy (proxy-wasm). All decisions live in
 //! `filter_core::auth`; this crate only moves data between the host and
-//! that logic.
+//! that logic. With a `metrics` section in its configuration it also
+//! records the SPEC §8 request metrics (`filter_host::MetricsRecorder`, the
+//! metrics filter's own recording), saving the gateway a second wasm filter.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::{Cell, OnceCell};
