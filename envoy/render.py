@@ -542,7 +542,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--no-wasm",
         action="store_true",
-        help="leave out the three wasm filters (tests of Envoy's own routing, cluster and TLS behaviour)",
+        help="leave out the wasm filters (tests of Envoy's own routing, cluster and TLS behaviour)",
     )
     p.add_argument("--upstream", action="append", default=[], metavar="CLUSTER=HOST:PORT[,HOST:PORT]")
     p.add_argument(
