@@ -149,9 +149,7 @@ impl MetricsHost for Host {
     }
 
     fn request_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+        request_header(name)
     }
 
     fn log_info(&mut self, line: &str) {
@@ -165,6 +163,14 @@ impl MetricsHost for Host {
     fn log_error(&mut self, line: &str) {
         let _ = hostcalls::log(LogLevel::Error, line);
     }
+}
+
+/// One request header of the current request, `None` when absent (or not
+/// valid UTF-8).
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
 }
 
 fn property(path: Vec<&str>) -> Option<Vec<u8>> {

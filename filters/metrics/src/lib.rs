@@ -7,10 +7,10 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use filter_core::metrics::MetricsConfig;
-use filter_host::{MetricsRecorder, RequestMetrics};
+use filter_host::{request_header, MetricsRecorder, RequestMetrics};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -58,12 +58,6 @@ impl RootContext for MetricsRoot {
 
 struct MetricsStream {
     metrics: RequestMetrics,
-}
-
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
 }
 
 impl Context for MetricsStream {}
