@@ -205,13 +205,19 @@ impl MetricsConfig {
         }
         let config: Self =
             parse_config(raw).map_err(|e| format!("invalid metrics filter configuration: {e}"))?;
-        if config.slow_request_ms == 0 {
-            return Err(
-                "invalid metrics filter configuration: slow_request_ms must be at least 1"
-                    .to_owned(),
-            );
+        if let Some((field, problem)) = config.invalid_field() {
+            return Err(format!(
+                "invalid metrics filter configuration: {field} {problem}"
+            ));
         }
         Ok(config)
+    }
+
+    /// The first field out of range and what is wrong with it, for a
+    /// configuration that deserialised (also checked where the auth filter
+    /// carries this configuration as its `metrics` section).
+    pub fn invalid_field(&self) -> Option<(&'static str, &'static str)> {
+        (self.slow_request_ms == 0).then_some(("slow_request_ms", "must be at least 1"))
     }
 }
 

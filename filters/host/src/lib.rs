@@ -83,12 +83,9 @@ impl RequestMetrics {
                 // Answered before this filter saw the headers (a CORS
                 // preflight, say): the headers are still readable here, and
                 // Envoy's own stream duration stands in for the clock.
-                self.endpoint = Host
-                    .request_header(":path")
+                self.endpoint = request_header(":path")
                     .map_or(Endpoint::Unmatched, |p| Endpoint::from_path(&p));
-                self.method = Host
-                    .request_header(":method")
-                    .map_or("OTHER", |m| method_label(&m));
+                self.method = request_header(":method").map_or("OTHER", |m| method_label(&m));
                 property(vec!["request", "duration"])
                     .as_deref()
                     .and_then(property_u64)

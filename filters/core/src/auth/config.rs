@@ -391,15 +391,8 @@ impl Settings {
             Some(jwt) => Some(JwtVerifier::from_config(&jwt)?),
             None => None,
         };
-        if config
-            .metrics
-            .as_ref()
-            .is_some_and(|m| m.slow_request_ms == 0)
-        {
-            return Err(ConfigError::new(
-                "metrics.slow_request_ms",
-                "must be at least 1",
-            ));
+        if let Some((field, problem)) = config.metrics.as_ref().and_then(|m| m.invalid_field()) {
+            return Err(ConfigError::new(format!("metrics.{field}"), problem));
         }
         Ok(Self {
             enabled: config.enabled,
