@@ -31,7 +31,7 @@ DROP_auth_filter       := $(NOT_NETWORK) proxy_on_response_headers \
   proxy_on_response_body proxy_on_response_trailers
 DROP_validation_filter := $(NOT_NETWORK) proxy_on_tick proxy_on_log proxy_on_http_call_response \
   proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
-DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_tick proxy_on_http_call_response \
+DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \
   proxy_on_request_body proxy_on_request_trailers proxy_on_response_headers \
   proxy_on_response_body proxy_on_response_trailers
 # Native binaries make run starts (profile "server": optimised, unwinding).

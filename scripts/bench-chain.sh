@@ -21,12 +21,20 @@
 #   wasm-jwt    our chain with a cached HS256 JWT
 #   native-jwt  jwt_authn (with its JWT cache) instead of api_key_auth
 #
+# More variants, for CHAIN_VARIANTS (what the metrics cost on requests that
+# reach an upstream, without the rate-limit call's noise):
+#   auth-only     the auth filter (cached API key) without its metrics section
+#   auth-metrics  the auth filter recording the metrics
+#   auth-metrics-before, wasm-key-before  the same with the auth filter
+#               built earlier (CHAIN_BEFORE_WASM=path/to/auth_filter.wasm)
+#
 # Then latency against offered load (open loop, latency-corrected) for bare,
 # wasm-key and native-key, drawn into docs/latency.png with gnuplot; then
 # scaling of wasm-key: Envoy workers 1 and 2, 1 / 100 / 10 000 distinct
 # clients, body sizes 200 B / 2 KiB / 8 KiB.
 #
-# Settings: CHAIN_PARTS ("chain plot scale"), CHAIN_ROUNDS (5),
+# Settings: CHAIN_PARTS ("chain plot scale"), CHAIN_VARIANTS (the seven
+# above), CHAIN_BEFORE_WASM (unset), CHAIN_ROUNDS (5),
 # CHAIN_SECONDS (4), PLOT_RATES ("1000 2000 4000 6000 8000 10000"),
 # PLOT_SECONDS (4, after a 1 s warm-up on the same connections),
 # SCALE_ROUNDS (3).
@@ -70,9 +78,9 @@ wrk_script "$work/jwt.lua" "wrk.headers[\"Authorization\"] = \"Bearer $token\"" 
 
 JWT_SECRET_KEY="$secret" python3 envoy/render.py --shape local --tls off \
   --listener-port 8100 --admin-port 9911 --out "$work/full.yaml"
-"$root/.venv/bin/python" - "$work" "$BENCH_KEY" "$secret" <<'PY'
+"$root/.venv/bin/python" - "$work" "$BENCH_KEY" "$secret" "${CHAIN_BEFORE_WASM:-}" <<'PY'
 import base64, copy, sys, yaml
-work, key, secret = sys.argv[1:]
+work, key, secret, before_wasm = sys.argv[1:]
 full = yaml.safe_load(open(f"{work}/full.yaml"))
 hcm = full["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 chain = hcm["http_filters"]
@@ -185,6 +193,21 @@ identity = {"name": "envoy.filters.http.header_mutation", "typed_config": {
     "mutations": {"request_mutations": [{"append": {
         "header": {"key": "x-client-id", "value": "test123"},
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}}
+def auth_without_metrics():
+    auth = copy.deepcopy(by_name["auth_filter"])
+    cfg = auth["typed_config"]["config"]["configuration"]
+    settings = json.loads(cfg["value"])
+    settings.pop("metrics")
+    cfg["value"] = json.dumps(settings)
+    return auth
+def built_before(filters):
+    """The filters with the auth filter's code taken from CHAIN_BEFORE_WASM."""
+    out = copy.deepcopy(filters)
+    for f in out:
+        if f["name"] == "auth_filter":
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = before_wasm
+    return out
+tail = [by_name["envoy.filters.http.buffer"], by_name["envoy.filters.http.router"]]
 variants = {
     # Buffering kept: without it the direct response goes out before the
     # body is read and Envoy closes the connection after every request.
@@ -193,13 +216,18 @@ variants = {
                     by_name["envoy.filters.http.buffer"], by_name["envoy.filters.http.router"]],
     "wasm-key": chain, "wasm-key-separate-metrics": separate_metrics(), "native-key": native(api_key_auth),
     "wasm-jwt": chain, "native-jwt": native(jwt_authn),
+    "auth-only": [auth_without_metrics()] + tail,
+    "auth-metrics": [by_name["auth_filter"]] + tail,
 }
+if before_wasm:
+    variants["auth-metrics-before"] = built_before(variants["auth-metrics"])
+    variants["wasm-key-before"] = built_before(chain)
 for name, filters in variants.items():
     d = copy.deepcopy(full)
     d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = copy.deepcopy(filters)
     yaml.safe_dump(d, open(f"{work}/{name}.yaml", "w"))
 PY
-VARIANTS=(bare rate-limits wasm-key wasm-key-separate-metrics native-key wasm-jwt native-jwt)
+read -r -a VARIANTS <<<"${CHAIN_VARIANTS:-bare rate-limits wasm-key wasm-key-separate-metrics native-key wasm-jwt native-jwt}"
 for v in "${VARIANTS[@]}"; do
   "$root/.venv/bin/envoy" --mode validate -c "$work/$v.yaml" -l error >/dev/null ||
     { echo "bench: $v.yaml does not validate" >&2; exit 1; }
@@ -259,13 +287,18 @@ print("|---|---|---|---|---|---|")
 for v in order:
     print(f"| {v} | {med[v]:,.0f} | {us[v]:.1f} | {us[v] - us['bare']:.1f} | {med[v] / med['bare']:.0%} | {bad[v]} |")
 for kind in ("key", "jwt"):
-    w, n = med[f"wasm-{kind}"], med[f"native-{kind}"]
-    print(f"\nwasm-{kind} / native-{kind} throughput: {w / n:.2f}  (target ≥ 1.00);"
-          f" wasm-{kind} / bare: {w / med['bare']:.2f} (target ≥ 0.60)")
-print(f"\nrate limits alone / bare: {med['rate-limits'] / med['bare']:.2f};"
-      f" wasm-key, metrics in the auth filter / separate metrics filter: "
-      f"{med['wasm-key'] / med['wasm-key-separate-metrics']:.2f}"
-      f" ({us['wasm-key-separate-metrics'] - us['wasm-key']:+.1f} µs saved per request)")
+    if f"wasm-{kind}" in med and f"native-{kind}" in med:
+        w, n = med[f"wasm-{kind}"], med[f"native-{kind}"]
+        print(f"\nwasm-{kind} / native-{kind} throughput: {w / n:.2f}  (target ≥ 1.00);"
+              f" wasm-{kind} / bare: {w / med['bare']:.2f} (target ≥ 0.60)")
+if "rate-limits" in med:
+    print(f"\nrate limits alone / bare: {med['rate-limits'] / med['bare']:.2f}")
+for a, b, what in (("wasm-key", "wasm-key-separate-metrics", "metrics in the auth filter, against a separate metrics filter"),
+                   ("auth-metrics", "auth-only", "the metrics, recorded in the auth filter"),
+                   ("auth-metrics-before", "auth-only", "the metrics, auth filter built earlier"),
+                   ("wasm-key", "wasm-key-before", "the chain against the chain with the earlier auth filter")):
+    if a in med and b in med:
+        print(f"{a} against {b} ({what}): {us[a] - us[b]:+.1f} µs per request, throughput {med[a] / med[b]:.2f}×")
 PY
 fi
 

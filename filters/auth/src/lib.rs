@@ -5,7 +5,7 @@
 //! metrics filter's own recording), saving the gateway a second wasm filter.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,6 +13,7 @@ use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
     Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
+use filter_core::metrics::PendingCounts;
 use filter_host::{MetricsRecorder, RequestMetrics};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -24,8 +25,9 @@ proxy_wasm::main! {{
 }}
 
 /// Period of the root context's tick, which refreshes the clock requests
-/// read (so a request costs no time host call).
-const CLOCK_TICK: Duration = Duration::from_millis(200);
+/// read (so a request costs no time host call) and hands the counted
+/// requests to the host (see [`filter_host::FLUSH_PERIOD`]).
+const CLOCK_TICK: Duration = filter_host::FLUSH_PERIOD;
 
 /// Host wall clock, milliseconds since the Unix epoch (0 if unavailable).
 fn host_time_ms() -> u64 {
@@ -39,8 +41,9 @@ fn host_time_ms() -> u64 {
 /// The host as seen by the core logic.
 #[derive(Clone)]
 struct ProxyHost {
-    /// Metric id per [`AttemptStatus::index`].
-    attempt_metrics: Rc<[Option<u32>; 7]>,
+    /// `authentication_attempts_total`, one slot per
+    /// [`AttemptStatus::index`], handed to the host at each tick.
+    attempts: Rc<RefCell<PendingCounts>>,
     /// Wall clock as of the last tick (ms since the epoch).
     clock: Rc<Cell<u64>>,
     /// This request's peer address, read at most once (a refused request
@@ -72,8 +75,8 @@ impl Host for ProxyHost {
     }
 
     fn count_attempt(&self, status: AttemptStatus) {
-        if let Some(Some(id)) = self.attempt_metrics.get(status.index()) {
-            let _ = hostcalls::increment_metric(*id, 1);
+        if let Ok(mut attempts) = self.attempts.try_borrow_mut() {
+            attempts.count(status.index());
         }
     }
 
@@ -103,7 +106,7 @@ struct AuthRoot {
     /// Set when the configuration asks this filter to record the request
     /// metrics too (its `metrics` section).
     metrics: Option<MetricsRecorder>,
-    attempt_metrics: Rc<[Option<u32>; 7]>,
+    attempts: Rc<RefCell<PendingCounts>>,
     clock: Rc<Cell<u64>>,
 }
 
@@ -122,11 +125,12 @@ impl RootContext for AuthRoot {
                 return false;
             }
         };
-        let mut ids = [None; 7];
-        for status in AttemptStatus::ALL {
+        // One slot per status, in `AttemptStatus::index` order.
+        let mut attempts = PendingCounts::default();
+        for (index, status) in AttemptStatus::ALL.into_iter().enumerate() {
             match hostcalls::define_metric(MetricType::Counter, &status.metric_name()) {
-                Ok(id) => ids[status.index()] = Some(id),
-                Err(_) => {
+                Ok(id) if attempts.add_slot(id) == index && status.index() == index => {}
+                _ => {
                     log(
                         LogLevel::Error,
                         "auth filter: cannot define authentication_attempts_total",
@@ -135,7 +139,7 @@ impl RootContext for AuthRoot {
                 }
             }
         }
-        self.attempt_metrics = Rc::new(ids);
+        self.attempts = Rc::new(RefCell::new(attempts));
         self.clock.set(host_time_ms());
         if hostcalls::set_tick_period(CLOCK_TICK).is_err() {
             log(LogLevel::Error, "auth filter: cannot start the clock tick");
@@ -148,6 +152,14 @@ impl RootContext for AuthRoot {
 
     fn on_tick(&mut self) {
         self.clock.set(host_time_ms());
+        if let Ok(mut attempts) = self.attempts.try_borrow_mut() {
+            attempts.flush(|id, by| {
+                let _ = hostcalls::increment_metric(id, by);
+            });
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.flush();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -155,7 +167,7 @@ impl RootContext for AuthRoot {
         Some(Box::new(AuthRequest {
             auth,
             host: ProxyHost {
-                attempt_metrics: Rc::clone(&self.attempt_metrics),
+                attempts: Rc::clone(&self.attempts),
                 clock: Rc::clone(&self.clock),
                 source: OnceCell::new(),
             },
@@ -270,6 +282,8 @@ impl Context for AuthRequest {
         let headers = std::mem::take(&mut self.headers);
         if apply(&actions, &headers) {
             let _ = hostcalls::resume_http_request();
+        } else if let Some(metrics) = &mut self.metrics {
+            metrics.answered_here();
         }
     }
 }
@@ -335,6 +349,9 @@ impl HttpContext for AuthRequest {
         if apply(&actions, &headers) {
             Action::Continue
         } else {
+            if let Some(metrics) = &mut self.metrics {
+                metrics.answered_here();
+            }
             Action::Pause
         }
     }

@@ -299,22 +299,85 @@ pub trait MetricsHost {
 /// Metric ids by label set, kept for the life of the plugin so each label
 /// set is defined once. Keys are the labels themselves (no name is built or
 /// hashed as a string once a label set is known: this runs on every request).
+///
+/// Counter increments are not handed to the host one by one: they add up
+/// in [`PendingCounts`] and [`MetricCache::flush`] (the filter's tick) hands
+/// each label set's total over in one call. Histogram samples go to the host
+/// at once (they cannot be summed).
 #[derive(Debug, Default)]
 pub struct MetricCache {
-    requests: HashMap<(Endpoint, &'static str, u16), u32>,
+    /// `http_requests_total` by label set: its slot in `counts`.
+    requests: HashMap<(Endpoint, &'static str, u16), usize>,
     durations: HashMap<Endpoint, u32>,
-    /// By upstream cluster: `[success, error]` counters and the latency
-    /// histogram.
+    /// By upstream cluster: the success and error counters (slots in
+    /// `counts`) and the latency histogram.
     backends: HashMap<String, BackendIds>,
-    rate_limited: Option<u32>,
+    rate_limited: Option<usize>,
+    counts: PendingCounts,
     defined: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct BackendIds {
-    success: Option<u32>,
-    error: Option<u32>,
+    success: Option<usize>,
+    error: Option<usize>,
     latency: Option<u32>,
+}
+
+/// Counter increments not yet handed to the host, one slot per counter.
+#[derive(Debug, Default)]
+pub struct PendingCounts {
+    /// Metric id and the increments since the last flush.
+    slots: Vec<(u32, i64)>,
+}
+
+impl PendingCounts {
+    /// A new slot for the counter `id`.
+    pub fn add_slot(&mut self, id: u32) -> usize {
+        self.slots.push((id, 0));
+        self.slots.len() - 1
+    }
+
+    /// Counts one more in `slot` (from [`PendingCounts::add_slot`]).
+    pub fn count(&mut self, slot: usize) {
+        if let Some((_, pending)) = self.slots.get_mut(slot) {
+            *pending += 1;
+        }
+    }
+
+    /// Increments not yet handed to the host, over every counter.
+    pub fn pending(&self) -> i64 {
+        self.slots.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Hands every counter's pending increments to `increment` (one call
+    /// per counter that has any) and starts counting from zero.
+    pub fn flush(&mut self, mut increment: impl FnMut(u32, i64)) {
+        for (id, pending) in &mut self.slots {
+            if *pending != 0 {
+                increment(*id, *pending);
+                *pending = 0;
+            }
+        }
+    }
+}
+
+/// The cached counter slot, or defines the counter `name()` and gives it a
+/// slot in `counts`.
+fn cached_slot(
+    slot: &mut Option<usize>,
+    defined: &mut usize,
+    counts: &mut PendingCounts,
+    host: &mut impl MetricsHost,
+    name: impl FnOnce() -> String,
+) -> Option<usize> {
+    if slot.is_none() {
+        if let Some(id) = host.define_metric(MetricKind::Counter, &name()) {
+            *slot = Some(counts.add_slot(id));
+            *defined += 1;
+        }
+    }
+    *slot
 }
 
 /// The cached id, or defines the metric `name()` and caches its id.
@@ -354,30 +417,24 @@ impl MetricCache {
         endpoint: Endpoint,
         method: &'static str,
         status: u16,
-    ) -> Option<u32> {
+    ) -> Option<usize> {
         let key = (endpoint, method, status);
-        if let Some(id) = self.requests.get(&key) {
-            return Some(*id);
+        if let Some(slot) = self.requests.get(&key) {
+            return Some(*slot);
         }
         let mut slot = None;
-        let id = cached_id(
-            &mut slot,
-            &mut self.defined,
-            host,
-            MetricKind::Counter,
-            || {
-                encoded_name(
-                    names::HTTP_REQUESTS_TOTAL,
-                    &[
-                        ("endpoint", endpoint.template()),
-                        ("method", method),
-                        ("status_code", &status.to_string()),
-                    ],
-                )
-            },
-        )?;
-        self.requests.insert(key, id);
-        Some(id)
+        let slot = cached_slot(&mut slot, &mut self.defined, &mut self.counts, host, || {
+            encoded_name(
+                names::HTTP_REQUESTS_TOTAL,
+                &[
+                    ("endpoint", endpoint.template()),
+                    ("method", method),
+                    ("status_code", &status.to_string()),
+                ],
+            )
+        })?;
+        self.requests.insert(key, slot);
+        Some(slot)
     }
 
     fn request_duration(&mut self, host: &mut impl MetricsHost, endpoint: Endpoint) -> Option<u32> {
@@ -401,80 +458,78 @@ impl MetricCache {
         Some(id)
     }
 
-    /// The id of one of a cluster's backend metrics; `pick` selects the
-    /// slot, `name` builds the metric name when it must be defined.
-    fn backend_id(
-        &mut self,
-        host: &mut impl MetricsHost,
-        cluster: &str,
-        kind: MetricKind,
-        pick: impl Fn(&mut BackendIds) -> &mut Option<u32>,
-        name: impl FnOnce() -> String,
-    ) -> Option<u32> {
-        let mut ids = self.backends.get(cluster).copied().unwrap_or_default();
-        if let Some(id) = *pick(&mut ids) {
-            return Some(id);
-        }
-        let id = cached_id(pick(&mut ids), &mut self.defined, host, kind, name)?;
-        self.backends.insert(cluster.to_owned(), ids);
-        Some(id)
-    }
-
     fn backend_total(
         &mut self,
         host: &mut impl MetricsHost,
         cluster: &str,
         failed: bool,
-    ) -> Option<u32> {
+    ) -> Option<usize> {
         let outcome = if failed { "error" } else { "success" };
-        self.backend_id(
-            host,
-            cluster,
-            MetricKind::Counter,
-            |ids| {
-                if failed {
-                    &mut ids.error
-                } else {
-                    &mut ids.success
-                }
-            },
-            || {
-                encoded_name(
-                    names::BACKEND_REQUESTS_TOTAL,
-                    &[("service", &service_label(cluster)), ("status", outcome)],
-                )
-            },
-        )
+        let mut ids = self.backends.get(cluster).copied().unwrap_or_default();
+        let slot = if failed {
+            &mut ids.error
+        } else {
+            &mut ids.success
+        };
+        if let Some(slot) = *slot {
+            return Some(slot);
+        }
+        let found = cached_slot(slot, &mut self.defined, &mut self.counts, host, || {
+            encoded_name(
+                names::BACKEND_REQUESTS_TOTAL,
+                &[("service", &service_label(cluster)), ("status", outcome)],
+            )
+        })?;
+        self.backends.insert(cluster.to_owned(), ids);
+        Some(found)
     }
 
     fn backend_latency(&mut self, host: &mut impl MetricsHost, cluster: &str) -> Option<u32> {
-        self.backend_id(
+        let mut ids = self.backends.get(cluster).copied().unwrap_or_default();
+        if let Some(id) = ids.latency {
+            return Some(id);
+        }
+        let id = cached_id(
+            &mut ids.latency,
+            &mut self.defined,
             host,
-            cluster,
             MetricKind::Histogram,
-            |ids| &mut ids.latency,
             || {
                 encoded_name(
                     names::BACKEND_REQUEST_DURATION_SECONDS,
                     &[("service", &service_label(cluster))],
                 )
             },
+        )?;
+        self.backends.insert(cluster.to_owned(), ids);
+        Some(id)
+    }
+
+    fn rate_limited(&mut self, host: &mut impl MetricsHost) -> Option<usize> {
+        cached_slot(
+            &mut self.rate_limited,
+            &mut self.defined,
+            &mut self.counts,
+            host,
+            || names::RATE_LIMIT_EXCEEDED_TOTAL.to_owned(),
         )
     }
 
-    fn rate_limited(&mut self, host: &mut impl MetricsHost) -> Option<u32> {
-        cached_id(
-            &mut self.rate_limited,
-            &mut self.defined,
-            host,
-            MetricKind::Counter,
-            || names::RATE_LIMIT_EXCEEDED_TOTAL.to_owned(),
-        )
+    /// Counter increments recorded since the last [`MetricCache::flush`].
+    pub fn pending(&self) -> i64 {
+        self.counts.pending()
+    }
+
+    /// Hands the counters' pending increments to the host: one call per
+    /// label set that counted anything since the last flush.
+    pub fn flush(&mut self, host: &mut impl MetricsHost) {
+        self.counts.flush(|id, by| host.increment(id, by));
     }
 }
 
 /// Records the SPEC §8 metrics of one finished request and writes the
-/// operator log lines it calls for.
+/// operator log lines it calls for. Counters reach the host at the next
+/// [`MetricCache::flush`]; histogram samples and log lines at once.
 pub fn record_request(
     cache: &mut MetricCache,
     host: &mut impl MetricsHost,
@@ -482,8 +537,9 @@ pub fn record_request(
     request: &FinishedRequest,
 ) {
     let endpoint = request.endpoint.template();
-    if let Some(id) = cache.request_total(host, request.endpoint, request.method, request.status) {
-        host.increment(id, 1);
+    if let Some(slot) = cache.request_total(host, request.endpoint, request.method, request.status)
+    {
+        cache.counts.count(slot);
     }
     if let Some(id) = cache.request_duration(host, request.endpoint) {
         host.record(id, request.duration_us);
@@ -493,8 +549,8 @@ pub fn record_request(
         (Origin::Local, _) | (_, None) => false,
         (origin, Some(cluster)) => {
             let failed = origin == Origin::UpstreamFailure || request.status >= 500;
-            if let Some(id) = cache.backend_total(host, cluster, failed) {
-                host.increment(id, 1);
+            if let Some(slot) = cache.backend_total(host, cluster, failed) {
+                cache.counts.count(slot);
             }
             if let Some(latency) = request.backend_latency_us {
                 if let Some(id) = cache.backend_latency(host, cluster) {
@@ -507,8 +563,8 @@ pub fn record_request(
 
     let rate_limited = request.status == 429;
     if rate_limited {
-        if let Some(id) = cache.rate_limited(host) {
-            host.increment(id, 1);
+        if let Some(slot) = cache.rate_limited(host) {
+            cache.counts.count(slot);
         }
     }
     let slow = request.duration_us > config.slow_request_ms.saturating_mul(1000);
@@ -593,6 +649,8 @@ mod tests {
     struct FakeHost {
         defined: Vec<(MetricKind, String)>,
         counters: HashMap<u32, i64>,
+        /// Host calls that incremented a counter.
+        increments: usize,
         histograms: HashMap<u32, Vec<u64>>,
         headers: Vec<(String, String)>,
         logs: Vec<(String, String)>,
@@ -622,6 +680,7 @@ mod tests {
             Some(self.defined.len() as u32 - 1)
         }
         fn increment(&mut self, id: u32, by: i64) {
+            self.increments += 1;
             *self.counters.entry(id).or_default() += by;
         }
         fn record(&mut self, id: u32, value: u64) {
@@ -653,6 +712,18 @@ mod tests {
             origin,
             cluster: cluster.map(str::to_owned),
             backend_latency_us: cluster.map(|_| 900),
+        }
+    }
+
+    /// Records `request` `times` times with the default configuration.
+    fn record_times(
+        times: usize,
+        cache: &mut MetricCache,
+        host: &mut FakeHost,
+        request: &FinishedRequest,
+    ) {
+        for _ in 0..times {
+            record_request(cache, host, &MetricsConfig::default(), request);
         }
     }
 
@@ -735,19 +806,13 @@ mod tests {
     fn a_request_counts_once_and_records_its_duration_in_microseconds() {
         let mut cache = MetricCache::new();
         let mut host = FakeHost::default();
-        let config = MetricsConfig::default();
-        record_request(
+        record_times(
+            2,
             &mut cache,
             &mut host,
-            &config,
             &finished(200, Origin::Local, None),
         );
-        record_request(
-            &mut cache,
-            &mut host,
-            &config,
-            &finished(200, Origin::Local, None),
-        );
+        cache.flush(&mut host);
         assert_eq!(host.counter(RATES_200), 2);
         assert_eq!(
             host.samples("http_request_duration_seconds.endpoint=/api/v1/rates/{ticker};"),
@@ -761,17 +826,55 @@ mod tests {
     fn each_label_set_is_defined_only_once() {
         let mut cache = MetricCache::new();
         let mut host = FakeHost::default();
-        let config = MetricsConfig::default();
-        for _ in 0..5 {
-            record_request(
-                &mut cache,
-                &mut host,
-                &config,
-                &finished(200, Origin::Upstream, Some("data_service")),
-            );
-        }
+        let upstream_ok = finished(200, Origin::Upstream, Some("data_service"));
+        record_times(5, &mut cache, &mut host, &upstream_ok);
         assert_eq!(host.defined.len(), 4);
         assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn counters_reach_the_host_only_at_a_flush_each_label_set_in_one_call() {
+        let mut cache = MetricCache::new();
+        let mut host = FakeHost::default();
+        let config = MetricsConfig::default();
+        let upstream_ok = finished(200, Origin::Upstream, Some("data_service"));
+        record_times(3, &mut cache, &mut host, &upstream_ok);
+        record_request(
+            &mut cache,
+            &mut host,
+            &config,
+            &finished(429, Origin::Local, None),
+        );
+        // Histogram samples go out at once; counters wait for the flush.
+        assert_eq!(
+            host.samples("http_request_duration_seconds.endpoint=/api/v1/rates/{ticker};"),
+            [1_234; 4]
+        );
+        assert!(host.counters.is_empty());
+        assert_eq!(cache.pending(), 3 + 3 + 2);
+
+        cache.flush(&mut host);
+        assert_eq!(host.increments, 4, "one call per counter label set");
+        assert_eq!(host.counter(RATES_200), 3);
+        assert_eq!(
+            host.counter("backend_requests_total.service=data_service;.status=success;"),
+            3
+        );
+        assert_eq!(host.counter("rate_limit_exceeded_total"), 1);
+        assert_eq!(cache.pending(), 0);
+
+        // Nothing pending: a flush makes no call; later requests count on.
+        cache.flush(&mut host);
+        assert_eq!(host.increments, 4);
+        record_times(
+            1,
+            &mut cache,
+            &mut host,
+            &finished(200, Origin::Local, None),
+        );
+        cache.flush(&mut host);
+        assert_eq!(host.increments, 5);
+        assert_eq!(host.counter(RATES_200), 4);
     }
 
     #[test]
@@ -784,6 +887,7 @@ mod tests {
         record_request(&mut cache, &mut host, &config, &ok);
         record_request(&mut cache, &mut host, &config, &bad);
         record_request(&mut cache, &mut host, &config, &bad);
+        cache.flush(&mut host);
         assert_eq!(
             host.counter("backend_requests_total.service=data_service;.status=success;"),
             1
@@ -815,6 +919,7 @@ mod tests {
         let mut timeout = finished(504, Origin::UpstreamFailure, Some("calculation_service"));
         timeout.backend_latency_us = None;
         record_request(&mut cache, &mut host, &MetricsConfig::default(), &timeout);
+        cache.flush(&mut host);
         assert_eq!(
             host.counter("backend_requests_total.service=calculation_service;.status=error;"),
             1
@@ -849,6 +954,7 @@ mod tests {
             &MetricsConfig::default(),
             &finished(429, Origin::Local, None),
         );
+        cache.flush(&mut host);
         assert_eq!(host.counter("rate_limit_exceeded_total"), 1);
         assert!(host.logs[0]
             .1

@@ -7,7 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use filter_core::metrics::MetricsConfig;
-use filter_host::{request_header, MetricsRecorder, RequestMetrics};
+use filter_host::{request_header, MetricsRecorder, RequestMetrics, FLUSH_PERIOD};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
@@ -36,6 +36,11 @@ impl RootContext for MetricsRoot {
         match MetricsConfig::parse(&raw) {
             Ok(config) => {
                 self.recorder = MetricsRecorder::new(config);
+                if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
+                    let _ =
+                        hostcalls::log(LogLevel::Error, "metrics filter: cannot start its tick");
+                    return false;
+                }
                 true
             }
             Err(message) => {
@@ -43,6 +48,11 @@ impl RootContext for MetricsRoot {
                 false
             }
         }
+    }
+
+    /// Hands the requests counted since the last tick to the host.
+    fn on_tick(&mut self) {
+        self.recorder.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
