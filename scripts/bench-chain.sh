@@ -33,6 +33,12 @@
 # scaling of wasm-key: Envoy workers 1 and 2, 1 / 100 / 10 000 distinct
 # clients, body sizes 200 B / 2 KiB / 8 KiB.
 #
+# Part "pairs" (not in the default CHAIN_PARTS): each pair A:B of
+# CHAIN_PAIRS ("wasm-key:native-key wasm-key:bare") run at the same time,
+# both Envoys on CPU 0, for PAIR_ROUNDS (5) rounds; reports the difference
+# of their Envoy CPU time per request, which the machine's swings cancel out
+# of.
+#
 # Settings: CHAIN_PARTS ("chain plot scale"), CHAIN_VARIANTS (the seven
 # above), CHAIN_BEFORE_WASM (unset), CHAIN_ROUNDS (5),
 # CHAIN_SECONDS (4), PLOT_RATES ("1000 2000 4000 6000 8000 10000"),
@@ -55,7 +61,7 @@ source "$(dirname "$0")/bench-stack.sh"
 gen="$BIN_DIR/open_loop"
 [[ -x "$gen" ]] || cargo build -q --profile server -p e2e --bin open_loop
 envoy_pid=""
-bench_on_exit='[[ -n "$envoy_pid" ]] && kill "$envoy_pid" 2>/dev/null || true'
+bench_on_exit='[[ -n "$envoy_pid" ]] && kill $envoy_pid 2>/dev/null || true'
 work="$RUN_DIR/chain"; mkdir -p "$work"
 secret="$(cat "$RUN_DIR/jwt_secret")"
 url=http://127.0.0.1:8100/api/v1/calculate-locate
@@ -299,6 +305,73 @@ for a, b, what in (("wasm-key", "wasm-key-separate-metrics", "metrics in the aut
                    ("wasm-key", "wasm-key-before", "the chain against the chain with the earlier auth filter")):
     if a in med and b in med:
         print(f"{a} against {b} ({what}): {us[a] - us[b]:+.1f} µs per request, throughput {med[a] / med[b]:.2f}×")
+PY
+fi
+
+# Pairs: two variants at the same time, both Envoys pinned to CPU 0 (the
+# scheduler gives each half of it), one wrk each on CPU 1. What the machine
+# does meanwhile slows both alike, so the difference of their CPU time per
+# request (from /proc) holds when sequential runs swing by tens of percent.
+if part pairs; then
+PAIR_ROUNDS="${PAIR_ROUNDS:-5}"
+echo
+echo "== pairs: ${PAIR_ROUNDS} rounds of ${SECS}s, both Envoys on CPU 0 at once, one wrk each on CPU 1"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+twin() { # VARIANT: its config moved to listener 8200, admin 9921, upstream 8202
+  sed -e 's/port_value: 8100$/port_value: 8200/' -e 's/port_value: 9911$/port_value: 9921/' \
+    -e 's/port_value: 8102$/port_value: 8202/' "$work/$1.yaml" >"$work/$1-twin.yaml"
+}
+wait_ready() { # LISTENER ADMIN
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/health" && break; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$2/clusters" | grep -q 'health_flags::/' || break; sleep 0.1
+  done
+}
+: >"$work/pairs.tsv"
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+for _ in $(seq 1 "$PAIR_ROUNDS"); do
+  for pair in ${CHAIN_PAIRS:-wasm-key:native-key wasm-key:bare}; do
+    a="${pair%%:*}" b="${pair##*:}"
+    twin "$b"
+    taskset -c 0 "$root/.venv/bin/envoy" -c "$work/$a.yaml" --concurrency 1 -l warn --base-id 8 \
+      --disable-hot-restart >"$work/envoy-pair-a.log" 2>&1 &
+    pid_a=$!
+    taskset -c 0 "$root/.venv/bin/envoy" -c "$work/$b-twin.yaml" --concurrency 1 -l warn --base-id 9 \
+      --disable-hot-restart >"$work/envoy-pair-b.log" 2>&1 &
+    pid_b=$!
+    envoy_pid="$pid_a $pid_b"
+    wait_ready 8100 9911
+    wait_ready 8200 9921
+    taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$a")" "$url" >/dev/null
+    taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$b")" "${url/8100/8200}" >/dev/null
+    ca=$(cpu_ticks "$pid_a") cb=$(cpu_ticks "$pid_b")
+    taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s "$(script_for "$a")" "$url" >"$work/pair-a.out" &
+    wrk_a=$!
+    taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s "$(script_for "$b")" "${url/8100/8200}" >"$work/pair-b.out" &
+    wait "$wrk_a" $!
+    ca=$(( $(cpu_ticks "$pid_a") - ca )) cb=$(( $(cpu_ticks "$pid_b") - cb ))
+    kill "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null || true; envoy_pid=""
+    ra="$(awk '/requests in/ {print $1}' "$work/pair-a.out")" rb="$(awk '/requests in/ {print $1}' "$work/pair-b.out")"
+    na="$(awk '/Non-2xx/ {print $NF}' "$work/pair-a.out" | grep . || echo 0)"
+    nb="$(awk '/Non-2xx/ {print $NF}' "$work/pair-b.out" | grep . || echo 0)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$ra" "$rb" \
+      "$((ca * tick_us))" "$((cb * tick_us))" "$((na + nb))" "$tick_us" | tee -a "$work/pairs.tsv"
+  done
+done
+python3 - "$work/pairs.tsv" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+pairs = list(dict.fromkeys((r[0], r[1]) for r in rows))
+print("\n| A | B | A, Envoy CPU µs/request | B, Envoy CPU µs/request | A − B, µs (median of rounds) | B / A cost (A's throughput against B's) | non-2xx |")
+print("|---|---|---|---|---|---|---|")
+for a, b in pairs:
+    rs = [r for r in rows if (r[0], r[1]) == (a, b)]
+    ua = [int(r[4]) / int(r[2]) for r in rs]
+    ub = [int(r[5]) / int(r[3]) for r in rs]
+    diff = statistics.median(x - y for x, y in zip(ua, ub))
+    ratio = statistics.median(y / x for x, y in zip(ua, ub))
+    bad = sum(int(r[6]) for r in rs)
+    print(f"| {a} | {b} | {statistics.median(ua):.1f} | {statistics.median(ub):.1f} | {diff:+.1f} | {ratio:.2f} | {bad} |")
 PY
 fi
 

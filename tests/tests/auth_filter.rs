@@ -870,17 +870,32 @@ fn bench_yaml(plugin_config: &Value, auth_port: u16, with_filter: bool) -> Strin
     )
 }
 
-/// [`bench_yaml`] with the filter loaded from `wasm`.
+/// [`bench_yaml`] with the filter loaded from `wasm`. With `BENCH_PROXIED=1`
+/// the route goes to an upstream instead: a second listener of the same
+/// Envoy answering with the direct response (every case pays the same
+/// proxy hop, and the metrics record their backend series).
 fn bench_yaml_with(
     plugin_config: &Value,
     auth_port: u16,
     with_filter: bool,
     wasm: &std::path::Path,
 ) -> String {
-    let yaml = envoy_yaml_with(plugin_config, auth_port, auth_port, wasm).replace(
-        "route: { cluster: upstream }",
-        r#"direct_response: { status: 200, body: { inline_string: "{\"status\":\"success\"}" } }"#,
-    );
+    let yaml = if std::env::var("BENCH_PROXIED").is_ok_and(|v| v == "1") {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        envoy_yaml_with(plugin_config, port, auth_port, wasm).replacen(
+            "  clusters:\n",
+            &format!("{}  clusters:\n", bench_upstream_listener(port)),
+            1,
+        )
+    } else {
+        envoy_yaml_with(plugin_config, auth_port, auth_port, wasm).replace(
+            "route: { cluster: upstream }",
+            r#"direct_response: { status: 200, body: { inline_string: "{\"status\":\"success\"}" } }"#,
+        )
+    };
     if with_filter {
         return yaml;
     }
@@ -891,6 +906,32 @@ fn bench_yaml_with(
         .find("          - name: envoy.filters.http.router")
         .unwrap();
     format!("{}{}", &yaml[..start], &yaml[end..])
+}
+
+/// A listener answering every request with the benchmark's direct response.
+fn bench_upstream_listener(port: u16) -> String {
+    format!(
+        r#"  - name: bench_upstream
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench_upstream
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "{{\"status\":\"success\"}}" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
 }
 
 /// CPU time used so far by the process `pid` (all threads), nanoseconds
@@ -990,6 +1031,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// `BENCH_COMPARE_WASM=label=/path/a.wasm,label2=/path/b.wasm` adds other
 /// builds of the filter (public path, cached key, cached JWT) to the same
 /// interleaved rounds, for before/after figures under the same load.
+/// `BENCH_METRICS=1` adds the filter recording the metrics (also for each
+/// compared build); `BENCH_PROXIED=1` routes to an upstream instead of a
+/// direct response (see [`bench_yaml_with`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: minutes of saturated load"]
 async fn benchmark_added_cost_per_request() {
