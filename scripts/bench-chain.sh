@@ -25,6 +25,7 @@
 # reach an upstream, without the rate-limit call's noise):
 #   auth-only     the auth filter (cached API key) without its metrics section
 #   auth-metrics  the auth filter recording the metrics
+#   validation-only  the validation filter alone
 #   auth-metrics-before, wasm-key-before  the same with the auth filter
 #               built earlier (CHAIN_BEFORE_WASM=path/to/auth_filter.wasm)
 #
@@ -224,6 +225,7 @@ variants = {
     "wasm-jwt": chain, "native-jwt": native(jwt_authn),
     "auth-only": [auth_without_metrics()] + tail,
     "auth-metrics": [by_name["auth_filter"]] + tail,
+    "validation-only": [by_name["validation_filter"]] + tail,
 }
 if before_wasm:
     variants["auth-metrics-before"] = built_before(variants["auth-metrics"])

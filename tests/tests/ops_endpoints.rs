@@ -136,9 +136,16 @@ async fn failing_backend() -> SocketAddr {
 }
 
 /// A loopback address nothing listens on.
+/// An address that refuses connections for the rest of the test run: a
+/// socket bound to it but never listening holds the port, so no server the
+/// other tests start on port 0 can be given it (a closed listener's port
+/// could be handed out again and answer).
 fn closed_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
+    addr
 }
 
 const AUTH_METRICS: &str = "# HELP jwt_tokens_issued_total JWTs issued.\n# TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 7\n";
@@ -325,7 +332,10 @@ async fn a_backend_that_is_down_is_skipped_and_counted_not_fatal() {
     let ops = start_ops(&deps).await;
     let (status, _, first) = get_text(&format!("{ops}/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(first.contains(r#"ops_scrape_errors_total{target="rate_limit_service"} 1"#));
+    assert!(
+        first.contains(r#"ops_scrape_errors_total{target="rate_limit_service"} 1"#),
+        "{first}"
+    );
     assert!(first.contains("jwt_tokens_issued_total 7"));
     assert!(first.contains("http_requests_total{"));
     let (_, _, second) = get_text(&format!("{ops}/metrics")).await;
