@@ -242,6 +242,14 @@ for v in "${VARIANTS[@]}"; do
 done
 script_for() { case "$1" in *jwt) echo "$work/jwt.lua" ;; *) echo "$work/key.lua" ;; esac; }
 
+# wait_ready LISTENER ADMIN: the listener answers and every backend host is
+# healthy (the first health checks answered) before the warm-up.
+wait_ready() {
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/health" && break; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$2/clusters" | grep -q 'health_flags::/' || break; sleep 0.1
+  done
+}
 # start_envoy VARIANT [WORKERS] [CPUS]: Envoy on :8100, warmed (the key or
 # token verified once, caches filled).
 start_envoy() {
@@ -249,11 +257,7 @@ start_envoy() {
   taskset -c "$cpus" "$root/.venv/bin/envoy" -c "$work/$v.yaml" --concurrency "$workers" -l warn \
     --base-id 8 --disable-hot-restart >"$work/envoy-$v.log" 2>&1 &
   envoy_pid=$!
-  for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:8100/health && break; sleep 0.1; done
-  # Every backend host healthy (the first health checks answered) before the warm-up.
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:9911/clusters | grep -q 'health_flags::/' || break; sleep 0.1
-  done
+  wait_ready 8100 9911
   taskset -c 1 wrk -t1 -c4 -d1s -s "$(script_for "$v")" "$url" >/dev/null
 }
 stop_envoy() { kill "$envoy_pid"; wait "$envoy_pid" 2>/dev/null || true; envoy_pid=""; }
@@ -322,12 +326,6 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 twin() { # VARIANT: its config moved to listener 8200, admin 9921, upstream 8202
   sed -e 's/port_value: 8100$/port_value: 8200/' -e 's/port_value: 9911$/port_value: 9921/' \
     -e 's/port_value: 8102$/port_value: 8202/' "$work/$1.yaml" >"$work/$1-twin.yaml"
-}
-wait_ready() { # LISTENER ADMIN
-  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/health" && break; sleep 0.1; done
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$2/clusters" | grep -q 'health_flags::/' || break; sleep 0.1
-  done
 }
 : >"$work/pairs.tsv"
 tick_us=$((1000000 / $(getconf CLK_TCK)))
