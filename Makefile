@@ -27,8 +27,8 @@ NOT_NETWORK  := proxy_on_done proxy_on_queue_ready proxy_on_foreign_function pro
   proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
   proxy_on_upstream_connection_close proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive \
   proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close
-DROP_auth_filter       := $(NOT_NETWORK) proxy_on_response_headers \
-  proxy_on_response_body proxy_on_response_trailers
+DROP_auth_filter       := $(NOT_NETWORK) proxy_on_request_body proxy_on_request_trailers \
+  proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
 DROP_validation_filter := $(NOT_NETWORK) proxy_on_tick proxy_on_log proxy_on_http_call_response \
   proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
 DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \

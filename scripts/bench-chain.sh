@@ -26,6 +26,8 @@
 #   auth-only     the auth filter (cached API key) without its metrics section
 #   auth-metrics  the auth filter recording the metrics
 #   validation-only  the validation filter alone
+#   validation-twice, validation-twice-shared-vm  two validation filters,
+#               in a VM each or sharing one VM (what sharing a VM saves)
 #   auth-metrics-before, wasm-key-before  the same with the auth filter
 #               built earlier (CHAIN_BEFORE_WASM=path/to/auth_filter.wasm)
 #
@@ -227,6 +229,37 @@ variants = {
     "auth-metrics": [by_name["auth_filter"]] + tail,
     "validation-only": [by_name["validation_filter"]] + tail,
 }
+# Two validation filters in one chain, in a VM each or sharing one VM
+# (Envoy shares a VM between filters with the same vm_id and code): what
+# sharing a VM saves per request and filter.
+def validation_copy(suffix, vm_id):
+    f = copy.deepcopy(by_name["validation_filter"])
+    f["name"] += suffix
+    f["typed_config"]["config"]["name"] += suffix
+    f["typed_config"]["config"]["root_id"] += suffix
+    f["typed_config"]["config"]["vm_config"]["vm_id"] = vm_id
+    return f
+# Where the auth filter's cost goes: the request headers it sets, done
+# natively (a header_mutation setting the same four headers and removing
+# the key), and the auth filter keeping the key header.
+def identity_headers():
+    h = copy.deepcopy(identity)
+    muts = h["typed_config"]["mutations"]["request_mutations"]
+    for k, v in (("x-client-scopes", ""), ("x-auth-method", "api_key"), ("x-client-rate-limit", "100000000")):
+        muts.append({"append": {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}})
+    muts.append({"remove": "x-api-key"})
+    return h
+variants["identity-headers-only"] = [identity_headers()] + tail
+def auth_keeping_key():
+    auth = auth_without_metrics()
+    cfg = auth["typed_config"]["config"]["configuration"]
+    settings = json.loads(cfg["value"])
+    settings["strip_credential_header"] = False
+    cfg["value"] = json.dumps(settings)
+    return auth
+variants["auth-only-keep-key"] = [auth_keeping_key()] + tail
+variants["validation-twice"] = [validation_copy("_a", "validation_a"), validation_copy("_b", "validation_b")] + tail
+variants["validation-twice-shared-vm"] = [validation_copy("_a", "validation"), validation_copy("_b", "validation")] + tail
 if before_wasm:
     variants["auth-metrics-before"] = built_before(variants["auth-metrics"])
     variants["wasm-key-before"] = built_before(chain)

@@ -452,6 +452,111 @@ async fn request_body_waits_for_the_key_verification() {
     assert_eq!(seen[0].body, body.as_bytes());
 }
 
+/// A TCP relay to `target` that holds every chunk of the answers for
+/// `delay`: a slow auth service.
+async fn slow_relay(target: SocketAddr, delay: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = server_rx.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if client_tx.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// One HTTP/1.1 POST written by hand: the headers and the first part of
+/// the body at once, the rest of the body `pause` later. Returns the
+/// response status.
+async fn post_in_two_parts(port: u16, key: &str, body: &str, pause: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let head = format!(
+        "POST /api/v1/calculate-locate HTTP/1.1\r\nhost: gateway\r\nx-api-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(pause).await;
+    conn.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"))
+}
+
+#[tokio::test]
+async fn a_body_arriving_while_the_key_is_verified_moves_on_only_with_the_decision() {
+    // The auth filter has no body callback: pausing in the request headers
+    // holds the body too. Verification answers take 400 ms here, and the
+    // second half of each body arrives 150 ms into the verification.
+    let upstream = CountingUpstream::start().await;
+    let (auth, state) = start_auth_service(
+        "slowverify",
+        Signing::Hs256 {
+            secret: SECRET.into(),
+        },
+    )
+    .await;
+    let relay = slow_relay(auth.addr, Duration::from_millis(400)).await;
+    let mut config = hs_plugin_config();
+    config["verify_timeout_ms"] = json!(3000);
+    let envoy = Envoy::start(&envoy_yaml(&config, upstream.port, relay)).await;
+    let (key, _) = create_key(&state, "test123", None).await;
+    let unknown = "brl_ZYXWVUTSRQPONMLKJIHGfedcbazyxwvutsrqpo99";
+    let body = r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
+    let pause = Duration::from_millis(150);
+
+    let started = Instant::now();
+    assert_eq!(
+        post_in_two_parts(envoy.port, unknown, body, pause).await,
+        401
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400), "verified");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing of a refused request reaches the upstream"
+    );
+
+    assert_eq!(post_in_two_parts(envoy.port, &key, body, pause).await, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "the request went upstream once");
+    assert_eq!(seen[0].header("x-client-id"), Some("test123"));
+    assert_eq!(
+        seen[0].body,
+        body.as_bytes(),
+        "both parts of the body, in order"
+    );
+    drop(auth);
+}
+
 #[tokio::test]
 async fn revoked_key_stops_working_within_the_configured_ttl() {
     let config = json!({"strip_credential_header": false,

@@ -187,6 +187,14 @@ fn every_rendered_variant_passes_envoy_validate() {
                             ],
                         );
                         assert!(!yaml.contains("/etc/envoy"), "paths overridden");
+                        // The auth filter holds a request's body by pausing
+                        // its headers (it has no body callback): a filter
+                        // allowed to stop only the headers would let the
+                        // body run ahead of the key's verification.
+                        assert!(
+                            !yaml.contains("allow_on_headers_stop_iteration"),
+                            "a plugin may pause the headers alone"
+                        );
                         if let Err(e) = envoy_validate(&yaml) {
                             failures.push(format!(
                                 "shape={shape} tls={tls} auth={auth} ratelimit={rl} rejected:\n{e}"
