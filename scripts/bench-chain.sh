@@ -182,15 +182,22 @@ def native(auth):
         out.append(auth if n == "auth_filter" else lua if n == "validation_filter" else f)
     return out
 
-# The chain as it was before the auth filter recorded the metrics: a
-# separate metrics filter first, the auth filter without its `metrics`.
 import json
-def separate_metrics():
+def auth_with(edit):
+    """A copy of the auth filter whose plugin settings `edit` has changed."""
     auth = copy.deepcopy(by_name["auth_filter"])
     cfg = auth["typed_config"]["config"]["configuration"]
     settings = json.loads(cfg["value"])
-    metrics_cfg = settings.pop("metrics")
+    edit(settings)
     cfg["value"] = json.dumps(settings)
+    return auth
+def auth_without_metrics():
+    return auth_with(lambda s: s.pop("metrics"))
+# The chain as it was before the auth filter recorded the metrics: a
+# separate metrics filter first, the auth filter without its `metrics`.
+def separate_metrics():
+    auth = auth_without_metrics()
+    metrics_cfg = json.loads(by_name["auth_filter"]["typed_config"]["config"]["configuration"]["value"])["metrics"]
     metrics = json.loads(json.dumps(by_name["auth_filter"]).replace("auth_filter", "metrics_filter"))
     metrics["typed_config"]["config"]["configuration"]["value"] = json.dumps(metrics_cfg)
     return [metrics] + [auth if f["name"] == "auth_filter" else f for f in chain]
@@ -202,13 +209,6 @@ identity = {"name": "envoy.filters.http.header_mutation", "typed_config": {
     "mutations": {"request_mutations": [{"append": {
         "header": {"key": "x-client-id", "value": "test123"},
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}}
-def auth_without_metrics():
-    auth = copy.deepcopy(by_name["auth_filter"])
-    cfg = auth["typed_config"]["config"]["configuration"]
-    settings = json.loads(cfg["value"])
-    settings.pop("metrics")
-    cfg["value"] = json.dumps(settings)
-    return auth
 def built_before(filters):
     """The filters with the auth filter's code taken from CHAIN_BEFORE_WASM."""
     out = copy.deepcopy(filters)
@@ -250,14 +250,10 @@ def identity_headers():
     muts.append({"remove": "x-api-key"})
     return h
 variants["identity-headers-only"] = [identity_headers()] + tail
-def auth_keeping_key():
-    auth = auth_without_metrics()
-    cfg = auth["typed_config"]["config"]["configuration"]
-    settings = json.loads(cfg["value"])
+def keep_key(settings):
+    settings.pop("metrics")
     settings["strip_credential_header"] = False
-    cfg["value"] = json.dumps(settings)
-    return auth
-variants["auth-only-keep-key"] = [auth_keeping_key()] + tail
+variants["auth-only-keep-key"] = [auth_with(keep_key)] + tail
 variants["validation-twice"] = [validation_copy("_a", "validation_a"), validation_copy("_b", "validation_b")] + tail
 variants["validation-twice-shared-vm"] = [validation_copy("_a", "validation"), validation_copy("_b", "validation")] + tail
 if before_wasm:
