@@ -81,6 +81,8 @@ impl ErrorCode {
 
 /// One violated rule of one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct FieldError {
     /// The field name as the client sent it (`loan_days`, `ticker`, ...).
     pub field: String,
@@ -97,17 +99,39 @@ impl FieldError {
     }
 }
 
-/// `{"status":"error","error":{...}}`.
+/// `{"status":"error","error":{...}}`: the one error shape of every
+/// failure. `request_id` equals the `x-request-id` response header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"status": "error", "error": {"code": "VALIDATION_ERROR",
+        "message": "Invalid request",
+        "details": [{"field": "loan_days", "issue": "must be an integer between 1 and 365"}],
+        "request_id": "0b6f3c1e-7f2a-4c55-9d1e-2a8f0c7d9b11"}}))
+)]
 pub struct ErrorEnvelope {
+    #[cfg_attr(feature = "openapi", schema(schema_with = error_status))]
     status: &'static str,
+    #[cfg_attr(feature = "openapi", schema(inline))]
     error: ErrorBody,
 }
 
+#[cfg(feature = "openapi")]
+fn error_status() -> utoipa::openapi::schema::Schema {
+    crate::openapi::constant("error")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 struct ErrorBody {
+    #[cfg_attr(feature = "openapi", schema(value_type = ErrorCode))]
     code: &'static str,
+    /// A human sentence.
     message: String,
+    /// Every violated field (validation errors only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     details: Vec<FieldError>,
     request_id: String,

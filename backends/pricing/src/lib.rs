@@ -15,6 +15,8 @@
 pub mod error;
 pub mod fee;
 pub mod json;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod rate;
 pub mod request;
 pub mod types;

@@ -14,7 +14,16 @@ use crate::types::{ClientId, LoanDays, PositionValue, Ticker};
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// A fully validated `POST /api/v1/calculate-locate` body.
+///
+/// At most 8 KiB of `application/json`, no unknown or repeated fields;
+/// every violated field is reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"ticker": "AAPL", "position_value": 100000, "loan_days": 30, "client_id": "test123"}))
+)]
 pub struct LocateRequest {
     pub ticker: Ticker,
     pub position_value: PositionValue,
