@@ -6,13 +6,17 @@
 //! Decimals are stored as TEXT and parsed with `rust_decimal`; timestamps
 //! are RFC 3339 UTC TEXT (see [`time`]).
 //!
-//! Tables: `stocks`, `clients`, `api_keys` (hash only, see [`keys`]) and
+//! Tables: `stocks`, `clients`, `api_keys` (hash only, see [`keys`]),
+//! `api_key_events` (append-only key history, see [`key_history`]) and
 //! `audit_log`. On first start the SPEC §5 seed stocks and clients are
 //! inserted. Stock lookups go through an in-process cache whose entries
 //! live at most [`StoreOptions::rate_cache_ttl`] (5 s by default).
 
+pub mod key_history;
 pub mod keys;
 pub mod time;
+
+pub use key_history::{KeyAction, KeyEvent, KeyUpdate, UpdatedApiKey, UNKNOWN_ACTOR};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,7 +37,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/pricing.db";
 /// Longest time a cached stock may be served without re-reading it.
 pub const DEFAULT_RATE_CACHE_TTL: Duration = Duration::from_secs(5);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Migrations only add, so a binary older than the database's schema keeps
+/// working: migrations it does not know are ignored, not an error.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations")
+};
 
 /// `DATABASE_URL` from the environment, else [`DEFAULT_DATABASE_URL`].
 pub fn database_url_from_env() -> String {
@@ -64,6 +73,9 @@ pub enum StoreErrorKind {
     NotFound,
     /// The input is not acceptable (bad decimal, bad url, ...).
     Invalid,
+    /// The row is in a state that refuses the operation (revoking a revoked
+    /// key, rotating a key already replaced, ...).
+    Conflict,
     /// Stored data is corrupt or a query failed for another reason.
     Other,
 }
@@ -87,6 +99,10 @@ impl StoreError {
 
     pub fn is_not_found(&self) -> bool {
         self.kind == StoreErrorKind::NotFound
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.kind == StoreErrorKind::Conflict
     }
 }
 
@@ -243,6 +259,9 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
     /// The key id that replaced this one (set by rotation).
     pub replaced_by: Option<String>,
+    /// When the auth service last accepted the key (RFC 3339 UTC, recorded
+    /// at most once a minute), `None` if never.
+    pub last_used_at: Option<String>,
 }
 
 impl ApiKey {
@@ -278,6 +297,7 @@ impl ApiKey {
             created_at: row.try_get("created_at")?,
             revoked_at: row.try_get("revoked_at")?,
             replaced_by: row.try_get("replaced_by")?,
+            last_used_at: row.try_get("last_used_at")?,
         })
     }
 }
@@ -899,37 +919,10 @@ impl Store {
     // --- API keys --------------------------------------------------------
 
     /// Creates a key: returns the plain key once; only its hash is stored.
+    /// The `create` event is recorded with the actor [`UNKNOWN_ACTOR`]; see
+    /// [`Store::create_api_key_by`].
     pub async fn create_api_key(&self, new: &NewApiKey) -> Result<CreatedApiKey> {
-        let key = keys::generate_key();
-        let record = ApiKey {
-            key_id: keys::generate_key_id(),
-            key_hash: keys::hash_key(&key),
-            key_prefix: keys::display_prefix(&key),
-            client_id: new.client_id.clone(),
-            revoked: false,
-            scopes: new.scopes.clone(),
-            rate_limit_per_minute: new.rate_limit_per_minute,
-            expires_at: new.expires_at.clone(),
-            created_at: time::now_rfc3339(),
-            revoked_at: None,
-            replaced_by: None,
-        };
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, key_hash, key_prefix, client_id, status, scopes, \
-             rate_limit_per_minute, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
-        )
-        .bind(&record.key_id)
-        .bind(&record.key_hash)
-        .bind(&record.key_prefix)
-        .bind(&record.client_id)
-        .bind(record.scopes.join(" "))
-        .bind(record.rate_limit_per_minute)
-        .bind(&record.expires_at)
-        .bind(&record.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(CreatedApiKey { key, record })
+        self.create_api_key_by(new, UNKNOWN_ACTOR).await
     }
 
     /// The key whose SHA-256 hex is `key_hash` (what the auth service
@@ -972,67 +965,20 @@ impl Store {
     }
 
     /// Revokes a key at once. Revoking a revoked key is a no-op that
-    /// returns it unchanged.
+    /// returns it unchanged. See [`Store::revoke_api_key_by`], which
+    /// reports the second revocation as a conflict.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
-        let now = time::now_rfc3339();
-        sqlx::query(
-            "UPDATE api_keys SET status = 'revoked', revoked_at = $1 \
-             WHERE key_id = $2 AND status = 'active'",
-        )
-        .bind(&now)
-        .bind(key_id)
-        .execute(&self.pool)
-        .await?;
-        self.api_key(key_id).await?.ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, format!("no key with id {key_id}"))
-        })
+        match self.revoke_api_key_by(key_id, UNKNOWN_ACTOR).await {
+            Err(e) if e.is_conflict() => self.api_key(key_id).await?.ok_or_else(|| {
+                StoreError::new(StoreErrorKind::NotFound, format!("no key with id {key_id}"))
+            }),
+            other => other,
+        }
     }
 
-    /// Replaces a key by a new one with the same client, scopes, rate limit
-    /// and expiry. The old key stays valid for `grace` (its expiry becomes
-    /// the earlier of its own and now + `grace`; a zero grace revokes it at
-    /// once) and records the new key's id in `replaced_by`. Only an active
-    /// key can be rotated.
+    /// Replaces a key by a new one; see [`Store::rotate_api_key_by`].
     pub async fn rotate_api_key(&self, key_id: &str, grace: Duration) -> Result<CreatedApiKey> {
-        let old = self.api_key(key_id).await?.ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, format!("no key with id {key_id}"))
-        })?;
-        let status = old.status();
-        if status != KeyStatus::Active {
-            return Err(StoreError::new(
-                StoreErrorKind::Invalid,
-                format!("key {key_id} is {} and cannot be rotated", status.as_str()),
-            ));
-        }
-        let created = self
-            .create_api_key(&NewApiKey {
-                client_id: old.client_id.clone(),
-                scopes: old.scopes.clone(),
-                rate_limit_per_minute: old.rate_limit_per_minute,
-                expires_at: old.expires_at.clone(),
-            })
-            .await?;
-        let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX / 2);
-        if grace_secs == 0 {
-            self.revoke_api_key(key_id).await?;
-        } else {
-            let grace_end = time::rfc3339(time::unix_now().saturating_add(grace_secs));
-            let expires = match old.expires_at {
-                Some(e) if e < grace_end => e,
-                _ => grace_end,
-            };
-            sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE key_id = $2")
-                .bind(&expires)
-                .bind(key_id)
-                .execute(&self.pool)
-                .await?;
-        }
-        sqlx::query("UPDATE api_keys SET replaced_by = $1 WHERE key_id = $2")
-            .bind(&created.record.key_id)
-            .bind(key_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(created)
+        self.rotate_api_key_by(key_id, grace, UNKNOWN_ACTOR).await
     }
 
     // --- audit log -------------------------------------------------------
@@ -1107,7 +1053,8 @@ impl Store {
 }
 
 const KEY_SELECT: &str = "SELECT key_id, key_hash, key_prefix, client_id, status, scopes, \
-     rate_limit_per_minute, expires_at, created_at, revoked_at, replaced_by FROM api_keys";
+     rate_limit_per_minute, expires_at, created_at, revoked_at, replaced_by, last_used_at \
+     FROM api_keys";
 
 fn stock_from_row(row: &AnyRow) -> Result<Stock> {
     let get = |c: &str| -> Result<Decimal> {
