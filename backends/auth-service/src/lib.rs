@@ -25,8 +25,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pricing::{ErrorCode, ErrorEnvelope};
 use serde::{Deserialize, Serialize};
-use services::common::{
-    health_ok, health_unavailable, serve, ApiJson, AppError, RequestId, Server, REQUEST_ID_HEADER,
+use service_http::{
+    health_ok, health_unavailable, serve_with, ApiJson, AppError, RequestId, Server,
+    REQUEST_ID_HEADER,
 };
 use store::{KeyStatus, Store};
 
@@ -124,12 +125,16 @@ pub async fn build(config: &Config) -> Result<AppState, StartError> {
     })
 }
 
-/// [`build`] + [`serve`] on `config.service.listen_addr`.
+/// [`build`] + [`serve_with`] on `config.service.listen_addr`.
 pub async fn start(config: &Config) -> Result<(Server, AppState), StartError> {
     let state = build(config).await?;
-    let server = serve(app(state.clone()), config.service.listen_addr)
-        .await
-        .map_err(StartError::Listen)?;
+    let server = serve_with(
+        app(state.clone()),
+        config.service.listen_addr,
+        config.service.layers(),
+    )
+    .await
+    .map_err(StartError::Listen)?;
     Ok((server, state))
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    services::common::init_tracing("auth-service");
+    service_log::init("auth-service");
     let config = match auth_service::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
     );
     match auth_service::start(&config).await {
         Ok((server, _state)) => {
-            services::common::run_until_signal(server).await;
+            service_http::run_until_signal(server).await;
             ExitCode::SUCCESS
         }
         Err(e) => {

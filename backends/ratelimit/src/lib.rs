@@ -15,7 +15,6 @@ pub mod limits;
 pub mod logging;
 mod metrics;
 
-use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -36,7 +35,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use pricing::error::{ErrorCode, ErrorEnvelope};
+use pricing::error::ErrorCode;
+use service_http::{health_ok, AppError, Layers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -167,14 +167,14 @@ impl RateLimitApp {
                 },
             );
         let mut http_stop = stop_rx.clone();
-        // TCP_NODELAY: no Nagle delay behind Envoy's delayed ACKs.
-        let http = axum::serve(
-            self.http.tap_io(|tcp| drop(tcp.set_nodelay(true))),
+        let http = service_http::serve_until(
+            self.http,
             http_app(Arc::clone(&shared)),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.changed().await;
-        });
+            Layers::default(),
+            async move {
+                let _ = http_stop.changed().await;
+            },
+        );
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -447,7 +447,8 @@ fn header_value(key: &str, value: String) -> HeaderValue {
 // ---------------------------------------------------------------------------
 
 /// The HTTP side: `GET /health`, `GET /metrics`; anything else is a 404
-/// envelope.
+/// envelope. [`RateLimitApp::serve`] runs it behind the shared layers
+/// ([`service_http::Layers`]: request ids, envelopes, limits).
 pub fn http_app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -456,33 +457,14 @@ pub fn http_app(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn envelope(headers: &HeaderMap, status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        ErrorEnvelope::new(code, message, id).to_json(),
-    )
-        .into_response()
-}
-
-async fn health(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn health(State(s): State<Arc<Shared>>) -> Response {
     match s.counters.probe().await {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({"status": "healthy", "version": VERSION}).to_string(),
-        )
-            .into_response(),
-        Err(e) => envelope(
-            &headers,
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServiceUnavailable,
-            &format!("Unhealthy: redis unreachable ({e})"),
-        ),
+        Ok(()) => health_ok(VERSION),
+        Err(e) => AppError::Other {
+            code: ErrorCode::ServiceUnavailable,
+            message: format!("Unhealthy: redis unreachable ({e})"),
+        }
+        .into_response(),
     }
 }
 
@@ -494,13 +476,8 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn not_found(headers: HeaderMap) -> Response {
-    envelope(
-        &headers,
-        StatusCode::NOT_FOUND,
-        ErrorCode::NotFound,
-        "No such endpoint",
-    )
+async fn not_found() -> AppError {
+    AppError::NotFound("No such endpoint".to_owned())
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub struct Config {
     /// Requests slower than this are logged as `Slow request`
     /// (`SLOW_REQUEST_MS`, default 500).
     pub slow_request: Duration,
+    /// Requests still unanswered after this are answered 504
+    /// `BACKEND_TIMEOUT` (`REQUEST_TIMEOUT_MS`, default 30000: above every
+    /// gateway route timeout).
+    pub request_timeout: Duration,
     /// Deployment name shown in logs (`ENVIRONMENT`, default `development`).
     pub environment: String,
 }
@@ -34,6 +38,7 @@ impl Config {
             db_max_connections: 10,
             db_acquire_timeout: Duration::from_secs(3),
             slow_request: Duration::from_millis(500),
+            request_timeout: service_http::DEFAULT_TIMEOUT,
             environment: "development".to_owned(),
         }
     }
@@ -47,12 +52,19 @@ impl Config {
         c.db_acquire_timeout =
             Duration::from_millis(env_number("DB_ACQUIRE_TIMEOUT_MS", 3000u64)?.max(1));
         c.slow_request = Duration::from_millis(env_number("SLOW_REQUEST_MS", 500u64)?);
+        c.request_timeout =
+            Duration::from_millis(env_number("REQUEST_TIMEOUT_MS", 30_000u64)?.max(1));
         if let Ok(e) = std::env::var("ENVIRONMENT") {
             if !e.trim().is_empty() {
                 c.environment = e;
             }
         }
         Ok(c)
+    }
+
+    /// The shared HTTP layers with this configuration's timeout.
+    pub fn layers(&self) -> service_http::Layers {
+        service_http::Layers::default().timeout(self.request_timeout)
     }
 
     /// The store options this configuration implies.

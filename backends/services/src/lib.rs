@@ -1,7 +1,8 @@
 //! The pricing backends and the HTTP plumbing they share.
 //!
-//! * [`common`]: error envelope, request ids, JSON extractors, serving,
-//!   graceful shutdown, logging, health shapes. Every backend uses it.
+//! * [`common`]: the shared HTTP plumbing (error envelope, request ids,
+//!   JSON extractors, tower-http layers, serving, health shapes),
+//!   re-exported from the `service-http` crate.
 //! * [`data`]: the data service (`GET /rates/{ticker}`).
 //! * [`calculation`]: the calculation service (`POST /calculate-locate`).
 //! * [`state`]: the one startup path (`build`, `start_*`) shared by the

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use store::Store;
 
-use crate::common::{serve, Server};
+use crate::common::{serve_with, Server};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -43,25 +43,33 @@ pub async fn build(config: &Config, service: &'static str) -> Result<AppState, s
     })
 }
 
-/// [`build`] + [`serve`] of the data service.
+/// [`build`] + [`serve_with`] of the data service.
 pub async fn start_data_service(config: &Config) -> Result<(Server, AppState), StartError> {
     let state = build(config, "data_service")
         .await
         .map_err(StartError::Database)?;
-    let server = serve(crate::data::app(state.clone()), config.listen_addr)
-        .await
-        .map_err(StartError::Listen)?;
+    let server = serve_with(
+        crate::data::app(state.clone()),
+        config.listen_addr,
+        config.layers(),
+    )
+    .await
+    .map_err(StartError::Listen)?;
     Ok((server, state))
 }
 
-/// [`build`] + [`serve`] of the calculation service.
+/// [`build`] + [`serve_with`] of the calculation service.
 pub async fn start_calculation_service(config: &Config) -> Result<(Server, AppState), StartError> {
     let state = build(config, "calculation_service")
         .await
         .map_err(StartError::Database)?;
-    let server = serve(crate::calculation::app(state.clone()), config.listen_addr)
-        .await
-        .map_err(StartError::Listen)?;
+    let server = serve_with(
+        crate::calculation::app(state.clone()),
+        config.listen_addr,
+        config.layers(),
+    )
+    .await
+    .map_err(StartError::Listen)?;
     Ok((server, state))
 }
 
@@ -79,7 +87,7 @@ pub async fn run_main(
     default_listen: &str,
     start: StartFn,
 ) -> std::process::ExitCode {
-    crate::common::init_tracing(service);
+    service_log::init(service);
     let config = match Config::from_env(default_listen) {
         Ok(c) => c,
         Err(e) => {
