@@ -54,6 +54,9 @@ pub struct Config {
     pub audience: String,
     /// Token lifetime (`JWT_TTL_SECONDS`, 60..=3600, default 900).
     pub token_ttl: Duration,
+    /// Shortest time between two writes of a key's `last_used_at` (60 s;
+    /// tests shorten it).
+    pub key_use_interval: Duration,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             issuer: "borrow-rate-gateway".to_owned(),
             audience: "borrow-rate-api".to_owned(),
             token_ttl: Duration::from_secs(900),
+            key_use_interval: crate::usage::DEFAULT_KEY_USE_INTERVAL,
         }
     }
 

@@ -3,7 +3,9 @@
 //! * `POST /internal/v1/keys/verify` — called only by the gateway's auth
 //!   filter with the SHA-256 of an API key; answers the key's client,
 //!   status, expiry, rate limit and scopes, or 404 for an unknown hash.
-//!   No public route leads here.
+//!   No public route leads here. An active key's `last_used_at` is
+//!   recorded at most once a minute per key, off the request path
+//!   ([`usage`]).
 //! * `POST /api/v1/auth/token` — exchanges the gateway-authenticated API
 //!   key for a JWT. The identity comes from the `x-client-*` headers, which
 //!   are trusted only with `x-auth-method: api_key` (the gateway filter sets
@@ -13,6 +15,7 @@
 
 pub mod config;
 pub mod token;
+pub mod usage;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,6 +89,8 @@ pub struct AppState {
     pub issuer: Arc<TokenIssuer>,
     /// Counters.
     pub metrics: Arc<AuthMetrics>,
+    /// `last_used_at` of keys, written off the request path.
+    pub usage: Arc<usage::KeyUsage>,
 }
 
 /// Why the service could not start.
@@ -119,6 +124,10 @@ pub async fn build(config: &Config) -> Result<AppState, StartError> {
         .await
         .map_err(StartError::Database)?;
     Ok(AppState {
+        usage: Arc::new(usage::KeyUsage::start(
+            store.clone(),
+            config.key_use_interval,
+        )),
         store,
         issuer: Arc::new(issuer),
         metrics: Arc::default(),
@@ -203,6 +212,10 @@ async fn verify_key(
         KeyStatus::Expired => &state.metrics.verified_expired,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    if status == KeyStatus::Active {
+        // Throttled per key and written by a background task: no await.
+        state.usage.record(&key.key_id);
+    }
     Ok(Json(VerifyResponse {
         client_id: key.client_id,
         status: status.as_str().to_owned(),

@@ -297,3 +297,145 @@ async fn short_secret_or_bad_key_refuses_to_start() {
         "{err}"
     );
 }
+
+async fn last_used(state: &auth_service::AppState, key_id: &str) -> Option<String> {
+    state
+        .store
+        .api_key(key_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+}
+
+/// Waits (up to 5 s) for the background writer to set `last_used_at` to a
+/// value `ok` accepts, and returns it.
+async fn wait_last_used(
+    state: &auth_service::AppState,
+    key_id: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(at) = last_used(state, key_id).await.filter(|at| ok(at)) {
+            return at;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_used_at of {key_id} not written: {:?}",
+            last_used(state, key_id).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn new_key(state: &auth_service::AppState, client_id: &str) -> store::CreatedApiKey {
+    state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: client_id.into(),
+            ..NewApiKey::default()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_verified_key_records_its_last_use_at_most_once_a_minute() {
+    let (server, state) = spawn(config("last-used")).await;
+    let used = new_key(&state, "test123").await;
+    let barrier = new_key(&state, "test123").await;
+    let revoked = new_key(&state, "test123").await;
+    state
+        .store
+        .revoke_api_key(&revoked.record.key_id)
+        .await
+        .unwrap();
+    assert_eq!(last_used(&state, &used.record.key_id).await, None);
+
+    let before = now();
+    let (status, _) = verify(&server, &used.record.key_hash).await;
+    assert_eq!(status, 200);
+    let first = wait_last_used(&state, &used.record.key_id, |_| true).await;
+    let t = store::time::parse_rfc3339(&first).unwrap();
+    assert!(
+        (before as i64..=now() as i64).contains(&t),
+        "last use {first}"
+    );
+
+    // A second later, still inside the minute: no write (a write would
+    // carry a later second).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(verify(&server, &used.record.key_hash).await.0, 200);
+    // A refused key is not "used".
+    assert_eq!(verify(&server, &revoked.record.key_hash).await.0, 200);
+    // The writer handles records in order: once the barrier key's use is
+    // written, any record queued before it has been written too.
+    assert_eq!(verify(&server, &barrier.record.key_hash).await.0, 200);
+    let barrier_at = wait_last_used(&state, &barrier.record.key_id, |_| true).await;
+    assert!(barrier_at > first, "{barrier_at} vs {first}");
+    assert_eq!(
+        last_used(&state, &used.record.key_id).await.as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(last_used(&state, &revoked.record.key_id).await, None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_use_is_recorded_once_the_interval_has_passed() {
+    let mut cfg = config("last-used-interval");
+    cfg.key_use_interval = std::time::Duration::from_millis(500);
+    let (server, state) = spawn(cfg).await;
+    let key = new_key(&state, "client123").await;
+    assert_eq!(verify(&server, &key.record.key_hash).await.0, 200);
+    let first = wait_last_used(&state, &key.record.key_id, |_| true).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(verify(&server, &key.record.key_hash).await.0, 200);
+    let second = wait_last_used(&state, &key.record.key_id, |at| at > first.as_str()).await;
+    assert!(second > first);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_verifies_inside_its_grace_and_is_refused_after_it() {
+    let (server, state) = spawn(config("grace")).await;
+    // Grace 0: refused at once; the new key works.
+    let old = new_key(&state, "test123").await;
+    let new = state
+        .store
+        .rotate_api_key(&old.record.key_id, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let (_, body) = verify(&server, &old.record.key_hash).await;
+    assert_eq!(body["status"], "revoked");
+    let (_, body) = verify(&server, &new.record.key_hash).await;
+    assert_eq!(body["status"], "active");
+
+    // A 2 s grace: valid now, refused once it has passed (no manipulation:
+    // the stored expiry is simply reached).
+    let old = new_key(&state, "client123").await;
+    state
+        .store
+        .rotate_api_key(&old.record.key_id, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (_, body) = verify(&server, &old.record.key_hash).await;
+    assert_eq!(body["status"], "active", "{body}");
+    let expires = body["expires_at"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, body) = verify(&server, &old.record.key_hash).await;
+        if body["status"] == "expired" {
+            assert!(store::time::now_rfc3339() >= expires);
+            break;
+        }
+        assert_eq!(body["status"], "active");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still valid after its grace"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}
