@@ -1,65 +1,15 @@
-//! The SPEC §6 error envelope for the ops service's own errors, and the
-//! request id every response carries.
+//! The ops service's own errors, rendered as the shared SPEC §6 envelope
+//! ([`service_http::AppError`]); the request id every response carries
+//! comes from the shared layers ([`service_http::Layers`]).
 
-use axum::extract::{FromRequestParts, Request};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use pricing::{ErrorCode, ErrorEnvelope};
-use rand::Rng;
+use pricing::ErrorCode;
 
-/// The `x-request-id` header.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use service_http::RequestId;
 
-/// The request id of the current request: the gateway's `x-request-id`, or
-/// one generated here when the service is called directly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(RequestId(
-            parts
-                .headers
-                .get(&X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .unwrap_or_default(),
-        ))
-    }
-}
-
-/// Accepts a well-formed incoming request id, else makes a new one.
-fn usable_request_id(value: Option<&HeaderValue>) -> Option<HeaderValue> {
-    let v = value?;
-    let s = v.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then(|| v.clone())
-}
-
-fn new_request_id() -> HeaderValue {
-    let mut rng = rand::rng();
-    let bytes: [u8; 16] = rng.random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("ops"))
-}
-
-/// Makes sure the request has an `x-request-id` and echoes it on the response.
-pub async fn request_id_layer(mut req: Request, next: Next) -> Response {
-    let id = usable_request_id(req.headers().get(&X_REQUEST_ID)).unwrap_or_else(new_request_id);
-    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-    let mut response = next.run(req).await;
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    response
-}
-
-/// Every error the ops service answers with.
+/// Every error the ops service answers with. The request id a variant
+/// carries is the one the shared layers put into the envelope.
 #[derive(Debug)]
 pub enum AppError {
     /// Unknown path or unknown dependency name.
@@ -74,40 +24,31 @@ pub enum AppError {
     ServiceUnavailable(RequestId, String),
 }
 
+impl From<AppError> for service_http::AppError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::NotFound(_, message) => Self::NotFound(message),
+            AppError::MethodNotAllowed(_) => Self::Other {
+                code: ErrorCode::MethodNotAllowed,
+                message: "Method not allowed on this endpoint".to_owned(),
+            },
+            AppError::Unauthorized(_) => Self::Unauthorized("Authentication required".to_owned()),
+            AppError::Forbidden(_) => {
+                Self::Forbidden("This endpoint requires the admin scope".to_owned())
+            }
+            AppError::ServiceUnavailable(_, message) => Self::Other {
+                code: ErrorCode::ServiceUnavailable,
+                message,
+            },
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (code, rid, message) = match self {
-            AppError::NotFound(rid, m) => (ErrorCode::NotFound, rid, m),
-            AppError::MethodNotAllowed(rid) => (
-                ErrorCode::MethodNotAllowed,
-                rid,
-                "Method not allowed on this endpoint".to_owned(),
-            ),
-            AppError::Unauthorized(rid) => (
-                ErrorCode::Unauthorized,
-                rid,
-                "Authentication required".to_owned(),
-            ),
-            AppError::Forbidden(rid) => (
-                ErrorCode::Forbidden,
-                rid,
-                "This endpoint requires the admin scope".to_owned(),
-            ),
-            AppError::ServiceUnavailable(rid, m) => (ErrorCode::ServiceUnavailable, rid, m),
-        };
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope::new(code, message, rid.0).to_json();
-        let mut response = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
-        if code == ErrorCode::MethodNotAllowed {
+        let method_not_allowed = matches!(self, Self::MethodNotAllowed(_));
+        let mut response = service_http::AppError::from(self).into_response();
+        if method_not_allowed {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

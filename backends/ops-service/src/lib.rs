@@ -18,7 +18,6 @@ pub mod error;
 pub mod exposition;
 pub mod health;
 
-use axum::serve::ListenerExt as _;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +25,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,6 +33,7 @@ use tokio::net::TcpListener;
 
 pub use config::{Backend, OpsConfig};
 pub use error::{AppError, RequestId};
+pub use service_http::shutdown_signal;
 
 /// Version reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -125,7 +124,6 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(docs_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(error::request_id_layer))
         .with_state(state)
 }
 
@@ -156,38 +154,20 @@ impl OpsServer {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Serves behind the shared layers ([`service_http::Layers`]: request
+    /// ids, body limit, trace span, timeout, envelopes) until `shutdown`
+    /// completes, then drains in-flight requests.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // TCP_NODELAY: no Nagle delay behind Envoy's delayed ACKs.
-        let listener = self.listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        service_http::serve_until(
+            self.listener,
+            self.router,
+            service_http::Layers::default(),
+            shutdown,
+        )
+        .await
     }
 }
 
