@@ -1252,6 +1252,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_database_migrated_by_a_newer_binary_still_opens() {
+        let (dir, url) = sqlite_url("newer-schema");
+        let store = Store::connect(&url).await.unwrap();
+        // A migration this binary does not know, as a newer release leaves it.
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, X'00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let again = Store::connect(&url).await.unwrap();
+        assert!(again.stock("AAPL").await.unwrap().is_some());
+        again.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
     async fn a_one_connection_pool_shares_its_connection_between_writer_and_readers() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let entry = calculation(&store, "memory-1").await;
