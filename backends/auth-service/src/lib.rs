@@ -229,14 +229,22 @@ async fn verify_key(
 }
 
 /// Body of a successful token exchange.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl",
+    "token_type": "Bearer", "expires_in": 900}))]
 pub struct TokenResponse {
-    /// The JWT.
+    /// JWT for `Authorization: Bearer`.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(schema_with = bearer)]
     pub token_type: String,
     /// Lifetime in seconds.
+    #[schema(minimum = 1)]
     pub expires_in: u64,
+}
+
+fn bearer() -> utoipa::openapi::schema::Schema {
+    pricing::openapi::constant("Bearer")
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -250,7 +258,24 @@ fn is_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-async fn issue_token(
+/// Exchange an API key for a JWT.
+///
+/// Send the API key in `X-API-Key`; no body is needed. The token carries
+/// `sub` (client id), `iss`, `aud`, `iat`, `exp` and `scope`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    operation_id = "issueToken",
+    tag = "Authentication",
+    responses(
+        (status = 200, description = "A short-lived token.", body = TokenResponse),
+        (status = 401, response = pricing::openapi::responses::Unauthorized),
+        (status = 413, response = pricing::openapi::responses::PayloadTooLarge),
+        (status = 500, response = pricing::openapi::responses::InternalError),
+    ),
+    security(("ApiKeyAuth" = []))
+)]
+pub async fn issue_token(
     State(state): State<AppState>,
     rid: RequestId,
     headers: HeaderMap,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One upstream endpoint of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Endpoint {
     /// `host:port`.
     pub address: String,
@@ -18,7 +18,7 @@ pub struct Endpoint {
 }
 
 /// One route of the gateway that targets a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RouteMatch {
     /// `prefix`, `path`, `regex`, `path_separated_prefix` or `template`.
     pub kind: String,
@@ -26,8 +26,21 @@ pub struct RouteMatch {
     pub pattern: String,
 }
 
+/// `GET /discovery/services`: every upstream cluster with its public
+/// routes and healthy/total endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ServiceList {
+    #[schema(schema_with = success)]
+    pub status: &'static str,
+    pub services: Vec<Service>,
+}
+
+fn success() -> utoipa::openapi::schema::Schema {
+    pricing::openapi::constant("success")
+}
+
 /// One routed service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Service {
     /// Service name (the cluster name, per the architecture contract).
     pub service: String,

@@ -18,15 +18,18 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Health of one dependency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Healthy,
     Unhealthy,
 }
 
-/// Health of the whole gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Health of the whole gateway: `healthy` when every dependency is,
+/// `degraded` when only non-critical ones (rate-limit service, Redis) are
+/// not, `unhealthy` when a critical one (database, data, calculation or
+/// auth service) is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overall {
     Healthy,
@@ -45,16 +48,19 @@ impl Overall {
 }
 
 /// What one probe found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Dependency)]
 pub struct DependencyReport {
     /// Dependency name (`data_service`, `database`, `redis`, ...).
     pub name: String,
     /// `http`, `database` or `redis`.
+    #[schema(schema_with = dependency_kind)]
     pub kind: &'static str,
     pub status: Status,
     /// Whether the gateway is unhealthy without it.
     pub critical: bool,
     /// Wall time of the probe in milliseconds.
+    #[schema(minimum = 0)]
     pub latency_ms: f64,
     /// Version reported by an HTTP dependency's `/health`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +68,38 @@ pub struct DependencyReport {
     /// Why the probe failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The kinds of dependency a probe reports.
+pub const DEPENDENCY_KINDS: [&str; 3] = ["http", "database", "redis"];
+
+fn dependency_kind() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(DEPENDENCY_KINDS))
+        .into()
+}
+
+/// `GET /health/detailed`: the overall status and every dependency's
+/// report, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DetailedHealth {
+    pub status: Overall,
+    /// The gateway's version.
+    pub version: &'static str,
+    pub dependencies: std::collections::BTreeMap<String, DependencyReport>,
+}
+
+/// `GET /health`: the process is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    #[schema(schema_with = healthy)]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+fn healthy() -> utoipa::openapi::schema::Schema {
+    pricing::openapi::constant("healthy")
 }
 
 /// The overall rule (see the module documentation).

@@ -8,12 +8,15 @@
 //!   latency ([`health`] defines which dependencies are critical).
 //! * `GET /discovery/services` (admin scope): routes, clusters and endpoint
 //!   health from Envoy's admin API ([`discovery`]).
-//! * `GET /openapi.json` and `GET /docs`: the OpenAPI 3 document of the
-//!   public API and a self-contained page rendering it ([`docs`]).
+//! * `GET /openapi.json`: the OpenAPI 3 document of the public API
+//!   ([`docs`]).
+//! * `GET /docs` (and its files under `/docs/`): Swagger UI on that
+//!   document, compiled in ([`docs_page`]).
 
 pub mod config;
 pub mod discovery;
 pub mod docs;
+pub mod docs_page;
 pub mod error;
 pub mod exposition;
 pub mod health;
@@ -28,7 +31,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 
 pub use config::{Backend, OpsConfig};
@@ -53,7 +55,6 @@ struct Inner {
     client: reqwest::Client,
     database: Option<Result<sqlx::AnyPool, String>>,
     scrape_errors: Mutex<BTreeMap<String, u64>>,
-    docs_page: String,
 }
 
 impl AppState {
@@ -86,7 +87,6 @@ impl AppState {
                 client,
                 database,
                 scrape_errors: Mutex::new(targets),
-                docs_page: docs::page(),
                 config,
             }),
         })
@@ -118,10 +118,10 @@ pub fn app(state: AppState) -> Router {
         .route("/health/detailed", get(health_detailed))
         .route("/health/{service}", get(health_one))
         .route("/metrics", get(metrics))
-        .route("/monitoring/metrics", get(metrics))
+        .route("/monitoring/metrics", get(monitoring_metrics))
         .route("/discovery/services", get(discovery_services))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(docs_page))
+        .merge(docs_page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -171,8 +171,17 @@ impl OpsServer {
     }
 }
 
-async fn liveness() -> Json<serde_json::Value> {
-    Json(json!({"status": "healthy", "version": VERSION}))
+/// Liveness.
+///
+/// Answered by the gateway itself with this same body; used by liveness,
+/// readiness and startup probes.
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "Operations",
+    responses((status = 200, description = "The gateway is up.", body = health::Liveness)))]
+pub async fn liveness() -> Json<health::Liveness> {
+    Json(health::Liveness {
+        status: "healthy",
+        version: VERSION,
+    })
 }
 
 /// Every dependency name `/health/{service}` knows.
@@ -220,7 +229,18 @@ async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport>
     }
 }
 
-async fn health_detailed(State(state): State<AppState>) -> Response {
+/// Health of every dependency.
+///
+/// Each backend's `/health`, the rate-limit service, the database (a
+/// `SELECT 1`) and Redis (a `PING`, only when `REDIS_URL` is set), each
+/// with its latency.
+#[utoipa::path(get, path = "/health/detailed", operation_id = "getDetailedHealth", tag = "Operations",
+    responses(
+        (status = 200, description = "Healthy or degraded.", body = health::DetailedHealth),
+        (status = 503, description = "Unhealthy: a critical dependency is down (or the ops service itself is unreachable, then with the error envelope).",
+            body = health::DetailedHealth),
+    ))]
+pub async fn health_detailed(State(state): State<AppState>) -> Response {
     let names = dependency_names(state.config());
     let mut tasks = tokio::task::JoinSet::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -236,23 +256,30 @@ async fn health_detailed(State(state): State<AppState>) -> Response {
     reports.sort_by_key(|(i, _)| *i);
     let reports: Vec<health::DependencyReport> = reports.into_iter().map(|(_, r)| r).collect();
     let overall = health::overall(&reports);
-    let dependencies: serde_json::Map<String, serde_json::Value> = reports
-        .iter()
-        .map(|r| (r.name.clone(), serde_json::to_value(r).unwrap_or_default()))
-        .collect();
+    let dependencies = reports.into_iter().map(|r| (r.name.clone(), r)).collect();
     let status = StatusCode::from_u16(overall.http_status()).unwrap_or(StatusCode::OK);
     (
         status,
-        Json(json!({
-            "status": overall,
-            "version": VERSION,
-            "dependencies": dependencies,
-        })),
+        Json(health::DetailedHealth {
+            status: overall,
+            version: VERSION,
+            dependencies,
+        }),
     )
         .into_response()
 }
 
-async fn health_one(
+/// Health of one dependency.
+#[utoipa::path(get, path = "/health/{service}", operation_id = "getDependencyHealth", tag = "Operations",
+    params(("service" = String, Path, description = "Dependency name; `redis` exists only when `REDIS_URL` is set.",
+        pattern = "^(data_service|calculation_service|auth_service|rate_limit_service|database|redis)$")),
+    responses(
+        (status = 200, description = "The dependency is healthy.", body = health::DependencyReport),
+        (status = 404, response = pricing::openapi::responses::DependencyNotFound),
+        (status = 503, description = "The dependency is unhealthy (or the ops service is unreachable, then with the error envelope).",
+            body = health::DependencyReport),
+    ))]
+pub async fn health_one(
     State(state): State<AppState>,
     Path(service): Path<String>,
     rid: RequestId,
@@ -288,7 +315,11 @@ async fn fetch_text(client: &reqwest::Client, url: String) -> Result<String, Str
         .map_err(|_| "body read failed".to_owned())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "Operations",
+    responses((status = 200, content_type = "text/plain", body = String,
+        description = "Prometheus text exposition: the gateway's request, authentication, rate-limit and backend metrics (durations in seconds), cluster resilience counters and the backends' own metrics.")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     let client = &state.inner.client;
     let config = state.config();
     let envoy = fetch_text(
@@ -364,7 +395,23 @@ fn require_admin(headers: &HeaderMap, rid: &RequestId) -> Result<(), AppError> {
     }
 }
 
-async fn discovery_services(
+/// Prometheus metrics (alias of `/metrics`).
+#[utoipa::path(get, path = "/monitoring/metrics", operation_id = "getMonitoringMetrics", tag = "Operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Same as `/metrics`.")))]
+pub async fn monitoring_metrics(state: State<AppState>) -> Response {
+    metrics(state).await
+}
+
+/// Routed services and endpoint health.
+///
+/// Requires the `admin` scope.
+#[utoipa::path(get, path = "/discovery/services", operation_id = "getServices", tag = "Operations",
+    responses(
+        (status = 200, description = "Every upstream cluster with its public routes and healthy/total endpoints.", body = discovery::ServiceList),
+        (status = 403, response = pricing::openapi::responses::Forbidden),
+    ),
+    security(("ApiKeyAuth" = []), ("BearerAuth" = [])))]
+pub async fn discovery_services(
     State(state): State<AppState>,
     headers: HeaderMap,
     rid: RequestId,
@@ -397,33 +444,24 @@ async fn discovery_services(
         routes.extend(discovery::parse_routes(&dump));
     }
     let services = discovery::services(discovery::parse_clusters(&clusters), &routes);
-    Ok(Json(json!({"status": "success", "services": services})).into_response())
+    Ok(Json(discovery::ServiceList {
+        status: "success",
+        services,
+    })
+    .into_response())
 }
 
-async fn openapi() -> Response {
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", tag = "Operations",
+    responses((status = 200, description = "OpenAPI 3.1 document, generated from the handlers' own types.",
+        body = Object)))]
+pub async fn openapi() -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        docs::OPENAPI_JSON,
-    )
-        .into_response()
-}
-
-async fn docs_page(State(state): State<AppState>) -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(docs::CONTENT_SECURITY_POLICY),
-            ),
-        ],
-        state.inner.docs_page.clone(),
+        docs::openapi_json(),
     )
         .into_response()
 }

@@ -12,7 +12,9 @@ use std::borrow::Cow;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
@@ -132,7 +134,8 @@ named_schema!(
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
         .enum_values(Some(
-            [BorrowStatus::Easy, BorrowStatus::Medium, BorrowStatus::Hard].map(BorrowStatus::as_str)
+            [BorrowStatus::Easy, BorrowStatus::Medium, BorrowStatus::Hard]
+                .map(BorrowStatus::as_str)
         ))
         .description(Some(
             "`EASY` below 1 %, `MEDIUM` from 1 % to below 10 %, `HARD` from 10 %."
@@ -229,7 +232,11 @@ pub fn header_ref(component: &str) -> Ref {
 
 /// Adds the `x-request-id` header (and, for a rate-limited answer, the
 /// `X-RateLimit-*` ones) to a response.
-pub fn with_headers(mut response: ResponseBuilder, rate_limited: bool, retry: bool) -> ResponseBuilder {
+pub fn with_headers(
+    mut response: ResponseBuilder,
+    rate_limited: bool,
+    retry: bool,
+) -> ResponseBuilder {
     for (component, name, _, _) in HEADERS {
         let wanted = match component {
             "RequestId" => true,
@@ -271,7 +278,10 @@ impl ErrorResponse {
         with_headers(
             ResponseBuilder::new()
                 .description(self.description)
-                .content("application/json", ContentBuilder::new().schema(Some(schema)).build()),
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                ),
             rate_limited,
             rate_limited,
         )
@@ -359,7 +369,10 @@ mod tests {
     #[test]
     fn the_ticker_pattern_accepts_what_the_parser_accepts() {
         assert_eq!(TICKER_PATTERN, r"^[A-Za-z]{1,5}(\.[A-Za-z]{1,2})?$");
-        for s in ["AAPL", "aapl", "BRK.B", "A", "ABCDE.FG", "", "ABCDEF", "A1", "BRK.", "A.B.C", "BRK.BCD"] {
+        for s in [
+            "AAPL", "aapl", "BRK.B", "A", "ABCDE.FG", "", "ABCDEF", "A1", "BRK.", "A.B.C",
+            "BRK.BCD",
+        ] {
             assert_eq!(ticker_like(s, false), Ticker::parse(s).is_ok(), "{s:?}");
             if let Ok(t) = Ticker::parse(s) {
                 assert!(ticker_like(t.as_str(), true), "{s:?} normalised");
@@ -372,10 +385,21 @@ mod tests {
         assert_eq!(CLIENT_ID_PATTERN, "^[A-Za-z0-9_-]{1,64}$");
         let long = "a".repeat(64);
         let too_long = "a".repeat(65);
-        for s in ["test123", "big_fund", "a-b", long.as_str(), "", too_long.as_str(), "a b", "é", "a.b"] {
+        for s in [
+            "test123",
+            "big_fund",
+            "a-b",
+            long.as_str(),
+            "",
+            too_long.as_str(),
+            "a b",
+            "é",
+            "a.b",
+        ] {
             let documented = !s.is_empty()
                 && s.len() <= 64
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             assert_eq!(documented, ClientId::parse(s).is_ok(), "{s:?}");
         }
     }
@@ -398,13 +422,26 @@ mod tests {
         for r in responses::ALL {
             let json = serde_json::to_value(r.response()).unwrap();
             let schema = &json["content"]["application/json"]["schema"]["allOf"];
-            assert_eq!(schema[0]["$ref"], "#/components/schemas/ErrorEnvelope", "{}", r.name);
+            assert_eq!(
+                schema[0]["$ref"], "#/components/schemas/ErrorEnvelope",
+                "{}",
+                r.name
+            );
             let status = r.codes[0].http_status();
-            assert!(r.codes.iter().all(|c| c.http_status() == status), "{}", r.name);
+            assert!(
+                r.codes.iter().all(|c| c.http_status() == status),
+                "{}",
+                r.name
+            );
             assert!(json["headers"]["x-request-id"].is_object(), "{}", r.name);
         }
         let limited = serde_json::to_value(responses::RateLimited::SPEC.response()).unwrap();
-        for h in ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"] {
+        for h in [
+            "Retry-After",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ] {
             assert!(limited["headers"][h].is_object(), "{h}");
         }
     }
@@ -412,7 +449,10 @@ mod tests {
     #[test]
     fn loan_days_are_documented_with_the_parsers_range() {
         let json = serde_json::to_value(LoanDays::schema()).unwrap();
-        let (min, max) = (json["minimum"].as_i64().unwrap(), json["maximum"].as_i64().unwrap());
+        let (min, max) = (
+            json["minimum"].as_i64().unwrap(),
+            json["maximum"].as_i64().unwrap(),
+        );
         assert!(LoanDays::new(min.into()).is_some() && LoanDays::new((min - 1).into()).is_none());
         assert!(LoanDays::new(max.into()).is_some() && LoanDays::new((max + 1).into()).is_none());
     }

@@ -12,9 +12,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pricing::openapi::responses::{
+    BadRequest, Forbidden, InternalError, LocateNotFound, PayloadTooLarge, ServiceUnavailable,
+    UnsupportedMediaType,
+};
+use pricing::LocateRequest;
 use pricing::{LocateFee, Money, PricingError};
 use serde::Serialize;
 use store::AuditEntry;
+use utoipa::ToSchema;
 
 use crate::common::{AppError, JsonBody, RequestId};
 use crate::data::{health, metrics};
@@ -27,16 +33,27 @@ pub const CLIENT_ID_HEADER: &str = "x-client-id";
 pub const CLIENT_SCOPES_HEADER: &str = "x-client-scopes";
 
 /// `POST /calculate-locate` success body (SPEC §6).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "success", "total_fee": 58.75,
+    "breakdown": {"borrow_cost": 32.14, "markup": 1.61, "transaction_fees": 25.00},
+    "borrow_rate_used": 0.0039105}))]
 pub struct LocateResponse {
+    #[schema(schema_with = success)]
     pub status: &'static str,
+    /// Sum of the three rounded components.
     pub total_fee: Money,
     pub breakdown: Breakdown,
+    /// The borrow rate the fee was computed with.
     pub borrow_rate_used: pricing::BorrowRate,
 }
 
+/// The `status` of every success body.
+pub(crate) fn success() -> utoipa::openapi::schema::Schema {
+    pricing::openapi::constant("success")
+}
+
 /// The three rounded components of a fee.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Breakdown {
     pub borrow_cost: Money,
     pub markup: Money,
@@ -88,7 +105,28 @@ fn caller(headers: &HeaderMap) -> Option<(String, bool)> {
     Some((id, admin))
 }
 
-async fn calculate(
+/// Locate fee with breakdown.
+///
+/// Every calculation is recorded in the audit log before the answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calculate-locate",
+    operation_id = "calculateLocate",
+    tag = "Pricing",
+    request_body = LocateRequest,
+    responses(
+        (status = 200, description = "The fee; every calculation is recorded in the audit log before this answer.", body = LocateResponse),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = LocateNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+    security(("ApiKeyAuth" = []), ("BearerAuth" = []))
+)]
+pub async fn calculate(
     State(state): State<AppState>,
     request_id: RequestId,
     headers: HeaderMap,

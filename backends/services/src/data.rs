@@ -4,26 +4,39 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use pricing::openapi::responses::{BadRequest, InternalError, ServiceUnavailable, TickerNotFound};
 use pricing::{BorrowRate, BorrowStatus, Decimal, Ticker};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::common::{health_ok, health_unavailable, AppError};
 use crate::metrics::{metrics_response, track};
 use crate::state::AppState;
 
 /// `GET /rates/{ticker}` success body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "success", "ticker": "GME", "current_rate": 0.6475,
+    "borrow_status": "HARD", "volatility_index": 85.0, "event_risk_factor": 8,
+    "last_updated": "2026-11-23T10:00:00Z"}))]
 pub struct RateResponse {
+    #[schema(schema_with = crate::calculation::success)]
     pub status: &'static str,
+    /// The ticker, upper case.
+    #[schema(pattern = r"^[A-Z]{1,5}(\.[A-Z]{1,2})?$")]
     pub ticker: String,
+    /// The current borrow rate.
     pub current_rate: BorrowRate,
     pub borrow_status: BorrowStatus,
     /// The stored digits (`85.0`), as a JSON number.
     #[serde(serialize_with = "stored_digits")]
+    #[schema(value_type = f64)]
     pub volatility_index: Decimal,
     /// The stored digits (`8`), as a JSON number.
     #[serde(serialize_with = "stored_digits")]
+    #[schema(value_type = f64)]
     pub event_risk_factor: Decimal,
+    /// When the stock's inputs last changed (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub last_updated: String,
 }
 
@@ -44,7 +57,23 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn rate(
+/// Current borrow rate.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rates/{ticker}",
+    operation_id = "getRate",
+    tag = "Pricing",
+    params(("ticker" = Ticker, Path, description = "1-5 letters, optionally `.` and a 1-2 letter class; case-insensitive.")),
+    responses(
+        (status = 200, description = "The current rate.", body = RateResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = TickerNotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+    security(("ApiKeyAuth" = []), ("BearerAuth" = []))
+)]
+pub async fn rate(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<RateResponse>, AppError> {
