@@ -82,9 +82,12 @@ pyyaml: envoy ## PyYAML in .venv (the bench scripts rewrite rendered configs wit
 	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
 
 .PHONY: pytools
-pytools: pyyaml ## Python tools of the offline deploy checks (.venv)
+pytools: pyyaml ## Python tools of the offline deploy checks and the browser test (.venv)
 	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
 	@test -x $(VENV)/bin/schemathesis || $(VENV)/bin/pip install -q --disable-pip-version-check schemathesis
+	@# Playwright drives Debian's Chromium (APT_TEST); it never downloads a browser.
+	@$(PY) -c 'import playwright' 2>/dev/null || \
+	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(VENV)/bin/pip install -q --disable-pip-version-check playwright
 
 .PHONY: cargo-tools
 cargo-tools: rust ## wasm-bindgen-test-runner (filter core tests inside wasm) and cargo-fuzz

@@ -102,6 +102,21 @@ def yaml_str(value: str) -> str:
 # --------------------------------------------------------------------------
 
 
+#: The docs page's own files (Swagger UI), public like the page itself:
+#: backends/ops-service/src/docs_page.rs (ASSETS). Exact paths, because a
+#: `/*` public path only matches a segment without dots.
+DOCS_PAGE_PATHS = [
+    "/docs/",
+    "/docs/swagger-ui.css",
+    "/docs/index.css",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui-standalone-preset.js",
+    "/docs/swagger-initializer.js",
+    "/docs/favicon-32x32.png",
+    "/docs/favicon-16x16.png",
+]
+
+
 def auth_plugin_config(env: dict) -> dict:
     # filters/core/src/auth/config.rs (AuthConfig); cache TTLs keep their
     # defaults (30 s positive, so a revocation applies within a minute).
@@ -121,6 +136,7 @@ def auth_plugin_config(env: dict) -> dict:
             "/monitoring/metrics",
             "/docs",
             "/openapi.json",
+            *DOCS_PAGE_PATHS,
         ],
         "jwt": {
             "algorithm": "HS256",

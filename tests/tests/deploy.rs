@@ -194,3 +194,27 @@ fn rate_limit_files_of_compose_and_kubernetes_are_accepted_by_the_rate_limit_ser
         "a misspelled limits field must be rejected"
     );
 }
+
+#[test]
+fn the_istio_shape_routes_the_docs_page_files_and_lets_exactly_them_through_without_a_credential() {
+    let (_, _, config) = wasm_plugins()
+        .into_iter()
+        .find(|(_, url, _)| url.contains("/auth-filter:"))
+        .expect("auth filter WasmPlugin");
+    let settings = Settings::from_json(&serde_json::to_vec(&config).unwrap()).unwrap();
+    let files = ops_service::docs_page::ASSETS.map(|f| format!("/docs/{f}"));
+    for path in ["/docs", "/docs/"]
+        .into_iter()
+        .chain(files.iter().map(String::as_str))
+    {
+        assert!(settings.is_public_path(path), "{path} should be public");
+    }
+    for path in ["/docs/nope.js", "/docs/index.html", "/docs/a/b"] {
+        assert!(
+            !settings.is_public_path(path),
+            "{path} should need a credential"
+        );
+    }
+    let gateway = std::fs::read_to_string(repo_root().join("deploy/istio/gateway.yaml")).unwrap();
+    assert!(gateway.contains("- uri: { prefix: /docs/ }"));
+}

@@ -549,6 +549,28 @@ fn plugin_configurations_follow_the_environment() {
 }
 
 #[test]
+fn the_docs_page_files_are_routed_to_the_ops_service_and_exactly_they_are_public() {
+    // One listener (TLS off), so one copy of the auth filter's settings.
+    let yaml = render_ok(
+        &["--shape", "local", "--tls", "off"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    );
+    let route = route_block(&yaml, "/docs/{file}", "cluster: ops_service");
+    assert!(route.contains("prefix: /docs/"), "{route}");
+    for file in ops_service::docs_page::ASSETS {
+        assert!(
+            yaml.contains(&format!(r#"\"/docs/{file}\""#)),
+            "/docs/{file} is not a public path of the auth filter"
+        );
+    }
+    assert_eq!(
+        yaml.matches(r#"\"/docs/"#).count(),
+        ops_service::docs_page::ASSETS.len() + 1,
+        "public: /docs/ and the page's files, nothing else under /docs/"
+    );
+}
+
+#[test]
 fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
     let default = render_ok(&["--shape", "local", "--no-wasm", "--tls", "off"], &[]);
     assert!(
