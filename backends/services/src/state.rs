@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use store::Store;
 
 use crate::common::{serve_with, Server};
@@ -45,31 +46,23 @@ pub async fn build(config: &Config, service: &'static str) -> Result<AppState, s
 
 /// [`build`] + [`serve_with`] of the data service.
 pub async fn start_data_service(config: &Config) -> Result<(Server, AppState), StartError> {
-    let state = build(config, "data_service")
-        .await
-        .map_err(StartError::Database)?;
-    let server = serve_with(
-        crate::data::app(state.clone()),
-        config.listen_addr,
-        config.layers(),
-    )
-    .await
-    .map_err(StartError::Listen)?;
-    Ok((server, state))
+    start(config, "data_service", crate::data::app).await
 }
 
 /// [`build`] + [`serve_with`] of the calculation service.
 pub async fn start_calculation_service(config: &Config) -> Result<(Server, AppState), StartError> {
-    let state = build(config, "calculation_service")
+    start(config, "calculation_service", crate::calculation::app).await
+}
+
+async fn start(
+    config: &Config,
+    service: &'static str,
+    app: fn(AppState) -> Router,
+) -> Result<(Server, AppState), StartError> {
+    let state = build(config, service).await.map_err(StartError::Database)?;
+    let server = serve_with(app(state.clone()), config.listen_addr, config.layers())
         .await
-        .map_err(StartError::Database)?;
-    let server = serve_with(
-        crate::calculation::app(state.clone()),
-        config.listen_addr,
-        config.layers(),
-    )
-    .await
-    .map_err(StartError::Listen)?;
+        .map_err(StartError::Listen)?;
     Ok((server, state))
 }
 
