@@ -75,7 +75,7 @@ async fn fake_calculation_service() -> SocketAddr {
     let router = health_routes(Router::new(), "").fallback(move || {
         let i = n.fetch_add(1, Ordering::Relaxed);
         async move {
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"error"}"#)
             } else {
                 (StatusCode::OK, r#"{"status":"success","total_fee":58.75}"#)
