@@ -11,13 +11,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
-    Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
+    SharedWrite, Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
 use filter_core::metrics::PendingCounts;
 use filter_host::{MetricsRecorder, RequestMetrics};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -71,6 +71,23 @@ impl Host for ProxyHost {
     fn shared_set(&self, key: &str, value: &[u8]) {
         if hostcalls::set_shared_data(key, Some(value), None).is_err() {
             log(LogLevel::Debug, "auth filter: shared data write failed");
+        }
+    }
+
+    fn shared_get_versioned(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set_if_unchanged(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: Option<u32>,
+    ) -> SharedWrite {
+        match hostcalls::set_shared_data(key, Some(value), version) {
+            Ok(()) => SharedWrite::Written,
+            Err(Status::CasMismatch) => SharedWrite::Conflict,
+            Err(_) => SharedWrite::Failed,
         }
     }
 
@@ -195,8 +212,21 @@ struct AuthRequest {
 }
 
 /// Applies the actions to the request whose headers are `headers`; `true`
-/// when the request may continue.
+/// when the request may continue. Header edits come first, so a request
+/// answered locally after authentication (its client's bucket is empty)
+/// still carries its identity for what reads it at the end of the request.
 fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
+    // Only headers the request carries cost a remove call, and none that
+    // is set anyway (a set replaces any copy the client sent).
+    for name in &actions.remove_headers {
+        let set_anyway = actions.set_headers.iter().any(|(n, _)| n == name);
+        if !set_anyway && headers.iter().any(|(n, _)| n == name) {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
+    }
+    for (name, value) in &actions.set_headers {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    }
     if let Some(reply) = &actions.reply {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -213,17 +243,6 @@ fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
             let _ = hostcalls::reset_http_request();
         }
         return false;
-    }
-    // Only headers the request carries cost a remove call, and none that
-    // is set anyway (a set replaces any copy the client sent).
-    for name in &actions.remove_headers {
-        let set_anyway = actions.set_headers.iter().any(|(n, _)| n == name);
-        if !set_anyway && headers.iter().any(|(n, _)| n == name) {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-        }
-    }
-    for (name, value) in &actions.set_headers {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     }
     true
 }

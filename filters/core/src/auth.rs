@@ -13,6 +13,10 @@
 //!    to [`Authenticator::on_verify_response`], which caches it and returns
 //!    the final [`Actions`].
 //!
+//! An authenticated request then takes a token from its client's bucket
+//! when the configuration has a `local_rate_limit` section (`local_limit`):
+//! an empty bucket turns the decision into a 429.
+//!
 //! Every host effect (time, shared data, metrics, logs) goes through the
 //! [`Host`] trait so the logic is tested without a proxy.
 
@@ -23,13 +27,15 @@ mod decision;
 mod engine;
 mod host;
 mod jwt;
+mod local_limit;
 mod lockout;
 mod logfmt;
 mod time;
 
 pub use cache::{CacheEntry, CachePolicy, EntryKind, Freshness, SlotCache};
 pub use config::{
-    AuthConfig, BruteForceConfig, CacheConfig, ConfigError, JwtAlgorithm, JwtConfig, Settings,
+    AuthConfig, BruteForceConfig, CacheConfig, ClientLimitConfig, ConfigError, JwtAlgorithm,
+    JwtConfig, LocalRateLimitConfig, Settings,
 };
 pub use credential::{
     extract_credential, hash_api_key, is_well_formed_api_key, Credential, API_KEY_HEADER,
@@ -39,11 +45,17 @@ pub use decision::{
     Actions, AttemptStatus, AuthMethod, Denial, Identity, LocalReply, INTERNAL_HEADERS,
 };
 pub use engine::{Authenticator, IncomingRequest, PendingVerification, Step, VerifyAnswer};
-pub use host::{Host, RecordingHost};
+pub use host::{Host, RecordingHost, SharedWrite};
 pub use jwt::{JwtError, JwtVerifier, VerifiedToken};
+pub use local_limit::{
+    headroom, refill_per_minute, Bucket, ClientLimited, LocalLimitPolicy, CAS_RETRIES,
+    UNITS_PER_TOKEN,
+};
 pub use lockout::{address_without_port, FailureCounter, LockoutPolicy, Throttled};
 pub use logfmt::endpoint_template;
 pub use time::parse_rfc3339_to_unix;
 
+#[cfg(test)]
+mod local_limit_tests;
 #[cfg(test)]
 mod tests;

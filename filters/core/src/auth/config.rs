@@ -1,12 +1,14 @@
 //! Plugin configuration of the auth filter (the JSON in Envoy's
 //! `configuration` / Istio's `pluginConfig`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 
 use super::cache::CachePolicy;
-use super::jwt::JwtVerifier;
+use super::jwt::{is_valid_client_id, JwtVerifier};
+use super::local_limit::LocalLimitPolicy;
 use super::lockout::LockoutPolicy;
 use crate::metrics::MetricsConfig;
 
@@ -56,6 +58,46 @@ pub struct AuthConfig {
     /// per-request cost of a second wasm filter.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Per-client token bucket of each Envoy instance, sized from the
+    /// client's own per-minute limit: the backstop that holds a client near
+    /// its limit while the rate-limit service is down. Absent: no bucket in
+    /// this filter.
+    #[serde(default)]
+    pub local_rate_limit: Option<LocalRateLimitConfig>,
+}
+
+/// The per-client token bucket (`local_rate_limit`). A client's limit is,
+/// as in the rate-limit service, its credential's own limit
+/// (`rate_limit_per_minute`), else its entry in `clients`, else
+/// `default_per_minute`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRateLimitConfig {
+    /// Per-minute limit of a client whose credential carries none of its
+    /// own (`RATE_LIMIT_PER_MINUTE`; 1..=1000000, default 60).
+    #[serde(default = "default_per_minute")]
+    pub default_per_minute: u32,
+    /// Per-minute limits by client id for clients whose credentials carry
+    /// none of their own: the rate-limit service's limits file `clients`
+    /// section, same shape (`{"big_fund": {"per_minute": 600}}`). Default
+    /// empty.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientLimitConfig>,
+}
+
+/// One client's entry in `local_rate_limit.clients`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitConfig {
+    /// The client's per-minute limit (1..=1000000).
+    pub per_minute: u32,
+}
+
+/// Largest per-minute limit the configuration accepts.
+const MAX_PER_MINUTE: u32 = 1_000_000;
+
+fn default_per_minute() -> u32 {
+    60
 }
 
 /// Brute-force throttling knobs: an address that fails authentication
@@ -281,6 +323,9 @@ pub struct Settings {
     pub lockout: Option<LockoutPolicy>,
     /// See [`AuthConfig::metrics`].
     pub metrics: Option<MetricsConfig>,
+    /// The per-client bucket from [`AuthConfig::local_rate_limit`], when
+    /// configured.
+    pub local_rate_limit: Option<LocalLimitPolicy>,
 }
 
 impl Settings {
@@ -394,6 +439,10 @@ impl Settings {
         if let Some((field, problem)) = config.metrics.as_ref().and_then(|m| m.invalid_field()) {
             return Err(ConfigError::new(format!("metrics.{field}"), problem));
         }
+        let local_rate_limit = match &config.local_rate_limit {
+            Some(local) => Some(local_limit_policy(local)?),
+            None => None,
+        };
         Ok(Self {
             enabled: config.enabled,
             auth_service_cluster: config.auth_service_cluster,
@@ -406,6 +455,7 @@ impl Settings {
             jwt,
             lockout,
             metrics: config.metrics,
+            local_rate_limit,
         })
     }
 
@@ -424,6 +474,36 @@ impl Settings {
                 None => path == pattern,
             })
     }
+}
+
+fn local_limit_policy(config: &LocalRateLimitConfig) -> Result<LocalLimitPolicy, ConfigError> {
+    let in_range = |limit: u32| (1..=MAX_PER_MINUTE).contains(&limit);
+    if !in_range(config.default_per_minute) {
+        return Err(ConfigError::new(
+            "local_rate_limit.default_per_minute",
+            "must be between 1 and 1000000",
+        ));
+    }
+    let mut clients = std::collections::HashMap::with_capacity(config.clients.len());
+    for (client_id, entry) in &config.clients {
+        if !is_valid_client_id(client_id) {
+            return Err(ConfigError::new(
+                "local_rate_limit.clients",
+                "every key must be a client id (1 to 64 characters of [A-Za-z0-9_-])",
+            ));
+        }
+        if !in_range(entry.per_minute) {
+            return Err(ConfigError::new(
+                format!("local_rate_limit.clients.{client_id}.per_minute"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        clients.insert(client_id.clone(), entry.per_minute);
+    }
+    Ok(LocalLimitPolicy {
+        default_per_minute: config.default_per_minute,
+        clients,
+    })
 }
 
 fn parse_json(bytes: &[u8]) -> Result<AuthConfig, ConfigError> {

@@ -3,6 +3,7 @@
 use pricing::error::{ErrorCode, ErrorEnvelope};
 use serde::{Deserialize, Serialize};
 
+use super::local_limit::ClientLimited;
 use super::lockout::Throttled;
 
 /// Headers the gateway sets for upstreams; client-supplied copies are always
@@ -134,6 +135,8 @@ pub enum Denial {
     Unavailable,
     /// Too many failed authentications from the caller's address: 429.
     Throttled(Throttled),
+    /// The authenticated client's bucket in this instance is empty: 429.
+    ClientLimited(ClientLimited),
 }
 
 impl Denial {
@@ -149,6 +152,9 @@ impl Denial {
                 ErrorCode::RateLimited,
                 "Too many failed authentication attempts from this address, retry later",
             ),
+            // The wording of every other rate-limit 429 (the listener's
+            // local_reply_config).
+            Denial::ClientLimited(_) => (ErrorCode::RateLimited, "Rate limit exceeded"),
         };
         (
             code.http_status(),
@@ -162,6 +168,7 @@ impl Denial {
             Denial::Rejected(status) => status.as_str(),
             Denial::Unavailable => "auth_service_unavailable",
             Denial::Throttled(_) => "failed_authentications",
+            Denial::ClientLimited(_) => "rate_limited",
         }
     }
 }
@@ -238,6 +245,17 @@ impl Actions {
         remove_headers
     }
 
+    /// [`Actions::allow`] with the request answered locally by the 429 of
+    /// `limited` instead of forwarded. The identity headers are still set
+    /// on the request, so what reads them at the end of the request (the
+    /// metrics recording's `Rate limit exceeded` line) names the client.
+    pub fn client_limited(allowed: Actions, limited: ClientLimited, request_id: &str) -> Self {
+        Self {
+            reply: Self::deny(Denial::ClientLimited(limited), request_id).reply,
+            ..allowed
+        }
+    }
+
     /// Answer locally with the envelope of `denial`.
     pub fn deny(denial: Denial, request_id: &str) -> Self {
         let (status, envelope) = denial.envelope(request_id);
@@ -259,6 +277,17 @@ impl Actions {
                 headers.push(("x-ratelimit-limit", throttled.limit.to_string()));
                 headers.push(("x-ratelimit-remaining", "0".to_owned()));
                 headers.push(("x-ratelimit-reset", wait));
+            }
+            Denial::ClientLimited(limited) => {
+                let wait = limited.retry_after_seconds.to_string();
+                let limit = limited.limit;
+                headers.push(("retry-after", wait.clone()));
+                headers.push(("x-ratelimit-limit", limit.to_string()));
+                headers.push(("x-ratelimit-remaining", "0".to_owned()));
+                headers.push(("x-ratelimit-reset", wait.clone()));
+                // IETF draft fields, as the rate-limit service sends them.
+                headers.push(("ratelimit-policy", format!("\"client\";q={limit};w=60")));
+                headers.push(("ratelimit", format!("\"client\";r=0;t={wait}")));
             }
         }
         Self {

@@ -312,6 +312,7 @@ impl Authenticator {
                     AuthMethod::ApiKey,
                     *rate_limit_per_minute,
                     API_KEY_HEADER,
+                    req,
                 )
             }
             EntryKind::Denied { status, client_id } => {
@@ -372,6 +373,7 @@ impl Authenticator {
                     AuthMethod::Jwt,
                     *rate_limit_per_minute,
                     AUTHORIZATION_HEADER,
+                    req,
                 );
             }
         }
@@ -399,6 +401,7 @@ impl Authenticator {
                     AuthMethod::Jwt,
                     verified.rate_limit_per_minute,
                     AUTHORIZATION_HEADER,
+                    req,
                 )
             }
             Err(err) => {
@@ -411,6 +414,8 @@ impl Authenticator {
         }
     }
 
+    /// The authenticated request goes on, unless its client's bucket
+    /// (`local_rate_limit`) is empty.
     fn allow(
         &self,
         host: &dyn Host,
@@ -419,10 +424,20 @@ impl Authenticator {
         method: AuthMethod,
         rate_limit_per_minute: Option<u32>,
         header: &'static str,
+        req: &IncomingRequest<'_>,
     ) -> Actions {
         host.count_attempt(AttemptStatus::Success);
         let strip = self.settings.strip_credential_header.then_some(header);
-        Actions::allow(client_id, scopes, method, rate_limit_per_minute, strip)
+        let allowed = Actions::allow(client_id, scopes, method, rate_limit_per_minute, strip);
+        let limited = self
+            .settings
+            .local_rate_limit
+            .as_ref()
+            .and_then(|policy| policy.take(host, client_id, rate_limit_per_minute));
+        match limited {
+            Some(limited) => Actions::client_limited(allowed, limited, req.request_id),
+            None => allowed,
+        }
     }
 
     fn reject(
