@@ -311,7 +311,6 @@ impl Authenticator {
                     scopes,
                     AuthMethod::ApiKey,
                     *rate_limit_per_minute,
-                    API_KEY_HEADER,
                     req,
                 )
             }
@@ -372,7 +371,6 @@ impl Authenticator {
                     scopes,
                     AuthMethod::Jwt,
                     *rate_limit_per_minute,
-                    AUTHORIZATION_HEADER,
                     req,
                 );
             }
@@ -400,7 +398,6 @@ impl Authenticator {
                     &verified.scopes,
                     AuthMethod::Jwt,
                     verified.rate_limit_per_minute,
-                    AUTHORIZATION_HEADER,
                     req,
                 )
             }
@@ -423,10 +420,13 @@ impl Authenticator {
         scopes: &[String],
         method: AuthMethod,
         rate_limit_per_minute: Option<u32>,
-        header: &'static str,
         req: &IncomingRequest<'_>,
     ) -> Actions {
         host.count_attempt(AttemptStatus::Success);
+        let header = match method {
+            AuthMethod::ApiKey => API_KEY_HEADER,
+            AuthMethod::Jwt => AUTHORIZATION_HEADER,
+        };
         let strip = self.settings.strip_credential_header.then_some(header);
         let allowed = Actions::allow(client_id, scopes, method, rate_limit_per_minute, strip);
         let limited = self
