@@ -144,6 +144,13 @@ def auth_plugin_config(env: dict) -> dict:
             "issuer": env["JWT_ISSUER"],
             "audience": env["JWT_AUDIENCE"],
         },
+        # The per-instance backstop of the global limit: a token bucket per
+        # client sized from the key's own limit (docs/rate-limiting.md).
+        **(
+            {"local_rate_limit": {"default_per_minute": int(env["RATE_LIMIT_PER_MINUTE"])}}
+            if env["RATE_LIMITING"] == "1"
+            else {}
+        ),
     }
 
 
@@ -219,21 +226,6 @@ local_reply_config:
     ),
     "ratelimit.yaml": """\
 http_filters:
-- name: envoy.filters.http.local_ratelimit
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-    stat_prefix: local_rate_limit
-    token_bucket: { max_tokens: 1000, tokens_per_fill: 1000, fill_interval: 1s }
-    filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
-    filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
-    rate_limits:
-    - actions:
-      - request_headers: { header_name: x-client-id, descriptor_key: client_id }
-    descriptors:
-    - entries: [{ key: client_id }]
-      token_bucket: { max_tokens: ${RATE_LIMIT_PER_MINUTE}, tokens_per_fill: ${RATE_LIMIT_PER_MINUTE}, fill_interval: 60s }
-    response_headers_to_add:
-    - header: { key: retry-after, value: "60" }
 - name: envoy.filters.http.ratelimit
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
@@ -479,14 +471,13 @@ def build_env(args) -> dict:
     # Envoy's ratelimit filter: deny when the rate-limit service itself is
     # unreachable (true) or let the request through (false, the default).
     env["RATE_LIMIT_FAILURE_MODE_DENY"] = "true" if mode in ("deny", "closed") else "false"
-    # Per-instance token bucket per client (backs the global limit; burst
-    # and refill per second). Raise both for single-key load tests.
-    env["LOCAL_RATE_LIMIT_BURST"] = str(
-        positive_int(src.get("LOCAL_RATE_LIMIT_BURST", "600"), "LOCAL_RATE_LIMIT_BURST")
-    )
-    env["LOCAL_RATE_LIMIT_PER_SECOND"] = str(
-        positive_int(src.get("LOCAL_RATE_LIMIT_PER_SECOND", "10"), "LOCAL_RATE_LIMIT_PER_SECOND")
-    )
+    for gone in ("LOCAL_RATE_LIMIT_BURST", "LOCAL_RATE_LIMIT_PER_SECOND"):
+        if src.get(gone, "").strip():
+            print(
+                f"render.py: warning: {gone} is ignored: the per-instance bucket is sized "
+                "from each key's own limit (docs/rate-limiting.md)",
+                file=sys.stderr,
+            )
     env["SLOW_REQUEST_MS"] = str(positive_int(src.get("SLOW_REQUEST_MS", "500"), "SLOW_REQUEST_MS"))
     secret = src.get("JWT_SECRET_KEY", "")
     if auth and not args.no_wasm and len(secret) < 32:

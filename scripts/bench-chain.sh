@@ -221,7 +221,7 @@ variants = {
     # Buffering kept: without it the direct response goes out before the
     # body is read and Envoy closes the connection after every request.
     "bare": [by_name["envoy.filters.http.buffer"], by_name["envoy.filters.http.router"]],
-    "rate-limits": [identity, by_name["envoy.filters.http.local_ratelimit"], by_name["envoy.filters.http.ratelimit"],
+    "rate-limits": [identity, by_name["envoy.filters.http.ratelimit"],
                     by_name["envoy.filters.http.buffer"], by_name["envoy.filters.http.router"]],
     "wasm-key": chain, "wasm-key-separate-metrics": separate_metrics(), "native-key": native(api_key_auth),
     "wasm-jwt": chain, "native-jwt": native(jwt_authn),

@@ -7,7 +7,8 @@
 # -t1 -c32 closed loop; the table gives medians of req/s and of Envoy CPU
 # per request (utime + stime from /proc around each run).
 #
-# Settings: BENCH_ROUNDS (3), BENCH_SECONDS (5). Needs `make build wasm`, wrk.
+# Settings: BENCH_ROUNDS (3), BENCH_SECONDS (5), BREAKDOWN_VARIANTS (all).
+# Needs `make build wasm`, wrk.
 ROUNDS="${BENCH_ROUNDS:-3}"
 SECS="${BENCH_SECONDS:-5}"
 command -v wrk >/dev/null || { echo "bench: wrk is required" >&2; exit 1; }
@@ -47,12 +48,46 @@ def drop_metrics(h):
             cfg = json.loads(v["value"])
             cfg.pop("metrics", None)
             v["value"] = json.dumps(cfg)
+def drop_local_bucket(h):
+    # The auth filter's per-client bucket (its `local_rate_limit` section).
+    import json
+    for f in h["http_filters"]:
+        if f["name"] == "auth_filter":
+            v = f["typed_config"]["config"]["configuration"]
+            cfg = json.loads(v["value"])
+            cfg.pop("local_rate_limit", None)
+            v["value"] = json.dumps(cfg)
+def envoy_local_bucket(h):
+    # The shape before the per-client bucket moved into the auth filter:
+    # Envoy's local_ratelimit filter with one bucket size for every client
+    # (far above the load, as the benchmarks ran it), no bucket in the
+    # auth filter. For the side-by-side "before/after" row of BENCHMARKS.md.
+    drop_local_bucket(h)
+    names = [f["name"] for f in h["http_filters"]]
+    h["http_filters"].insert(names.index("envoy.filters.http.ratelimit"), {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "client_local_rate_limit",
+            "token_bucket": {"max_tokens": 1000000, "tokens_per_fill": 1000000, "fill_interval": "1s"},
+            "always_consume_default_token_bucket": False,
+            "filter_enabled": {"runtime_key": "client_local_rate_limit_enabled",
+                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "filter_enforced": {"runtime_key": "client_local_rate_limit_enforced",
+                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "rate_limits": [{"actions": [{"request_headers": {"header_name": "x-client-id", "descriptor_key": "client_id"}}]}],
+            "descriptors": [{"entries": [{"key": "client_id"}],
+                             "token_bucket": {"max_tokens": 10000000, "tokens_per_fill": 10000000, "fill_interval": "1s"}}],
+            "max_dynamic_descriptors": 10000,
+        },
+    })
 parts = {
     "no-metrics": drop_metrics,
     "no-auth-wasm": "auth_filter",
     "no-validation": "validation_filter",
     "no-global-rl": "envoy.filters.http.ratelimit",
-    "no-local-rl": "envoy.filters.http.local_ratelimit",
+    "no-local-rl": drop_local_bucket,
+    "envoy-local-bucket": envoy_local_bucket,
     "no-access-log": None,
 }
 for variant, name in parts.items():
@@ -66,7 +101,9 @@ for variant, name in parts.items():
         h["http_filters"] = [f for f in h["http_filters"] if f["name"] != name]
     yaml.safe_dump(d, open(f"{work}/{variant}.yaml", "w"))
 PY
-VARIANTS=(full no-metrics no-auth-wasm no-validation no-global-rl no-local-rl no-access-log)
+# BREAKDOWN_VARIANTS picks some (e.g. "full envoy-local-bucket": the
+# per-client bucket in the auth filter against Envoy's fixed one).
+read -r -a VARIANTS <<<"${BREAKDOWN_VARIANTS:-full no-metrics no-auth-wasm no-validation no-global-rl no-local-rl envoy-local-bucket no-access-log}"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"

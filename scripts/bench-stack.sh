@@ -10,7 +10,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/server}"
 export RUN_DIR="${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-stack.XXXXXX")}"
-export LOCAL_RATE_LIMIT_BURST=10000000 LOCAL_RATE_LIMIT_PER_SECOND=10000000
 export LOG_LEVEL=warn ENVOY_LOG_LEVEL=warn
 bench_on_exit=""
 bench_cleanup() {

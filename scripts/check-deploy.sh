@@ -541,8 +541,7 @@ elif any(n.get("name") == "envoy.filters.http.ratelimit" for n in walk(envoy)):
             if n.get("name") == name and "typed_config" in n:
                 return {k: v for k, v in n["typed_config"].items() if k not in skip}
         return None
-    for fname, skip in (("envoy.filters.http.local_ratelimit", ()),
-                        ("envoy.filters.http.ratelimit", ("rate_limit_service", "failure_mode_deny"))):
+    for fname, skip in (("envoy.filters.http.ratelimit", ("rate_limit_service", "failure_mode_deny")),):
         if filter_cfg(istio, fname, skip) != filter_cfg(envoy, fname, skip):
             err(f"{fname}: deploy/istio/ratelimit.yaml differs from the rendered config")
 # The WasmPlugins configure the filters like the rendered config does, except

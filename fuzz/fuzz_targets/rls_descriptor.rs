@@ -1,8 +1,11 @@
 //! Fuzzes the rate-limit service's own inputs: the limits file (YAML, as
-//! reloaded at run time) and the mapping of an Envoy descriptor (arbitrary
-//! entries) to the limit that applies. No input may panic; an accepted file
-//! never holds a zero limit; a descriptor maps to a client rule exactly when
-//! it carries a non-empty `client_id`, with a limit of at least 1.
+//! reloaded at run time, envoyproxy/ratelimit's format or the old one) and
+//! the mapping of an Envoy descriptor (arbitrary entries) to the limit that
+//! applies. No input may panic; an accepted file is for the service's domain
+//! and never holds a zero limit; with the built-in limits a descriptor maps
+//! to a client rule exactly when, besides `client_limit`, it is one
+//! non-empty `client_id`; every rule has a limit of at least 1 and the
+//! window of its unit.
 #![no_main]
 
 #[path = "../../backends/ratelimit/src/limits.rs"]
@@ -10,15 +13,26 @@
 mod limits;
 
 use libfuzzer_sys::fuzz_target;
-use limits::{Limits, LimitsFile, RuleKind, CLIENT_ID_KEY};
+use limits::{
+    DescriptorConfig, Limits, LimitsFile, Rule, RuleKind, CLIENT_ID_KEY, CLIENT_LIMIT_KEY,
+};
+
+fn check_nodes(nodes: &[DescriptorConfig]) {
+    for n in nodes {
+        if let Some(limit) = &n.rate_limit {
+            assert!(limit.unlimited || limit.requests_per_unit >= 1);
+        }
+        check_nodes(&n.descriptors.0);
+    }
+}
+
+fn check_rule(rule: &Rule) {
+    assert!(rule.unlimited || rule.max >= 1);
+    assert_eq!(rule.window_secs, rule.unit.seconds());
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(file) = LimitsFile::parse(&text, "fuzz.yaml") {
-        assert!(file.unauthenticated.per_minute >= 1);
-        assert!(file.clients.values().all(|l| l.per_minute >= 1));
-    }
-
     // Entries: one `key=value` per line.
     let entries: Vec<(&str, &str)> = text
         .lines()
@@ -28,14 +42,27 @@ fuzz_target!(|data: &[u8]| {
         Ok(limits) => limits,
         Err(e) => panic!("{e}"),
     };
+
     let rule = limits.rule_for(entries.iter().copied());
-    let has_client = entries.iter().any(|(k, v)| *k == CLIENT_ID_KEY && !v.is_empty());
+    let walk: Vec<&(&str, &str)> = entries
+        .iter()
+        .filter(|(k, _)| *k != CLIENT_LIMIT_KEY)
+        .collect();
+    let per_client = walk.len() == 1 && walk[0].0 == CLIENT_ID_KEY && !walk[0].1.is_empty();
     match &rule {
         Some(rule) => {
-            assert!(rule.max >= 1);
-            assert_eq!(rule.window_secs, 60);
-            assert_eq!(rule.kind == RuleKind::Client, has_client);
+            check_rule(rule);
+            assert_eq!(rule.kind == RuleKind::Client, per_client);
         }
-        None => assert!(!has_client),
+        None => assert!(!per_client),
+    }
+
+    if let Ok(file) = LimitsFile::parse(&text, "fuzz.yaml") {
+        assert_eq!(file.domain, limits::DOMAIN);
+        check_nodes(&file.descriptors.0);
+        limits.set(file);
+        if let Some(rule) = limits.rule_for(entries.iter().copied()) {
+            check_rule(&rule);
+        }
     }
 });

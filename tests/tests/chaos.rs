@@ -336,8 +336,6 @@ impl Ports {
             &[
                 format!("JWT_SECRET_KEY={SECRET}"),
                 "HEALTH_CHECK_INTERVAL_MS=500".into(),
-                "LOCAL_RATE_LIMIT_BURST=100000".into(),
-                "LOCAL_RATE_LIMIT_PER_SECOND=100000".into(),
             ],
         );
         let envoy = if restartable {

@@ -228,7 +228,6 @@ fn the_filter_chain_runs_cors_auth_with_metrics_rate_limits_validation_buffer_ro
         [
             "envoy.filters.http.cors",
             "auth_filter",
-            "envoy.filters.http.local_ratelimit",
             "envoy.filters.http.ratelimit",
             "validation_filter",
             "envoy.filters.http.buffer",
@@ -571,29 +570,69 @@ fn the_docs_page_files_are_routed_to_the_ops_service_and_exactly_they_are_public
 }
 
 #[test]
-fn the_local_per_client_bucket_follows_its_variables_and_rejects_nonsense() {
-    let default = render_ok(&["--shape", "local", "--no-wasm", "--tls", "off"], &[]);
-    assert!(
-        default.contains("max_tokens: 600, tokens_per_fill: 10,"),
-        "default bucket 600 burst, 10/s"
+fn the_per_instance_bucket_is_the_auth_filters_own_sized_from_each_keys_limit() {
+    let yaml = render_ok(
+        &["--shape", "local", "--tls", "off"],
+        &[("JWT_SECRET_KEY", SECRET), ("RATE_LIMIT_PER_MINUTE", "120")],
     );
-    let raised = render_ok(
-        &["--shape", "local", "--no-wasm", "--tls", "off"],
+    assert!(
+        !yaml.contains("envoy.filters.http.local_ratelimit"),
+        "no fixed-size Envoy bucket: it would cap every key above its size"
+    );
+    assert!(
+        yaml.contains(r#"\"local_rate_limit\":{\"default_per_minute\":120}"#),
+        "keys without their own limit get RATE_LIMIT_PER_MINUTE in the auth filter's bucket"
+    );
+    envoy_validate(&yaml).unwrap_or_else(|e| panic!("rejected: {e}"));
+    // Rate limiting off: no bucket either.
+    let off = render_ok(
+        &["--shape", "local", "--tls", "off"],
         &[
-            ("LOCAL_RATE_LIMIT_BURST", "100000"),
-            ("LOCAL_RATE_LIMIT_PER_SECOND", "50000"),
+            ("JWT_SECRET_KEY", SECRET),
+            ("ENABLE_RATE_LIMITING", "false"),
         ],
     );
-    assert!(raised.contains("max_tokens: 100000, tokens_per_fill: 50000,"));
-    assert!(raised.contains(r#"key: x-ratelimit-limit, value: "100000""#));
-    envoy_validate(&raised).unwrap_or_else(|e| panic!("raised bucket rejected: {e}"));
-    for bad in ["0", "-5", "lots"] {
-        let err = render(
-            &["--shape", "local", "--no-wasm", "--tls", "off"],
-            &[("LOCAL_RATE_LIMIT_BURST", bad)],
-        )
-        .expect_err(bad);
-        assert!(err.contains("LOCAL_RATE_LIMIT_BURST"), "{err}");
+    assert!(!off.contains("local_rate_limit"));
+    // The variables of the fixed bucket are ignored with a warning, never
+    // half-applied.
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("envoy/render.py"))
+        .args(["--out", "-", "--shape", "local", "--tls", "off"])
+        .args(["--set", &format!("JWT_SECRET_KEY={SECRET}")])
+        .args(["--set", "LOCAL_RATE_LIMIT_BURST=600"]);
+    for var in RENDER_ENV {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("LOCAL_RATE_LIMIT_BURST is ignored"),
+        "{stderr}"
+    );
+    let plain = render_ok(
+        &["--shape", "local", "--tls", "off"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), plain);
+}
+
+#[test]
+fn per_route_descriptors_name_each_api_route_with_the_client() {
+    let yaml = render_ok(
+        &["--shape", "local", "--tls", "off"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    );
+    for (route, prefix) in [
+        ("rates", "/api/v1/rates/"),
+        ("calculate-locate", "/api/v1/calculate-locate"),
+        ("auth-token", "/api/v1/auth/token"),
+    ] {
+        assert!(
+            yaml.contains(&format!("descriptor_value: {route}")),
+            "no route descriptor for {route}"
+        );
+        assert!(yaml.contains(&format!("prefix: {prefix} }}")), "{prefix}");
     }
 }
 

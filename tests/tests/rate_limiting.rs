@@ -28,18 +28,16 @@ fn unique(tag: &str) -> String {
 }
 
 /// envoy/fragments/ratelimit.yaml with its variables filled as render.py
-/// does (local bucket 600 burst / 10 per second; fail open unless
-/// `failure_mode_deny`, as with `RATE_LIMIT_FAILURE_MODE=deny`).
+/// does (fail open unless `failure_mode_deny`, as with
+/// `RATE_LIMIT_FAILURE_MODE=deny`). The per-instance bucket is the auth
+/// filter's, not part of this fragment: tests/tests/client_limits.rs.
 fn fragment(failure_mode_deny: bool) -> Value {
     let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let text = text
-        .replace(
-            "${RATE_LIMIT_FAILURE_MODE_DENY}",
-            &failure_mode_deny.to_string(),
-        )
-        .replace("${LOCAL_RATE_LIMIT_BURST}", "600")
-        .replace("${LOCAL_RATE_LIMIT_PER_SECOND}", "10");
+    let text = text.replace(
+        "${RATE_LIMIT_FAILURE_MODE_DENY}",
+        &failure_mode_deny.to_string(),
+    );
     assert!(
         !text
             .lines()
@@ -50,19 +48,11 @@ fn fragment(failure_mode_deny: bool) -> Value {
     serde_json::to_value(yaml).unwrap()
 }
 
-/// Per-instance local bucket size override (max tokens, refill per fill,
-/// fill interval), as a renderer may set it.
-struct LocalBucket {
-    max_tokens: u64,
-    tokens_per_fill: u64,
-    fill_interval: &'static str,
-}
-
 /// A full Envoy config: HCM with the fragment's filters and rate_limits,
 /// a 429 → RATE_LIMITED local reply mapper, the upstream and the
 /// rate_limit_service cluster pointed at `rls_port`.
-fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) -> String {
-    envoy_config_with(upstream_port, rls_port, bucket, true, false)
+fn envoy_config(upstream_port: u16, rls_port: u16) -> String {
+    envoy_config_with(upstream_port, rls_port, true, false)
 }
 
 /// [`envoy_config`], optionally without the two rate-limit filters (the
@@ -70,28 +60,10 @@ fn envoy_config(upstream_port: u16, rls_port: u16, bucket: Option<LocalBucket>) 
 fn envoy_config_with(
     upstream_port: u16,
     rls_port: u16,
-    bucket: Option<LocalBucket>,
     rate_limited: bool,
     failure_mode_deny: bool,
 ) -> String {
     let mut frag = fragment(failure_mode_deny);
-    if let Some(b) = bucket {
-        assert_eq!(
-            frag["http_filters"][0]["name"],
-            "envoy.filters.http.local_ratelimit"
-        );
-        let local = &mut frag["http_filters"][0]["typed_config"];
-        local["descriptors"][0]["token_bucket"] = json!({
-            "max_tokens": b.max_tokens,
-            "tokens_per_fill": b.tokens_per_fill,
-            "fill_interval": b.fill_interval,
-        });
-        for h in local["response_headers_to_add"].as_array_mut().unwrap() {
-            if h["header"]["key"] == "x-ratelimit-limit" {
-                h["header"]["value"] = json!(b.max_tokens.to_string());
-            }
-        }
-    }
     let mut rls_cluster = frag["clusters"][0].clone();
     assert_eq!(rls_cluster["name"], "rate_limit_service");
     rls_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
@@ -230,7 +202,7 @@ fn assert_rate_limited_envelope(a: &Answer) {
 
 #[tokio::test]
 async fn the_fragment_passes_envoy_validation() {
-    let yaml = envoy_config(9, 9, None);
+    let yaml = envoy_config(9, 9);
     e2e::envoy_validate(&yaml).unwrap();
 }
 
@@ -238,7 +210,7 @@ async fn the_fragment_passes_envoy_validation() {
 async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envelope() {
     let service = rls(rls_config()).await;
     let upstream = CountingUpstream::start().await;
-    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port(), None)).await;
+    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port())).await;
     let client = unique("client");
 
     for expected_remaining in [2u64, 1, 0] {
@@ -286,7 +258,7 @@ async fn unauthenticated_requests_are_limited_per_source_address() {
     })
     .await;
     let upstream = CountingUpstream::start().await;
-    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port(), None)).await;
+    let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port())).await;
     for remaining in [1u64, 0] {
         let a = get(&envoy, None).await;
         assert_eq!(a.status, 200, "{}", a.body);
@@ -315,8 +287,8 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
     let rls_a = rls(config.clone()).await;
     let rls_b = rls(config).await;
     let upstream = CountingUpstream::start().await;
-    let envoy_a = Envoy::start(&envoy_config(upstream.port, rls_a.grpc_addr.port(), None)).await;
-    let envoy_b = Envoy::start(&envoy_config(upstream.port, rls_b.grpc_addr.port(), None)).await;
+    let envoy_a = Envoy::start(&envoy_config(upstream.port, rls_a.grpc_addr.port())).await;
+    let envoy_b = Envoy::start(&envoy_config(upstream.port, rls_b.grpc_addr.port())).await;
     let client = unique("shared");
     let mut statuses = Vec::new();
     for i in 0..8 {
@@ -340,68 +312,6 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
 }
 
 #[tokio::test]
-async fn with_the_rate_limit_service_stopped_requests_pass_and_the_local_bucket_still_caps() {
-    let service = rls(rls_config()).await;
-    let upstream = CountingUpstream::start().await;
-    let bucket = LocalBucket {
-        max_tokens: 5,
-        tokens_per_fill: 5,
-        fill_interval: "60s",
-    };
-    let envoy = Envoy::start(&envoy_config(
-        upstream.port,
-        service.grpc_addr.port(),
-        Some(bucket),
-    ))
-    .await;
-    let client = unique("failopen");
-
-    // Service up: allowed, with its headers (key limit 100, far above).
-    for _ in 0..2 {
-        let a = get(&envoy, Some((&client, Some(100)))).await;
-        assert_eq!(a.status, 200);
-        assert_eq!(a.header_u64("x-ratelimit-limit"), 100);
-    }
-
-    service.stop().await;
-
-    // Service down: fail-open until the local bucket (5 per instance) is empty.
-    for _ in 0..3 {
-        let a = get(&envoy, Some((&client, Some(100)))).await;
-        assert_eq!(a.status, 200, "fail-open: {}", a.body);
-        assert!(
-            a.header("x-ratelimit-limit").is_none(),
-            "the stopped service cannot have answered"
-        );
-    }
-    let a = get(&envoy, Some((&client, Some(100)))).await;
-    assert_rate_limited_envelope(&a);
-    assert_eq!(
-        a.header_u64("x-ratelimit-limit"),
-        5,
-        "the local bucket's limit"
-    );
-    assert_eq!(a.header_u64("x-ratelimit-remaining"), 0);
-    assert_eq!(upstream.count(), 5);
-
-    // Another client still has its own local bucket.
-    let a = get(&envoy, Some((&unique("fresh"), None))).await;
-    assert_eq!(a.status, 200);
-
-    let stats = envoy.admin_get("/stats?filter=ratelimit").await;
-    let failures: u64 = stats
-        .lines()
-        .filter(|l| l.contains("failure_mode_allowed"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert!(
-        failures >= 3,
-        "Envoy counted the fail-open decisions:\n{stats}"
-    );
-    tokio::time::sleep(Duration::from_millis(10)).await;
-}
-
-#[tokio::test]
 async fn with_failure_mode_deny_a_stopped_rate_limit_service_means_429_and_nothing_reaches_upstream(
 ) {
     let service = rls(rls_config()).await;
@@ -409,7 +319,6 @@ async fn with_failure_mode_deny_a_stopped_rate_limit_service_means_429_and_nothi
     let envoy = Envoy::start(&envoy_config_with(
         upstream.port,
         service.grpc_addr.port(),
-        None,
         true,
         true,
     ))
@@ -475,27 +384,8 @@ async fn bench_latency_added_by_the_rate_limit_filters() {
         }
     );
     let upstream = CountingUpstream::start().await;
-    let big = LocalBucket {
-        max_tokens: 1_000_000,
-        tokens_per_fill: 1_000_000,
-        fill_interval: "1s",
-    };
-    let bare = Envoy::start(&envoy_config_with(
-        upstream.port,
-        rls_port,
-        None,
-        false,
-        false,
-    ))
-    .await;
-    let limited = Envoy::start(&envoy_config_with(
-        upstream.port,
-        rls_port,
-        Some(big),
-        true,
-        false,
-    ))
-    .await;
+    let bare = Envoy::start(&envoy_config_with(upstream.port, rls_port, false, false)).await;
+    let limited = Envoy::start(&envoy_config_with(upstream.port, rls_port, true, false)).await;
     let http = reqwest::Client::new();
     let mut rounds: [(Vec<f64>, Vec<f64>); 2] =
         [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];

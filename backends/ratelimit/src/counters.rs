@@ -1,12 +1,13 @@
 //! Fixed-window counters: `limitador` in memory, or Redis shared by every
 //! service replica.
 //!
-//! Each (domain, rule kind, limit, window) is its own counter family,
-//! named `<prefix>:<domain>:<kind>:<max>/<window>s`; in memory that is a
-//! limitador namespace holding one limit whose only variable is the counted
-//! subject (client id or address), in Redis it is the key prefix of
-//! `<family>:<subject>`. A key whose own limit changes therefore starts a
-//! fresh window under the new limit.
+//! Each (domain, matched node of the limits file, limit, window) is its own
+//! counter family, named `<prefix>:<domain>:<node path>:<max>/<window>s`
+//! (e.g. `brl:borrow_rate_gateway:route=rates/client_id:30/60s`); in memory
+//! that is a limitador namespace holding one limit whose only variable is
+//! the counted subject (client id, address, …), in Redis it is the key
+//! prefix of `<family>:<subject>`. A key whose own limit changes therefore
+//! starts a fresh window under the new limit.
 //!
 //! Redis counters are kept with one Lua script per hit (read, compare,
 //! increment, set the window expiry: atomic, one round trip). limitador
@@ -172,11 +173,7 @@ impl Counters {
     fn family(&self, domain: &str, rule: &Rule) -> String {
         format!(
             "{}:{}:{}:{}/{}s",
-            self.prefix,
-            domain,
-            rule.kind.as_str(),
-            rule.max,
-            rule.window_secs
+            self.prefix, domain, rule.path, rule.max, rule.window_secs
         )
     }
 
@@ -245,6 +242,9 @@ impl Counters {
 }
 
 fn memory_hit(m: &Memory, family: &str, rule: &Rule, hits: u64, window: Duration) -> Outcome {
+    /// `<prefix>:<domain>:<node path>:<max>/<window>s`: the matched node
+    /// and the window are part of the name, so different limits never share
+    /// a counter.
     let seen = m.known.read().map(|k| k.contains(family)).unwrap_or(false);
     if !seen {
         if let Ok(mut known) = m.known.write() {
@@ -299,7 +299,7 @@ fn memory_hit(m: &Memory, family: &str, rule: &Rule, hits: u64, window: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::RuleKind;
+    use crate::limits::{RuleKind, Unit};
 
     fn rule(subject: &str, max: u64) -> Rule {
         Rule {
@@ -343,3 +343,11 @@ mod tests {
         assert!(c.needs_connection());
     }
 }
+            policy: "client".to_owned(),
+            path: "client_id".to_owned(),
+            unit: Unit::Minute,
+            shadow: false,
+            unlimited: false,
+            detailed: None,
+            name: None,
+            replaces: Vec::new(),

@@ -55,6 +55,7 @@ pub struct Shared {
     counters: Counters,
     metrics: Metrics,
     last_storage_error_log: AtomicU64,
+    last_other_domain_log: AtomicU64,
 }
 
 impl Shared {
@@ -66,17 +67,25 @@ impl Shared {
     /// At most one storage-error log line per second (an outage would
     /// otherwise log once per request).
     fn storage_error_log_due(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let last = self.last_storage_error_log.load(Ordering::Relaxed);
-        now != last
-            && self
-                .last_storage_error_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        once_per_second(&self.last_storage_error_log)
     }
+
+    /// At most one "another domain" log line per second.
+    fn other_domain_log_due(&self) -> bool {
+        once_per_second(&self.last_other_domain_log)
+    }
+}
+
+fn once_per_second(last_log: &AtomicU64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let last = last_log.load(Ordering::Relaxed);
+    now != last
+        && last_log
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A bound, not yet serving, rate-limit service.
@@ -90,6 +99,7 @@ pub struct RateLimitApp {
 /// Errors (bad limits file, address in use) name their cause.
 pub async fn build(config: Config) -> Result<RateLimitApp, String> {
     let limits = Limits::new(config.default_per_minute, config.limits_file.clone())?;
+    warn_if_old_format(&limits);
     let counters = match &config.redis_url {
         Some(url) => Counters::redis(url, &config.key_prefix, config.storage_timeout)?,
         None => Counters::memory(
@@ -125,6 +135,7 @@ pub async fn build(config: Config) -> Result<RateLimitApp, String> {
 }
 
 impl RateLimitApp {
+            last_other_domain_log: AtomicU64::new(0),
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc
@@ -240,6 +251,15 @@ async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reconnect = tokio::time::interval(Duration::from_secs(1));
     reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+fn warn_if_old_format(limits: &Limits) {
+    if limits.current().converted_from_old_format {
+        tracing::warn!(
+            migration = limits::MIGRATION_SECTION,
+            "Rate limits file in the old format, converted; please migrate it"
+        );
+    }
+}
+
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -252,6 +272,7 @@ async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                             .limits_file
                             .as_ref()
                             .map(|p| p.display().to_string())
+                    warn_if_old_format(&shared.limits);
                             .unwrap_or_default(),
                         "Rate limits reloaded"
                     );
@@ -302,12 +323,50 @@ impl RateLimitService for Rls {
         let mut statuses = Vec::with_capacity(req.descriptors.len());
         let mut verdicts: Vec<Verdict> = Vec::new();
         let mut storage_failed = false;
-        for d in &req.descriptors {
-            let rule = s
-                .limits
-                .rule_for(d.entries.iter().map(|e| (e.key.as_str(), e.value.as_str())));
+        // Another domain has no limits here (as in envoyproxy/ratelimit).
+        let other_domain = req.domain != limits::DOMAIN;
+        if other_domain && s.other_domain_log_due() {
+            tracing::warn!(
+                domain = %req.domain,
+                expected = limits::DOMAIN,
+                "Rate limit request for another domain answered OK"
+            );
+        }
+        let mut rules: Vec<Option<Rule>> = req
+            .descriptors
+            .iter()
+            .map(|d| {
+                if other_domain {
+                    return None;
+                }
+                s.limits
+                    .rule_for(d.entries.iter().map(|e| (e.key.as_str(), e.value.as_str())))
+            })
+            .collect();
+        // `replaces`: a limit named by another matched limit does not apply.
+        let replaced: Vec<String> = rules
+            .iter()
+            .flatten()
+            .flat_map(|r| r.replaces.iter().cloned())
+            .collect();
+        let mut replaced_here = vec![false; rules.len()];
+        if !replaced.is_empty() {
+            for (i, rule) in rules.iter_mut().enumerate() {
+                if rule
+                    .as_ref()
+                    .and_then(|r| r.name.as_ref())
+                    .is_some_and(|n| replaced.contains(n))
+                {
+                    *rule = None;
+                    replaced_here[i] = true;
+                }
+            }
+        }
+        for ((d, rule), replaced) in req.descriptors.iter().zip(rules).zip(replaced_here) {
             let Some(rule) = rule else {
-                s.metrics.unmatched.inc();
+                if !replaced {
+                    s.metrics.unmatched.inc();
+                }
                 statuses.push(DescriptorStatus {
                     code: Code::Ok as i32,
                     ..Default::default()
@@ -322,7 +381,7 @@ impl RateLimitService for Rls {
                 .unwrap_or(request_hits);
             match s.counters.hit(&req.domain, &rule, hits).await {
                 Ok(outcome) => {
-                    if rule.kind == limits::RuleKind::Client {
+                    if rule.kind == limits::RuleKind::Client && !rule.shadow {
                         s.metrics.utilisation.record(
                             &rule.subject,
                             rule.max.saturating_sub(outcome.remaining),
@@ -334,7 +393,6 @@ impl RateLimitService for Rls {
                     verdicts.push(Verdict { rule, outcome });
                 }
                 Err(e) => {
-                    storage_failed = true;
                     s.metrics.storage_errors.inc();
                     if s.storage_error_log_due() {
                         tracing::warn!(
@@ -343,8 +401,17 @@ impl RateLimitService for Rls {
                             failure_mode = ?s.config.failure_mode,
                             "Rate limit storage error"
                         );
+            if rule.unlimited {
+                statuses.push(DescriptorStatus {
+                    code: Code::Ok as i32,
+                    ..Default::default()
+                });
+                continue;
+            }
                     }
-                    let denied = s.config.failure_mode == FailureMode::Deny;
+                    // A shadow-mode limit never refuses, not even here.
+                    let denied = s.config.failure_mode == FailureMode::Deny && !rule.shadow;
+                    storage_failed |= !rule.shadow;
                     statuses.push(DescriptorStatus {
                         code: if denied { Code::OverLimit } else { Code::Ok } as i32,
                         current_limit: Some(rate_limit(&rule)),
@@ -359,10 +426,50 @@ impl RateLimitService for Rls {
         let overall = if limited.is_some() || deny_on_failure {
             Code::OverLimit
         } else {
+                    if let Some(values) = &rule.detailed {
+                        let node = metrics::label(&rule.path);
+                        let result = if outcome.limited {
+                            "over_limit"
+                        } else {
+                            "within_limit"
+                        };
+                        s.metrics.detailed.add(
+                            format!(
+                                "node=\"{node}\",descriptor=\"{}\",result=\"{result}\"",
+                                metrics::label(values)
+                            ),
+                            || format!("node=\"{node}\",descriptor=\"_other\",result=\"{result}\""),
+                            hits,
+                        );
+                    }
+                    if rule.shadow {
+                        // Counted and reported, never refused; not shown in
+                        // the response headers either.
+                        if outcome.limited {
+                            let node = format!("node=\"{}\"", metrics::label(&rule.path));
+                            s.metrics.shadow_over_limit.add(
+                                node,
+                                || "node=\"_other\"".to_owned(),
+                                hits,
+                            );
+                            tracing::info!(
+                                policy = %rule.policy,
+                                node = %rule.path,
+                                subject = %rule.subject,
+                                limit = rule.max,
+                                "Rate limit exceeded in shadow mode; allowed"
+                            );
+                        }
+                        let mut status = status_for(&rule, &outcome);
+                        status.code = Code::Ok as i32;
+                        statuses.push(status);
+                        continue;
+                    }
             Code::Ok
         };
         // Headers describe the most restrictive matched limit: the refusing
-        // one, else the one with the fewest hits left.
+        // one, else the one with the fewest hits left. `RateLimit-Policy`
+        // lists every limit that applied.
         let shown = limited.or_else(|| verdicts.iter().min_by_key(|v| v.outcome.remaining));
         let mut headers = Vec::new();
         if let Some(v) = shown {
@@ -405,12 +512,67 @@ impl RateLimitService for Rls {
         }))
     }
 }
+            headers.push(header_value("ratelimit-policy", policy_header(&verdicts)));
+            headers.push(header_value(
+                "ratelimit",
+                format!(
+                    "{};r={};t={reset}",
+                    sf_string(&v.rule.policy),
+                    v.outcome.remaining
+                ),
+            ));
 
 fn rate_limit(rule: &Rule) -> RateLimit {
     RateLimit {
-        name: rule.kind.as_str().to_owned(),
+        name: rule.name.clone().unwrap_or_else(|| rule.policy.clone()),
         requests_per_unit: u32::try_from(rule.max).unwrap_or(u32::MAX),
-        unit: Unit::Minute as i32,
+        unit: match rule.unit {
+            limits::Unit::Second => Unit::Second,
+            limits::Unit::Minute => Unit::Minute,
+            limits::Unit::Hour => Unit::Hour,
+            limits::Unit::Day => Unit::Day,
+        } as i32,
+    }
+}
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): every limit
+/// that applied, `"<policy>";q=<limit>;w=<window seconds>`, comma-separated,
+/// each policy once.
+fn policy_header(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    let mut seen: Vec<&str> = Vec::with_capacity(verdicts.len());
+    for v in verdicts {
+        if seen.contains(&v.rule.policy.as_str()) {
+            continue;
+        }
+        seen.push(&v.rule.policy);
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&format!(
+            "{};q={};w={}",
+            sf_string(&v.rule.policy),
+            v.rule.max,
+            v.rule.window_secs
+        ));
+    }
+    out
+}
+
+/// A structured-field string (RFC 8941 §3.3.3): quoted, `\\` and `"`
+/// escaped, characters outside printable ASCII replaced by `?`.
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
     }
 }
 
@@ -418,8 +580,10 @@ fn status_for(rule: &Rule, o: &Outcome) -> DescriptorStatus {
     DescriptorStatus {
         code: if o.limited { Code::OverLimit } else { Code::Ok } as i32,
         current_limit: Some(rate_limit(rule)),
+                policy = %v.rule.policy,
         limit_remaining: u32::try_from(o.remaining).unwrap_or(u32::MAX),
         duration_until_reset: Some(envoy_types::pb::google::protobuf::Duration {
+                window_secs = v.rule.window_secs,
             seconds: i64::try_from(ceil_secs(o.reset)).unwrap_or(i64::MAX),
             nanos: 0,
         }),
@@ -441,6 +605,8 @@ fn header_value(key: &str, value: String) -> HeaderValue {
         ..Default::default()
     }
 }
+    out.push('"');
+    out
 
 // ---------------------------------------------------------------------------
 // HTTP: /health and /metrics

@@ -1,81 +1,465 @@
-//! The limits file and the mapping from an Envoy descriptor to a limit.
+//! The limits file, in envoyproxy/ratelimit's YAML descriptor format, and
+//! the mapping from an Envoy descriptor to a limit.
 //!
-//! Descriptor layout sent by the gateway (see docs/rate-limiting.md):
+//! Descriptors sent by the gateway in domain [`DOMAIN`] (see
+//! docs/rate-limiting.md):
 //!
-//! * authenticated: `[("client_id", <x-client-id>), ("client_limit", <x-client-rate-limit>)?]`
-//! * unauthenticated: `[…, ("remote_address", <downstream address>)]` (any
-//!   other entries are ignored).
+//! * authenticated: `[client_id=<id>, client_limit=<N>?]`;
+//! * authenticated, per route: `[route=<route>, client_id=<id>]`;
+//! * unauthenticated: `[unauthenticated=true, remote_address=<addr>]`.
 //!
-//! A descriptor with neither `client_id` nor `remote_address` matches no
-//! rule and is answered `OK`.
+//! A descriptor's entries are walked in order down the file's nested
+//! `descriptors`: at each level an entry matches the node with its key and
+//! value first, else the key-only node of its key (which counts each value
+//! separately). A walk that ends, on the descriptor's last entry, at a node
+//! with a `rate_limit` is limited by it; anything else is not limited.
+//!
+//! On top of that, the per-client descriptor (`client_id` alone, besides
+//! `client_limit`) always has a limit: `client_limit` (the key's own limit
+//! per minute) when present, else the file's node, else the
+//! `RATE_LIMIT_PER_MINUTE` default.
+//!
+//! The previous format (`unauthenticated.per_minute`,
+//! `clients.<id>.per_minute`) is still read and converted (see
+//! [`LimitsFile::parse`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+/// The rate-limit domain this service serves (Envoy's `domain`); a limits
+/// file naming another domain is refused.
+pub const DOMAIN: &str = "borrow_rate_gateway";
 /// Descriptor key carrying the authenticated client id (`x-client-id`).
 pub const CLIENT_ID_KEY: &str = "client_id";
 /// Descriptor key carrying the key's own per-minute limit (`x-client-rate-limit`).
 pub const CLIENT_LIMIT_KEY: &str = "client_limit";
 /// Descriptor key carrying the downstream address of unauthenticated traffic.
 pub const REMOTE_ADDRESS_KEY: &str = "remote_address";
-
-/// Contents of the limits file (YAML). Every field is optional; unknown
-/// fields are rejected so a typo never silently disables a limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    /// Limit for traffic without a client identity, per source address.
-    #[serde(default)]
-    pub unauthenticated: PerMinute,
-    /// Per-client limits used when the key record carries no limit of its
-    /// own (the key's limit always wins), keyed by client id.
-    #[serde(default)]
-    pub clients: BTreeMap<String, PerMinute>,
-}
-
-/// A limit expressed in requests per minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PerMinute {
-    /// Requests allowed per fixed one-minute window (must be ≥ 1).
-    pub per_minute: u64,
-}
-
-/// Built-in per-address limit for unauthenticated traffic.
+/// Descriptor key marking unauthenticated traffic (value `true`).
+pub const UNAUTHENTICATED_KEY: &str = "unauthenticated";
+/// Descriptor key carrying the route name of a per-route descriptor.
+pub const ROUTE_KEY: &str = "route";
+/// Built-in per-address limit for unauthenticated traffic (no file, an
+/// empty file, or an old-format file without `unauthenticated`).
 pub const DEFAULT_UNAUTHENTICATED_PER_MINUTE: u64 = 30;
+/// Where the conversion from the old format is documented.
+pub const MIGRATION_SECTION: &str =
+    "docs/rate-limiting.md, section \"Migrating from the old limits file\"";
 
-impl Default for PerMinute {
-    fn default() -> Self {
-        Self {
-            per_minute: DEFAULT_UNAUTHENTICATED_PER_MINUTE,
+/// Length of a rate-limit window (`rate_limit.unit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// One second.
+    Second,
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day.
+    Day,
+}
+
+impl Unit {
+    /// Window length in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+        }
+    }
+
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Second => "second",
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
         }
     }
 }
 
-impl LimitsFile {
-    /// Parses and checks a limits document; the error names the file and field.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
-        let parsed: Option<LimitsFile> =
-            serde_norway::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        // An empty document means "all defaults".
-        let parsed = parsed.unwrap_or_default();
-        if parsed.unauthenticated.per_minute == 0 {
-            return Err(format!(
-                "{origin}: unauthenticated.per_minute must be at least 1"
-            ));
-        }
-        for (client, limit) in &parsed.clients {
-            if limit.per_minute == 0 {
-                return Err(format!(
-                    "{origin}: clients.{client}.per_minute must be at least 1"
-                ));
+impl<'de> Deserialize<'de> for Unit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Checked inside the visitor so that the error carries the field's
+        // own path and line.
+        struct UnitName;
+        impl Visitor<'_> for UnitName {
+            type Value = Unit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of second, minute, hour, day")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Unit, E> {
+                // envoyproxy/ratelimit accepts the units in any case.
+                match s.to_ascii_lowercase().as_str() {
+                    "second" => Ok(Unit::Second),
+                    "minute" => Ok(Unit::Minute),
+                    "hour" => Ok(Unit::Hour),
+                    "day" => Ok(Unit::Day),
+                    _ => Err(E::custom(format!(
+                        "unknown variant {s:?}, expected one of second, minute, hour, day"
+                    ))),
+                }
             }
         }
-        Ok(parsed)
+        d.deserialize_str(UnitName)
+    }
+}
+
+/// A whole number of at least 1, checked where it is read (so the error
+/// names the field and its line).
+struct AtLeastOne;
+
+impl Visitor<'_> for AtLeastOne {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a whole number of at least 1")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if v == 0 {
+            Err(E::custom(
+                "must be at least 1 (a limit of 0 would refuse every request)",
+            ))
+        } else {
+            Ok(v)
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v)
+            .map_err(|_| E::custom(format!("{v} is not a whole number of at least 1")))
+            .and_then(|v| self.visit_u64(v))
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_u64(AtLeastOne)
+}
+
+fn some_at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    at_least_one(d).map(Some)
+}
+
+/// `rate_limit` of a descriptor node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRateLimit")]
+pub struct RateLimitConfig {
+    /// Window length.
+    pub unit: Unit,
+    /// Requests allowed per window (≥ 1; 0 when `unlimited`).
+    pub requests_per_unit: u64,
+    /// Matches but never limits nor counts (envoyproxy's `unlimited`).
+    pub unlimited: bool,
+    /// Optional name, referred to by another limit's `replaces`.
+    pub name: Option<String>,
+    /// Names of limits this one replaces when both apply to one request.
+    pub replaces: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    unit: Option<Unit>,
+    #[serde(default, deserialize_with = "some_at_least_one")]
+    requests_per_unit: Option<u64>,
+    #[serde(default)]
+    unlimited: bool,
+    name: Option<String>,
+    #[serde(default)]
+    replaces: Vec<Replaces>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replaces {
+    name: String,
+}
+
+impl TryFrom<RawRateLimit> for RateLimitConfig {
+    type Error = String;
+    fn try_from(raw: RawRateLimit) -> Result<Self, String> {
+        if raw.name.as_deref() == Some("") {
+            return Err("name must not be empty".to_owned());
+        }
+        let replaces: Vec<String> = raw.replaces.into_iter().map(|r| r.name).collect();
+        if replaces.iter().any(String::is_empty) {
+            return Err("replaces: a name must not be empty".to_owned());
+        }
+        if raw.unlimited {
+            if raw.unit.is_some() || raw.requests_per_unit.is_some() {
+                return Err("unlimited: true takes no unit and no requests_per_unit".to_owned());
+            }
+            return Ok(Self {
+                unit: Unit::Minute,
+                requests_per_unit: 0,
+                unlimited: true,
+                name: raw.name,
+                replaces,
+            });
+        }
+        let unit = raw
+            .unit
+            .ok_or("missing field `unit` (one of second, minute, hour, day)")?;
+        let requests_per_unit = raw
+            .requests_per_unit
+            .ok_or("missing field `requests_per_unit`")?;
+        Ok(Self {
+            unit,
+            requests_per_unit,
+            unlimited: false,
+            name: raw.name,
+            replaces,
+        })
+    }
+}
+
+/// One node of the descriptor tree.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorConfig {
+    /// The descriptor entry's key.
+    pub key: String,
+    /// The entry's value; absent: any value, each counted separately.
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub value: Option<String>,
+    /// The limit of a descriptor whose walk ends here.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Nodes for the descriptor's next entry.
+    #[serde(default)]
+    pub descriptors: Descriptors,
+    /// Count and report, never refuse.
+    #[serde(default)]
+    pub shadow_mode: bool,
+    /// Per-value metric series for descriptors limited by this node.
+    #[serde(default)]
+    pub detailed_metric: bool,
+}
+
+/// The nodes of one level; each key (or key and value) at most once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<DescriptorConfig>")]
+pub struct Descriptors(pub Vec<DescriptorConfig>);
+
+impl TryFrom<Vec<DescriptorConfig>> for Descriptors {
+    type Error = String;
+    fn try_from(nodes: Vec<DescriptorConfig>) -> Result<Self, String> {
+        let mut seen = HashSet::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if n.key.is_empty() {
+                return Err(format!("[{i}].key must not be empty"));
+            }
+            if n.value.as_deref() == Some("") {
+                return Err(format!(
+                    "[{i}].value must not be empty (leave it out to match any value)"
+                ));
+            }
+            if !seen.insert((n.key.as_str(), n.value.as_deref())) {
+                let what = match &n.value {
+                    Some(v) => format!("key {:?} with value {v:?}", n.key),
+                    None => format!("key {:?} without value", n.key),
+                };
+                return Err(format!("[{i}]: duplicate descriptor, {what} appears twice"));
+            }
+        }
+        Ok(Self(nodes))
+    }
+}
+
+/// A YAML scalar read as a string (`value: true` and `value: 8` are the
+/// strings `"true"` and `"8"`, as envoyproxy/ratelimit reads them).
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Scalar;
+    impl Visitor<'_> for Scalar {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string, number or boolean")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Scalar)
+}
+
+fn service_domain<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Domain;
+    impl Visitor<'_> for Domain {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "the domain {DOMAIN}")
+        }
+        fn visit_str<E: de::Error>(self, domain: &str) -> Result<String, E> {
+            if domain == DOMAIN {
+                Ok(domain.to_owned())
+            } else {
+                Err(E::custom(format!(
+                    "{domain:?} is not this service's domain (expected {DOMAIN})"
+                )))
+            }
+        }
+    }
+    d.deserialize_str(Domain)
+}
+
+/// Contents of the limits file (envoyproxy/ratelimit's format). Unknown
+/// fields are rejected so a typo never silently disables a limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Must be [`DOMAIN`].
+    #[serde(deserialize_with = "service_domain")]
+    pub domain: String,
+    /// The top level of the descriptor tree.
+    #[serde(default)]
+    pub descriptors: Descriptors,
+    /// Read from the old format and converted.
+    #[serde(skip)]
+    pub converted_from_old_format: bool,
+}
+
+impl Default for LimitsFile {
+    /// The built-in limits (no file, or an empty one): 30 per minute per
+    /// address for unauthenticated traffic; clients get
+    /// `RATE_LIMIT_PER_MINUTE` unless their key has its own limit.
+    fn default() -> Self {
+        Self {
+            domain: DOMAIN.to_owned(),
+            descriptors: Descriptors(vec![unauthenticated_node(
+                DEFAULT_UNAUTHENTICATED_PER_MINUTE,
+            )]),
+            converted_from_old_format: false,
+        }
+    }
+}
+
+fn per_minute(n: u64) -> Option<RateLimitConfig> {
+    Some(RateLimitConfig {
+        unit: Unit::Minute,
+        requests_per_unit: n,
+        unlimited: false,
+        name: None,
+        replaces: Vec::new(),
+    })
+}
+
+fn node(key: &str, value: Option<&str>, rate_limit: Option<RateLimitConfig>) -> DescriptorConfig {
+    DescriptorConfig {
+        key: key.to_owned(),
+        value: value.map(str::to_owned),
+        rate_limit,
+        descriptors: Descriptors::default(),
+        shadow_mode: false,
+        detailed_metric: false,
+    }
+}
+
+fn unauthenticated_node(n: u64) -> DescriptorConfig {
+    DescriptorConfig {
+        descriptors: Descriptors(vec![node(REMOTE_ADDRESS_KEY, None, per_minute(n))]),
+        ..node(UNAUTHENTICATED_KEY, Some("true"), None)
+    }
+}
+
+/// The old format (before envoyproxy/ratelimit's): converted on reading.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OldFile {
+    #[serde(default)]
+    unauthenticated: Option<OldPerMinute>,
+    #[serde(default)]
+    clients: BTreeMap<String, OldPerMinute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OldPerMinute {
+    #[serde(deserialize_with = "at_least_one")]
+    per_minute: u64,
+}
+
+impl From<OldFile> for LimitsFile {
+    fn from(old: OldFile) -> Self {
+        let unauthenticated = old
+            .unauthenticated
+            .map_or(DEFAULT_UNAUTHENTICATED_PER_MINUTE, |u| u.per_minute);
+        let mut nodes = vec![unauthenticated_node(unauthenticated)];
+        for (id, limit) in old.clients {
+            nodes.push(node(CLIENT_ID_KEY, Some(&id), per_minute(limit.per_minute)));
+        }
+        Self {
+            domain: DOMAIN.to_owned(),
+            descriptors: Descriptors(nodes),
+            converted_from_old_format: true,
+        }
+    }
+}
+
+/// `<origin> line <n>: <path>: <message>` from a YAML error.
+fn yaml_error(origin: &str, e: &serde_norway::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        Some(at) => {
+            let suffix = format!(" at line {} column {}", at.line(), at.column());
+            let message = text.strip_suffix(&suffix).unwrap_or(&text);
+            format!("{origin} line {}: {message}", at.line())
+        }
+        None => format!("{origin}: {text}"),
+    }
+}
+
+impl LimitsFile {
+    /// Parses and checks a limits document. Errors name the origin, the
+    /// line and the field: `limits.yaml line 7:
+    /// descriptors[1].rate_limit.unit: unknown variant "minutes", …`.
+    ///
+    /// An empty document means the built-in limits ([`LimitsFile::default`]).
+    /// A document in the old format (top-level `unauthenticated` /
+    /// `clients`, no `domain`) is converted (see [`MIGRATION_SECTION`]).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
+        let shape: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| yaml_error(origin, &e))?;
+        let old_format = match &shape {
+            serde_norway::Value::Null => return Ok(Self::default()),
+            serde_norway::Value::Mapping(m) => {
+                !m.contains_key("domain")
+                    && !m.contains_key("descriptors")
+                    && (m.contains_key("unauthenticated") || m.contains_key("clients"))
+            }
+            _ => false,
+        };
+        if old_format {
+            let old: OldFile = serde_norway::from_str(text).map_err(|e| {
+                format!(
+                    "{} (old limits file format; see {MIGRATION_SECTION})",
+                    yaml_error(origin, &e)
+                )
+            })?;
+            return Ok(old.into());
+        }
+        serde_norway::from_str(text).map_err(|e| yaml_error(origin, &e))
     }
 
     /// Reads and parses `path`.
@@ -89,31 +473,146 @@ impl LimitsFile {
 /// Which limit a descriptor falls under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// `client` or `address` (also the metrics label).
+    /// What the descriptor limits (also chooses the header policy name).
     pub kind: RuleKind,
-    /// The counted value: the client id or the source address.
+    /// Policy name in the `RateLimit-Policy` / `RateLimit` headers:
+    /// `client`, `route-<route>`, `address`, else the first entry's key.
+    pub policy: String,
+    /// The matched node's path in the file (`route=rates/client_id`);
+    /// part of the counter name, so different nodes never share counters.
+    pub path: String,
+    /// The counted value(s): the values of the key-only entries.
     pub subject: String,
     /// Requests allowed per window.
     pub max: u64,
-    /// Window length in seconds (always 60: limits are per minute).
+    /// Window unit.
+    pub unit: Unit,
+    /// Window length in seconds (`unit`'s length).
     pub window_secs: u64,
+    /// Count and report, never refuse.
+    pub shadow: bool,
+    /// Matched an `unlimited` node: never counted nor refused.
+    pub unlimited: bool,
+    /// `detailed_metric`: the descriptor's `key=value` entries, as a
+    /// metric label.
+    pub detailed: Option<String>,
+    /// `rate_limit.name`.
+    pub name: Option<String>,
+    /// `rate_limit.replaces`.
+    pub replaces: Vec<String>,
 }
 
-/// The two kinds of limits.
+/// The shapes of descriptors the gateway sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RuleKind {
-    /// Per authenticated client.
+    /// Per authenticated client (`client_id`).
     Client,
-    /// Per source address, for unauthenticated traffic.
+    /// Per route and client (`route`, `client_id`).
+    Route,
+    /// Per source address (`remote_address`), unauthenticated traffic.
     Address,
+    /// Any other descriptor limited by the file.
+    Other,
 }
 
 impl RuleKind {
-    /// Stable name used in counter namespaces and metrics.
+    /// Stable name used in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",
+            Self::Route => "route",
             Self::Address => "address",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// A node of the compiled tree.
+#[derive(Debug, Default)]
+struct Node {
+    path: String,
+    rate_limit: Option<RateLimitConfig>,
+    shadow: bool,
+    detailed: bool,
+    children: Level,
+}
+
+/// One level: nodes by (key, value) and key-only nodes by key.
+#[derive(Debug, Default)]
+struct Level {
+    by_value: HashMap<(String, String), Node>,
+    by_key: HashMap<String, Node>,
+}
+
+impl Level {
+    fn compile(nodes: &[DescriptorConfig], parent: &str) -> Self {
+        let mut level = Level::default();
+        for n in nodes {
+            let step = match &n.value {
+                Some(v) => format!("{}={}", escape(&n.key), escape(v)),
+                None => escape(&n.key),
+            };
+            let path = if parent.is_empty() {
+                step
+            } else {
+                format!("{parent}/{step}")
+            };
+            let node = Node {
+                children: Level::compile(&n.descriptors.0, &path),
+                path,
+                rate_limit: n.rate_limit.clone(),
+                shadow: n.shadow_mode,
+                detailed: n.detailed_metric,
+            };
+            match &n.value {
+                Some(v) => level.by_value.insert((n.key.clone(), v.clone()), node),
+                None => level.by_key.insert(n.key.clone(), node),
+            };
+        }
+        level
+    }
+
+    /// The node where `entries` end, if the whole walk matches.
+    fn walk(&self, entries: &[(&str, &str)]) -> Option<&Node> {
+        let mut level = self;
+        let mut found = None;
+        for (k, v) in entries {
+            let node = level
+                .by_value
+                .get(&((*k).to_owned(), (*v).to_owned()))
+                .or_else(|| level.by_key.get(*k))?;
+            level = &node.children;
+            found = Some(node);
+        }
+        found
+    }
+}
+
+/// Escapes the separators of counter names and paths in a key or value.
+fn escape(s: &str) -> String {
+    if !s.contains(['%', '/', '=', ':', ',']) {
+        return s.to_owned();
+    }
+    s.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+        .replace(':', "%3A")
+        .replace(',', "%2C")
+}
+
+/// A parsed file and its compiled tree.
+#[derive(Debug)]
+struct InForce {
+    file: Arc<LimitsFile>,
+    tree: Level,
+}
+
+impl InForce {
+    fn new(file: LimitsFile) -> Self {
+        let tree = Level::compile(&file.descriptors.0, "");
+        Self {
+            file: Arc::new(file),
+            tree,
         }
     }
 }
@@ -122,7 +621,7 @@ impl RuleKind {
 #[derive(Debug)]
 pub struct Limits {
     default_per_minute: u64,
-    file: RwLock<Arc<LimitsFile>>,
+    in_force: RwLock<Arc<InForce>>,
     path: Option<PathBuf>,
     modified: RwLock<Option<SystemTime>>,
 }
@@ -136,17 +635,28 @@ impl Limits {
         };
         Ok(Self {
             default_per_minute,
-            file: RwLock::new(Arc::new(file)),
+            in_force: RwLock::new(Arc::new(InForce::new(file))),
             path,
             modified: RwLock::new(modified),
         })
     }
 
-    /// The file currently in force.
-    pub fn current(&self) -> Arc<LimitsFile> {
-        match self.file.read() {
+    fn in_force(&self) -> Arc<InForce> {
+        match self.in_force.read() {
             Ok(g) => Arc::clone(&g),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The file currently in force.
+    pub fn current(&self) -> Arc<LimitsFile> {
+        Arc::clone(&self.in_force().file)
+    }
+
+    /// Replaces the limits in force (tests).
+    pub fn set(&self, file: LimitsFile) {
+        if let Ok(mut g) = self.in_force.write() {
+            *g = Arc::new(InForce::new(file));
         }
     }
 
@@ -167,8 +677,8 @@ impl Limits {
         }
         let file = LimitsFile::load(path)?;
         let changed = *self.current() != file;
-        if let Ok(mut g) = self.file.write() {
-            *g = Arc::new(file);
+        if changed {
+            self.set(file);
         }
         Ok(changed)
     }
@@ -178,36 +688,96 @@ impl Limits {
         &self,
         entries: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Option<Rule> {
-        let mut client_id = None;
         let mut client_limit = None;
-        let mut remote = None;
+        let mut walk: Vec<(&str, &str)> = Vec::with_capacity(3);
         for (k, v) in entries {
-            match k {
-                CLIENT_ID_KEY if !v.is_empty() => client_id = Some(v),
-                CLIENT_LIMIT_KEY => client_limit = v.trim().parse::<u64>().ok().filter(|n| *n > 0),
-                REMOTE_ADDRESS_KEY if !v.is_empty() => remote = Some(v),
-                _ => {}
+            if k == CLIENT_LIMIT_KEY {
+                client_limit = v.trim().parse::<u64>().ok().filter(|n| *n > 0);
+            } else {
+                walk.push((k, v));
             }
         }
-        let file = self.current();
-        if let Some(id) = client_id {
-            let max = client_limit
-                .or_else(|| file.clients.get(id).map(|l| l.per_minute))
-                .unwrap_or(self.default_per_minute);
-            return Some(Rule {
-                kind: RuleKind::Client,
-                subject: id.to_owned(),
-                max,
-                window_secs: 60,
-            });
+        // Envoy never sends an empty value; such a descriptor matches nothing.
+        if walk.is_empty() || walk.iter().any(|(_, v)| v.is_empty()) {
+            return None;
         }
-        remote.map(|addr| Rule {
-            kind: RuleKind::Address,
-            subject: addr.to_owned(),
-            max: file.unauthenticated.per_minute,
-            window_secs: 60,
-        })
+        let in_force = self.in_force();
+        let node = in_force.tree.walk(&walk);
+        let per_client = walk.len() == 1 && walk[0].0 == CLIENT_ID_KEY;
+        if per_client {
+            let id = walk[0].1;
+            let own_or_default = |max: u64| {
+                Some(Rule {
+                    kind: RuleKind::Client,
+                    policy: "client".to_owned(),
+                    path: CLIENT_ID_KEY.to_owned(),
+                    subject: escape(id),
+                    max,
+                    unit: Unit::Minute,
+                    window_secs: Unit::Minute.seconds(),
+                    shadow: false,
+                    unlimited: false,
+                    detailed: None,
+                    name: None,
+                    replaces: Vec::new(),
+                })
+            };
+            if let Some(own) = client_limit {
+                return own_or_default(own);
+            }
+            return match node {
+                Some(n) if n.rate_limit.is_some() => rule_from(n, &walk),
+                _ => own_or_default(self.default_per_minute),
+            };
+        }
+        rule_from(node?, &walk)
     }
+}
+
+fn rule_from(node: &Node, walk: &[(&str, &str)]) -> Option<Rule> {
+    let limit = node.rate_limit.as_ref()?;
+    let (first_key, first_value) = walk[0];
+    let (kind, policy) = if walk.len() == 1 && first_key == CLIENT_ID_KEY {
+        (RuleKind::Client, "client".to_owned())
+    } else if first_key == ROUTE_KEY {
+        (RuleKind::Route, format!("route-{first_value}"))
+    } else if walk.iter().any(|(k, _)| *k == REMOTE_ADDRESS_KEY) {
+        (RuleKind::Address, "address".to_owned())
+    } else {
+        (RuleKind::Other, first_key.to_owned())
+    };
+    // The values the key-only nodes matched are what is counted; the
+    // values of value nodes are in the path.
+    let mut subject = String::new();
+    let mut level_path = node.path.split('/');
+    for (_, v) in walk {
+        if level_path.next().is_some_and(|step| !step.contains('=')) {
+            if !subject.is_empty() {
+                subject.push('/');
+            }
+            subject.push_str(&escape(v));
+        }
+    }
+    let detailed = node.detailed.then(|| {
+        walk.iter()
+            .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    Some(Rule {
+        kind,
+        policy,
+        path: node.path.clone(),
+        subject,
+        max: limit.requests_per_unit,
+        unit: limit.unit,
+        window_secs: limit.unit.seconds(),
+        shadow: node.shadow,
+        unlimited: limit.unlimited,
+        detailed,
+        name: limit.name.clone(),
+        replaces: limit.replaces.clone(),
+    })
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -220,71 +790,197 @@ mod tests {
 
     fn limits(file: &str) -> Limits {
         let l = Limits::new(60, None).unwrap();
-        let parsed = LimitsFile::parse(file, "test").unwrap();
-        *l.file.write().unwrap() = Arc::new(parsed);
+        l.set(LimitsFile::parse(file, "test").unwrap());
         l
     }
 
+    const FILE: &str = "\
+domain: borrow_rate_gateway
+descriptors:
+  - key: client_id
+    rate_limit: { unit: minute, requests_per_unit: 100 }
+  - key: client_id
+    value: big_fund
+    rate_limit: { unit: minute, requests_per_unit: 600 }
+  - key: unauthenticated
+    value: true
+    descriptors:
+      - key: remote_address
+        rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: route
+    value: calculate-locate
+    descriptors:
+      - key: client_id
+        rate_limit: { unit: second, requests_per_unit: 2 }
+";
+
     #[test]
-    fn a_client_descriptor_uses_the_default_limit() {
-        let r = limits("").rule_for([("client_id", "test123")]).unwrap();
+    fn a_client_descriptor_uses_the_default_limit_without_a_file() {
+        let r = Limits::new(60, None)
+            .unwrap()
+            .rule_for([("client_id", "test123")])
+            .unwrap();
         assert_eq!(r.kind, RuleKind::Client);
+        assert_eq!(r.policy, "client");
         assert_eq!(r.subject, "test123");
         assert_eq!(r.max, 60);
+        assert_eq!(r.window_secs, 60);
     }
 
     #[test]
     fn the_keys_own_limit_beats_the_file_and_the_default() {
-        let l = limits("clients:\n  big_fund:\n    per_minute: 600\n");
+        let l = limits(FILE);
         let own = l
             .rule_for([("client_id", "big_fund"), ("client_limit", "7")])
             .unwrap();
         assert_eq!(own.max, 7);
-        let file = l.rule_for([("client_id", "big_fund")]).unwrap();
-        assert_eq!(file.max, 600);
+        assert_eq!(l.rule_for([("client_id", "big_fund")]).unwrap().max, 600);
+        assert_eq!(l.rule_for([("client_id", "other")]).unwrap().max, 100);
     }
 
     #[test]
-    fn an_unusable_client_limit_falls_back_to_the_default() {
-        let l = limits("");
+    fn an_unusable_client_limit_falls_back_to_the_file() {
+        let l = limits(FILE);
         for bad in ["", "0", "-3", "ten"] {
             let r = l
                 .rule_for([("client_id", "c"), ("client_limit", bad)])
                 .unwrap();
-            assert_eq!(r.max, 60, "{bad:?}");
+            assert_eq!(r.max, 100, "{bad:?}");
         }
     }
 
     #[test]
-    fn unauthenticated_traffic_is_limited_per_address_from_the_file() {
-        let l = limits("unauthenticated:\n  per_minute: 5\n");
-        let r = l
+    fn unauthenticated_traffic_is_limited_per_address() {
+        let r = limits(FILE)
             .rule_for([("unauthenticated", "true"), ("remote_address", "10.0.0.1")])
             .unwrap();
         assert_eq!(r.kind, RuleKind::Address);
+        assert_eq!(r.policy, "address");
+        assert_eq!(r.path, "unauthenticated=true/remote_address");
         assert_eq!(r.subject, "10.0.0.1");
         assert_eq!(r.max, 5);
     }
 
     #[test]
-    fn a_descriptor_with_no_known_key_matches_no_rule() {
-        assert!(limits("").rule_for([("path", "/x")]).is_none());
-        assert!(limits("").rule_for([("client_id", "")]).is_none());
+    fn a_route_descriptor_walks_to_the_nested_client_node() {
+        let l = limits(FILE);
+        let r = l
+            .rule_for([("route", "calculate-locate"), ("client_id", "c1")])
+            .unwrap();
+        assert_eq!(r.kind, RuleKind::Route);
+        assert_eq!(r.policy, "route-calculate-locate");
+        assert_eq!(r.path, "route=calculate-locate/client_id");
+        assert_eq!(r.subject, "c1");
+        assert_eq!((r.max, r.window_secs), (2, 1));
+        assert!(l
+            .rule_for([("route", "rates"), ("client_id", "c1")])
+            .is_none());
+        assert!(l.rule_for([("route", "calculate-locate")]).is_none());
     }
 
     #[test]
-    fn a_bad_limits_file_is_rejected_naming_the_field() {
+    fn a_descriptor_with_no_known_key_matches_no_rule() {
+        assert!(limits(FILE).rule_for([("path", "/x")]).is_none());
+        assert!(limits(FILE).rule_for([("client_id", "")]).is_none());
+        assert!(limits(FILE)
+            .rule_for([("remote_address", "1.2.3.4")])
+            .is_none());
+    }
+
+    #[test]
+    fn separators_in_values_are_escaped_in_counter_subjects() {
+        let r = limits(FILE).rule_for([("client_id", "a/b:c")]).unwrap();
+        assert_eq!(r.subject, "a%2Fb%3Ac");
+    }
+
+    #[test]
+    fn the_old_format_is_converted() {
+        let l = limits(
+            "unauthenticated:\n  per_minute: 4\nclients:\n  big_fund:\n    per_minute: 600\n",
+        );
+        assert!(l.current().converted_from_old_format);
+        let r = l
+            .rule_for([("unauthenticated", "true"), ("remote_address", "a")])
+            .unwrap();
+        assert_eq!(r.max, 4);
+        assert_eq!(l.rule_for([("client_id", "big_fund")]).unwrap().max, 600);
+        assert_eq!(l.rule_for([("client_id", "x")]).unwrap().max, 60);
+    }
+
+    #[test]
+    fn a_bad_limits_file_is_rejected_naming_line_and_field() {
         let e = LimitsFile::parse("unauthenticated:\n  per_minute: 0\n", "f.yaml").unwrap_err();
         assert!(e.contains("unauthenticated.per_minute"), "{e}");
-        let e = LimitsFile::parse("unauthenticated:\n  per_mnute: 3\n", "f.yaml").unwrap_err();
+        assert!(e.contains(MIGRATION_SECTION), "{e}");
+        let e = LimitsFile::parse("clients:\n  x:\n    per_mnute: 3\n", "f.yaml").unwrap_err();
         assert!(e.contains("per_mnute"), "{e}");
-        let e = LimitsFile::parse("clients:\n  x:\n    per_minute: 0\n", "f.yaml").unwrap_err();
-        assert!(e.contains("clients.x.per_minute"), "{e}");
+        let bad_unit = FILE.replace("unit: second", "unit: seconds");
+        let e = LimitsFile::parse(&bad_unit, "f.yaml").unwrap_err();
+        assert!(
+            e.starts_with("f.yaml line 17: descriptors[3].descriptors[0].rate_limit.unit: unknown variant \"seconds\", expected one of second, minute, hour, day"),
+            "{e}"
+        );
+        let e = LimitsFile::parse(&FILE.replace("600", "0"), "f.yaml").unwrap_err();
+        assert!(
+            e.starts_with(
+                "f.yaml line 7: descriptors[1].rate_limit.requests_per_unit: must be at least 1"
+            ),
+            "{e}"
+        );
+        let e = LimitsFile::parse("domain: other\n", "f.yaml").unwrap_err();
+        assert!(
+            e.starts_with("f.yaml line 1: domain: \"other\" is not this service's domain"),
+            "{e}"
+        );
+        let dup = "domain: borrow_rate_gateway\ndescriptors:\n  - key: a\n  - key: a\n";
+        let e = LimitsFile::parse(dup, "f.yaml").unwrap_err();
+        assert!(e.contains("duplicate descriptor"), "{e}");
+        let e = LimitsFile::parse("descriptors: []\n", "f.yaml").unwrap_err();
+        assert!(e.contains("domain"), "{e}");
+        let e = LimitsFile::parse("domain: borrow_rate_gateway\nquota_mode: true\n", "f.yaml")
+            .unwrap_err();
+        assert!(e.contains("quota_mode"), "{e}");
+    }
+
+    #[test]
+    fn units_are_read_in_any_case() {
+        for (unit, secs) in [
+            ("second", 1),
+            ("MINUTE", 60),
+            ("hour", 3600),
+            ("Day", 86400),
+        ] {
+            let text = format!(
+                "domain: borrow_rate_gateway\ndescriptors:\n  - key: k\n    rate_limit: {{unit: {unit}, requests_per_unit: 3}}\n"
+            );
+            let r = limits(&text).rule_for([("k", "v")]).unwrap();
+            assert_eq!(r.window_secs, secs, "{unit}");
+            assert_eq!(r.policy, "k");
+        }
+    }
+
+    #[test]
+    fn unlimited_takes_no_unit() {
+        let ok = "domain: borrow_rate_gateway\ndescriptors:\n  - key: k\n    rate_limit: {unlimited: true}\n";
+        assert!(limits(ok).rule_for([("k", "v")]).unwrap().unlimited);
+        let bad = "domain: borrow_rate_gateway\ndescriptors:\n  - key: k\n    rate_limit: {unlimited: true, unit: minute}\n";
+        let e = LimitsFile::parse(bad, "f.yaml").unwrap_err();
+        assert!(e.contains("unlimited"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_means_the_built_in_limits() {
+        assert_eq!(LimitsFile::parse("", "f").unwrap(), LimitsFile::default());
+        assert_eq!(
+            LimitsFile::parse("# nothing\n", "f").unwrap(),
+            LimitsFile::default()
+        );
     }
 
     #[test]
     fn the_shipped_limits_file_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("limits.yaml");
-        LimitsFile::load(&path).unwrap();
+        let file = LimitsFile::load(&path).unwrap();
+        assert!(!file.converted_from_old_format);
     }
 }

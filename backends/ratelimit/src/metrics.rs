@@ -1,6 +1,6 @@
 //! Counters exposed on `/metrics` (Prometheus text format).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -78,8 +78,62 @@ impl Utilisation {
     }
 }
 
+/// Counters keyed by a rendered label set, bounded: once `cap` label sets
+/// exist, a new one is counted under the caller's overflow label set.
+#[derive(Debug)]
+pub struct Series {
+    cap: usize,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Distinct label sets kept per series family (`detailed_metric` values are
+/// client ids and addresses: unbounded without a cap).
+pub const SERIES_MAX: usize = 1_000;
+
+impl Default for Series {
+    fn default() -> Self {
+        Self {
+            cap: SERIES_MAX,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Series {
+    /// Adds `n` to the series `labels` (rendered, e.g. `node="a"`), or to
+    /// `overflow` when the cap is reached and `labels` is new.
+    pub fn add(&self, labels: String, overflow: impl FnOnce() -> String, n: u64) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        let key = if counts.len() >= self.cap && !counts.contains_key(&labels) {
+            overflow()
+        } else {
+            labels
+        };
+        *counts.entry(key).or_insert(0) += n;
+    }
+
+    /// Value of one label set (tests).
+    pub fn get(&self, labels: &str) -> u64 {
+        self.counts
+            .lock()
+            .map(|c| c.get(labels).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(counts) = self.counts.lock() {
+            for (labels, n) in counts.iter() {
+                let _ = writeln!(out, "{name}{{{labels}}} {n}");
+            }
+        }
+    }
+}
+
 /// Prometheus label value escaping.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -111,6 +165,12 @@ pub struct Metrics {
     pub reload_errors: Counter,
     /// Per-client use of the current window (`rate_limit_client_utilization_ratio`).
     pub utilisation: Utilisation,
+    /// Hits over a `shadow_mode` limit, let through, by node
+    /// (`ratelimit_shadow_mode_over_limit_total{node}`).
+    pub shadow_over_limit: Series,
+    /// Hits of nodes with `detailed_metric`, by node, descriptor values and
+    /// result (`ratelimit_detailed_hits_total{node,descriptor,result}`).
+    pub detailed: Series,
     latency_buckets: [Counter; 10],
     latency_count: Counter,
     latency_sum_micros: Counter,
@@ -197,6 +257,16 @@ impl Metrics {
                 label(&client)
             );
         }
+        self.shadow_over_limit.render(
+            &mut out,
+            "ratelimit_shadow_mode_over_limit_total",
+            "Hits over a shadow_mode limit, counted and let through.",
+        );
+        self.detailed.render(
+            &mut out,
+            "ratelimit_detailed_hits_total",
+            "Hits of limits with detailed_metric, per descriptor (at most 1000 series; more are counted as descriptor=\"_other\").",
+        );
         out.push_str(
             "# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n",
         );
@@ -257,6 +327,23 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("gone"), "{text}");
+    }
+
+    #[test]
+    fn series_are_bounded_and_overflow_into_one_label_set() {
+        let s = Series {
+            cap: 2,
+            counts: Mutex::new(BTreeMap::new()),
+        };
+        let other = || "d=\"_other\"".to_owned();
+        s.add("d=\"a\"".to_owned(), other, 1);
+        s.add("d=\"b\"".to_owned(), other, 1);
+        s.add("d=\"a\"".to_owned(), other, 1);
+        s.add("d=\"c\"".to_owned(), other, 1);
+        s.add("d=\"e\"".to_owned(), other, 1);
+        assert_eq!(s.get("d=\"a\""), 2);
+        assert_eq!(s.get("d=\"_other\""), 2);
+        assert_eq!(s.get("d=\"c\""), 0);
     }
 
     #[test]

@@ -159,7 +159,7 @@ fn start_service(redis_url: Option<String>) -> Result<Service, String> {
 
 fn request(client: usize) -> RateLimitRequest {
     RateLimitRequest {
-        domain: "bench".to_owned(),
+        domain: ratelimit::limits::DOMAIN.to_owned(),
         descriptors: vec![RateLimitDescriptor {
             entries: vec![
                 Entry {

@@ -1,0 +1,668 @@
+//! Every client gets exactly its own rate limit, through the real gateway:
+//! the `local` configuration as `make run` renders it (the auth filter with
+//! its per-client bucket, the global rate-limit filter), the real auth
+//! service verifying real keys, the real rate-limit service (in memory, or
+//! in Redis when `REDIS_URL` is set), and a counting upstream behind every
+//! route.
+//!
+//! The window tests drive keys at 5, 1 000 and 20 000 a minute at twice
+//! their limit for two one-minute windows, on one instance and on two
+//! instances sharing one rate-limit service, at the same time (about
+//! 2.3 minutes in all; about 1 400 requests a second at the peak).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::{free_port, CountingUpstream, Envoy};
+use serde_json::Value;
+
+const SECRET: &str = "client-limits-test-secret-0123456789abcdef";
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The gateway pieces one test needs.
+struct Stack {
+    envoys: Vec<Envoy>,
+    rls: Option<ratelimit::Running>,
+    auth: auth_service::AppState,
+    database_url: String,
+    dir: PathBuf,
+    _servers: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+struct StackOptions {
+    instances: usize,
+    redis_url: Option<String>,
+    limits_file: Option<PathBuf>,
+    failure_mode_deny: bool,
+}
+
+impl Stack {
+    async fn start(options: StackOptions) -> Stack {
+        let dir = std::env::temp_dir().join(unique("client-limits"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+        let auth_config = auth_service::config::Config::hs256(
+            services::Config::new(addr(0), database_url.clone()),
+            SECRET,
+        );
+        let (auth_server, auth) = auth_service::start(&auth_config).await.unwrap();
+        let upstream = CountingUpstream::start().await;
+        let rls = ratelimit::spawn(ratelimit::Config {
+            grpc_addr: addr(0),
+            http_addr: addr(0),
+            key_prefix: unique("climits"),
+            redis_url: options.redis_url.clone(),
+            limits_file: options.limits_file.clone(),
+            reload_interval: Duration::from_millis(200),
+            failure_mode: if options.failure_mode_deny {
+                ratelimit::config::FailureMode::Deny
+            } else {
+                ratelimit::config::FailureMode::Allow
+            },
+            ..ratelimit::Config::default()
+        })
+        .await
+        .unwrap();
+        let mut envoys = Vec::new();
+        for _ in 0..options.instances {
+            let yaml = e2e::render_local_gateway(
+                &[
+                    ("data_service", addr(upstream.port).to_string()),
+                    ("calculation_service", addr(upstream.port).to_string()),
+                    ("auth_service", auth_server.addr.to_string()),
+                    ("ops_service", addr(free_port()).to_string()),
+                    ("rate_limit_service", rls.grpc_addr.to_string()),
+                ],
+                rls.http_addr.port(),
+                &[
+                    format!("JWT_SECRET_KEY={SECRET}"),
+                    "HEALTH_CHECK_INTERVAL_MS=500".into(),
+                    format!(
+                        "RATE_LIMIT_FAILURE_MODE={}",
+                        if options.failure_mode_deny {
+                            "deny"
+                        } else {
+                            "allow"
+                        }
+                    ),
+                ],
+            );
+            envoys.push(Envoy::start(&yaml).await);
+        }
+        let stack = Stack {
+            envoys,
+            rls: Some(rls),
+            auth,
+            database_url,
+            dir,
+            _servers: vec![Box::new(auth_server), Box::new(upstream)],
+        };
+        // Ready once every instance answers an authenticated request (the
+        // active health checks of the upstream and the rate-limit service
+        // have passed); a key of its own so no test key is spent.
+        let warm = stack.key("warmup", Some(1_000_000)).await.0;
+        for envoy in &stack.envoys {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let a = send(&http(), envoy, &warm, Route::Rates).await;
+                if a.status == 200 && a.header("x-ratelimit-limit").is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway not ready: {} {}\n{}",
+                    a.status,
+                    a.body,
+                    envoy.log()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        stack
+    }
+
+    /// A new key (and its id) for a new client, with its own limit.
+    async fn key(&self, tag: &str, per_minute: Option<u32>) -> (String, String, String) {
+        let client_id = unique(tag);
+        let created = self
+            .auth
+            .store
+            .create_api_key(&store::NewApiKey {
+                client_id: client_id.clone(),
+                scopes: Vec::new(),
+                rate_limit_per_minute: per_minute.map(i64::from),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        (created.key, created.record.key_id, client_id)
+    }
+
+    fn rls_url(&self, path: &str) -> String {
+        let rls = self.rls.as_ref().expect("rate-limit service running");
+        format!("http://{}{path}", rls.http_addr)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn http() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(256)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Rates,
+    CalculateLocate,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn number(&self, name: &str) -> u64 {
+        self.header(name)
+            .unwrap_or_else(|| panic!("no {name}: {:?}", self.headers))
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not a number: {:?}", self.headers))
+    }
+}
+
+async fn send(client: &reqwest::Client, envoy: &Envoy, key: &str, route: Route) -> Answer {
+    let request = match route {
+        Route::Rates => client.get(envoy.url("/api/v1/rates/AAPL")),
+        Route::CalculateLocate => client
+            .post(envoy.url("/api/v1/calculate-locate"))
+            .header("content-type", "application/json")
+            .body(r#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"x"}"#),
+    };
+    match request.header("x-api-key", key).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.text().await.unwrap_or_default();
+            Answer {
+                status,
+                headers,
+                body,
+            }
+        }
+        Err(e) => Answer {
+            status: 0,
+            headers: Default::default(),
+            body: e.to_string(),
+        },
+    }
+}
+
+/// What a client driven at twice its limit got, per one-minute window
+/// counted from its first request: `(granted, refused, other statuses)`.
+type WindowCounts = Vec<(u64, u64, Vec<u16>)>;
+
+/// Sends `2 × per_minute` requests a minute for `windows` minutes, spread
+/// evenly and round-robin over `envoys`. The first request opens the
+/// rate-limit service's window; every later one is sent half a period off
+/// the even grid, so none is sent on a window boundary.
+async fn drive(envoys: &[Envoy], key: &str, per_minute: u64, windows: u32) -> WindowCounts {
+    let total = 2 * per_minute * u64::from(windows);
+    let period = Duration::from_secs(60).as_secs_f64() / (2 * per_minute) as f64;
+    let counts = Arc::new(std::sync::Mutex::new(vec![
+        (0u64, 0u64, Vec::new());
+        windows as usize
+    ]));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..total {
+        let offset = if k == 0 {
+            0.0
+        } else {
+            (k as f64 + 0.5) * period
+        };
+        let window = (offset / 60.0) as usize;
+        if window >= windows as usize {
+            break;
+        }
+        tokio::time::sleep_until(start + Duration::from_secs_f64(offset)).await;
+        let permit = in_flight.clone().acquire_owned().await.unwrap();
+        let envoy_url = envoys[(k % envoys.len() as u64) as usize].url("/api/v1/rates/AAPL");
+        let key = key.to_owned();
+        let counts = counts.clone();
+        tasks.spawn(async move {
+            let status = match http().get(envoy_url).header("x-api-key", key).send().await {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    let _ = r.bytes().await;
+                    s
+                }
+                Err(_) => 0,
+            };
+            drop(permit);
+            let mut c = counts.lock().unwrap();
+            match status {
+                200 => c[window].0 += 1,
+                429 => c[window].1 += 1,
+                other => c[window].2.push(other),
+            }
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let c = counts.lock().unwrap().clone();
+    c
+}
+
+/// The issue's bound: granted within 1 % of the limit in every window.
+fn assert_granted_its_limit(label: &str, per_minute: u64, got: &WindowCounts) {
+    let slack = per_minute / 100;
+    for (i, (granted, refused, other)) in got.iter().enumerate() {
+        assert!(
+            other.is_empty(),
+            "{label}: window {i}: statuses other than 200/429: {other:?}"
+        );
+        assert!(
+            granted.abs_diff(per_minute) <= slack,
+            "{label}: window {i}: granted {granted} (refused {refused}) for a limit of \
+             {per_minute} a minute (±{slack} allowed); all windows: {got:?}"
+        );
+    }
+}
+
+const WINDOW_LIMITS: [u64; 3] = [5, 1_000, 20_000];
+
+/// One scenario: the three keys at twice their limit, at once, for two
+/// windows.
+async fn every_key_gets_its_limit(stack: &Stack, label: &str) {
+    let mut keys = Vec::new();
+    for limit in WINDOW_LIMITS {
+        keys.push((
+            limit,
+            stack.key(&format!("w{limit}"), Some(limit as u32)).await.0,
+        ));
+    }
+    let runs = keys
+        .iter()
+        .map(|(limit, key)| drive(&stack.envoys, key, *limit, 2));
+    let results = futures_join_all(runs).await;
+    for ((limit, _), got) in keys.iter().zip(&results) {
+        println!("{label}: {limit}/min -> {got:?}");
+    }
+    for ((limit, _), got) in keys.iter().zip(&results) {
+        assert_granted_its_limit(&format!("{label}, {limit}/min"), *limit, got);
+    }
+}
+
+/// `join_all` without another dependency: the futures run concurrently on
+/// this task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut futures: Vec<Option<_>> = futures.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_at_5_1000_and_20000_a_minute_get_exactly_their_limit_per_window_at_twice_that_rate() {
+    let redis = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    if redis.is_none() {
+        println!(
+            "REDIS_URL unset: the two-instance run shares an in-memory rate-limit service \
+             (the Redis-backed run is skipped)"
+        );
+    }
+    // Deny on a failed decision: a decision that times out on this busy
+    // 2-core machine must never count as a grant.
+    let (one, two) = tokio::join!(
+        Stack::start(StackOptions {
+            instances: 1,
+            redis_url: None,
+            limits_file: None,
+            failure_mode_deny: true,
+        }),
+        Stack::start(StackOptions {
+            instances: 2,
+            redis_url: redis.clone(),
+            limits_file: None,
+            failure_mode_deny: true,
+        }),
+    );
+    let two_label = if redis.is_some() {
+        "two instances, Redis"
+    } else {
+        "two instances, memory"
+    };
+    tokio::join!(
+        every_key_gets_its_limit(&one, "one instance, memory"),
+        every_key_gets_its_limit(&two, two_label),
+    );
+}
+
+/// gatewayctl as built by this workspace (`cargo test` builds it for its own
+/// tests; `make build` into target/server).
+fn gatewayctl() -> PathBuf {
+    let target = e2e::target_dir();
+    for dir in ["debug", "server"] {
+        let p = target.join(dir).join("gatewayctl");
+        if p.exists() {
+            return p;
+        }
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "-q", "-p", "gatewayctl"])
+        .current_dir(e2e::repo_root())
+        .status()
+        .expect("cargo build -p gatewayctl");
+    assert!(status.success());
+    target.join("debug/gatewayctl")
+}
+
+fn run_gatewayctl(database_url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(gatewayctl())
+        .args(["--database-url", database_url, "--actor", "limits-test"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gatewayctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_limit_raised_with_gatewayctl_applies_through_the_gateway_within_the_revocation_window() {
+    let stack = Stack::start(StackOptions {
+        instances: 1,
+        redis_url: None,
+        limits_file: None,
+        failure_mode_deny: false,
+    })
+    .await;
+    let envoy = &stack.envoys[0];
+    let (key, key_id, _) = stack.key("update", Some(3)).await;
+    for _ in 0..3 {
+        assert_eq!(send(&http(), envoy, &key, Route::Rates).await.status, 200);
+    }
+    let refused = send(&http(), envoy, &key, Route::Rates).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+
+    run_gatewayctl(
+        &stack.database_url,
+        &["keys", "update", &key_id, "--rate-limit-per-minute", "100"],
+    );
+    let changed = Instant::now();
+    let allowed = loop {
+        let a = send(&http(), envoy, &key, Route::Rates).await;
+        if a.status == 200 {
+            break a;
+        }
+        assert_eq!(a.status, 429, "{}", a.body);
+        assert!(
+            changed.elapsed() < Duration::from_secs(60),
+            "the new limit did not apply within 60 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!("new limit applied after {:?}", changed.elapsed());
+    assert_eq!(allowed.number("x-ratelimit-limit"), 100);
+
+    let shown: Value = serde_json::from_str(&run_gatewayctl(
+        &stack.database_url,
+        &["--json", "keys", "show", &key_id],
+    ))
+    .unwrap();
+    assert_eq!(shown["rate_limit_per_minute"], 100, "{shown}");
+    let update = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "update")
+        .unwrap_or_else(|| panic!("no update in the history: {shown}"));
+    assert_eq!(update["actor"], "limits-test", "{update}");
+    assert!(
+        update["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{update}"
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    // Written aside and renamed, so the service never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+const ROUTE_LIMITS: &str = r#"
+domain: borrow_rate_gateway
+descriptors:
+  - key: client_id
+    rate_limit: { unit: minute, requests_per_unit: 60 }
+  - key: route
+    value: calculate-locate
+    descriptors:
+      - key: client_id
+        rate_limit: { unit: minute, requests_per_unit: 2 }
+"#;
+
+#[tokio::test]
+async fn a_route_limit_from_the_descriptor_file_applies_and_a_bad_file_keeps_it() {
+    let dir = std::env::temp_dir().join(unique("route-limits"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("limits.yaml");
+    write(&file, ROUTE_LIMITS);
+    let stack = Stack::start(StackOptions {
+        instances: 1,
+        redis_url: None,
+        limits_file: Some(file.clone()),
+        failure_mode_deny: false,
+    })
+    .await;
+    let envoy = &stack.envoys[0];
+
+    // calculate-locate: 2 a minute for this client, whatever its own limit.
+    let (key, _, _) = stack.key("route", Some(100)).await;
+    let statuses = |n: usize, route: Route| {
+        let key = key.clone();
+        async move {
+            let mut s = Vec::new();
+            for _ in 0..n {
+                s.push(send(&http(), envoy, &key, route).await);
+            }
+            s
+        }
+    };
+    let locate = statuses(3, Route::CalculateLocate).await;
+    assert_eq!(
+        locate.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [200, 200, 429],
+        "{}",
+        locate[2].body
+    );
+    let policy = locate[0].header("ratelimit-policy").unwrap_or_default();
+    assert!(
+        policy.contains(r#""route-calculate-locate";q=2;w=60"#),
+        "{policy}"
+    );
+    // rates: only the key's own 100 a minute.
+    for a in statuses(3, Route::Rates).await {
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.number("x-ratelimit-limit"), 100);
+    }
+
+    // A malformed file is refused; the rule in force stays.
+    let before_errors = reload_errors(&stack).await;
+    write(
+        &file,
+        &ROUTE_LIMITS.replace(
+            "unit: minute, requests_per_unit: 2",
+            "unit: minutes, requests_per_unit: 2",
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reload_errors(&stack).await == before_errors {
+        assert!(Instant::now() < deadline, "the bad file was never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (other, _, _) = stack.key("route2", Some(100)).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            send(&http(), envoy, &other, Route::CalculateLocate)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(got, [200, 200, 429], "the last good rule stays in force");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn reload_errors(stack: &Stack) -> u64 {
+    let text = http()
+        .get(stack.rls_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("ratelimit_limits_reload_errors_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// The IETF fields agree with the X-RateLimit ones.
+fn assert_ietf_fields(a: &Answer, limit: u64) {
+    let policy = a.header("ratelimit-policy").unwrap_or_else(|| {
+        panic!("no RateLimit-Policy: {:?}", a.headers);
+    });
+    assert!(
+        policy.contains(&format!(r#""client";q={limit};w=60"#)),
+        "{policy}"
+    );
+    let current = a
+        .header("ratelimit")
+        .unwrap_or_else(|| panic!("no RateLimit: {:?}", a.headers));
+    let remaining = a.number("x-ratelimit-remaining");
+    let reset = a.number("x-ratelimit-reset");
+    assert!(
+        current.contains(&format!(";r={remaining};t={reset}")),
+        "RateLimit {current} vs X-RateLimit-Remaining {remaining}, -Reset {reset}"
+    );
+}
+
+#[tokio::test]
+async fn answers_carry_the_rate_limit_headers_from_the_service_and_from_the_local_bucket() {
+    let mut stack = Stack::start(StackOptions {
+        instances: 1,
+        redis_url: None,
+        limits_file: None,
+        failure_mode_deny: false,
+    })
+    .await;
+    let envoy = &stack.envoys[0];
+
+    // The rate-limit service's decisions, on 200 and on 429.
+    let (key, _, _) = stack.key("headers", Some(2)).await;
+    let first = send(&http(), envoy, &key, Route::Rates).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.number("x-ratelimit-limit"), 2);
+    assert_eq!(first.number("x-ratelimit-remaining"), 1);
+    assert_ietf_fields(&first, 2);
+    send(&http(), envoy, &key, Route::Rates).await;
+    let refused = send(&http(), envoy, &key, Route::Rates).await;
+    assert_eq!(refused.status, 429);
+    let body: Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    assert_eq!(refused.number("x-ratelimit-remaining"), 0);
+    assert!(refused.number("retry-after") >= 1);
+    assert_ietf_fields(&refused, 2);
+
+    // The rate-limit service gone (failing open): the auth filter's own
+    // bucket holds the client at its limit on this instance, with the same
+    // headers.
+    stack.rls.take().unwrap().stop().await;
+    let (key, _, _) = stack.key("local", Some(3)).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..5 {
+        let a = send(&http(), envoy, &key, Route::Rates).await;
+        statuses.push(a.status);
+        last = Some(a);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "the bucket holds 3");
+    let local = last.unwrap();
+    let body: Value = serde_json::from_str(&local.body).unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{}", local.body);
+    assert_eq!(
+        body["error"]["request_id"],
+        local.header("x-request-id").unwrap_or_default()
+    );
+    assert_eq!(local.number("x-ratelimit-limit"), 3);
+    assert_eq!(local.number("x-ratelimit-remaining"), 0);
+    let retry = local.number("retry-after");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(local.number("x-ratelimit-reset"), retry);
+    assert_ietf_fields(&local, 3);
+}
