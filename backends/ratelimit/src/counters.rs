@@ -170,6 +170,9 @@ impl Counters {
         Ok(())
     }
 
+    /// `<prefix>:<domain>:<node path>:<max>/<window>s`: the matched node
+    /// and the window are part of the name, so different limits never share
+    /// a counter.
     fn family(&self, domain: &str, rule: &Rule) -> String {
         format!(
             "{}:{}:{}:{}/{}s",
@@ -242,9 +245,6 @@ impl Counters {
 }
 
 fn memory_hit(m: &Memory, family: &str, rule: &Rule, hits: u64, window: Duration) -> Outcome {
-    /// `<prefix>:<domain>:<node path>:<max>/<window>s`: the matched node
-    /// and the window are part of the name, so different limits never share
-    /// a counter.
     let seen = m.known.read().map(|k| k.contains(family)).unwrap_or(false);
     if !seen {
         if let Ok(mut known) = m.known.write() {
@@ -304,9 +304,17 @@ mod tests {
     fn rule(subject: &str, max: u64) -> Rule {
         Rule {
             kind: RuleKind::Client,
+            policy: "client".to_owned(),
+            path: "client_id".to_owned(),
             subject: subject.to_owned(),
             max,
+            unit: Unit::Minute,
             window_secs: 60,
+            shadow: false,
+            unlimited: false,
+            detailed: None,
+            name: None,
+            replaces: Vec::new(),
         }
     }
 
@@ -343,11 +351,3 @@ mod tests {
         assert!(c.needs_connection());
     }
 }
-            policy: "client".to_owned(),
-            path: "client_id".to_owned(),
-            unit: Unit::Minute,
-            shadow: false,
-            unlimited: false,
-            detailed: None,
-            name: None,
-            replaces: Vec::new(),

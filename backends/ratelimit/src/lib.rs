@@ -130,12 +130,12 @@ pub async fn build(config: Config) -> Result<RateLimitApp, String> {
             counters,
             metrics: Metrics::default(),
             last_storage_error_log: AtomicU64::new(0),
+            last_other_domain_log: AtomicU64::new(0),
         }),
     })
 }
 
 impl RateLimitApp {
-            last_other_domain_log: AtomicU64::new(0),
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc
@@ -246,11 +246,6 @@ pub async fn spawn(config: Config) -> Result<Running, String> {
     })
 }
 
-async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut reload = tokio::time::interval(shared.config.reload_interval);
-    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut reconnect = tokio::time::interval(Duration::from_secs(1));
-    reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 fn warn_if_old_format(limits: &Limits) {
     if limits.current().converted_from_old_format {
         tracing::warn!(
@@ -260,19 +255,24 @@ fn warn_if_old_format(limits: &Limits) {
     }
 }
 
+async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut reload = tokio::time::interval(shared.config.reload_interval);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconnect = tokio::time::interval(Duration::from_secs(1));
+    reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = reload.tick() => match shared.limits.reload_if_changed() {
                 Ok(true) => {
                     shared.metrics.reloads.inc();
+                    warn_if_old_format(&shared.limits);
                     tracing::info!(
                         file = %shared
                             .config
                             .limits_file
                             .as_ref()
                             .map(|p| p.display().to_string())
-                    warn_if_old_format(&shared.limits);
                             .unwrap_or_default(),
                         "Rate limits reloaded"
                     );
@@ -373,6 +373,13 @@ impl RateLimitService for Rls {
                 });
                 continue;
             };
+            if rule.unlimited {
+                statuses.push(DescriptorStatus {
+                    code: Code::Ok as i32,
+                    ..Default::default()
+                });
+                continue;
+            }
             let hits = d
                 .hits_addend
                 .as_ref()
@@ -389,43 +396,6 @@ impl RateLimitService for Rls {
                             outcome.reset,
                         );
                     }
-                    statuses.push(status_for(&rule, &outcome));
-                    verdicts.push(Verdict { rule, outcome });
-                }
-                Err(e) => {
-                    s.metrics.storage_errors.inc();
-                    if s.storage_error_log_due() {
-                        tracing::warn!(
-                            error = %e,
-                            kind = rule.kind.as_str(),
-                            failure_mode = ?s.config.failure_mode,
-                            "Rate limit storage error"
-                        );
-            if rule.unlimited {
-                statuses.push(DescriptorStatus {
-                    code: Code::Ok as i32,
-                    ..Default::default()
-                });
-                continue;
-            }
-                    }
-                    // A shadow-mode limit never refuses, not even here.
-                    let denied = s.config.failure_mode == FailureMode::Deny && !rule.shadow;
-                    storage_failed |= !rule.shadow;
-                    statuses.push(DescriptorStatus {
-                        code: if denied { Code::OverLimit } else { Code::Ok } as i32,
-                        current_limit: Some(rate_limit(&rule)),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-
-        let limited = verdicts.iter().find(|v| v.outcome.limited);
-        let deny_on_failure = storage_failed && s.config.failure_mode == FailureMode::Deny;
-        let overall = if limited.is_some() || deny_on_failure {
-            Code::OverLimit
-        } else {
                     if let Some(values) = &rule.detailed {
                         let node = metrics::label(&rule.path);
                         let result = if outcome.limited {
@@ -465,6 +435,36 @@ impl RateLimitService for Rls {
                         statuses.push(status);
                         continue;
                     }
+                    statuses.push(status_for(&rule, &outcome));
+                    verdicts.push(Verdict { rule, outcome });
+                }
+                Err(e) => {
+                    s.metrics.storage_errors.inc();
+                    if s.storage_error_log_due() {
+                        tracing::warn!(
+                            error = %e,
+                            kind = rule.kind.as_str(),
+                            failure_mode = ?s.config.failure_mode,
+                            "Rate limit storage error"
+                        );
+                    }
+                    // A shadow-mode limit never refuses, not even here.
+                    let denied = s.config.failure_mode == FailureMode::Deny && !rule.shadow;
+                    storage_failed |= !rule.shadow;
+                    statuses.push(DescriptorStatus {
+                        code: if denied { Code::OverLimit } else { Code::Ok } as i32,
+                        current_limit: Some(rate_limit(&rule)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+
+        let limited = verdicts.iter().find(|v| v.outcome.limited);
+        let deny_on_failure = storage_failed && s.config.failure_mode == FailureMode::Deny;
+        let overall = if limited.is_some() || deny_on_failure {
+            Code::OverLimit
+        } else {
             Code::Ok
         };
         // Headers describe the most restrictive matched limit: the refusing
@@ -483,6 +483,15 @@ impl RateLimitService for Rls {
             if v.outcome.limited {
                 headers.push(header_value("retry-after", reset.to_string()));
             }
+            headers.push(header_value("ratelimit-policy", policy_header(&verdicts)));
+            headers.push(header_value(
+                "ratelimit",
+                format!(
+                    "{};r={};t={reset}",
+                    sf_string(&v.rule.policy),
+                    v.outcome.remaining
+                ),
+            ));
         } else if deny_on_failure {
             headers.push(header_value("retry-after", "1".to_owned()));
         }
@@ -496,8 +505,10 @@ impl RateLimitService for Rls {
         if let Some(v) = limited {
             tracing::warn!(
                 kind = v.rule.kind.as_str(),
+                policy = %v.rule.policy,
                 subject = %v.rule.subject,
                 limit = v.rule.max,
+                window_secs = v.rule.window_secs,
                 retry_after = ceil_secs(v.outcome.reset),
                 domain = %req.domain,
                 "Rate limit exceeded"
@@ -512,15 +523,6 @@ impl RateLimitService for Rls {
         }))
     }
 }
-            headers.push(header_value("ratelimit-policy", policy_header(&verdicts)));
-            headers.push(header_value(
-                "ratelimit",
-                format!(
-                    "{};r={};t={reset}",
-                    sf_string(&v.rule.policy),
-                    v.outcome.remaining
-                ),
-            ));
 
 fn rate_limit(rule: &Rule) -> RateLimit {
     RateLimit {
@@ -574,16 +576,16 @@ fn sf_string(s: &str) -> String {
             _ => out.push('?'),
         }
     }
+    out.push('"');
+    out
 }
 
 fn status_for(rule: &Rule, o: &Outcome) -> DescriptorStatus {
     DescriptorStatus {
         code: if o.limited { Code::OverLimit } else { Code::Ok } as i32,
         current_limit: Some(rate_limit(rule)),
-                policy = %v.rule.policy,
         limit_remaining: u32::try_from(o.remaining).unwrap_or(u32::MAX),
         duration_until_reset: Some(envoy_types::pb::google::protobuf::Duration {
-                window_secs = v.rule.window_secs,
             seconds: i64::try_from(ceil_secs(o.reset)).unwrap_or(i64::MAX),
             nanos: 0,
         }),
@@ -605,8 +607,6 @@ fn header_value(key: &str, value: String) -> HeaderValue {
         ..Default::default()
     }
 }
-    out.push('"');
-    out
 
 // ---------------------------------------------------------------------------
 // HTTP: /health and /metrics
