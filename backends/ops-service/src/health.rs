@@ -11,11 +11,10 @@
 //! when only non-critical ones are unhealthy (HTTP 200), `unhealthy` when
 //! any critical one is (HTTP 503).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Health of one dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -202,120 +201,142 @@ fn database_error_kind(e: &sqlx::Error) -> &'static str {
     }
 }
 
-/// Where and how to reach Redis, from a `redis://[user[:password]@]host[:port][/db]` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
+/// Files for a `rediss://` `REDIS_URL`, from the variables the rate-limit
+/// service reads: `REDIS_CA_FILE` (PEM bundle the server certificate must
+/// chain to; the system roots without it), `REDIS_CLIENT_CERT_FILE` and
+/// `REDIS_CLIENT_KEY_FILE` (mutual TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTlsFiles {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
-/// Parses a `REDIS_URL`. TLS (`rediss://`) is not supported by the probe.
-pub fn parse_redis_url(url: &str) -> Result<RedisTarget, String> {
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| "REDIS_URL must start with redis://".to_owned())?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = match userinfo {
-        Some(u) => match u.split_once(':') {
-            Some((user, pass)) => (
-                Some(user.to_owned()).filter(|s| !s.is_empty()),
-                Some(pass.to_owned()),
-            ),
-            None => (Some(u.to_owned()).filter(|s| !s.is_empty()), None),
-        },
-        None => (None, None),
-    };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "REDIS_URL has a bad IPv6 host".to_owned())?;
-        (h.to_owned(), after.strip_prefix(':').unwrap_or("6379"))
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h.to_owned(), p),
-            None => (hostport.to_owned(), "6379"),
+impl RedisTlsFiles {
+    /// Read from the environment (empty values count as unset).
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            ca_file: var("REDIS_CA_FILE"),
+            client_cert_file: var("REDIS_CLIENT_CERT_FILE"),
+            client_key_file: var("REDIS_CLIENT_KEY_FILE"),
         }
-    };
-    if host.is_empty() {
-        return Err("REDIS_URL has no host".to_owned());
     }
-    let port = port
-        .parse()
-        .map_err(|_| "REDIS_URL has a bad port".to_owned())?;
-    Ok(RedisTarget {
-        host,
-        port,
-        username,
-        password,
-    })
 }
 
-/// `PING` over a fresh TCP connection (with `AUTH` first when the URL has a
-/// password); healthy on `+PONG`.
+/// `PING` over a fresh connection to `REDIS_URL`
+/// (`redis[s]://[user:password@]host[:port][/db]`, TLS files from
+/// [`RedisTlsFiles::from_env`]); healthy on `PONG`.
 pub async fn probe_redis(url: &str, timeout: Duration) -> DependencyReport {
+    probe_redis_with_tls(url, &RedisTlsFiles::from_env(), timeout).await
+}
+
+/// [`probe_redis`] with explicit TLS files.
+pub async fn probe_redis_with_tls(
+    url: &str,
+    tls: &RedisTlsFiles,
+    timeout: Duration,
+) -> DependencyReport {
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, redis_ping(url)).await {
+    let outcome = match tokio::time::timeout(timeout, redis_ping(url, tls)).await {
         Ok(result) => result.map(|()| None),
         Err(_) => Err("timed out".to_owned()),
     };
     report("redis", "redis", false, started, outcome)
 }
 
-fn resp_command(parts: &[&str]) -> String {
-    let mut out = format!("*{}\r\n", parts.len());
-    for p in parts {
-        out.push_str(&format!("${}\r\n{}\r\n", p.len(), p));
+/// The client for `url`; errors never quote the URL (it may hold a password).
+fn redis_client(url: &str, tls: &RedisTlsFiles) -> Result<redis::Client, String> {
+    let tls_set =
+        tls.ca_file.is_some() || tls.client_cert_file.is_some() || tls.client_key_file.is_some();
+    if !tls_set {
+        return redis::Client::open(url).map_err(|_| "bad REDIS_URL".to_owned());
     }
-    out
+    if !url.starts_with("rediss://") {
+        return Err("REDIS_CA_FILE / REDIS_CLIENT_*_FILE need a rediss:// REDIS_URL".to_owned());
+    }
+    let read = |var: &str, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("{var} {}: {}", path.display(), e.kind()))
+    };
+    let root_cert = match &tls.ca_file {
+        Some(p) => Some(read("REDIS_CA_FILE", p)?),
+        None => None,
+    };
+    let client_tls = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("REDIS_CLIENT_CERT_FILE", cert)?,
+            client_key: read("REDIS_CLIENT_KEY_FILE", key)?,
+        }),
+        (None, None) => None,
+        _ => return Err("set both REDIS_CLIENT_CERT_FILE and REDIS_CLIENT_KEY_FILE".to_owned()),
+    };
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    // redis' own messages ("Unable to parse TLS trust anchors", ...) quote
+    // neither the URL nor the files' contents.
+    .map_err(|e| format!("bad REDIS_URL or TLS files: {e}"))
 }
 
-async fn redis_ping(url: &str) -> Result<(), String> {
-    let target = parse_redis_url(url)?;
-    let stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|_| "connection refused or unreachable".to_owned())?;
-    let mut stream = BufReader::new(stream);
-    let mut line = String::new();
-    if let Some(password) = &target.password {
-        let auth = match &target.username {
-            Some(user) => resp_command(&["AUTH", user, password]),
-            None => resp_command(&["AUTH", password]),
-        };
-        stream
-            .get_mut()
-            .write_all(auth.as_bytes())
-            .await
-            .map_err(|_| "write failed".to_owned())?;
-        stream
-            .read_line(&mut line)
-            .await
-            .map_err(|_| "read failed".to_owned())?;
-        if !line.starts_with("+OK") {
-            return Err("authentication refused".to_owned());
-        }
-        line.clear();
+/// Short reason for a failed Redis call, without URLs or credentials.
+fn describe_redis_error(e: &redis::RedisError) -> String {
+    // rustls' errors, known by their text (redis 0.27 keeps the I/O
+    // error's source out of reach).
+    const TLS: [&str; 6] = [
+        "invalid peer certificate",
+        "received fatal alert",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "invalid certificate",
+    ];
+    let text = e.to_string();
+    if let Some(at) = TLS.iter().filter_map(|m| text.find(m)).min() {
+        return format!("TLS handshake failed: {}", &text[at..]);
     }
-    stream
-        .get_mut()
-        .write_all(resp_command(&["PING"]).as_bytes())
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+    {
+        return "authentication refused".to_owned();
+    }
+    if e.is_io_error() {
+        return "connection refused or unreachable".to_owned();
+    }
+    format!(
+        "unexpected answer: {}",
+        e.code()
+            .unwrap_or("error")
+            .chars()
+            .take(40)
+            .collect::<String>()
+    )
+}
+
+async fn redis_ping(url: &str, tls: &RedisTlsFiles) -> Result<(), String> {
+    let client = redis_client(url, tls)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
         .await
-        .map_err(|_| "write failed".to_owned())?;
-    stream
-        .read_line(&mut line)
+        .map_err(|e| describe_redis_error(&e))?;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut conn)
         .await
-        .map_err(|_| "read failed".to_owned())?;
-    if line.starts_with("+PONG") {
+        .map_err(|e| describe_redis_error(&e))?;
+    if pong == "PONG" {
         Ok(())
     } else {
         Err(format!(
             "unexpected answer to PING: {}",
-            line.trim().chars().take(40).collect::<String>()
+            pong.chars().take(40).collect::<String>()
         ))
     }
 }
@@ -357,35 +378,129 @@ mod tests {
         assert_eq!(overall(&r).http_status(), 503);
     }
 
-    #[test]
-    fn redis_urls_parse_with_and_without_credentials() {
-        assert_eq!(
-            parse_redis_url("redis://127.0.0.1:6379/0").unwrap(),
-            RedisTarget {
-                host: "127.0.0.1".into(),
-                port: 6379,
-                username: None,
-                password: None
-            }
-        );
-        let t = parse_redis_url("redis://:s3cret@cache").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("cache", 6379));
-        assert_eq!(t.password.as_deref(), Some("s3cret"));
-        assert_eq!(t.username, None);
-        let t = parse_redis_url("redis://ops:pw@[::1]:7000").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
-        assert_eq!(t.username.as_deref(), Some("ops"));
-        assert!(parse_redis_url("rediss://x").is_err());
-        assert!(parse_redis_url("redis://h:notaport").is_err());
-        assert!(parse_redis_url("redis://").is_err());
+    #[tokio::test]
+    async fn redis_probe_errors_never_quote_the_url() {
+        let r = probe_redis_with_tls(
+            "redis://:s3cret@h:notaport",
+            &RedisTlsFiles::default(),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r.status, Status::Unhealthy);
+        assert_eq!(r.error.as_deref(), Some("bad REDIS_URL"));
+        let ca = RedisTlsFiles {
+            ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+            ..Default::default()
+        };
+        let r =
+            probe_redis_with_tls("redis://:s3cret@127.0.0.1:1", &ca, Duration::from_secs(1)).await;
+        assert!(r.error.as_deref().unwrap().contains("rediss://"), "{r:?}");
+        let r =
+            probe_redis_with_tls("rediss://:s3cret@127.0.0.1:1", &ca, Duration::from_secs(1)).await;
+        let e = r.error.unwrap();
+        assert!(e.starts_with("REDIS_CA_FILE /nonexistent/ca.pem"), "{e}");
+        assert!(!e.contains("s3cret"));
     }
 
-    #[test]
-    fn ping_is_sent_as_a_resp_array() {
-        assert_eq!(resp_command(&["PING"]), "*1\r\n$4\r\nPING\r\n");
+    /// A throwaway CA and server certificate, a `redis-server` on a TLS
+    /// port only with the ACL user `ops` (the default user off): the probe
+    /// passes with the CA file and the password, and says why otherwise.
+    #[tokio::test]
+    async fn redis_probe_speaks_tls_with_a_ca_file_and_acl_credentials() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        use std::process::{Command, Stdio};
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!("redis-server is not installed: skipping the Redis TLS probe test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ops-redis-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |n: &str| dir.join(n).display().to_string();
+        let ca_for = |cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, cn);
+            (p.self_signed(&key).unwrap(), key)
+        };
+        let (ca, ca_key) = ca_for("ops test CA");
+        let (other_ca, _) = ca_for("another CA");
+        let key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(file("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(file("other.pem"), other_ca.pem()).unwrap();
+        std::fs::write(file("server.pem"), server.pem()).unwrap();
+        std::fs::write(file("server.key"), key.serialize_pem()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .args([
+                "--tls-cert-file",
+                &file("server.pem"),
+                "--tls-key-file",
+                &file("server.key"),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &file("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args([
+                "--user", "default", "off", "--user", "ops", "on", ">pw", "+ping",
+            ])
+            .args(["--save", "", "--appendonly", "no", "--dir", &file("")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tls = |ca: &str| RedisTlsFiles {
+            ca_file: Some(PathBuf::from(file(ca))),
+            ..Default::default()
+        };
+        let url = |pw: &str| format!("rediss://ops:{pw}@127.0.0.1:{port}");
+        let t = Duration::from_secs(5);
+        let ok = probe_redis_with_tls(&url("pw"), &tls("ca.pem"), t).await;
+        let untrusted = probe_redis_with_tls(&url("pw"), &tls("other.pem"), t).await;
+        let wrong_pw = probe_redis_with_tls(&url("nope"), &tls("ca.pem"), t).await;
+        let plain = probe_redis_with_tls(
+            &format!("redis://ops:pw@127.0.0.1:{port}"),
+            &RedisTlsFiles::default(),
+            t,
+        )
+        .await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(ok.status, Status::Healthy, "{ok:?}");
         assert_eq!(
-            resp_command(&["AUTH", "pw"]),
-            "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+            untrusted.error.as_deref(),
+            Some("TLS handshake failed: invalid peer certificate: UnknownIssuer")
         );
+        assert_eq!(wrong_pw.error.as_deref(), Some("authentication refused"));
+        assert_eq!(plain.status, Status::Unhealthy, "plain TCP to a TLS port");
     }
 }

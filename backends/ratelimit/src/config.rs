@@ -39,6 +39,43 @@ impl std::str::FromStr for FailureMode {
     }
 }
 
+/// Files for a `rediss://` connection, each a PEM file read when the
+/// service starts (`REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`,
+/// `REDIS_CLIENT_KEY_FILE`). With no CA file the server certificate is
+/// checked against the system roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// CA bundle the Redis server certificate must chain to (replaces the
+    /// system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (chain) for mutual TLS; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// Private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    /// Whether any file is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
+    }
+}
+
+/// `url` with its password replaced by `***`, for logs
+/// (`rediss://app:***@cache:6380/0`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Everything the rate-limit service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -57,9 +94,12 @@ pub struct Config {
     /// How often the limits file's modification time is polled; a change is
     /// applied without restart (`RATE_LIMITS_RELOAD_MS`, default 1000).
     pub reload_interval: Duration,
-    /// Redis URL for counters shared by every service replica (`REDIS_URL`);
+    /// Redis URL for counters shared by every service replica (`REDIS_URL`:
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS);
     /// `None` keeps counters in memory.
     pub redis_url: Option<String>,
+    /// CA and client certificate files for a `rediss://` URL.
+    pub redis_tls: RedisTls,
     /// Answer when Redis is down (`RATE_LIMIT_FAILURE_MODE`, `allow` by default).
     pub failure_mode: FailureMode,
     /// Longest wait for one storage operation before [`Config::failure_mode`]
@@ -84,6 +124,7 @@ impl Default for Config {
             limits_file: None,
             reload_interval: Duration::from_millis(1000),
             redis_url: None,
+            redis_tls: RedisTls::default(),
             failure_mode: FailureMode::Allow,
             storage_timeout: Duration::from_millis(100),
             key_prefix: "brl".to_owned(),
@@ -132,6 +173,26 @@ impl Config {
             c.reload_interval = Duration::from_millis(positive("RATE_LIMITS_RELOAD_MS", &v)?);
         }
         c.redis_url = non_empty("REDIS_URL");
+        c.redis_tls = RedisTls {
+            ca_file: non_empty("REDIS_CA_FILE").map(PathBuf::from),
+            client_cert_file: non_empty("REDIS_CLIENT_CERT_FILE").map(PathBuf::from),
+            client_key_file: non_empty("REDIS_CLIENT_KEY_FILE").map(PathBuf::from),
+        };
+        if c.redis_tls.client_cert_file.is_some() != c.redis_tls.client_key_file.is_some() {
+            return Err(
+                "REDIS_CLIENT_CERT_FILE and REDIS_CLIENT_KEY_FILE: set both or neither".to_owned(),
+            );
+        }
+        if c.redis_tls.is_set()
+            && !c
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| u.trim_start().starts_with("rediss://"))
+        {
+            return Err(
+                "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE need a rediss:// REDIS_URL".to_owned(),
+            );
+        }
         if let Some(v) = non_empty("RATE_LIMIT_FAILURE_MODE") {
             c.failure_mode = v.parse()?;
         }
@@ -192,6 +253,41 @@ mod tests {
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.failure_mode, FailureMode::Deny);
         assert_eq!(c.grpc_addr.port(), 0);
+    }
+
+    #[test]
+    fn redis_tls_files_are_read_and_need_a_rediss_url() {
+        let c = from(&[
+            ("REDIS_URL", "rediss://app:pw@cache:6380/0"),
+            ("REDIS_CA_FILE", "/etc/redis/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/redis/ca.pem"))
+        );
+        let e = from(&[
+            ("REDIS_URL", "redis://cache:6379"),
+            ("REDIS_CA_FILE", "/etc/redis/ca.pem"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("rediss://"), "{e}");
+        let e = from(&[
+            ("REDIS_URL", "rediss://cache:6380"),
+            ("REDIS_CLIENT_CERT_FILE", "/etc/redis/client.pem"),
+        ])
+        .unwrap_err();
+        assert!(e.starts_with("REDIS_CLIENT_CERT_FILE"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            redact_url("rediss://app:s3cret@cache:6380/0"),
+            "rediss://app:***@cache:6380/0"
+        );
+        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use limitador::limit::{Context, Expression, Limit, Namespace};
 use limitador::RateLimiter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::config::RedisTls;
 use crate::limits::Rule;
 
 /// Result of counting one hit against a rule.
@@ -44,6 +45,53 @@ pub enum StorageError {
     Timeout,
     /// The storage answered with an error.
     Failed(String),
+    /// The TLS handshake with Redis failed (untrusted or invalid server
+    /// certificate, client certificate refused, not a TLS port).
+    Tls(String),
+    /// Redis refused the URL's user name and password.
+    Auth(String),
+}
+
+impl StorageError {
+    /// Classifies a Redis connection error: TLS, authentication or other.
+    pub fn from_redis(e: &redis::RedisError) -> Self {
+        if let Some(tls) = tls_error(e) {
+            return Self::Tls(tls);
+        }
+        if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        {
+            return Self::Auth(e.to_string());
+        }
+        Self::Failed(e.to_string())
+    }
+
+    /// A configuration problem (TLS or credentials) rather than an outage.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Tls(_) | Self::Auth(_))
+    }
+}
+
+/// The TLS error behind a Redis connection error, if any. redis 0.27 keeps
+/// the I/O error's source out of reach (and the connection manager passes
+/// on a copy holding only its text), so rustls' error is known by its text.
+fn tls_error(e: &redis::RedisError) -> Option<String> {
+    const RUSTLS: [&str; 8] = [
+        "invalid peer certificate",
+        "received fatal alert",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "peer sent no certificates",
+        "no certificates presented",
+        "invalid certificate",
+    ];
+    if e.kind() != redis::ErrorKind::IoError {
+        return None;
+    }
+    let text = e.to_string();
+    let at = RUSTLS.iter().filter_map(|m| text.find(m)).min()?;
+    Some(text[at..].to_owned())
 }
 
 impl std::fmt::Display for StorageError {
@@ -52,6 +100,8 @@ impl std::fmt::Display for StorageError {
             Self::NotConnected => f.write_str("redis not connected"),
             Self::Timeout => f.write_str("storage timeout"),
             Self::Failed(e) => write!(f, "storage error: {e}"),
+            Self::Tls(e) => write!(f, "Redis TLS handshake failed: {e}"),
+            Self::Auth(e) => write!(f, "Redis authentication failed: {e}"),
         }
     }
 }
@@ -86,6 +136,8 @@ struct Redis {
     client: redis::Client,
     conn: RwLock<Option<ConnectionManager>>,
     script: redis::Script,
+    /// Why the last connection attempt failed (reported by `probe`).
+    last_error: RwLock<Option<StorageError>>,
 }
 
 enum Backend {
@@ -118,12 +170,24 @@ impl Counters {
     /// Redis counters; the connection is made by [`Counters::connect`]
     /// (and retried by the caller until it succeeds). Errors name a bad URL.
     pub fn redis(url: &str, prefix: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+        Self::redis_with_tls(url, &RedisTls::default(), prefix, timeout)
+    }
+
+    /// [`Counters::redis`] with the CA and client certificate files of a
+    /// `rediss://` URL, read now. Errors name the variable at fault.
+    pub fn redis_with_tls(
+        url: &str,
+        tls: &RedisTls,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let client = redis_client(url, tls)?;
         Ok(Self {
             backend: Backend::Redis(Box::new(Redis {
                 client,
                 conn: RwLock::new(None),
                 script: redis::Script::new(HIT_SCRIPT),
+                last_error: RwLock::new(None),
             })),
             prefix: prefix.to_owned(),
             timeout,
@@ -157,15 +221,27 @@ impl Counters {
             .set_response_timeout(self.timeout.max(Duration::from_millis(10)))
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let manager = tokio::time::timeout(
+        let result = tokio::time::timeout(
             deadline,
             ConnectionManager::new_with_config(r.client.clone(), config),
         )
         .await
-        .map_err(|_| StorageError::Timeout)?
-        .map_err(|e| StorageError::Failed(e.to_string()))?;
+        .map_err(|_| StorageError::Timeout)
+        .and_then(|m| m.map_err(|e| StorageError::from_redis(&e)));
+        let manager = match result {
+            Ok(m) => m,
+            Err(e) => {
+                if let Ok(mut last) = r.last_error.write() {
+                    *last = Some(e.clone());
+                }
+                return Err(e);
+            }
+        };
         if let Ok(mut c) = r.conn.write() {
             *c = Some(manager);
+        }
+        if let Ok(mut last) = r.last_error.write() {
+            *last = None;
         }
         Ok(())
     }
@@ -221,12 +297,13 @@ impl Counters {
         let Backend::Redis(r) = &self.backend else {
             return Ok(());
         };
-        let mut conn = r
-            .conn
-            .read()
-            .ok()
-            .and_then(|c| c.clone())
-            .ok_or(StorageError::NotConnected)?;
+        let mut conn = r.conn.read().ok().and_then(|c| c.clone()).ok_or_else(|| {
+            r.last_error
+                .read()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or(StorageError::NotConnected)
+        })?;
         let pong: String = tokio::time::timeout(
             self.timeout.max(Duration::from_millis(500)),
             redis::cmd("PING").query_async(&mut conn),
@@ -242,6 +319,46 @@ impl Counters {
             )))
         }
     }
+}
+
+/// A Redis client for `url`; a `rediss://` URL verifies the server against
+/// `tls.ca_file` (else the system roots) and presents the client
+/// certificate when one is set.
+fn redis_client(url: &str, tls: &RedisTls) -> Result<redis::Client, String> {
+    if !tls.is_set() {
+        return redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"));
+    }
+    let read = |var: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{var} {}: {e}", path.display()))
+    };
+    let root_cert = match &tls.ca_file {
+        Some(p) => {
+            let pem = read("REDIS_CA_FILE", p)?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "REDIS_CA_FILE {}: no PEM certificate in the file",
+                    p.display()
+                ));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let client_tls = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("REDIS_CLIENT_CERT_FILE", cert)?,
+            client_key: read("REDIS_CLIENT_KEY_FILE", key)?,
+        }),
+        _ => None,
+    };
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| format!("REDIS_URL / REDIS_CA_FILE / REDIS_CLIENT_*_FILE: {e}"))
 }
 
 fn memory_hit(m: &Memory, family: &str, rule: &Rule, hits: u64, window: Duration) -> Outcome {

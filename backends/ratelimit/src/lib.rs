@@ -101,7 +101,12 @@ pub async fn build(config: Config) -> Result<RateLimitApp, String> {
     let limits = Limits::new(config.default_per_minute, config.limits_file.clone())?;
     warn_if_old_format(&limits);
     let counters = match &config.redis_url {
-        Some(url) => Counters::redis(url, &config.key_prefix, config.storage_timeout)?,
+        Some(url) => Counters::redis_with_tls(
+            url,
+            &config.redis_tls,
+            &config.key_prefix,
+            config.storage_timeout,
+        )?,
         None => Counters::memory(
             &config.key_prefix,
             config.memory_counters,
@@ -112,7 +117,7 @@ pub async fn build(config: Config) -> Result<RateLimitApp, String> {
         // A failure here is not fatal: the service starts, answers per the
         // failure mode and keeps reconnecting in the background.
         if let Err(e) = counters.connect(Duration::from_secs(2)).await {
-            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background");
+            log_connect_error(&e, config.redis_url.as_deref().unwrap_or_default(), true);
         }
     }
     let grpc = TcpListener::bind(config.grpc_addr)
@@ -259,6 +264,7 @@ async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     let mut reload = tokio::time::interval(shared.config.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reconnect = tokio::time::interval(Duration::from_secs(1));
+    let mut last_connect_error: Option<counters::StorageError> = None;
     reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -285,11 +291,34 @@ async fn background_tasks(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             },
             _ = reconnect.tick(), if shared.counters.needs_connection() => {
                 match shared.counters.connect(Duration::from_secs(2)).await {
-                    Ok(()) => tracing::info!("Redis connected"),
-                    Err(e) => tracing::debug!(error = %e, "Redis still unreachable"),
+                    Ok(()) => {
+                        last_connect_error = None;
+                        tracing::info!("Redis connected");
+                    }
+                    Err(e) => {
+                        // Logged once per distinct error, not every second.
+                        let url = shared.config.redis_url.as_deref().unwrap_or_default();
+                        log_connect_error(&e, url, last_connect_error.as_ref() != Some(&e));
+                        last_connect_error = Some(e);
+                    }
                 }
             }
         }
+    }
+}
+
+/// A failed Redis connection: TLS and credential errors (configuration
+/// that retrying will not fix) at error level, an unreachable Redis as a
+/// warning; `loud` false logs at debug level only. The URL is logged without
+/// its password.
+fn log_connect_error(e: &counters::StorageError, url: &str, loud: bool) {
+    let redis = config::redact_url(url);
+    if !loud {
+        tracing::debug!(redis = %redis, error = %e, "Redis still unreachable");
+    } else if e.is_configuration() {
+        tracing::error!(redis = %redis, "{e}; retrying every second");
+    } else {
+        tracing::warn!(redis = %redis, error = %e, "Redis unreachable; retrying every second");
     }
 }
 

@@ -3,6 +3,7 @@
 //! Configuration from the environment (see `ratelimit::Config`):
 //! `GRPC_LISTEN_ADDR`, `LISTEN_ADDR`, `RATE_LIMIT_PER_MINUTE`,
 //! `RATE_LIMITS_FILE`, `RATE_LIMITS_RELOAD_MS`, `REDIS_URL`,
+//! `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`,
 //! `RATE_LIMIT_FAILURE_MODE`, `RATE_LIMIT_STORAGE_TIMEOUT_MS`,
 //! `RATE_LIMIT_KEY_PREFIX`, `RATE_LIMIT_MEMORY_COUNTERS`, `LOG_LEVEL`.
 
@@ -34,6 +35,11 @@ async fn main() -> ExitCode {
         grpc = %app.grpc_addr(),
         http = %app.http_addr(),
         storage,
+        redis = %config
+            .redis_url
+            .as_deref()
+            .map(ratelimit::config::redact_url)
+            .unwrap_or_default(),
         limits_file = %config
             .limits_file
             .as_ref()
