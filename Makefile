@@ -37,7 +37,7 @@ DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \
 # Native binaries make run starts (profile "server": optimised, unwinding).
 SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
 # Debian packages: command they provide -> package.
-APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++
+APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++ redis-server:redis-server
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
 APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox valgrind:valgrind
