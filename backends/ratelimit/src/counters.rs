@@ -58,10 +58,11 @@ impl StorageError {
         if let Some(tls) = tls_error(e) {
             return Self::Tls(tls);
         }
-        if e.kind() == redis::ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        {
-            return Self::Auth(e.to_string());
+        if let Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) = e.code() {
+            return Self::Auth(format!("{code} {}", e.detail().unwrap_or_default()));
+        }
+        if e.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Self::Auth("user name or password refused".to_owned());
         }
         Self::Failed(e.to_string())
     }

@@ -1416,7 +1416,10 @@ mod redis_tls {
         let (status, body) = health(&rls).await;
         assert_eq!(status, 503);
         let msg = body["error"]["message"].as_str().unwrap();
-        assert!(msg.contains("Redis authentication failed"), "{msg}");
+        assert!(
+            msg.contains("Redis authentication failed: user name or password refused"),
+            "{msg}"
+        );
         assert!(!msg.contains(wrong), "{msg}");
         let r = ask(&mut client(&rls).await, &[("client_id", "wrongpw")]).await;
         assert!(is_ok(&r), "allow: fail open");
