@@ -471,6 +471,10 @@ def build_env(args) -> dict:
     # Envoy's ratelimit filter: deny when the rate-limit service itself is
     # unreachable (true) or let the request through (false, the default).
     env["RATE_LIMIT_FAILURE_MODE_DENY"] = "true" if mode in ("deny", "closed") else "false"
+    # Longest wait for the rate-limit service's decision; past it the
+    # failure mode applies.
+    rl_timeout_ms = positive_int(src.get("RATE_LIMIT_TIMEOUT_MS", "100"), "RATE_LIMIT_TIMEOUT_MS")
+    env["RATE_LIMIT_TIMEOUT"] = f"{rl_timeout_ms / 1000:g}s"
     for gone in ("LOCAL_RATE_LIMIT_BURST", "LOCAL_RATE_LIMIT_PER_SECOND"):
         if src.get(gone, "").strip():
             print(
