@@ -188,7 +188,8 @@ fn rate_limit_files_of_compose_and_kubernetes_are_accepted_by_the_rate_limit_ser
     if let Err(e) = ratelimit::limits::LimitsFile::parse(text, "ConfigMap ratelimit-limits") {
         panic!("{e}");
     }
-    let typo = text.replace("per_minute", "per_minutes");
+    let typo = text.replace("requests_per_unit", "requests_per_units");
+    assert_ne!(typo, text, "the ConfigMap carries a rate_limit");
     assert!(
         ratelimit::limits::LimitsFile::parse(&typo, "typo").is_err(),
         "a misspelled limits field must be rejected"
