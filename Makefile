@@ -65,6 +65,11 @@ rust: ## Rust toolchain with rustfmt, clippy and the wasm target
 	  echo "installing Rust (rustup)"; \
 	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
 	@command -v rustup >/dev/null 2>&1 || { echo "rustup not found on PATH (source ~/.cargo/env)"; exit 1; }
+	@# The workspace's rust-version (Cargo.toml): an older stable is updated.
+	@need="$$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"; \
+	  have="$$(rustc --version | awk '{print $$2}')"; \
+	  if [ "$$(printf '%s\n%s\n' "$$need" "$$have" | sort -V | head -n1)" != "$$need" ]; then \
+	    echo "Rust $$have is older than $$need: rustup update stable"; rustup update stable; fi
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)

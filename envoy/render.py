@@ -11,7 +11,7 @@ yields every shape, so the shapes cannot drift:
 Switches come from the environment (SPEC §9) and may be overridden with
 --set NAME=VALUE: ENABLE_AUTHENTICATION, ENABLE_RATE_LIMITING, CORS_ORIGINS,
 SLOW_REQUEST_MS, JWT_SECRET_KEY, JWT_ISSUER, JWT_AUDIENCE,
-RATE_LIMIT_PER_MINUTE, RATE_LIMIT_FAILURE_MODE (allow|deny).
+RATE_LIMIT_PER_MINUTE, RATE_LIMIT_FAILURE_MODE (allow|deny), RATE_LIMIT_TIMEOUT_MS.
 
 Standard library only (Python 3.8+).
 """
@@ -231,9 +231,8 @@ http_filters:
     "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
     domain: borrow_rate_gateway
     stage: 0
-    timeout: 0.1s
+    timeout: ${RATE_LIMIT_TIMEOUT}
     failure_mode_deny: ${RATE_LIMIT_FAILURE_MODE_DENY}
-    enable_x_ratelimit_headers: DRAFT_VERSION_03
     rate_limit_service:
       transport_api_version: V3
       grpc_service:
@@ -465,6 +464,11 @@ def build_env(args) -> dict:
     env["RATE_LIMIT_PER_MINUTE"] = str(
         positive_int(src.get("RATE_LIMIT_PER_MINUTE", "60"), "RATE_LIMIT_PER_MINUTE")
     )
+    if int(env["RATE_LIMIT_PER_MINUTE"]) > 1_000_000:
+        raise RenderError(
+            f"RATE_LIMIT_PER_MINUTE must be at most 1000000 (the auth filter's bucket), "
+            f"got {env['RATE_LIMIT_PER_MINUTE']}"
+        )
     mode = src.get("RATE_LIMIT_FAILURE_MODE", "allow").strip().lower() or "allow"
     if mode not in ("allow", "open", "deny", "closed"):
         raise RenderError(f"RATE_LIMIT_FAILURE_MODE must be allow or deny, got {mode!r}")
@@ -474,7 +478,9 @@ def build_env(args) -> dict:
     # Longest wait for the rate-limit service's decision; past it the
     # failure mode applies.
     rl_timeout_ms = positive_int(src.get("RATE_LIMIT_TIMEOUT_MS", "100"), "RATE_LIMIT_TIMEOUT_MS")
-    env["RATE_LIMIT_TIMEOUT"] = f"{rl_timeout_ms / 1000:g}s"
+    if rl_timeout_ms > 60000:
+        raise RenderError(f"RATE_LIMIT_TIMEOUT_MS must be at most 60000, got {rl_timeout_ms}")
+    env["RATE_LIMIT_TIMEOUT"] = f"{rl_timeout_ms // 1000}.{rl_timeout_ms % 1000:03d}".rstrip("0").rstrip(".") + "s"
     for gone in ("LOCAL_RATE_LIMIT_BURST", "LOCAL_RATE_LIMIT_PER_SECOND"):
         if src.get(gone, "").strip():
             print(

@@ -8,7 +8,6 @@
 //! envelope, as the gateway's listener does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use e2e::{CountingUpstream, Envoy};
 use ratelimit::{Config, Running};
@@ -34,10 +33,12 @@ fn unique(tag: &str) -> String {
 fn fragment(failure_mode_deny: bool) -> Value {
     let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replace(
-        "${RATE_LIMIT_FAILURE_MODE_DENY}",
-        &failure_mode_deny.to_string(),
-    );
+    let text = text
+        .replace(
+            "${RATE_LIMIT_FAILURE_MODE_DENY}",
+            &failure_mode_deny.to_string(),
+        )
+        .replace("${RATE_LIMIT_TIMEOUT}", "0.1s");
     assert!(
         !text
             .lines()
@@ -55,7 +56,7 @@ fn envoy_config(upstream_port: u16, rls_port: u16) -> String {
     envoy_config_with(upstream_port, rls_port, true, false)
 }
 
-/// [`envoy_config`], optionally without the two rate-limit filters (the
+/// [`envoy_config`], optionally without the rate-limit filter (the
 /// baseline of the latency measurement), or failing closed.
 fn envoy_config_with(
     upstream_port: u16,
@@ -63,7 +64,7 @@ fn envoy_config_with(
     rate_limited: bool,
     failure_mode_deny: bool,
 ) -> String {
-    let mut frag = fragment(failure_mode_deny);
+    let frag = fragment(failure_mode_deny);
     let mut rls_cluster = frag["clusters"][0].clone();
     assert_eq!(rls_cluster["name"], "rate_limit_service");
     rls_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]

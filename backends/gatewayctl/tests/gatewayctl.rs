@@ -1030,3 +1030,25 @@ async fn help_documents_the_exit_codes() {
     assert!(update.contains("--no-expiry") && update.contains("--expires-at"));
     db.drop_it().await;
 }
+
+#[test]
+fn an_unreachable_database_exits_4_with_a_one_line_error() {
+    // A closed port: PostgreSQL cannot be reached at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewayctl"))
+        .args([
+            "--database-url",
+            &format!("postgres://nobody@127.0.0.1:{port}/none"),
+            "keys",
+            "list",
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

@@ -171,7 +171,7 @@ pub fn constant(value: &str) -> Schema {
 
 /// Response headers every route documents, as `components.headers`
 /// entries: `(component name, header name, description, required)`.
-pub const HEADERS: [(&str, &str, &str, bool); 5] = [
+pub const HEADERS: [(&str, &str, &str, bool); 7] = [
     (
         "RequestId",
         "x-request-id",
@@ -202,6 +202,20 @@ pub const HEADERS: [(&str, &str, &str, bool); 5] = [
         "Seconds until the window resets.",
         false,
     ),
+    (
+        "RateLimitPolicy",
+        "RateLimit-Policy",
+        "IETF draft-ietf-httpapi-ratelimit-headers: every limit that applied, e.g. \
+         `\"client\";q=60;w=60, \"route-calculate-locate\";q=20;w=60`.",
+        false,
+    ),
+    (
+        "RateLimit",
+        "RateLimit",
+        "IETF draft-ietf-httpapi-ratelimit-headers: the most restrictive limit's \
+         remaining quota and seconds to reset, e.g. `\"client\";r=59;t=42`.",
+        false,
+    ),
 ];
 
 /// The `components.headers` objects of [`HEADERS`].
@@ -209,7 +223,7 @@ pub fn header_components() -> Vec<(String, Header)> {
     HEADERS
         .iter()
         .map(|(component, _, description, _)| {
-            let schema = if *component == "RequestId" {
+            let schema = if matches!(*component, "RequestId" | "RateLimitPolicy" | "RateLimit") {
                 ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
             } else {
                 ObjectBuilder::new()
@@ -441,6 +455,8 @@ mod tests {
             "X-RateLimit-Limit",
             "X-RateLimit-Remaining",
             "X-RateLimit-Reset",
+            "RateLimit-Policy",
+            "RateLimit",
         ] {
             assert!(limited["headers"][h].is_object(), "{h}");
         }

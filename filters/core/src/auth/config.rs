@@ -78,9 +78,9 @@ pub struct LocalRateLimitConfig {
     #[serde(default = "default_per_minute")]
     pub default_per_minute: u32,
     /// Per-minute limits by client id for clients whose credentials carry
-    /// none of their own: the rate-limit service's limits file `clients`
-    /// section, same shape (`{"big_fund": {"per_minute": 600}}`). Default
-    /// empty.
+    /// none of their own (`{"big_fund": {"per_minute": 600}}`); a
+    /// filter-only setting, not read from the rate-limit service's limits
+    /// file. Default empty.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientLimitConfig>,
 }
