@@ -602,6 +602,68 @@ async fn a_route_limit_from_the_descriptor_file_applies_and_a_bad_file_keeps_it(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn a_tier_rule_of_the_descriptor_file_limits_every_key_with_that_tier_scope() {
+    let dir = std::env::temp_dir().join(unique("tier-limits"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("limits.yaml");
+    write(
+        &file,
+        r#"
+domain: borrow_rate_gateway
+descriptors:
+  - key: client_id
+  - key: tier
+    value: bronze
+    descriptors:
+      - key: client_id
+        rate_limit: { unit: minute, requests_per_unit: 2 }
+"#,
+    );
+    let stack = Stack::start(StackOptions {
+        instances: 1,
+        redis_url: None,
+        limits_file: Some(file),
+        failure_mode_deny: false,
+        decision_timeout_ms: 100,
+    })
+    .await;
+    let envoy = &stack.envoys[0];
+    let key_with = |scope: Option<&'static str>| {
+        let stack = &stack;
+        async move {
+            let client_id = unique("tiered");
+            stack
+                .auth
+                .store
+                .create_api_key(&store::NewApiKey {
+                    client_id,
+                    scopes: scope.map(|s| vec![s.to_owned()]).unwrap_or_default(),
+                    rate_limit_per_minute: Some(100),
+                    expires_at: None,
+                })
+                .await
+                .unwrap()
+                .key
+        }
+    };
+    // Two bronze clients: 2 a minute each, counted per client.
+    for _ in 0..2 {
+        let bronze = key_with(Some("tier:bronze")).await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(send(&http(), envoy, &bronze, Route::Rates).await.status);
+        }
+        assert_eq!(got, [200, 200, 429], "a bronze key");
+    }
+    // No tier scope: only the key's own 100 a minute.
+    let plain = key_with(None).await;
+    for _ in 0..3 {
+        assert_eq!(send(&http(), envoy, &plain, Route::Rates).await.status, 200);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn reload_errors(stack: &Stack) -> u64 {
     let text = http()
         .get(stack.rls_url("/metrics"))

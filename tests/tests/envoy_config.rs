@@ -281,6 +281,7 @@ fn authentication_off_drops_the_auth_filter_but_still_strips_internal_headers() 
         "x-client-scopes",
         "x-auth-method",
         "x-client-rate-limit",
+        "x-client-tier",
     ] {
         assert!(yaml.contains(&format!("- remove: {h}")), "{h} not stripped");
     }
@@ -635,6 +636,10 @@ fn per_route_descriptors_name_each_api_route_with_the_client() {
         );
         assert!(yaml.contains(&format!("prefix: {prefix} }}")), "{prefix}");
     }
+    assert!(
+        yaml.contains("header_name: x-client-tier, descriptor_key: tier"),
+        "per-tier descriptor"
+    );
 }
 
 #[test]

@@ -518,6 +518,7 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
             ("x-client-scopes", "admin"),
             ("x-auth-method", "api_key"),
             ("x-client-rate-limit", "100000"),
+            ("x-client-tier", "platinum"),
             ("x-request-id", "chosen-by-client"),
             ("x-forwarded-for", "10.9.9.9"),
         ],
@@ -535,6 +536,7 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
         "x-client-scopes",
         "x-auth-method",
         "x-client-rate-limit",
+        "x-client-tier",
     ] {
         assert_eq!(req.header(h), None, "{h} reached the backend");
     }

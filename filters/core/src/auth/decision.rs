@@ -8,12 +8,31 @@ use super::lockout::Throttled;
 
 /// Headers the gateway sets for upstreams; client-supplied copies are always
 /// removed.
-pub const INTERNAL_HEADERS: [&str; 4] = [
+pub const INTERNAL_HEADERS: [&str; 5] = [
     "x-client-id",
     "x-client-scopes",
     "x-auth-method",
     "x-client-rate-limit",
+    "x-client-tier",
 ];
+
+/// Scope prefix naming the client's rate-limit tier (`tier:gold`): the
+/// tier reaches the rate-limit service as `x-client-tier`, so the limits
+/// file can give every client of a tier its limit (docs/rate-limiting.md).
+pub const TIER_SCOPE_PREFIX: &str = "tier:";
+
+/// The tier named by the first `tier:<name>` scope, when `<name>` is 1–32
+/// of `a-z`, `0-9`, `_`, `-`, `.`.
+pub fn tier_of(scopes: &[String]) -> Option<&str> {
+    scopes.iter().find_map(|s| {
+        let name = s.strip_prefix(TIER_SCOPE_PREFIX)?;
+        let ok = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        ok.then_some(name)
+    })
+}
 
 /// The `status` label of `authentication_attempts_total` (SPEC §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,6 +249,9 @@ impl Actions {
         set_headers.push(("x-auth-method", method.as_str().to_owned()));
         if let Some(limit) = rate_limit_per_minute {
             set_headers.push(("x-client-rate-limit", limit.to_string()));
+        }
+        if let Some(tier) = tier_of(scopes) {
+            set_headers.push(("x-client-tier", tier.to_owned()));
         }
         Self {
             remove_headers: Self::removals(credential_header),

@@ -1184,3 +1184,32 @@ fn an_hs256_token_with_any_kid_is_refused_as_an_unknown_key_id() {
         );
     }
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_tier_scope_names_the_clients_tier_and_a_client_supplied_tier_is_removed() {
+    use crate::auth::decision::{tier_of, Actions, INTERNAL_HEADERS};
+    let scopes = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    assert_eq!(tier_of(&scopes(&["admin", "tier:gold"])), Some("gold"));
+    assert_eq!(
+        tier_of(&scopes(&["tier:gold", "tier:silver"])),
+        Some("gold")
+    );
+    for bad in ["tier:", "tier:Gold", "tier:a b", "gold"] {
+        assert_eq!(tier_of(&scopes(&[bad])), None, "{bad}");
+    }
+    let long = format!("tier:{}", "a".repeat(33));
+    assert_eq!(tier_of(&[long]), None);
+
+    let actions = Actions::allow(
+        "fund7",
+        &scopes(&["tier:gold"]),
+        AuthMethod::ApiKey,
+        None,
+        None,
+    );
+    assert_eq!(header(&actions, "x-client-tier"), Some("gold"));
+    let without = Actions::allow("fund8", &scopes(&["admin"]), AuthMethod::ApiKey, None, None);
+    assert_eq!(header(&without, "x-client-tier"), None);
+    assert!(INTERNAL_HEADERS.contains(&"x-client-tier"));
+    assert!(without.remove_headers.contains(&"x-client-tier"));
+}
