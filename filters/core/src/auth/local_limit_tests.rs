@@ -645,3 +645,23 @@ fn at_larger_limits_a_client_at_twice_its_limit_passes_at_most_limit_plus_headro
         assert!(second <= l + 2 * h, "limit {limit}: {second}");
     }
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_largest_limit_gatewayctl_accepts_is_held_exactly_without_overflow() {
+    // 1 000 000 a minute: the top of gatewayctl's range.
+    let limit = 1_000_000;
+    let mut bucket = Bucket::full(limit, NOW_MS);
+    assert_eq!(bucket.tokens(), 1_000_000);
+    for _ in 0..1_000_000 {
+        bucket = bucket.take().unwrap();
+    }
+    assert!(bucket.take().is_none(), "a full bucket holds exactly L");
+    // One minute later: L + headroom (1% = 10 000) tokens, capped at L.
+    let later = bucket.at(limit, NOW_MS + MINUTE_MS);
+    assert_eq!(later.tokens(), 1_000_000);
+    // Six milliseconds refill (1 010 000 / 60 000) × 6 = 101 tokens.
+    let soon = bucket.at(limit, NOW_MS + 6);
+    assert_eq!(soon.tokens(), 101);
+    let encoded = Bucket::decode(&soon.encode()).unwrap();
+    assert_eq!(encoded.tokens(), 101);
+}
