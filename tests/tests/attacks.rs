@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use e2e::{free_port, Envoy};
+use e2e::Envoy;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use store::NewApiKey;
@@ -292,7 +292,9 @@ async fn start() -> Catalogue {
         .unwrap()
         .key;
 
-    let ops_port = free_port();
+    // Held from now on, so no ephemeral port of Envoy's connections takes it.
+    let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ops_port = ops_listener.local_addr().unwrap().port();
     let yaml = e2e::render_local_gateway(
         &[
             ("data_service", data.addr.to_string()),
@@ -310,18 +312,21 @@ async fn start() -> Catalogue {
     );
     let envoy = Envoy::start(&yaml).await;
     let url = |a: SocketAddr| format!("http://{a}");
-    let ops = ops_service::build(ops_service::OpsConfig {
-        listen_addr: SocketAddr::from(([127, 0, 0, 1], ops_port)),
-        envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
-        backends: vec![ops_service::Backend {
-            name: "data_service".into(),
-            base_url: url(data.addr),
-            critical: true,
-        }],
-        database_url: None,
-        redis_url: None,
-        probe_timeout: Duration::from_millis(1000),
-    })
+    let ops = ops_service::build_on(
+        ops_service::OpsConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], ops_port)),
+            envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
+            backends: vec![ops_service::Backend {
+                name: "data_service".into(),
+                base_url: url(data.addr),
+                critical: true,
+            }],
+            database_url: None,
+            redis_url: None,
+            probe_timeout: Duration::from_millis(1000),
+        },
+        ops_listener,
+    )
     .await
     .unwrap();
     tokio::spawn(ops.serve(std::future::pending()));

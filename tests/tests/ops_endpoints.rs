@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ops_service::{build, Backend, OpsConfig};
+use ops_service::{build, build_on, Backend, OpsConfig};
 use serde_json::Value;
 
 /// Envoy 1.40 `/stats/prometheus` shape with the filters' metrics (wasm
@@ -831,8 +831,9 @@ async fn gateway_stack() -> GatewayStack {
     // limiting off); a stand-in answers its health check.
     let rate_limit = fake_backend("").await;
 
-    let ops_port = e2e::free_port();
-    let ops_addr: SocketAddr = format!("127.0.0.1:{ops_port}").parse().unwrap();
+    // Held from now on, so no ephemeral port of Envoy's connections takes it.
+    let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ops_addr: SocketAddr = ops_listener.local_addr().unwrap();
     let envoy = e2e::Envoy::start(&rendered_gateway(
         &[
             ("data_service", data.addr),
@@ -844,35 +845,38 @@ async fn gateway_stack() -> GatewayStack {
     ))
     .await;
     let url = |a: SocketAddr| format!("http://{a}");
-    let ops = build(OpsConfig {
-        listen_addr: ops_addr,
-        envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
-        backends: vec![
-            Backend {
-                name: "data_service".into(),
-                base_url: url(data.addr),
-                critical: true,
-            },
-            Backend {
-                name: "calculation_service".into(),
-                base_url: url(calc.addr),
-                critical: true,
-            },
-            Backend {
-                name: "auth_service".into(),
-                base_url: url(auth.addr),
-                critical: true,
-            },
-            Backend {
-                name: "rate_limit_service".into(),
-                base_url: url(rate_limit),
-                critical: false,
-            },
-        ],
-        database_url: Some(database_url),
-        redis_url: Some("redis://127.0.0.1:6379".into()),
-        probe_timeout: Duration::from_millis(2000),
-    })
+    let ops = build_on(
+        OpsConfig {
+            listen_addr: ops_addr,
+            envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
+            backends: vec![
+                Backend {
+                    name: "data_service".into(),
+                    base_url: url(data.addr),
+                    critical: true,
+                },
+                Backend {
+                    name: "calculation_service".into(),
+                    base_url: url(calc.addr),
+                    critical: true,
+                },
+                Backend {
+                    name: "auth_service".into(),
+                    base_url: url(auth.addr),
+                    critical: true,
+                },
+                Backend {
+                    name: "rate_limit_service".into(),
+                    base_url: url(rate_limit),
+                    critical: false,
+                },
+            ],
+            database_url: Some(database_url),
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            probe_timeout: Duration::from_millis(2000),
+        },
+        ops_listener,
+    )
     .await
     .unwrap();
     tokio::spawn(ops.serve(std::future::pending()));

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use ops_service::{build, Backend, OpsConfig};
+use ops_service::{build_on, Backend, OpsConfig};
 use serde_json::Value;
 
 /// A key the fake auth service knows (`brl_` + 40 base62 characters) and
@@ -401,36 +401,39 @@ async fn operators_promql_answers_plausible_values_from_a_real_prometheus() {
 
     // The ops service needs Envoy's admin port, Envoy needs the ops port:
     // bind the ops service first on a known free port.
-    let ops_port = e2e::free_port();
-    let ops_addr: SocketAddr = format!("127.0.0.1:{ops_port}").parse().unwrap();
+    let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ops_addr: SocketAddr = ops_listener.local_addr().unwrap();
 
     let envoy = e2e::Envoy::start(&envoy_config(data, calc, auth, ops_addr)).await;
 
     let url = |a: SocketAddr| format!("http://{a}");
-    let server = build(OpsConfig {
-        listen_addr: ops_addr,
-        envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
-        backends: vec![
-            Backend {
-                name: "data_service".into(),
-                base_url: url(data),
-                critical: true,
-            },
-            Backend {
-                name: "calculation_service".into(),
-                base_url: url(calc),
-                critical: true,
-            },
-            Backend {
-                name: "auth_service".into(),
-                base_url: url(auth),
-                critical: true,
-            },
-        ],
-        database_url: None,
-        redis_url: None,
-        probe_timeout: Duration::from_millis(800),
-    })
+    let server = build_on(
+        OpsConfig {
+            listen_addr: ops_addr,
+            envoy_admin_url: format!("http://127.0.0.1:{}", envoy.admin_port),
+            backends: vec![
+                Backend {
+                    name: "data_service".into(),
+                    base_url: url(data),
+                    critical: true,
+                },
+                Backend {
+                    name: "calculation_service".into(),
+                    base_url: url(calc),
+                    critical: true,
+                },
+                Backend {
+                    name: "auth_service".into(),
+                    base_url: url(auth),
+                    critical: true,
+                },
+            ],
+            database_url: None,
+            redis_url: None,
+            probe_timeout: Duration::from_millis(800),
+        },
+        ops_listener,
+    )
     .await
     .unwrap();
     tokio::spawn(server.serve(std::future::pending()));

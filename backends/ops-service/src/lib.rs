@@ -146,6 +146,32 @@ pub async fn build(config: OpsConfig) -> Result<OpsServer, String> {
     })
 }
 
+/// [`build`] on a listener the caller has bound already: a test that must
+/// name the ops service's port in Envoy's configuration before the service
+/// starts holds the port from the start, so nothing else (an outgoing
+/// connection's ephemeral port) can take it in between.
+pub async fn build_on(
+    config: OpsConfig,
+    listener: std::net::TcpListener,
+) -> Result<OpsServer, String> {
+    let listen = listener
+        .local_addr()
+        .map_err(|e| format!("ops listener: {e}"))?;
+    let state = AppState::new(OpsConfig {
+        listen_addr: listen,
+        ..config
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("ops listener {listen}: {e}"))?;
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| format!("ops listener {listen}: {e}"))?;
+    Ok(OpsServer {
+        listener,
+        router: app(state),
+    })
+}
+
 impl OpsServer {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
