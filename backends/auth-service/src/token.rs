@@ -27,6 +27,10 @@ pub struct Claims {
     /// to token requests too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Public id of the API key the token was exchanged for: the gateway
+    /// accepts the token only while that key is active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Signs tokens with the configured key.
@@ -104,12 +108,14 @@ impl TokenIssuer {
         self.jwks.as_ref()
     }
 
-    /// Signs a token for `client_id`.
+    /// Signs a token for `client_id`, naming the key it was exchanged for
+    /// (`key_id`) when known.
     pub fn issue(
         &self,
         client_id: &str,
         scopes: &[String],
         rate_limit_per_minute: Option<u32>,
+        key_id: Option<&str>,
     ) -> Result<String, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -123,6 +129,7 @@ impl TokenIssuer {
             exp: now + self.ttl_seconds,
             scope: scopes.join(" "),
             rate_limit_per_minute,
+            key_id: key_id.map(str::to_owned),
         };
         encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())
     }

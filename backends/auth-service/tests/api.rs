@@ -84,8 +84,9 @@ async fn verify_reports_an_active_key_with_its_limits_and_scopes() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"client_id": "test123", "status": "active", "expires_at": "2099-01-01T00:00:00Z",
-               "rate_limit_per_minute": 120, "scopes": ["admin"]})
+        json!({"key_id": created.record.key_id, "client_id": "test123", "status": "active",
+               "expires_at": "2099-01-01T00:00:00Z", "rate_limit_per_minute": 120,
+               "scopes": ["admin"]})
     );
     server.shutdown().await;
 }
@@ -436,6 +437,131 @@ async fn a_rotated_key_verifies_inside_its_grace_and_is_refused_after_it() {
             "still valid after its grace"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}
+
+async fn verify_body(server: &Server, body: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url("/internal/v1/keys/verify"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn hs256_claims(token: &str) -> Value {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["borrow-rate-api"]);
+    decode::<Value>(
+        token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims
+}
+
+#[tokio::test]
+async fn verify_by_key_id_answers_like_verify_by_hash() {
+    let (server, state) = spawn(config("by-id")).await;
+    let created = state
+        .store
+        .create_api_key(&NewApiKey {
+            client_id: "big_fund".into(),
+            scopes: vec!["admin".into()],
+            rate_limit_per_minute: Some(600),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let key_id = created.record.key_id.clone();
+    let by_id = json!({ "key_id": key_id }).to_string();
+    let (status, body) = verify_body(&server, &by_id).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"key_id": key_id, "client_id": "big_fund", "status": "active",
+               "expires_at": null, "rate_limit_per_minute": 600, "scopes": ["admin"]})
+    );
+    assert_eq!(
+        verify(&server, &created.record.key_hash).await,
+        (status, body)
+    );
+
+    state.store.revoke_api_key(&key_id).await.unwrap();
+    let (status, body) = verify_body(&server, &by_id).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("revoked")));
+    assert_eq!(body["key_id"], key_id.as_str());
+
+    let (status, body) = verify_body(&server, r#"{"key_id":"key_0000000000000000"}"#).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+    let (status, body) = verify_body(&server, r#"{"key_id":"key with spaces"}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["details"][0]["field"], "key_id");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn verify_needs_exactly_one_of_key_hash_and_key_id() {
+    let (server, _state) = spawn(config("one-of")).await;
+    let hash = "0".repeat(64);
+    for body in [
+        json!({ "key_hash": hash, "key_id": "key_0000000000000000" }).to_string(),
+        "{}".to_owned(),
+        json!({ "key_hash": null, "key_id": null }).to_string(),
+    ] {
+        let (status, envelope) = verify_body(&server, &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(envelope["status"], "error");
+        assert_eq!(envelope["error"]["code"], "VALIDATION_ERROR", "{envelope}");
+        assert_eq!(
+            envelope["error"]["message"],
+            "Exactly one of key_hash and key_id is required"
+        );
+        let fields: Vec<&str> = envelope["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["key_hash", "key_id"], "{envelope}");
+        assert!(envelope["error"]["request_id"].as_str().is_some());
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_carries_the_key_id_the_gateway_names() {
+    let (server, _state) = spawn(config("token-key-id")).await;
+    let (status, body) = exchange(
+        &server,
+        &[
+            ("x-auth-method", "api_key"),
+            ("x-client-id", "test123"),
+            ("x-api-key-id", "key_AbCdEfGh01234567"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let claims = hs256_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["key_id"], "key_AbCdEfGh01234567");
+    assert_eq!(claims["sub"], "test123");
+
+    // Without the header (or with one that is not a key id) the token has
+    // no key_id claim.
+    for extra in [None, Some("key id\"x")] {
+        let mut headers = vec![("x-auth-method", "api_key"), ("x-client-id", "test123")];
+        if let Some(v) = extra {
+            headers.push(("x-api-key-id", v));
+        }
+        let (status, body) = exchange(&server, &headers).await;
+        assert_eq!(status, 200, "{body}");
+        let claims = hs256_claims(body["access_token"].as_str().unwrap());
+        assert!(claims.get("key_id").is_none(), "{claims}");
     }
     server.shutdown().await;
 }

@@ -12,6 +12,12 @@
 //!    (`POST /internal/v1/keys/verify` with the key hash) and hands the answer
 //!    to [`Authenticator::on_verify_response`], which caches it and returns
 //!    the final [`Actions`].
+//! 3. A bearer token is verified in place (and cached). A token carrying a
+//!    `key_id` claim (the API key it was exchanged for) is accepted only
+//!    while that key is active: its status is cached by key id like a key
+//!    verification (same TTLs, stale-on-error), and on a miss the host
+//!    makes the same call ([`Step::VerifyKey`], body `{"key_id":"…"}`), so
+//!    a revoked key's tokens stop as soon as the key does.
 //!
 //! An authenticated request then takes a token from its client's bucket
 //! when the configuration has a `local_rate_limit` section (`local_limit`):
@@ -42,7 +48,8 @@ pub use credential::{
     AUTHORIZATION_HEADER,
 };
 pub use decision::{
-    Actions, AttemptStatus, AuthMethod, Denial, Identity, LocalReply, INTERNAL_HEADERS,
+    Actions, AttemptStatus, AuthMethod, Denial, Identity, LocalReply, API_KEY_ID_HEADER,
+    INTERNAL_HEADERS,
 };
 pub use engine::{Authenticator, IncomingRequest, PendingVerification, Step, VerifyAnswer};
 pub use host::{Host, RecordingHost, SharedWrite};
@@ -59,3 +66,5 @@ pub use time::parse_rfc3339_to_unix;
 mod local_limit_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_key_tests;

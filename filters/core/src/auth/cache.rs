@@ -29,7 +29,8 @@ pub struct CachePolicy {
     pub slots: u32,
 }
 
-/// What was cached about one key or token.
+/// What was cached about one key, token, or key id (the status of the key
+/// a token was issued for).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheEntry {
     /// Hex SHA-256 of the key or token, to tell slot collisions apart.
@@ -61,6 +62,11 @@ pub enum EntryKind {
         /// Unix seconds after which the credential is expired, if it expires.
         #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<u64>,
+        /// Public id of the API key: the key's own id for a key answer,
+        /// the `key_id` claim for a token. Absent in entries written before
+        /// keys carried it, and for tokens issued without the claim.
+        #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+        key_id: Option<String>,
     },
     /// The credential is refused with this status.
     #[serde(rename = "d")]

@@ -8,13 +8,19 @@ use super::lockout::Throttled;
 
 /// Headers the gateway sets for upstreams; client-supplied copies are always
 /// removed.
-pub const INTERNAL_HEADERS: [&str; 5] = [
+pub const INTERNAL_HEADERS: [&str; 6] = [
     "x-client-id",
     "x-client-scopes",
     "x-auth-method",
     "x-client-rate-limit",
     "x-client-tier",
+    API_KEY_ID_HEADER,
 ];
+
+/// Header naming the public id of the API key behind the request (the key
+/// itself, or the key a bearer token was issued for); the auth service puts
+/// it in the tokens it issues, so a token stops with its key.
+pub const API_KEY_ID_HEADER: &str = "x-api-key-id";
 
 /// Scope prefix naming the client's rate-limit tier (`tier:gold`): the
 /// tier reaches the rate-limit service as `x-client-tier`, so the limits

@@ -62,6 +62,10 @@ pub struct VerifiedToken {
     pub rate_limit_per_minute: Option<u32>,
     /// `exp`, unix seconds.
     pub expires_at: u64,
+    /// Optional `key_id` claim: the public id of the API key the token was
+    /// issued for. A token carrying it is accepted only while that key is
+    /// active (checked against the auth service like a key, and cached).
+    pub key_id: Option<String>,
 }
 
 /// Why a token was refused.
@@ -130,6 +134,8 @@ struct Claims {
     scope: Option<String>,
     #[serde(default)]
     rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    key_id: Option<String>,
 }
 
 impl JwtVerifier {
@@ -270,6 +276,13 @@ impl JwtVerifier {
         if !scopes.iter().all(|s| is_valid_scope(s)) {
             return Err(JwtError::InvalidClaims);
         }
+        if claims
+            .key_id
+            .as_deref()
+            .is_some_and(|id| !is_valid_key_id(id))
+        {
+            return Err(JwtError::InvalidClaims);
+        }
         if let Some(nbf) = claims.nbf {
             if nbf > now.saturating_add(self.leeway_seconds) {
                 return Err(JwtError::NotYetValid);
@@ -285,6 +298,7 @@ impl JwtVerifier {
             scopes,
             rate_limit_per_minute: claims.rate_limit_per_minute,
             expires_at: claims.exp,
+            key_id: claims.key_id,
         })
     }
 }
@@ -295,6 +309,12 @@ pub(crate) fn is_valid_client_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An API key id safe to put in a header and a JSON string:
+/// `[A-Za-z0-9_-]{1,64}` (the store makes `key_` + 16 base62 characters).
+pub(crate) fn is_valid_key_id(id: &str) -> bool {
+    is_valid_client_id(id)
 }
 
 /// A scope safe to put in a header: `[A-Za-z0-9_.:-]{1,64}`.

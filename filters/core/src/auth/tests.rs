@@ -83,7 +83,7 @@ fn done(step: Step) -> Actions {
         Step::Done(actions) => actions,
         Step::VerifyKey(p) => panic!(
             "expected a final decision, got a verification of {}",
-            p.key_hash
+            p.key_hash().or(p.key_id()).unwrap_or_default()
         ),
     }
 }
@@ -329,6 +329,7 @@ fn cache_entries_age_from_fresh_to_stale_to_dead() {
             scopes: vec![],
             rate_limit_per_minute: None,
             expires_at: None,
+            key_id: None,
         },
     };
     assert_eq!(
@@ -444,7 +445,7 @@ fn valid_key_sets_identity_headers_strips_the_key_and_is_cached() {
     let auth = Authenticator::new(settings(quick_cache()));
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
-    assert_eq!(p.key_hash, KEY_HASH);
+    assert_eq!(p.key_hash(), Some(KEY_HASH));
     let body = String::from_utf8(p.request_body()).unwrap();
     assert_eq!(body, format!(r#"{{"key_hash":"{KEY_HASH}"}}"#));
     assert!(!body.contains(KEY));
