@@ -36,8 +36,10 @@ DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \
   proxy_on_response_body proxy_on_response_trailers
 # Native binaries make run starts (profile "server": optimised, unwinding).
 SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
-# Debian packages: command they provide -> package.
-APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++ redis-server:redis-server
+# Debian packages: command they provide -> package. `pg_ctlcluster` stands for
+# the PostgreSQL server binaries (initdb, pg_ctl under /usr/lib/postgresql/<v>/bin)
+# that the PostgreSQL TLS, probe and crash tests run a cluster of their own with.
+APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++ redis-server:redis-server pg_ctlcluster:postgresql
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
 APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox valgrind:valgrind

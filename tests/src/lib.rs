@@ -488,11 +488,39 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A server certificate and its key, PEM, for [`PrivatePostgres::start_tls`].
+pub struct ServerCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Whether the PostgreSQL server binaries (`initdb`, `pg_ctl`) are here to
+/// run a [`PrivatePostgres`]. When they are not, a test that needs one
+/// fails under CI (`CI` set: `make test` installs them, see the Makefile's
+/// APT_TEST) with a message saying what is missing, and elsewhere returns
+/// `false` after printing that it is skipped.
+pub fn postgres_binaries_or_skip(test: &str) -> bool {
+    if PrivatePostgres::bin_dir().is_some() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.trim().is_empty() && v != "false");
+    assert!(
+        !ci,
+        "{test}: the PostgreSQL server binaries (initdb, pg_ctl: Debian package `postgresql`, \
+         found through `pg_config --bindir` or /usr/lib/postgresql/<version>/bin) are missing, \
+         and under CI this test may not be skipped"
+    );
+    println!("{test}: skipped, no PostgreSQL server binaries (initdb, pg_ctl) on this machine");
+    false
+}
+
 /// A PostgreSQL cluster of the test's own (`initdb` into a scratch
 /// directory, the machine's PostgreSQL binaries, trust auth on 127.0.0.1)
 /// that the test can crash (`pg_ctl stop -m immediate`: every backend is
 /// killed without a checkpoint) and start again, which replays its WAL.
 /// Run as root, the server runs as the `postgres` user (it refuses root).
+/// [`PrivatePostgres::start_tls`] starts one that accepts TLS connections
+/// only. Dropping it stops the server and removes its directory.
 pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
@@ -505,6 +533,17 @@ impl PrivatePostgres {
     /// `None` when no PostgreSQL server binaries are found (`pg_config
     /// --bindir`, or Debian's /usr/lib/postgresql/<version>/bin).
     pub fn start() -> Option<PrivatePostgres> {
+        Self::start_with(None)
+    }
+
+    /// [`PrivatePostgres::start`] with `ssl = on` and the given server
+    /// certificate, and a `pg_hba.conf` that accepts TCP connections over
+    /// TLS only (`hostssl … trust`, `hostnossl … reject`).
+    pub fn start_tls(cert: &ServerCert) -> Option<PrivatePostgres> {
+        Self::start_with(Some(cert))
+    }
+
+    fn start_with(tls: Option<&ServerCert>) -> Option<PrivatePostgres> {
         let bin = Self::bin_dir()?;
         let dir = scratch_dir("postgres");
         let pg = PrivatePostgres {
@@ -522,8 +561,42 @@ impl PrivatePostgres {
                 .arg(pg.dir.join("data"))
                 .args(["-A", "trust", "-U", "postgres", "--no-sync"]),
         );
+        if let Some(cert) = tls {
+            pg.enable_tls(cert);
+        }
         pg.restart();
         Some(pg)
+    }
+
+    /// Writes the certificate and key into the data directory (owned by
+    /// the server user, the key readable by it alone, as PostgreSQL
+    /// demands), turns `ssl` on and lets TCP clients in over TLS only.
+    fn enable_tls(&self, cert: &ServerCert) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.dir.join("data");
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = data.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if self.as_root {
+                self.run(Command::new("chown").arg("postgres").arg(&path));
+            }
+        };
+        write("server.crt", &cert.cert_pem, 0o644);
+        write("server.key", &cert.key_pem, 0o600);
+        write(
+            "pg_hba.conf",
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+            0o600,
+        );
+        let conf = data.join("postgresql.conf");
+        let mut text =
+            std::fs::read_to_string(&conf).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
     }
 
     fn bin_dir() -> Option<PathBuf> {
@@ -613,9 +686,17 @@ impl Drop for PrivatePostgres {
             .arg(self.dir.join("data"))
             .args(["stop", "-m", "immediate"])
             .output();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            // The server's own account of a failed test, then cleaned up.
+            if let Ok(log) = std::fs::read_to_string(self.dir.join("postgres.log")) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- postgres.log (last lines) ---");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

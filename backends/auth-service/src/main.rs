@@ -18,14 +18,25 @@ async fn main() -> ExitCode {
         signing = ?config.signing,
         "Starting"
     );
-    match auth_service::start(&config).await {
-        Ok((server, _state)) => {
+    // A database that is down at startup is waited for (not listening
+    // meanwhile): migrations run before the first request is accepted.
+    let started = service_http::retry_start(
+        || auth_service::start(&config),
+        auth_service::StartError::is_unavailable,
+    )
+    .await;
+    match started {
+        Some(Ok((server, _state))) => {
             service_http::run_until_signal(server).await;
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::error!(error = %e, "Startup failed");
             ExitCode::FAILURE
+        }
+        None => {
+            tracing::info!("Stopped before the database was reachable");
+            ExitCode::SUCCESS
         }
     }
 }

@@ -35,6 +35,8 @@ use utoipa::{Modify, OpenApi};
         services::calculation::calculate,
         auth_service::issue_token,
         crate::liveness,
+        crate::live,
+        crate::ready,
         crate::health_detailed,
         crate::health_one,
         crate::metrics,
@@ -194,6 +196,8 @@ mod tests {
         let doc = doc();
         for (path, method) in [
             ("/health", "get"),
+            ("/health/live", "get"),
+            ("/health/ready", "get"),
             ("/health/detailed", "get"),
             ("/health/{service}", "get"),
             ("/metrics", "get"),
@@ -207,7 +211,7 @@ mod tests {
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 11);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 13);
     }
 
     #[test]
@@ -384,7 +388,7 @@ mod tests {
             ("/", "", crate::app(ops)),
         ];
         let documented = operations(&doc);
-        assert_eq!(documented.len(), 11, "{documented:?}");
+        assert_eq!(documented.len(), 13, "{documented:?}");
         for (method, path) in documented {
             let (_, strip, router) = routers
                 .iter()

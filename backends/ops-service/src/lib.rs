@@ -6,6 +6,9 @@
 //!   own `/metrics` ([`exposition`]).
 //! * `GET /health/detailed`, `GET /health/{service}`: dependency health with
 //!   latency ([`health`] defines which dependencies are critical).
+//! * `GET /health/live`, `GET /health/ready`: this service's own liveness
+//!   and readiness (Kubernetes probes); it reports its dependencies rather
+//!   than needing them, so it is ready unless it is shutting down.
 //! * `GET /discovery/services` (admin scope): routes, clusters and endpoint
 //!   health from Envoy's admin API ([`discovery`]).
 //! * `GET /openapi.json`: the OpenAPI 3 document of the public API
@@ -115,6 +118,10 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(liveness))
+        // Static routes win over `/health/{service}` in axum: these two are
+        // never taken for a dependency name.
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .route("/health/detailed", get(health_detailed))
         .route("/health/{service}", get(health_one))
         .route("/metrics", get(metrics))
@@ -208,6 +215,37 @@ pub async fn liveness() -> Json<health::Liveness> {
         status: "healthy",
         version: VERSION,
     })
+}
+
+/// Liveness of the ops service.
+///
+/// From the process alone: never touches the database, Redis or any
+/// backend. Through the gateway this is the ops service's own liveness
+/// (the gateway's is `/health`).
+#[utoipa::path(get, path = "/health/live", operation_id = "getLiveness", tag = "Operations",
+    responses((status = 200, description = "The ops service is up.", body = health::Liveness)))]
+pub async fn live() -> Json<health::Liveness> {
+    liveness().await
+}
+
+/// Readiness of the ops service.
+///
+/// The ops service reports its dependencies (`/health/detailed`) instead
+/// of needing them, so it is ready unless it is shutting down (503 from
+/// SIGTERM on, while it finishes the requests in flight).
+#[utoipa::path(get, path = "/health/ready", operation_id = "getReadiness", tag = "Operations",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = health::Liveness),
+        (status = 503, response = pricing::openapi::responses::ServiceUnavailable),
+    ))]
+pub async fn ready(rid: RequestId) -> Result<Json<health::Liveness>, AppError> {
+    if service_http::is_draining() {
+        return Err(AppError::ServiceUnavailable(
+            rid,
+            "Not ready: shutting down".into(),
+        ));
+    }
+    Ok(liveness().await)
 }
 
 /// Every dependency name `/health/{service}` knows.

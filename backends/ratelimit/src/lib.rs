@@ -36,7 +36,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use pricing::error::ErrorCode;
-use service_http::{health_ok, AppError, Layers};
+use service_http::{health_ok, liveness, readiness, AppError, Layers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -641,26 +641,39 @@ fn header_value(key: &str, value: String) -> HeaderValue {
 // HTTP: /health and /metrics
 // ---------------------------------------------------------------------------
 
-/// The HTTP side: `GET /health`, `GET /metrics`; anything else is a 404
-/// envelope. [`RateLimitApp::serve`] runs it behind the shared layers
+/// The HTTP side: `GET /health`, `GET /health/live` (the process alone),
+/// `GET /health/ready` (`/health`'s answer, 503 while shutting down),
+/// `GET /metrics`; anything else is a 404 envelope.
+/// [`RateLimitApp::serve`] runs it behind the shared layers
 /// ([`service_http::Layers`]: request ids, envelopes, limits).
 pub fn http_app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/live", liveness(VERSION))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .with_state(shared)
 }
 
+/// The dependency check of `/health` and `/health/ready`: the counter
+/// store (Redis when configured) answers.
+async fn counters_reachable(s: &Shared) -> Result<(), AppError> {
+    s.counters.probe().await.map_err(|e| AppError::Other {
+        code: ErrorCode::ServiceUnavailable,
+        message: format!("Unhealthy: redis unreachable ({e})"),
+    })
+}
+
 async fn health(State(s): State<Arc<Shared>>) -> Response {
-    match s.counters.probe().await {
+    match counters_reachable(&s).await {
         Ok(()) => health_ok(VERSION),
-        Err(e) => AppError::Other {
-            code: ErrorCode::ServiceUnavailable,
-            message: format!("Unhealthy: redis unreachable ({e})"),
-        }
-        .into_response(),
+        Err(e) => e.into_response(),
     }
+}
+
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    readiness(VERSION, counters_reachable(&s).await)
 }
 
 async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {

@@ -14,6 +14,9 @@
 //!   background; [`serve_until`] serves a bound listener until a future
 //!   completes; [`shutdown_signal`] waits for SIGTERM or Ctrl-C.
 //! * [`health_ok`] / [`health_unavailable`]: the `/health` shapes.
+//! * [`liveness`] / [`readiness`]: `GET /health/live` (the process alone)
+//!   and `GET /health/ready` (dependencies, 503 while draining), see
+//!   [`probes`] for the shutdown sequence and its settings.
 //!
 //! A backend's `main` is typically:
 //!
@@ -28,16 +31,18 @@
 mod error;
 mod json;
 mod layers;
+pub mod probes;
 mod request_id;
 mod serve;
 
 pub use error::{envelope_response, health_ok, health_unavailable, AppError};
 pub use json::{is_json_content_type, read_body_limited, ApiJson, JsonBody};
 pub use layers::{with_common_layers, Layers, DEFAULT_TIMEOUT};
+pub use probes::{is_draining, liveness, readiness, shutdown_delay, shutdown_grace};
 pub use request_id::{
     is_usable_request_id, KeepUsableOrGenerate, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
 };
 pub use serve::{
-    listen_addr_from_env, no_delay, run_until_signal, serve, serve_until, serve_with,
+    listen_addr_from_env, no_delay, retry_start, run_until_signal, serve, serve_until, serve_with,
     shutdown_signal, Server,
 };

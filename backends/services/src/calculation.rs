@@ -22,8 +22,9 @@ use serde::Serialize;
 use store::AuditEntry;
 use utoipa::ToSchema;
 
+use crate::common::liveness;
 use crate::common::{AppError, JsonBody, RequestId};
-use crate::data::{health, metrics};
+use crate::data::{health, metrics, ready};
 use crate::metrics::track;
 use crate::state::AppState;
 
@@ -75,11 +76,14 @@ impl From<&LocateFee> for LocateResponse {
     }
 }
 
-/// The calculation service router: `/calculate-locate`, `/health`, `/metrics`.
+/// The calculation service router: `/calculate-locate`, `/health`,
+/// `/health/live`, `/health/ready`, `/metrics`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/calculate-locate", post(calculate))
         .route("/health", get(health))
+        .route("/health/live", liveness(env!("CARGO_PKG_VERSION")))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

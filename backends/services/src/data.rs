@@ -9,7 +9,7 @@ use pricing::{BorrowRate, BorrowStatus, Decimal, Ticker};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::common::{health_ok, health_unavailable, AppError};
+use crate::common::{health_ok, health_unavailable, liveness, readiness, AppError};
 use crate::metrics::{metrics_response, track};
 use crate::state::AppState;
 
@@ -44,11 +44,14 @@ fn stored_digits<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
     pricing::json::serialize_raw_number(d.to_string(), s)
 }
 
-/// The data service router: `/rates/{ticker}`, `/health`, `/metrics`.
+/// The data service router: `/rates/{ticker}`, `/health`,
+/// `/health/live`, `/health/ready`, `/metrics`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/rates/{ticker}", get(rate))
         .route("/health", get(health))
+        .route("/health/live", liveness(env!("CARGO_PKG_VERSION")))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -98,15 +101,27 @@ pub async fn rate(
     }))
 }
 
+/// The dependency check of `/health` and `/health/ready`: the database
+/// answers a `SELECT 1`.
+async fn database_reachable(state: &AppState) -> Result<(), AppError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "Health check failed");
+        health_unavailable("database")
+    })
+}
+
 /// `/health`: 200 when the database answers, else 503 envelope.
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match database_reachable(&state).await {
         Ok(()) => health_ok(env!("CARGO_PKG_VERSION")),
-        Err(e) => {
-            tracing::warn!(error = %e, "Health check failed");
-            health_unavailable("database").into_response()
-        }
+        Err(e) => e.into_response(),
     }
+}
+
+/// `/health/ready`: `/health`'s answer, and 503 once the process is
+/// shutting down.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    readiness(env!("CARGO_PKG_VERSION"), database_reachable(&state).await)
 }
 
 /// `/metrics`: this service's own counters.

@@ -34,6 +34,14 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+impl StartError {
+    /// Whether the database could not be reached (or was not ready):
+    /// retrying the start later may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if e.is_unavailable())
+    }
+}
+
 /// Opens the database (migrating and seeding it) and builds the state.
 /// `service` is the Envoy cluster name used as the metrics label.
 pub async fn build(config: &Config, service: &'static str) -> Result<AppState, store::StoreError> {
@@ -93,14 +101,21 @@ pub async fn run_main(
         database = %redact_url(&config.database_url),
         "Starting"
     );
-    match start(&config).await {
-        Ok((server, _state)) => {
+    // A database that is down at startup is waited for (not listening
+    // meanwhile): migrations run before the first request is accepted.
+    let started = crate::common::retry_start(|| start(&config), StartError::is_unavailable).await;
+    match started {
+        Some(Ok((server, _state))) => {
             crate::common::run_until_signal(server).await;
             std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::error!(error = %e, "Startup failed");
             std::process::ExitCode::FAILURE
+        }
+        None => {
+            tracing::info!("Stopped before the database was reachable");
+            std::process::ExitCode::SUCCESS
         }
     }
 }

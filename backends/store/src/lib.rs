@@ -1091,10 +1091,65 @@ fn client_from_row(row: &AnyRow) -> Result<Client> {
     })
 }
 
+/// The certificate files a PostgreSQL URL names (`sslrootcert`, `sslcert`,
+/// `sslkey`) must be readable: the driver's own error for a missing file
+/// does not name it.
+fn check_tls_files(url: &str) -> Result<()> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for pair in query.split('&') {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if !matches!(
+            key,
+            "sslrootcert"
+                | "ssl-root-cert"
+                | "ssl-ca"
+                | "sslcert"
+                | "ssl-cert"
+                | "sslkey"
+                | "ssl-key"
+        ) {
+            continue;
+        }
+        let path = percent_decode(value);
+        if let Err(e) = std::fs::File::open(&path) {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                format!("DATABASE_URL: {key} {path}: {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `%XX` escapes of a URL query value decoded (`+` kept as is).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Checks the URL scheme and, for SQLite files, creates the directory and
 /// asks for the file to be created.
 fn prepare_url(url: &str) -> Result<(Engine, String)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        check_tls_files(url)?;
         return Ok((Engine::Postgres, url.to_owned()));
     }
     let Some(rest) = url
@@ -1218,6 +1273,24 @@ mod tests {
         drop(readers);
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_missing_certificate_file_in_a_postgres_url_is_named() {
+        let url = "postgres://u@db:5432/p?sslmode=verify-full&sslrootcert=%2Fnonexistent%2Fca.pem";
+        let e = prepare_url(url).unwrap_err();
+        assert_eq!(e.kind(), StoreErrorKind::Invalid);
+        assert!(
+            e.to_string()
+                .starts_with("DATABASE_URL: sslrootcert /nonexistent/ca.pem: "),
+            "{e}"
+        );
+        let (engine, same) = prepare_url("postgres://u@db/p?sslmode=require").unwrap();
+        assert_eq!(
+            (engine, same.as_str()),
+            (Engine::Postgres, "postgres://u@db/p?sslmode=require")
+        );
+        assert_eq!(percent_decode("a%20b%2"), "a b%2");
     }
 
     #[test]
