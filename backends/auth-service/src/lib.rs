@@ -1,15 +1,19 @@
 //! The auth service.
 //!
 //! * `POST /internal/v1/keys/verify` — called only by the gateway's auth
-//!   filter with the SHA-256 of an API key; answers the key's client,
-//!   status, expiry, rate limit and scopes, or 404 for an unknown hash.
+//!   filter with the SHA-256 of an API key (`key_hash`), or with the public
+//!   id of the key a bearer token was issued for (`key_id`); answers the
+//!   key's id, client, status, expiry, rate limit and scopes, or 404 for an
+//!   unknown key.
 //!   No public route leads here. An active key's `last_used_at` is
 //!   recorded at most once a minute per key, off the request path
 //!   ([`usage`]).
 //! * `POST /api/v1/auth/token` — exchanges the gateway-authenticated API
 //!   key for a JWT. The identity comes from the `x-client-*` headers, which
 //!   are trusted only with `x-auth-method: api_key` (the gateway filter sets
-//!   them after removing client-supplied copies).
+//!   them after removing client-supplied copies). The key's id
+//!   (`x-api-key-id`) goes into the token as its `key_id` claim, so the
+//!   filter stops the token once the key is revoked or expires.
 //! * `GET /.well-known/jwks.json` (ES256 only), `GET /health`,
 //!   `GET /health/live`, `GET /health/ready` (see [`service_http::probes`]),
 //!   `GET /metrics` (`jwt_tokens_issued_total`, key verification counts).
@@ -169,17 +173,24 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Body of the verification call.
+/// Body of the verification call: exactly one of the two fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    /// Lower-case hex SHA-256 of the API key.
-    pub key_hash: String,
+    /// Lower-case hex SHA-256 of the API key (a key presented to the
+    /// gateway).
+    #[serde(default)]
+    pub key_hash: Option<String>,
+    /// Public id of the key (`key_…`): the `key_id` claim of a bearer token.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// What the gateway learns about a key.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VerifyResponse {
+    /// Public id of the key.
+    pub key_id: String,
     /// Owner of the key.
     pub client_id: String,
     /// `active`, `revoked` or `expired`.
@@ -197,13 +208,41 @@ async fn verify_key(
     rid: RequestId,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, AppError> {
-    if !store::keys::is_key_hash(&req.key_hash) {
-        return Err(AppError::invalid_field(
-            "key_hash",
-            "must be 64 lower-case hex digits",
-        ));
-    }
-    let Some(key) = state.store.api_key_by_hash(&req.key_hash).await? else {
+    let found = match (req.key_hash.as_deref(), req.key_id.as_deref()) {
+        (Some(key_hash), None) => {
+            if !store::keys::is_key_hash(key_hash) {
+                return Err(AppError::invalid_field(
+                    "key_hash",
+                    "must be 64 lower-case hex digits",
+                ));
+            }
+            state.store.api_key_by_hash(key_hash).await?
+        }
+        (None, Some(key_id)) => {
+            if !is_key_id(key_id) {
+                return Err(AppError::invalid_field(
+                    "key_id",
+                    "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+                ));
+            }
+            state.store.api_key(key_id).await?
+        }
+        (hash, id) => {
+            let issue = if hash.is_some() && id.is_some() {
+                "send key_hash or key_id, not both"
+            } else {
+                "send key_hash or key_id"
+            };
+            return Err(AppError::Validation {
+                message: "Exactly one of key_hash and key_id is required".to_owned(),
+                details: vec![
+                    pricing::FieldError::new("key_hash", issue),
+                    pricing::FieldError::new("key_id", issue),
+                ],
+            });
+        }
+    };
+    let Some(key) = found else {
         state
             .metrics
             .verified_unknown
@@ -228,6 +267,7 @@ async fn verify_key(
         state.usage.record(&key.key_id);
     }
     Ok(Json(VerifyResponse {
+        key_id: key.key_id,
         client_id: key.client_id,
         status: status.as_str().to_owned(),
         expires_at: key.expires_at,
@@ -262,6 +302,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The shape of a key id the filter may send (the store makes `key_` + 16
+/// base62 characters).
+fn is_key_id(id: &str) -> bool {
+    is_client_id(id)
+}
+
 fn is_client_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -272,7 +318,8 @@ fn is_client_id(id: &str) -> bool {
 /// Exchange an API key for a JWT.
 ///
 /// Send the API key in `X-API-Key`; no body is needed. The token carries
-/// `sub` (client id), `iss`, `aud`, `iat`, `exp` and `scope`.
+/// `sub` (client id), `iss`, `aud`, `iat`, `exp`, `scope` and `key_id` (the
+/// key's public id); it is refused once that key is revoked or expires.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/token",
@@ -307,9 +354,12 @@ pub async fn issue_token(
         .map(str::to_owned)
         .collect();
     let rate_limit = header(&headers, "x-client-rate-limit").and_then(|v| v.parse::<u32>().ok());
+    // The gateway names the key; the token carries it so that it stops
+    // working with the key (revoked, expired) instead of at its own `exp`.
+    let key_id = header(&headers, "x-api-key-id").filter(|id| is_key_id(id));
     let token = state
         .issuer
-        .issue(client_id, &scopes, rate_limit)
+        .issue(client_id, &scopes, rate_limit, key_id)
         .map_err(AppError::Internal)?;
     state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
     tracing::info!(client_id, request_id = %rid, "Token issued");
