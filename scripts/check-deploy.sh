@@ -15,7 +15,9 @@
 #               port and variable it references exists and agrees with the
 #               compose-shaped Envoy config (envoy/render.py --shape compose)
 #   envoy       envoy --mode validate on the compose-shaped config
-#   kubernetes  kubernetes-validate --strict on every core manifest, plus the
+#   kubernetes  every overlay rendered (kubectl kustomize): kubernetes-validate
+#               --strict on the core kinds, Istio kinds against the vendored CRD
+#               schemas (deploy/schemas), references, plus the
 #               SPEC §10 requirements (replicas, probes, rollout, resources,
 #               non-root, HPA, PDB, NetworkPolicies, WasmPlugin phases, ...)
 #   images      Dockerfile (multi-stage, non-root, builds every binary the
@@ -530,9 +532,9 @@ def rl_shape(node):
     actions = sorted({json.dumps(n["rate_limits"], sort_keys=True) for n in walk(node)
                       if "rate_limits" in n and "descriptors" not in n})
     return domain, actions
-istio = [d for d in load_yaml_docs("deploy/istio/ratelimit.yaml") if d["kind"] == "EnvoyFilter"]
+istio = [d for d in load_yaml_docs("deploy/base/istio/ratelimit.yaml") if d["kind"] == "EnvoyFilter"]
 if not istio:
-    err("deploy/istio/ratelimit.yaml has no EnvoyFilter")
+    err("deploy/base/istio/ratelimit.yaml has no EnvoyFilter")
 elif any(n.get("name") == "envoy.filters.http.ratelimit" for n in walk(envoy)):
     if rl_shape(istio) != rl_shape(envoy):
         err(f"rate-limit domain/descriptors differ: Istio {rl_shape(istio)} vs rendered {rl_shape(envoy)}")
@@ -543,7 +545,7 @@ elif any(n.get("name") == "envoy.filters.http.ratelimit" for n in walk(envoy)):
         return None
     for fname, skip in (("envoy.filters.http.ratelimit", ("rate_limit_service", "failure_mode_deny")),):
         if filter_cfg(istio, fname, skip) != filter_cfg(envoy, fname, skip):
-            err(f"{fname}: deploy/istio/ratelimit.yaml differs from the rendered config")
+            err(f"{fname}: deploy/base/istio/ratelimit.yaml differs from the rendered config")
 # The WasmPlugins configure the filters like the rendered config does, except
 # for what differs by design (Istio's cluster name for the auth service, the
 # JWT secret placeholder).
@@ -561,7 +563,7 @@ def flat(d, prefix=""):
         else:
             out[f"{prefix}{k}"] = v
     return out
-for d in load_yaml_docs("deploy/istio/wasm-plugins.yaml"):
+for d in load_yaml_docs("deploy/base/istio/wasm-plugins.yaml"):
     m = re.search(r"/([a-z]+)-filter:", d["spec"].get("url", ""))
     theirs_cfg = rendered_cfg.get(f"{m.group(1)}_filter") if m else None
     if m and theirs_cfg is None and m.group(1) == "metrics":
@@ -585,26 +587,26 @@ else:
 if expected_filters - set(rendered_cfg):
     err(f"the rendered config lacks the filters {sorted(expected_filters - set(rendered_cfg))}")
 
-stats_cm = [d for d in load_yaml_docs("deploy/istio/stats.yaml") if d["kind"] == "ConfigMap"]
+stats_cm = [d for d in load_yaml_docs("deploy/base/istio/stats.yaml") if d["kind"] == "ConfigMap"]
 if stats_cm:
     boot = json.loads(stats_cm[0]["data"]["custom_bootstrap.json"])
     for key in ("stats_tags", "histogram_bucket_settings"):
         a, b = boot.get("stats_config", {}).get(key), envoy.get("stats_config", {}).get(key)
         if a != b:
-            err(f"stats_config.{key} of deploy/istio/stats.yaml differs from the rendered config's")
+            err(f"stats_config.{key} of deploy/base/istio/stats.yaml differs from the rendered config's")
 else:
-    err("deploy/istio/stats.yaml has no bootstrap ConfigMap")
+    err("deploy/base/istio/stats.yaml has no bootstrap ConfigMap")
 
 # The Istio ingress gateway maps its own replies to the envelope exactly as
-# the rendered config does (deploy/istio/local-reply.yaml is generated from
+# the rendered config does (deploy/base/istio/local-reply.yaml is generated from
 # envoy/fragments/local_reply.yaml).
-lr = [d for d in load_yaml_docs("deploy/istio/local-reply.yaml") if d["kind"] == "EnvoyFilter"]
+lr = [d for d in load_yaml_docs("deploy/base/istio/local-reply.yaml") if d["kind"] == "EnvoyFilter"]
 rendered_lr = [n["local_reply_config"] for n in walk(envoy) if "local_reply_config" in n]
 istio_lr = [n["local_reply_config"] for n in walk(lr) if "local_reply_config" in n]
 if not rendered_lr or not istio_lr:
-    err("local_reply_config missing from the rendered config or deploy/istio/local-reply.yaml")
+    err("local_reply_config missing from the rendered config or deploy/base/istio/local-reply.yaml")
 elif istio_lr[0] != rendered_lr[0]:
-    err("deploy/istio/local-reply.yaml differs from envoy/fragments/local_reply.yaml (copy its local_reply_config over)")
+    err("deploy/base/istio/local-reply.yaml differs from envoy/fragments/local_reply.yaml (copy its local_reply_config over)")
 
 # --- Grafana: provisioning and dashboards mounted where the provider looks.
 gm = mounts["grafana"]
@@ -645,218 +647,417 @@ check_envoy() {
 }
 
 # ---------------------------------------------------------------- kubernetes
+# Every overlay of deploy/overlays is rendered with `kubectl kustomize`; each
+# rendered output is checked on its own:
+#   * core kinds: kubernetes-validate --strict (unknown fields rejected);
+#   * Istio kinds: the vendored JSON Schemas of deploy/schemas (Istio's
+#     CRDs, unknown fields rejected where the CRD does); a kind without a
+#     vendored schema fails;
+#   * references: every ConfigMap is rendered; every Secret is rendered or
+#     created out of band and documented in docs/deploy.md and
+#     deploy/base/kubernetes/secret.example.yaml; every image is one the
+#     repository builds (Dockerfile, deploy/wasm/Dockerfile) or Istio's
+#     injected `auto`, and docs/deploy.md names it;
+#   * the deployment requirements (SPEC §10, issue #19): rollout, probes,
+#     drain, security context, resources, spread, HPA, PDB, NetworkPolicies,
+#     WasmPlugin phases/priorities/fail strategies/selectors, ES256 with
+#     public keys only; production additionally pins every image by digest.
 check_kubernetes() {
   need_py
-  [[ -x "$root/.venv/bin/kubernetes-validate" ]] || fail "kubernetes-validate missing: .venv/bin/pip install kubernetes-validate"
-  "$PY" - "$tmp/core" <<'PY'
+  need kubectl "kubectl (kubectl kustomize renders the overlays)"
+  [[ -x "$root/.venv/bin/kubernetes-validate" ]] || fail "kubernetes-validate missing: make pytools"
+  "$PY" -c 'import jsonschema' 2>/dev/null || fail "jsonschema missing in .venv: make pytools"
+  mkdir -p "$tmp/render"
+  kubectl kustomize deploy/base >"$tmp/render/base.yaml" 2>"$tmp/kustomize.err" \
+    || { cat "$tmp/kustomize.err" >&2; fail "kubectl kustomize deploy/base"; }
+  local overlays=()
+  for o in deploy/overlays/*/; do
+    o="$(basename "$o")"
+    kubectl kustomize "deploy/overlays/$o" >"$tmp/render/$o.yaml" 2>"$tmp/kustomize.err" \
+      || { cat "$tmp/kustomize.err" >&2; fail "kubectl kustomize deploy/overlays/$o"; }
+    overlays+=("$o")
+  done
+  [[ " ${overlays[*]} " == *" dev "* && " ${overlays[*]} " == *" production "* ]] \
+    || fail "deploy/overlays must hold dev and production (found: ${overlays[*]})"
+  "$PY" - "$tmp/render" "$tmp/core" "${overlays[@]}" <<'PY'
 import glob
 from deploylib import *
 import yaml
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-CORE_GROUPS = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
+import jsonschema
+
+render_dir, core_dir, overlays = sys.argv[1], sys.argv[2], sys.argv[3:]
+CORE_GROUPS = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1",
+               "rbac.authorization.k8s.io/v1")
 BACKENDS = ["data-service", "calculation-service", "auth-service", "ops-service", "ratelimit-service"]
 PORTS = {"data-service": 8081, "calculation-service": 8082, "auth-service": 8083, "ops-service": 8084,
          "ratelimit-service": 8091}
-docs = []
-files = sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/istio/*.yaml"))
-kust = yaml.safe_load(open("deploy/kustomization.yaml"))
+NS = "borrow-rate"
+SCHEMAS = "deploy/schemas/istio"
+schema_index = json.load(open(os.path.join(SCHEMAS, "index.json")))["kinds"]
+validators = {}
+deploy_doc = open("docs/deploy.md").read() if os.path.exists("docs/deploy.md") else ""
+secret_example = {d["metadata"]["name"]: d for d in load_yaml_docs("deploy/base/kubernetes/secret.example.yaml")}
+
+# --- The base lists every manifest of deploy/base (examples excepted).
+kust = yaml.safe_load(open("deploy/base/kustomization.yaml"))
 listed = set(kust["resources"])
-for f in files:
-    rel = os.path.relpath(f, "deploy")
+for f in sorted(glob.glob("deploy/base/kubernetes/*.yaml") + glob.glob("deploy/base/istio/*.yaml")):
+    rel = os.path.relpath(f, "deploy/base")
     if rel.endswith(".example.yaml"):
         if rel in listed:
-            err(f"{rel} is an example and must not be applied by deploy/kustomization.yaml")
+            err(f"{rel} is an example and must not be applied")
     elif rel not in listed:
-        err(f"{rel} is not listed in deploy/kustomization.yaml")
+        err(f"{rel} is not listed in deploy/base/kustomization.yaml")
 for r in listed:
-    if not os.path.exists(os.path.join("deploy", r)):
-        err(f"deploy/kustomization.yaml lists {r}, which does not exist")
-for g in kust.get("configMapGenerator", []):
-    for f in g.get("files", []):
-        if not os.path.exists(os.path.join("deploy", f)):
-            err(f"deploy/kustomization.yaml generates from {f}, which does not exist")
-n = 0
-for f in files:
-    for d in load_yaml_docs(f):
-        docs.append((f, d))
-        if d.get("apiVersion") in CORE_GROUPS:
-            n += 1
-            with open(os.path.join(out, f"{n:03d}-{d['kind'].lower()}-{d['metadata']['name']}.yaml"), "w") as o:
-                yaml.safe_dump(d, o, sort_keys=False)
-by = lambda kind: {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for f, d in docs if d["kind"] == kind}
-deps, svcs, hpas, pdbs = by("Deployment"), by("Service"), by("HorizontalPodAutoscaler"), by("PodDisruptionBudget")
-cms, secrets = by("ConfigMap"), by("Secret")
-NS = "borrow-rate"
-if (None, NS) not in by("Namespace"):
-    err("Namespace borrow-rate missing")
+    if not os.path.exists(os.path.join("deploy/base", r)):
+        err(f"deploy/base/kustomization.yaml lists {r}, which does not exist")
 
 def q(x):
     return str(x)
 
-for b in BACKENDS:
-    d = deps.get((NS, b))
-    if not d:
-        err(f"Deployment {b} missing")
-        continue
-    s = d["spec"]
-    if s.get("replicas") != 3:
-        err(f"{b}: replicas {s.get('replicas')}, SPEC §10 says 3")
-    st = s.get("strategy", {})
-    ru = st.get("rollingUpdate", {})
-    if st.get("type") != "RollingUpdate" or q(ru.get("maxSurge")) != "1" or q(ru.get("maxUnavailable")) != "0":
-        err(f"{b}: strategy must be RollingUpdate maxSurge 1 / maxUnavailable 0")
-    pod = s["template"]["spec"]
-    labels = s["template"]["metadata"]["labels"]
-    if any(labels.get(k) != v for k, v in s["selector"]["matchLabels"].items()):
-        err(f"{b}: selector does not match the pod labels")
-    psc = pod.get("securityContext", {})
-    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
-        err(f"{b}: pod must run as a non-root user (runAsNonRoot, runAsUser)")
-    for c in pod["containers"]:
-        r = c.get("resources", {})
-        if r.get("requests") != {"cpu": "500m", "memory": "1Gi"}:
-            err(f"{b}/{c['name']}: requests {r.get('requests')}, SPEC §10 says 500m/1Gi")
-        if r.get("limits") != {"cpu": "2000m", "memory": "4Gi"}:
-            err(f"{b}/{c['name']}: limits {r.get('limits')}, SPEC §10 says 2000m/4Gi")
-        sc = c.get("securityContext", {})
-        if sc.get("readOnlyRootFilesystem") is not True:
-            err(f"{b}/{c['name']}: root filesystem must be read-only")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            err(f"{b}/{c['name']}: allowPrivilegeEscalation must be false")
-        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            pr = c.get(probe)
-            if not pr or pr.get("httpGet", {}).get("path") != "/health":
-                err(f"{b}/{c['name']}: {probe} must GET /health")
-                continue
-            port = pr["httpGet"]["port"]
-            port = ports.get(port, port)
-            if port != PORTS[b]:
-                err(f"{b}/{c['name']}: {probe} probes port {port}, /health is on {PORTS[b]}")
-        env = {e["name"]: e.get("value") for e in c.get("env", [])}
-        la = env.get("LISTEN_ADDR", "")
-        if la != f"0.0.0.0:{PORTS[b]}":
-            err(f"{b}/{c['name']}: LISTEN_ADDR {la!r}, expected 0.0.0.0:{PORTS[b]}")
-        cmd = c.get("command") or []
-        if cmd != [f"/usr/local/bin/{b}"]:
-            err(f"{b}/{c['name']}: command {cmd}, expected /usr/local/bin/{b}")
-        seen = set(env)
-        for ef in c.get("envFrom", []):
-            if "configMapRef" in ef:
-                cm = cms.get((NS, ef["configMapRef"]["name"]))
-                if not cm:
-                    err(f"{b}: envFrom ConfigMap {ef['configMapRef']['name']} missing")
-                else:
-                    seen |= set(cm.get("data", {}))
-            if "secretRef" in ef:
-                sec = secrets.get((NS, ef["secretRef"]["name"]))
-                if not sec:
-                    err(f"{b}: envFrom Secret {ef['secretRef']['name']} missing")
-                else:
-                    seen |= set(sec.get("stringData", {})) | set(sec.get("data", {}))
-        missing = set(os.environ["SPEC_VARS"].split()) - seen
-        if missing:
-            err(f"{b}: SPEC §9 variables not provided: {sorted(missing)}")
-        vols = {v["name"]: v for v in pod.get("volumes", [])}
-        for vm in c.get("volumeMounts", []):
-            v = vols.get(vm["name"])
-            if not v:
-                err(f"{b}: volumeMount {vm['name']} has no volume")
-            elif "configMap" in v and (NS, v["configMap"]["name"]) not in cms:
-                err(f"{b}: volume {vm['name']} uses missing ConfigMap {v['configMap']['name']}")
-    svc = svcs.get((NS, b))
-    if not svc:
-        err(f"Service {b} missing")
-    else:
-        if svc["spec"]["selector"] != s["selector"]["matchLabels"]:
-            err(f"Service {b}: selector differs from the Deployment's")
-        cports = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
-        for p in svc["spec"]["ports"]:
-            if p["targetPort"] not in cports:
-                err(f"Service {b}: targetPort {p['targetPort']} is not a container port name")
-    h = hpas.get((NS, b))
-    if not h:
-        err(f"HorizontalPodAutoscaler {b} missing")
-    else:
-        hs = h["spec"]
-        cpu = [m for m in hs.get("metrics", []) if m.get("resource", {}).get("name") == "cpu"]
-        if hs.get("minReplicas") != 3 or hs.get("maxReplicas") != 10:
-            err(f"HPA {b}: replicas {hs.get('minReplicas')}-{hs.get('maxReplicas')}, SPEC §10 says 3-10")
-        if not cpu or cpu[0]["resource"]["target"].get("averageUtilization") != 70:
-            err(f"HPA {b}: must target 70 % CPU")
-        if hs["scaleTargetRef"]["name"] != b:
-            err(f"HPA {b}: scales {hs['scaleTargetRef']['name']}")
-    p = pdbs.get((NS, b))
-    if not p:
-        err(f"PodDisruptionBudget {b} missing")
-    elif p["spec"]["selector"]["matchLabels"] != s["selector"]["matchLabels"]:
-        err(f"PodDisruptionBudget {b}: selector differs from the Deployment's")
+def cpu_m(v):
+    v = str(v)
+    return float(v[:-1]) if v.endswith("m") else float(v) * 1000
 
-# NetworkPolicies: default deny, and each backend port open to the ingress gateway only
-# (plus the ops service and Prometheus on the HTTP ports).
-nps = [d for f, d in docs if d["kind"] == "NetworkPolicy"]
-if not any(n["spec"].get("podSelector") == {} and "Ingress" in n["spec"].get("policyTypes", [])
-           and not n["spec"].get("ingress") for n in nps):
-    err("no default-deny ingress NetworkPolicy in borrow-rate")
-def selects(np, name):
-    ps = np["spec"].get("podSelector", {})
-    ml = ps.get("matchLabels", {})
-    ok = all({"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "borrow-rate-gateway"}.get(k) == v for k, v in ml.items())
-    for e in ps.get("matchExpressions", []):
-        ok = ok and e["operator"] == "In" and name in e["values"]
-    return ok
-for b in BACKENDS:
-    gw_ports = set()
-    for np_ in nps:
-        if not selects(np_, b):
+def mem_b(v):
+    v = str(v)
+    for suf, mul in (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("k", 10**3), ("M", 10**6), ("G", 10**9)):
+        if v.endswith(suf):
+            return float(v[:-len(suf)]) * mul
+    return float(v)
+
+def walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+def check_overlay(name, docs):
+    P = f"{name}: "
+    prod = name == "production"
+    # --- schemas
+    n_core = 0
+    os.makedirs(os.path.join(core_dir, name), exist_ok=True)
+    for d in docs:
+        av, kind = d.get("apiVersion"), d.get("kind")
+        if av in CORE_GROUPS:
+            n_core += 1
+            with open(os.path.join(core_dir, name, f"{n_core:03d}-{kind.lower()}-{d['metadata']['name']}.yaml"), "w") as o:
+                yaml.safe_dump(d, o, sort_keys=False)
             continue
-        for rule in np_["spec"].get("ingress", []):
-            for src in rule.get("from", []):
-                if not (src.get("namespaceSelector") or src.get("podSelector")):
-                    err(f"NetworkPolicy {np_['metadata']['name']}: a rule admits every source")
-                if src.get("podSelector", {}).get("matchLabels", {}).get("istio") == "ingressgateway":
-                    gw_ports |= {p["port"] for p in rule.get("ports", [])}
-    need_ports = {8090} if b == "ratelimit-service" else {PORTS[b]}
-    if not need_ports <= gw_ports:
-        err(f"{b}: the ingress gateway cannot reach port(s) {sorted(need_ports - gw_ports)}")
+        key = f"{av}/{kind}"
+        if key not in schema_index:
+            err(f"{P}{kind} {d['metadata'].get('name')}: no vendored schema for {key} in {SCHEMAS}")
+            continue
+        if key not in validators:
+            validators[key] = jsonschema.Draft202012Validator(json.load(open(os.path.join(SCHEMAS, schema_index[key]))))
+        for e in sorted(validators[key].iter_errors(d), key=lambda e: list(e.absolute_path)):
+            best = jsonschema.exceptions.best_match([e])
+            where = "/".join(map(str, best.absolute_path)) or "(root)"
+            err(f"{P}{kind} {d['metadata'].get('name')}: {where}: {best.message[:200]} (schema {schema_index[key]})")
+    by = lambda kind: {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == kind}
+    deps, svcs, hpas, pdbs = by("Deployment"), by("Service"), by("HorizontalPodAutoscaler"), by("PodDisruptionBudget")
+    cms, secrets = by("ConfigMap"), by("Secret")
+    if (None, NS) not in by("Namespace"):
+        err(f"{P}Namespace {NS} missing")
+    config = cms.get((NS, "borrow-rate-config"), {}).get("data", {})
 
-# Istio: WasmPlugins in their phases from OCI images; routes to existing Services.
-wps = {d["metadata"]["name"]: d for f, d in docs if d["kind"] == "WasmPlugin"}
-phases = {d["spec"].get("phase"): d for d in wps.values()}
-for phase, flt in (("AUTHN", "auth-filter"), ("AUTHZ", "validation-filter"), ("STATS", "metrics-filter")):
-    w = phases.get(phase)
-    if not w:
-        err(f"no WasmPlugin in phase {phase}")
-        continue
-    if not re.fullmatch(rf"oci://[^\s]+/{flt}:[\w.-]+", w["spec"].get("url", "")):
-        err(f"WasmPlugin {w['metadata']['name']}: url must be oci://<registry>/.../{flt}:<tag>")
-    if w["spec"].get("selector", {}).get("matchLabels", {}).get("istio") != "ingressgateway":
-        err(f"WasmPlugin {w['metadata']['name']}: must select the ingress gateway")
-    if not isinstance(w["spec"].get("pluginConfig"), dict):
-        err(f"WasmPlugin {w['metadata']['name']}: pluginConfig missing")
-svc_ports = {f"{n}.{ns}.svc.cluster.local": {p["port"] for p in s["spec"]["ports"]} for (ns, n), s in svcs.items()}
-for f, d in docs:
-    if d["kind"] == "VirtualService":
-        for r in d["spec"]["http"]:
-            for rt in r.get("route", []):
-                dst = rt["destination"]
-                if dst["port"]["number"] not in svc_ports.get(dst["host"], set()):
-                    err(f"VirtualService route {r.get('name')}: {dst['host']}:{dst['port']['number']} is not a Service port")
-    if d["kind"] == "EnvoyFilter":
-        for cn in re.findall(r"outbound\|(\d+)\|\|([\w.-]+)", json.dumps(d)):
-            if int(cn[0]) not in svc_ports.get(cn[1], set()):
-                err(f"EnvoyFilter {d['metadata']['name']}: cluster outbound|{cn[0]}||{cn[1]} is not a Service port")
-for w in wps.values():
-    for cn in re.findall(r"outbound\|(\d+)\|\|([\w.-]+)", json.dumps(w)):
-        if int(cn[0]) not in svc_ports.get(cn[1], set()):
-            err(f"WasmPlugin {w['metadata']['name']}: cluster outbound|{cn[0]}||{cn[1]} is not a Service port")
-print(f"check-deploy: {n} core Kubernetes resources")
+    # --- references: ConfigMaps rendered, Secrets rendered or documented, images built and documented.
+    def need_cm(ns, cm, who):
+        if (ns, cm) not in cms:
+            err(f"{P}{who}: ConfigMap {ns}/{cm} is not in the rendered output")
+    def need_secret(ns, s, who, keys=()):
+        if (ns, s) in secrets:
+            return
+        if s not in secret_example:
+            err(f"{P}{who}: Secret {s} is neither rendered nor shown in deploy/base/kubernetes/secret.example.yaml")
+        else:
+            have = set(secret_example[s].get("stringData", {})) | set(secret_example[s].get("data", {}))
+            for k in keys:
+                if k not in have:
+                    err(f"{P}{who}: key {k} of Secret {s} is not in secret.example.yaml")
+        if f"`{s}`" not in deploy_doc:
+            err(f"{P}{who}: Secret {s} is created out of band but docs/deploy.md does not name it (`{s}`)")
+    images = set()
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            continue
+        ns = d["metadata"].get("namespace")
+        who = f"{d['kind']} {d['metadata']['name']}"
+        pod = d["spec"]["template"]["spec"]
+        for v in pod.get("volumes", []):
+            if "configMap" in v:
+                need_cm(ns, v["configMap"]["name"], who)
+            if "secret" in v:
+                need_secret(ns, v["secret"]["secretName"], who, [i["key"] for i in v["secret"].get("items", [])])
+            for src in v.get("projected", {}).get("sources", []):
+                if "configMap" in src:
+                    need_cm(ns, src["configMap"]["name"], who)
+                if "secret" in src:
+                    need_secret(ns, src["secret"]["name"], who)
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            images.add(c["image"])
+            for ef in c.get("envFrom", []):
+                if "configMapRef" in ef:
+                    need_cm(ns, ef["configMapRef"]["name"], who)
+                if "secretRef" in ef:
+                    need_secret(ns, ef["secretRef"]["name"], who)
+            for e in c.get("env", []):
+                vf = e.get("valueFrom", {})
+                if "configMapKeyRef" in vf:
+                    need_cm(ns, vf["configMapKeyRef"]["name"], who)
+                    if vf["configMapKeyRef"]["key"] not in cms.get((ns, vf["configMapKeyRef"]["name"]), {}).get("data", {}):
+                        err(f"{P}{who}: env {e['name']}: key {vf['configMapKeyRef']['key']} missing")
+                if "secretKeyRef" in vf:
+                    need_secret(ns, vf["secretKeyRef"]["name"], who, [vf["secretKeyRef"]["key"]])
+        for ann, val in d["spec"]["template"]["metadata"].get("annotations", {}).items():
+            if ann == "sidecar.istio.io/bootstrapOverride":
+                need_cm(ns, val, who)
+    for d in docs:
+        if d["kind"] == "Gateway":
+            for s in d["spec"].get("servers", []):
+                cn = s.get("tls", {}).get("credentialName")
+                if cn:
+                    # Istio reads it from the gateway workload's namespace.
+                    need_secret(NS, cn, f"Gateway {d['metadata']['name']}", ["tls.crt", "tls.key"])
+        if d["kind"] == "WasmPlugin":
+            images.add(d["spec"]["url"])
+            if d["spec"].get("imagePullSecret"):
+                need_secret(d["metadata"]["namespace"], d["spec"]["imagePullSecret"], f"WasmPlugin {d['metadata']['name']}")
+    built = {"backends": "Dockerfile"}
+    for m in re.finditer(r"/([a-z]+)-filter", " ".join(images)):
+        built[f"{m.group(1)}-filter"] = "deploy/wasm/Dockerfile"
+    for img in sorted(images):
+        if img == "auto":
+            continue  # Istio's gateway injection puts its proxy image here.
+        m = re.fullmatch(r"(?:oci://)?([a-z0-9.-]+(?::\d+)?/(?:[a-z0-9._-]+/)*([a-z0-9._-]+))(?::([\w.-]+))?(?:@sha256:([a-f0-9]{64}))?", img)
+        if not m:
+            err(f"{P}image {img!r} is not registry/name[:tag][@sha256:digest]")
+            continue
+        repo, short, tag, digest = m.groups()
+        if short not in built:
+            err(f"{P}image {img}: nothing in the repository builds {short}")
+        if repo not in deploy_doc:
+            err(f"{P}image {repo} is not named in docs/deploy.md")
+        if prod and not digest and not img.startswith("oci://"):
+            err(f"{P}image {img} is not pinned by digest (@sha256:...)")
+        if not tag and not digest:
+            err(f"{P}image {img} has neither tag nor digest")
+
+    # --- the backends.
+    delay = int(config.get("SHUTDOWN_DELAY_SECONDS", "0"))
+    grace = int(config.get("SHUTDOWN_GRACE_SECONDS", "10"))
+    for b in BACKENDS:
+        d = deps.get((NS, b))
+        if not d:
+            err(f"{P}Deployment {b} missing")
+            continue
+        s = d["spec"]
+        if prod and s.get("replicas") != 3:
+            err(f"{P}{b}: replicas {s.get('replicas')}, SPEC §10 says 3")
+        if not prod and not s.get("replicas", 1) >= 1:
+            err(f"{P}{b}: no replica")
+        st = s.get("strategy", {})
+        ru = st.get("rollingUpdate", {})
+        if st.get("type") != "RollingUpdate" or q(ru.get("maxSurge")) != "1" or q(ru.get("maxUnavailable")) != "0":
+            err(f"{P}{b}: strategy must be RollingUpdate maxSurge 1 / maxUnavailable 0")
+        pod = s["template"]["spec"]
+        labels = s["template"]["metadata"]["labels"]
+        if any(labels.get(k) != v for k, v in s["selector"]["matchLabels"].items()):
+            err(f"{P}{b}: selector does not match the pod labels")
+        psc = pod.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+            err(f"{P}{b}: pod must run as a non-root user (runAsNonRoot, runAsUser)")
+        if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            err(f"{P}{b}: seccompProfile must be RuntimeDefault")
+        if pod.get("automountServiceAccountToken") is not False:
+            err(f"{P}{b}: automountServiceAccountToken must be false (no API access needed)")
+        keys = {c["topologyKey"] for c in pod.get("topologySpreadConstraints", [])
+                if c.get("labelSelector", {}).get("matchLabels") == s["selector"]["matchLabels"]}
+        if not {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys:
+            err(f"{P}{b}: topologySpreadConstraints must spread over kubernetes.io/hostname and topology.kubernetes.io/zone")
+        tgp = pod.get("terminationGracePeriodSeconds", 30)
+        if tgp < delay + grace + 5:
+            err(f"{P}{b}: terminationGracePeriodSeconds {tgp} < SHUTDOWN_DELAY_SECONDS {delay} + SHUTDOWN_GRACE_SECONDS {grace} + 5")
+        for c in pod["containers"]:
+            r = c.get("resources", {})
+            req, lim = r.get("requests", {}), r.get("limits", {})
+            if set(req) != {"cpu", "memory"} or set(lim) != {"cpu", "memory"}:
+                err(f"{P}{b}/{c['name']}: requests and limits must both set cpu and memory")
+            else:
+                if cpu_m(req["cpu"]) > cpu_m(lim["cpu"]) or mem_b(req["memory"]) > mem_b(lim["memory"]):
+                    err(f"{P}{b}/{c['name']}: requests exceed limits")
+            sc = c.get("securityContext", {})
+            if sc.get("readOnlyRootFilesystem") is not True:
+                err(f"{P}{b}/{c['name']}: root filesystem must be read-only")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                err(f"{P}{b}/{c['name']}: allowPrivilegeEscalation must be false")
+            if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+                err(f"{P}{b}/{c['name']}: capabilities must drop ALL and add none")
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready"),
+                                ("startupProbe", "/health/live")):
+                pr = c.get(probe)
+                if not pr or pr.get("httpGet", {}).get("path") != path:
+                    err(f"{P}{b}/{c['name']}: {probe} must GET {path}")
+                    continue
+                port = pr["httpGet"]["port"]
+                port = ports.get(port, port)
+                if port != PORTS[b]:
+                    err(f"{P}{b}/{c['name']}: {probe} probes port {port}, the HTTP port is {PORTS[b]}")
+            sp = c.get("startupProbe") or {}
+            budget = sp.get("failureThreshold", 3) * sp.get("periodSeconds", 10)
+            if budget < 120:
+                err(f"{P}{b}/{c['name']}: startupProbe allows {budget} s, migrations on a cold database need 120 s")
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            la = env.get("LISTEN_ADDR", "")
+            if la != f"0.0.0.0:{PORTS[b]}":
+                err(f"{P}{b}/{c['name']}: LISTEN_ADDR {la!r}, expected 0.0.0.0:{PORTS[b]}")
+            if (c.get("command") or []) != [f"/usr/local/bin/{b}"]:
+                err(f"{P}{b}/{c['name']}: command {c.get('command')}, expected /usr/local/bin/{b}")
+            seen = set(env)
+            for ef in c.get("envFrom", []):
+                if "configMapRef" in ef:
+                    seen |= set(cms.get((NS, ef["configMapRef"]["name"]), {}).get("data", {}))
+                if "secretRef" in ef:
+                    sec = secrets.get((NS, ef["secretRef"]["name"])) or secret_example.get(ef["secretRef"]["name"], {})
+                    seen |= set(sec.get("stringData", {})) | set(sec.get("data", {}))
+            # The Kubernetes shape signs JWTs with ES256 (a private key only the
+            # auth service holds), so JWT_SECRET_KEY is not needed there.
+            missing = set(os.environ["SPEC_VARS"].split()) - seen - {"JWT_SECRET_KEY"}
+            if missing:
+                err(f"{P}{b}: SPEC §9 variables not provided: {sorted(missing)}")
+            if b == "auth-service":
+                if env.get("JWT_ALGORITHM") != "ES256":
+                    err(f"{P}auth-service: JWT_ALGORITHM must be ES256 (the gateway holds public keys only)")
+                kf = env.get("JWT_ES256_PRIVATE_KEY_FILE") or ""
+                vols = {v["name"]: v for v in pod.get("volumes", [])}
+                mounted = [vm for vm in c.get("volumeMounts", []) if kf.startswith(vm["mountPath"].rstrip("/") + "/")]
+                if not mounted or "secret" not in vols.get(mounted[0]["name"], {}):
+                    err(f"{P}auth-service: JWT_ES256_PRIVATE_KEY_FILE {kf!r} is not inside a mounted Secret")
+            elif any(k.startswith("JWT_ES256") for k in env):
+                err(f"{P}{b}: only the auth service may see the JWT signing key")
+        svc = svcs.get((NS, b))
+        if not svc:
+            err(f"{P}Service {b} missing")
+        else:
+            if svc["spec"]["selector"] != s["selector"]["matchLabels"]:
+                err(f"{P}Service {b}: selector differs from the Deployment's")
+            cports = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+            for p in svc["spec"]["ports"]:
+                if p["targetPort"] not in cports:
+                    err(f"{P}Service {b}: targetPort {p['targetPort']} is not a container port name")
+        h = hpas.get((NS, b))
+        if not h:
+            err(f"{P}HorizontalPodAutoscaler {b} missing")
+        else:
+            hs = h["spec"]
+            cpu = [m for m in hs.get("metrics", []) if m.get("resource", {}).get("name") == "cpu"]
+            if prod and (hs.get("minReplicas") != 3 or hs.get("maxReplicas") != 10):
+                err(f"{P}HPA {b}: replicas {hs.get('minReplicas')}-{hs.get('maxReplicas')}, the runbook says 3-10")
+            if not 1 <= hs.get("minReplicas", 1) <= hs.get("maxReplicas", 0):
+                err(f"{P}HPA {b}: minReplicas must be between 1 and maxReplicas")
+            if not cpu or cpu[0]["resource"]["target"].get("averageUtilization") != 70:
+                err(f"{P}HPA {b}: must target 70 % CPU")
+            if hs["scaleTargetRef"]["name"] != b:
+                err(f"{P}HPA {b}: scales {hs['scaleTargetRef']['name']}")
+        p = pdbs.get((NS, b))
+        if not p:
+            err(f"{P}PodDisruptionBudget {b} missing")
+        else:
+            if p["spec"]["selector"]["matchLabels"] != s["selector"]["matchLabels"]:
+                err(f"{P}PodDisruptionBudget {b}: selector differs from the Deployment's")
+            mina = p["spec"].get("minAvailable")
+            replicas = s.get("replicas", 1)
+            if isinstance(mina, int) and mina >= replicas:
+                err(f"{P}PodDisruptionBudget {b}: minAvailable {mina} with {replicas} replica(s) blocks every drain")
+            if prod and mina != 2:
+                err(f"{P}PodDisruptionBudget {b}: minAvailable {mina}, production keeps 2 of 3")
+
+    # --- NetworkPolicies: default deny; each backend port open to the ingress gateway.
+    nps = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not any(n["spec"].get("podSelector") == {} and "Ingress" in n["spec"].get("policyTypes", [])
+               and not n["spec"].get("ingress") for n in nps):
+        err(f"{P}no default-deny ingress NetworkPolicy in {NS}")
+    def selects(np_, labels):
+        ps = np_["spec"].get("podSelector", {})
+        ok = all(labels.get(k) == v for k, v in ps.get("matchLabels", {}).items())
+        for e in ps.get("matchExpressions", []):
+            ok = ok and e["operator"] == "In" and labels.get(e["key"]) in e["values"]
+        return ok
+    gw_labels = GATEWAY_LABELS(docs)
+    for b in BACKENDS:
+        d = deps.get((NS, b))
+        if not d:
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        gw_ports = set()
+        for np_ in nps:
+            if not selects(np_, labels):
+                continue
+            for rule in np_["spec"].get("ingress", []):
+                for src in rule.get("from", []):
+                    if not (src.get("namespaceSelector") or src.get("podSelector")):
+                        err(f"{P}NetworkPolicy {np_['metadata']['name']}: a rule admits every source")
+                    ps = src.get("podSelector", {}).get("matchLabels", {})
+                    if ps and all(gw_labels.get(k) == v for k, v in ps.items()):
+                        gw_ports |= {p["port"] for p in rule.get("ports", [])}
+        need_ports = {8090} if b == "ratelimit-service" else {PORTS[b]}
+        if not need_ports <= gw_ports:
+            err(f"{P}{b}: the ingress gateway cannot reach port(s) {sorted(need_ports - gw_ports)}")
+
+    check_istio(P, prod, docs, svcs)
+    return n_core
+
+def GATEWAY_LABELS(docs):
+    gws = [d for d in docs if d["kind"] == "Gateway"]
+    return gws[0]["spec"].get("selector", {}) if gws else {}
+
+def check_istio(P, prod, docs, svcs):
+    gw_sel = GATEWAY_LABELS(docs)
+    if not gw_sel:
+        err(f"{P}no Istio Gateway with a selector")
+    wps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "WasmPlugin"}
+    phases = {d["spec"].get("phase"): d for d in wps.values()}
+    for phase, flt in (("AUTHN", "auth-filter"), ("AUTHZ", "validation-filter"), ("STATS", "metrics-filter")):
+        w = phases.get(phase)
+        if not w:
+            err(f"{P}no WasmPlugin in phase {phase}")
+            continue
+        if not re.fullmatch(rf"oci://[^\s]+/{flt}:[\w.-]+", w["spec"].get("url", "")):
+            err(f"{P}WasmPlugin {w['metadata']['name']}: url must be oci://<registry>/.../{flt}:<tag>")
+        if w["spec"].get("selector", {}).get("matchLabels") != gw_sel:
+            err(f"{P}WasmPlugin {w['metadata']['name']}: must select exactly the gateway workload ({gw_sel})")
+        if not isinstance(w["spec"].get("pluginConfig"), dict):
+            err(f"{P}WasmPlugin {w['metadata']['name']}: pluginConfig missing")
+    svc_ports = {f"{n}.{ns}.svc.cluster.local": {p["port"] for p in s["spec"]["ports"]} for (ns, n), s in svcs.items()}
+    for d in docs:
+        if d["kind"] == "VirtualService":
+            for r in d["spec"]["http"]:
+                for rt in r.get("route", []):
+                    dst = rt["destination"]
+                    if dst["port"]["number"] not in svc_ports.get(dst["host"], set()):
+                        err(f"{P}VirtualService route {r.get('name')}: {dst['host']}:{dst['port']['number']} is not a Service port")
+        if d["kind"] in ("EnvoyFilter", "WasmPlugin"):
+            for cn in re.findall(r"outbound\|(\d+)\|\|([\w.-]+)", json.dumps(d)):
+                if int(cn[0]) not in svc_ports.get(cn[1], set()):
+                    err(f"{P}{d['kind']} {d['metadata']['name']}: cluster outbound|{cn[0]}||{cn[1]} is not a Service port")
+
+total = 0
+for name in ["base"] + overlays:
+    docs = load_yaml_docs(os.path.join(render_dir, f"{name}.yaml"))
+    if name == "base":
+        continue  # rendered to prove it builds; the overlays are what is applied
+    total += check_overlay(name, docs)
+print(f"check-deploy: overlays {', '.join(overlays)}: {total} core resources, Istio kinds against {SCHEMAS}")
 finish("kubernetes")
 PY
-  "$root/.venv/bin/kubernetes-validate" --strict --quiet "$tmp"/core/*.yaml >"$tmp/kv.out" 2>&1 \
-    || { cat "$tmp/kv.out" >&2; fail "kubernetes-validate rejects a core manifest"; }
-  ok "kubernetes: kubernetes-validate --strict and SPEC §10 requirements"
+  "$root/.venv/bin/kubernetes-validate" --strict --quiet "$tmp"/core/*/*.yaml >"$tmp/kv.out" 2>&1 \
+    || { cat "$tmp/kv.out" >&2; fail "kubernetes-validate --strict rejects a rendered core resource"; }
+  ok "kubernetes: overlays render; kubernetes-validate --strict, Istio CRD schemas, references, deployment requirements"
 }
 
 # ---------------------------------------------------------------- images
@@ -892,7 +1093,7 @@ for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", df, re.M):
             err(f"Dockerfile copies {s}, which does not exist")
 # Every binary the manifests run is built into the image.
 run = set()
-for f in ["docker-compose.yml"] + glob.glob("deploy/kubernetes/*.yaml"):
+for f in ["docker-compose.yml"] + glob.glob("deploy/base/kubernetes/*.yaml"):
     run |= set(re.findall(r"/usr/local/bin/([\w-]+)", open(f).read()))
 if run - built:
     err(f"manifests run {sorted(run - built)}, which the Dockerfile does not build")
@@ -904,7 +1105,7 @@ if froms != ["scratch"]:
     err(f"deploy/wasm/Dockerfile must be a single FROM scratch stage, got {froms}")
 if not re.search(r"^COPY\s+\$\{?FILTER\}?\.wasm\s+/?plugin\.wasm\s*$", w, re.M):
     err("deploy/wasm/Dockerfile must copy ${FILTER}.wasm to /plugin.wasm (Istio's oci:// layout)")
-for d in load_yaml_docs("deploy/istio/wasm-plugins.yaml"):
+for d in load_yaml_docs("deploy/base/istio/wasm-plugins.yaml"):
     m = re.search(r"/([a-z]+)-filter:", d["spec"]["url"])
     if not m or f"{m.group(1)}_filter" not in cdylibs:
         err(f"WasmPlugin {d['metadata']['name']}: no filter crate builds the image's .wasm")

@@ -1,10 +1,12 @@
 //! Deployment artifacts, checked offline (no Docker engine, no cluster):
 //! each check of `scripts/check-deploy.sh` as one test, and every Istio
-//! `WasmPlugin` configuration parsed by the filters' own configuration code,
-//! so a typo in a manifest fails the build.
+//! `WasmPlugin` configuration of every rendered overlay
+//! (`kubectl kustomize deploy/overlays/<name>`) parsed by the filters' own
+//! configuration code, so a typo in a manifest fails the build.
 //!
 //! Tools: promtool and docker-compose (Debian packages `prometheus`,
-//! `docker-compose`), kubernetes-validate (PyPI, in `.venv`), Envoy
+//! `docker-compose`), kubectl (renders the overlays), kubernetes-validate
+//! (PyPI, in `.venv`), Envoy
 //! (`.venv/bin/envoy`); the Envoy check needs the filters built (`make wasm`).
 
 use std::path::PathBuf;
@@ -93,21 +95,65 @@ fn yaml_documents(path: &PathBuf) -> Vec<Value> {
     docs
 }
 
-/// (name, url, pluginConfig) of every WasmPlugin in deploy/istio.
+/// The overlays of deploy/overlays (dev, production, ...).
+fn overlays() -> Vec<String> {
+    let dir = repo_root().join("deploy/overlays");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("kustomization.yaml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().any(|n| n == "production") && names.iter().any(|n| n == "dev"),
+        "deploy/overlays must hold dev and production, found {names:?}"
+    );
+    names
+}
+
+/// The YAML documents `kubectl kustomize deploy/overlays/<overlay>`
+/// renders, as JSON values (what `kubectl apply -k` would send).
+fn rendered(overlay: &str) -> Vec<Value> {
+    let root = repo_root();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root.join("deploy/overlays").join(overlay))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl kustomize (kubectl is needed): {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/overlays/{overlay} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::env::temp_dir().join(format!("deploy-rs-{}-{overlay}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rendered.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let docs = yaml_documents(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    docs
+}
+
+/// (overlay/name, url, pluginConfig) of every WasmPlugin of every rendered
+/// overlay.
 fn wasm_plugins() -> Vec<(String, String, Value)> {
-    let path = repo_root().join("deploy/istio/wasm-plugins.yaml");
-    yaml_documents(&path)
-        .into_iter()
-        .filter(|d| d["kind"] == "WasmPlugin")
-        .map(|d| {
-            let name = d["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+    let mut plugins = Vec::new();
+    for overlay in overlays() {
+        for d in rendered(&overlay) {
+            if d["kind"] != "WasmPlugin" {
+                continue;
+            }
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
             let url = d["spec"]["url"].as_str().unwrap_or_default().to_owned();
-            (name, url, d["spec"]["pluginConfig"].clone())
-        })
-        .collect()
+            plugins.push((
+                format!("{overlay}/{name}"),
+                url,
+                d["spec"]["pluginConfig"].clone(),
+            ));
+        }
+    }
+    plugins
 }
 
 /// Runs the filter's own configuration parsing (what `on_configure` does)
@@ -177,11 +223,11 @@ fn rate_limit_files_of_compose_and_kubernetes_are_accepted_by_the_rate_limit_ser
     {
         panic!("{e}");
     }
-    let config = root.join("deploy/kubernetes/config.yaml");
+    let config = root.join("deploy/base/kubernetes/config.yaml");
     let limits = yaml_documents(&config)
         .into_iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "ratelimit-limits")
-        .expect("ConfigMap ratelimit-limits in deploy/kubernetes/config.yaml");
+        .expect("ConfigMap ratelimit-limits in deploy/base/kubernetes/config.yaml");
     let text = limits["data"]["limits.yaml"]
         .as_str()
         .expect("ratelimit-limits has data.limits.yaml");
@@ -216,6 +262,7 @@ fn the_istio_shape_routes_the_docs_page_files_and_lets_exactly_them_through_with
             "{path} should need a credential"
         );
     }
-    let gateway = std::fs::read_to_string(repo_root().join("deploy/istio/gateway.yaml")).unwrap();
+    let gateway =
+        std::fs::read_to_string(repo_root().join("deploy/base/istio/gateway.yaml")).unwrap();
     assert!(gateway.contains("- uri: { prefix: /docs/ }"));
 }
