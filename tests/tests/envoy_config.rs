@@ -282,6 +282,7 @@ fn authentication_off_drops_the_auth_filter_but_still_strips_internal_headers() 
         "x-auth-method",
         "x-client-rate-limit",
         "x-client-tier",
+        "x-api-key-id",
     ] {
         assert!(yaml.contains(&format!("- remove: {h}")), "{h} not stripped");
     }

@@ -519,6 +519,7 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
             ("x-auth-method", "api_key"),
             ("x-client-rate-limit", "100000"),
             ("x-client-tier", "platinum"),
+            ("x-api-key-id", "key_chosenByClient01"),
             ("x-request-id", "chosen-by-client"),
             ("x-forwarded-for", "10.9.9.9"),
         ],
@@ -537,6 +538,7 @@ async fn client_supplied_identity_headers_and_request_ids_never_reach_a_backend(
         "x-auth-method",
         "x-client-rate-limit",
         "x-client-tier",
+        "x-api-key-id",
     ] {
         assert_eq!(req.header(h), None, "{h} reached the backend");
     }
