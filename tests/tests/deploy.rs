@@ -266,3 +266,43 @@ fn the_istio_shape_routes_the_docs_page_files_and_lets_exactly_them_through_with
         std::fs::read_to_string(repo_root().join("deploy/base/istio/gateway.yaml")).unwrap();
     assert!(gateway.contains("- uri: { prefix: /docs/ }"));
 }
+
+#[test]
+fn the_istio_auth_plugin_verifies_es256_with_public_keys_only() {
+    let mut seen = 0;
+    for (name, url, config) in wasm_plugins() {
+        if !url.contains("/auth-filter:") {
+            continue;
+        }
+        seen += 1;
+        let jwt = &config["jwt"];
+        assert_eq!(
+            jwt["algorithm"], "ES256",
+            "{name}: the Kubernetes shape signs with ES256"
+        );
+        assert!(
+            jwt.get("secret").is_none(),
+            "{name}: no shared secret in a WasmPlugin"
+        );
+        let keys = jwt["jwks"]["keys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: jwt.jwks.keys missing"));
+        assert!(!keys.is_empty(), "{name}: no public key");
+        for key in keys {
+            assert_eq!(key["kty"], "EC", "{name}: {key}");
+            assert_eq!(key["crv"], "P-256", "{name}: {key}");
+            assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
+            for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+                assert!(
+                    key.get(private).is_none(),
+                    "{name}: key {} carries the private member {private}",
+                    key["kid"]
+                );
+            }
+        }
+    }
+    assert!(
+        seen >= 2,
+        "an auth WasmPlugin in every overlay, found {seen}"
+    );
+}
