@@ -1,0 +1,296 @@
+//! A JWT stops with the API key it was exchanged for, through the real
+//! gateway: the `local` configuration as `make run` renders it, the real
+//! auth service and rate-limit service, `gatewayctl` on the same database,
+//! and a counting upstream behind every route. The key is created and
+//! revoked with gatewayctl; the token obtained with it is refused (401)
+//! within the revocation window (60 s; in practice the 30 s positive TTL of
+//! the filter's key-status cache), and the key too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use e2e::{free_port, CountingUpstream, Envoy};
+use serde_json::Value;
+
+const SECRET: &str = "token-revocation-test-secret-0123456789abcdef";
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// gatewayctl as built by this workspace (`cargo test` builds it for its own
+/// tests; `make build` into target/server).
+fn gatewayctl() -> PathBuf {
+    let target = e2e::target_dir();
+    for dir in ["debug", "server"] {
+        let p = target.join(dir).join("gatewayctl");
+        if p.exists() {
+            return p;
+        }
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "-q", "-p", "gatewayctl"])
+        .current_dir(e2e::repo_root())
+        .status()
+        .expect("cargo build -p gatewayctl");
+    assert!(status.success());
+    target.join("debug/gatewayctl")
+}
+
+fn run_gatewayctl(database_url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(gatewayctl())
+        .args(["--database-url", database_url, "--actor", "revocation-test"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gatewayctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            Answer {
+                status,
+                body: r.text().await.unwrap_or_default(),
+            }
+        }
+        Err(e) => Answer {
+            status: 0,
+            body: e.to_string(),
+        },
+    }
+}
+
+/// `POST /api/v1/calculate-locate` as `client_id`, with the credential
+/// header given.
+async fn locate(envoy: &Envoy, client_id: &str, credential: (&str, &str)) -> Answer {
+    let body = format!(
+        r#"{{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"{client_id}"}}"#
+    );
+    answer(
+        http()
+            .post(envoy.url("/api/v1/calculate-locate"))
+            .header("content-type", "application/json")
+            .header(credential.0, credential.1)
+            .body(body),
+    )
+    .await
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
+    let dir = std::env::temp_dir().join(unique("token-revocation"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    let auth_config = auth_service::config::Config::hs256(
+        services::Config::new(addr(0), database_url.clone()),
+        SECRET,
+    );
+    let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
+    let upstream = CountingUpstream::start().await;
+    let rls = ratelimit::spawn(ratelimit::Config {
+        grpc_addr: addr(0),
+        http_addr: addr(0),
+        key_prefix: unique("revocation"),
+        ..ratelimit::Config::default()
+    })
+    .await
+    .unwrap();
+    let yaml = e2e::render_local_gateway(
+        &[
+            ("data_service", addr(upstream.port).to_string()),
+            ("calculation_service", addr(upstream.port).to_string()),
+            ("auth_service", auth_server.addr.to_string()),
+            ("ops_service", addr(free_port()).to_string()),
+            ("rate_limit_service", rls.grpc_addr.to_string()),
+        ],
+        rls.http_addr.port(),
+        &[
+            format!("JWT_SECRET_KEY={SECRET}"),
+            "HEALTH_CHECK_INTERVAL_MS=500".into(),
+        ],
+    );
+    let envoy = Envoy::start(&yaml).await;
+
+    // A key made with gatewayctl, with a limit well above this test's pace.
+    let client_id = unique("revoked_token_client");
+    let created: Value = serde_json::from_str(
+        run_gatewayctl(
+            &database_url,
+            &[
+                "--json",
+                "keys",
+                "create",
+                "--client-id",
+                &client_id,
+                "--rate-limit-per-minute",
+                "1000",
+            ],
+        )
+        .lines()
+        .last()
+        .unwrap(),
+    )
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+
+    // Ready once the key answers through the gateway (health checks passed).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = locate(&envoy, &client_id, ("x-api-key", &key)).await;
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway not ready: {} {}\n{}",
+            a.status,
+            a.body,
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Exchange the key for a token: it names the key (the gateway's id,
+    // never one the client sends).
+    let exchanged = answer(
+        http()
+            .post(envoy.url("/api/v1/auth/token"))
+            .header("x-api-key", &key)
+            .header("x-api-key-id", "key_chosenByClient01"),
+    )
+    .await;
+    assert_eq!(exchanged.status, 200, "{}", exchanged.body);
+    let token = exchanged.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token_claims = claims(&token);
+    assert_eq!(token_claims["key_id"], key_id.as_str(), "{token_claims}");
+    assert_eq!(token_claims["sub"], client_id.as_str(), "{token_claims}");
+    let bearer = format!("Bearer {token}");
+
+    let ok = locate(&envoy, &client_id, ("authorization", &bearer)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let seen = upstream
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/calculate-locate")
+        .expect("the token's request reached the upstream");
+    assert_eq!(seen.header("x-auth-method"), Some("jwt"));
+    assert_eq!(seen.header("x-client-id"), Some(client_id.as_str()));
+    assert_eq!(seen.header("x-api-key-id"), Some(key_id.as_str()));
+    assert_eq!(seen.header("authorization"), None, "credential stripped");
+
+    // Revoke; poll once a second until both the token and the key are
+    // refused.
+    let revoked: Value = serde_json::from_str(
+        run_gatewayctl(&database_url, &["--json", "keys", "revoke", &key_id])
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+    let at = Instant::now();
+    let window = Duration::from_secs(60);
+    let mut token_refused: Option<(Duration, Answer)> = None;
+    let mut key_refused: Option<Duration> = None;
+    while token_refused.is_none() || key_refused.is_none() {
+        assert!(
+            at.elapsed() < window,
+            "not refused within 60 s of the revocation: token {:?}, key {:?}",
+            token_refused.as_ref().map(|(t, _)| t),
+            key_refused
+        );
+        if token_refused.is_none() {
+            let a = locate(&envoy, &client_id, ("authorization", &bearer)).await;
+            match a.status {
+                200 => {}
+                401 => token_refused = Some((at.elapsed(), a)),
+                other => panic!("token answered {other}: {}", a.body),
+            }
+        }
+        if key_refused.is_none() {
+            let a = locate(&envoy, &client_id, ("x-api-key", &key)).await;
+            match a.status {
+                200 => {}
+                401 => key_refused = Some(at.elapsed()),
+                other => panic!("key answered {other}: {}", a.body),
+            }
+        }
+        if token_refused.is_none() || key_refused.is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let (token_after, refusal) = token_refused.unwrap();
+    println!(
+        "token refused {token_after:?} after the revocation, key {:?}",
+        key_refused.unwrap()
+    );
+    assert!(token_after < window);
+    let envelope = refusal.json();
+    assert_eq!(envelope["status"], "error", "{}", refusal.body);
+    assert_eq!(
+        envelope["error"]["code"], "UNAUTHORIZED",
+        "{}",
+        refusal.body
+    );
+    assert_eq!(
+        envelope["error"]["message"], "API key has been revoked",
+        "{}",
+        refusal.body
+    );
+    // And it stays refused.
+    let again = locate(&envoy, &client_id, ("authorization", &bearer)).await;
+    assert_eq!(again.status, 401, "{}", again.body);
+
+    drop(envoy);
+    auth_server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
