@@ -963,6 +963,17 @@ async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through
         "healthy",
         "{body}"
     );
+    // The ops service's own probes through the gateway's `/health/` route,
+    // public like every `/health/*` path, not taken for dependency names.
+    for probe in ["/health/live", "/health/ready"] {
+        let (status, _, body) = get_text(&envoy.url(probe)).await;
+        assert_eq!(status, StatusCode::OK, "{probe}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["status"],
+            "healthy",
+            "{probe}: {body}"
+        );
+    }
     let (status, _, metrics) = get_text(&envoy.url("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert_valid_exposition(&metrics);
