@@ -1216,6 +1216,11 @@ def check_istio(P, prod, docs, svcs, config):
     auth = phases.get("AUTHN")
     if auth and (auth["spec"].get("pluginConfig") or {}).get("jwt", {}).get("algorithm") != "ES256":
         err(f"{P}WasmPlugin {auth['metadata']['name']}: jwt.algorithm must be ES256 (HS256 would put the signing secret here)")
+    if auth:
+        for key in ((auth["spec"].get("pluginConfig") or {}).get("jwt", {}).get("jwks") or {}).get("keys", []):
+            # A bare `y:` is YAML 1.1's `true` to kustomize: the key must survive rendering intact.
+            if not {"kid", "kty", "crv", "x", "y"} <= set(key) or set(key) - {"kid", "kty", "crv", "alg", "use", "x", "y"}:
+                err(f"{P}WasmPlugin {auth['metadata']['name']}: JWKS key {key.get('kid')} must have exactly kid, kty, crv, x, y (alg, use optional), rendered {sorted(map(str, key))}")
     svc_ports = {f"{n}.{ns}.svc.cluster.local": {p["port"] for p in s["spec"]["ports"]} for (ns, n), s in svcs.items()}
     for d in docs:
         if d["kind"] == "VirtualService":

@@ -71,7 +71,8 @@ def main(argv):
     for k in keys:
         first = True
         for name in ("kid", "kty", "crv", "alg", "use", "x", "y"):
-            print(f"    {'- ' if first else '  '}{name}: {json.dumps(k[name])}")
+            # Keys quoted too: kustomize reads YAML 1.1, where a bare `y` is `true`.
+            print(f"    {'- ' if first else '  '}{json.dumps(name)}: {json.dumps(k[name])}")
             first = False
 
 
