@@ -2,7 +2,7 @@
 # One image for every backend binary of the gateway: data-service,
 # calculation-service, auth-service, ops-service, ratelimit-service and the
 # gatewayctl CLI. Each container picks its binary with `command`
-# (docker-compose.yml, deploy/kubernetes/*.yaml).
+# (docker-compose.yml, deploy/base/kubernetes/*.yaml).
 #
 #   docker build -t borrow-rate/backends:0.1.0 .
 #

@@ -16,7 +16,7 @@
 //!
 //! The gateway routes exactly these paths to the ops service and lets them
 //! through without a credential (`envoy/render.py` `public_paths`,
-//! `deploy/istio`).
+//! `deploy/base/istio`).
 
 use std::sync::{Arc, LazyLock};
 
