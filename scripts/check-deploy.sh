@@ -7,7 +7,11 @@
 # Checks:
 #   alerts      promtool check rules/config, promtool test rules (each alert
 #               fires above its threshold and stays silent below it), alert
-#               expressions name only exported metrics, runbook anchors exist
+#               expressions name only exported metrics, summary/description/
+#               runbook_url on every alert (each anchor a docs/operations.md
+#               heading), an up == 0 and an absent(up) alert per scrape job
+#               (compose and Kubernetes the same jobs), the PrometheusRule
+#               equal to a fresh generation from alerts.yml
 #   dashboards  every PromQL of the Grafana dashboards parses (promtool) and
 #               names only exported metrics; data sources are provisioned;
 #               the logs dashboard searches every SPEC §8 log message
@@ -137,6 +141,12 @@ check_alerts() {
   promtool check rules deploy/prometheus/alerts.yml >/dev/null || fail "promtool check rules deploy/prometheus/alerts.yml"
   (cd deploy/prometheus && promtool test rules alerts.test.yml) || fail "promtool test rules deploy/prometheus/alerts.test.yml"
   promtool check config deploy/prometheus/prometheus.yml >/dev/null || fail "promtool check config deploy/prometheus/prometheus.yml"
+  # The PrometheusRule is generated from alerts.yml: a fresh generation must
+  # equal the committed file.
+  "$PY" deploy/prometheus/generate-rule.py --out "$tmp/prometheus-rule.yaml" || fail "deploy/prometheus/generate-rule.py failed"
+  cmp -s "$tmp/prometheus-rule.yaml" deploy/prometheus/prometheus-rule.yaml \
+    || { diff -u deploy/prometheus/prometheus-rule.yaml "$tmp/prometheus-rule.yaml" | head -30 >&2
+         fail "deploy/prometheus/prometheus-rule.yaml differs from alerts.yml: run .venv/bin/python deploy/prometheus/generate-rule.py"; }
   "$PY" - <<'PY'
 import re
 from deploylib import *
@@ -149,19 +159,57 @@ anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
 alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
 if not alerts:
     err("no alert rules")
+pr = load_yaml_docs("deploy/prometheus/prometheus-rule.yaml")
+if len(pr) != 1 or pr[0].get("kind") != "PrometheusRule" or pr[0]["spec"]["groups"] != rules["groups"]:
+    err("deploy/prometheus/prometheus-rule.yaml must be one PrometheusRule whose groups are alerts.yml's")
+bases = set()
 for r in alerts:
     name = r["alert"]
-    bad = metric_names(r["expr"]) - ALLOWED
+    bad = metric_names(r["expr"]) - ALLOWED - {"up"}
     if bad:
         err(f"{name}: expression uses metrics the gateway does not export: {sorted(bad)}")
     if r.get("labels", {}).get("severity") not in ("warning", "critical"):
         err(f"{name}: severity label must be warning or critical")
-    rb = r.get("annotations", {}).get("runbook", "")
-    m = re.fullmatch(r"docs/operations\.md#([a-z0-9-]+)", rb)
+    ann = r.get("annotations", {})
+    for a in ("summary", "description"):
+        if not str(ann.get(a, "")).strip():
+            err(f"{name}: no {a} annotation")
+    if set(ann) - {"summary", "description", "runbook_url"}:
+        err(f"{name}: unexpected annotations {sorted(set(ann) - {'summary', 'description', 'runbook_url'})}")
+    rb = ann.get("runbook_url", "")
+    m = re.fullmatch(r"(https://[^\s#]+/)docs/operations\.md#([a-z0-9-]+)", rb)
     if not m:
-        err(f"{name}: runbook annotation must be docs/operations.md#<anchor>, got {rb!r}")
-    elif m.group(1) not in anchors:
-        err(f"{name}: docs/operations.md has no heading for #{m.group(1)}")
+        err(f"{name}: runbook_url must be https://<repository>/docs/operations.md#<anchor>, got {rb!r}")
+    else:
+        bases.add(m.group(1))
+        if m.group(2) not in anchors:
+            err(f"{name}: docs/operations.md has no heading for #{m.group(2)}")
+if len(bases) > 1:
+    err(f"runbook_url bases differ: {sorted(bases)}")
+# Every scrape job (docker-compose's prometheus.yml; the Kubernetes
+# PodMonitors, named by their job relabeling) has an `up == 0` and an
+# `absent(up)` alert, and nothing else is alerted on as a job.
+def norm(e):
+    return re.sub(r"\s+", "", e)
+jobs = {j["job_name"] for j in yaml.safe_load(open("deploy/prometheus/prometheus.yml"))["scrape_configs"]} - {"prometheus"}
+k8s_jobs = set()
+for d in load_yaml_docs("deploy/prometheus/monitors.yaml"):
+    for ep in d["spec"].get("podMetricsEndpoints", []) + d["spec"].get("endpoints", []):
+        for rl in ep.get("relabelings", []):
+            if rl.get("targetLabel") == "job":
+                k8s_jobs.add(rl.get("replacement"))
+if jobs != k8s_jobs:
+    err(f"scrape jobs differ: docker-compose {sorted(jobs)}, Kubernetes PodMonitors {sorted(k8s_jobs)}")
+exprs = {norm(r["expr"]): r["alert"] for r in alerts}
+for j in sorted(jobs | k8s_jobs):
+    if norm(f'up{{job="{j}"}} == 0') not in exprs:
+        err(f'scrape job {j}: no alert on up{{job="{j}"}} == 0')
+    if norm(f'absent(up{{job="{j}"}})') not in exprs:
+        err(f'scrape job {j}: no alert on absent(up{{job="{j}"}})')
+for e, n in exprs.items():
+    m = re.search(r'up\{job="([^"]+)"\}', e)
+    if m and m.group(1) not in jobs | k8s_jobs:
+        err(f"{n}: job {m.group(1)} is not a scrape job")
 # Every alert is asserted in every test scenario (silent below, firing above).
 names = {r["alert"] for r in alerts}
 groups = tests.get("tests", [])
@@ -175,6 +223,9 @@ for i, t in enumerate(groups):
         err(f"test scenario {i} does not assert {sorted(missing)}")
     for a in t.get("alert_rule_test", []):
         (fired if a.get("exp_alerts") else silent).add(a["alertname"])
+        for x in a.get("exp_alerts") or []:
+            if set(x.get("exp_annotations", {})) != {"summary", "description", "runbook_url"}:
+                err(f"{a['alertname']}: the test must assert summary, description and runbook_url")
 for n in sorted(names):
     if n not in fired:
         err(f"{n}: no test shows it firing")
@@ -182,7 +233,7 @@ for n in sorted(names):
         err(f"{n}: no test shows it silent")
 finish("alerts")
 PY
-  ok "alerts: promtool check/test rules, metric names, runbook anchors"
+  ok "alerts: promtool check/test rules, metric names, annotations and runbook anchors, up/absent per scrape job, PrometheusRule = alerts.yml"
 }
 
 # ---------------------------------------------------------------- dashboards
@@ -511,7 +562,8 @@ else:
                 h, p = t.rsplit(":", 1)
                 if h == "localhost":
                     continue
-                if h not in svcs or listen_port(h, "LISTEN_ADDR") != int(p):
+                if h not in svcs or int(p) not in (listen_port(h, "LISTEN_ADDR"),
+                                                   listen_port(h, "INTERNAL_LISTEN_ADDR")):
                     err(f"Prometheus job {j['job_name']} scrapes {t}, where nothing listens")
         for sd in j.get("dns_sd_configs", []):
             for h in sd["names"]:
