@@ -16,14 +16,15 @@
 //!   filter stops the token once the key is revoked or expires.
 //! * `GET /.well-known/jwks.json` (ES256 only), `GET /health`,
 //!   `GET /health/live`, `GET /health/ready` (see [`service_http::probes`]),
-//!   `GET /metrics` (`jwt_tokens_issued_total`, key verification counts).
+//!   `GET /metrics` (`jwt_tokens_issued_total`, key verification counts and
+//!   durations, `process_*`, `auth_build_info`).
 
 pub mod config;
 pub mod token;
 pub mod usage;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -33,6 +34,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pricing::{ErrorCode, ErrorEnvelope};
 use serde::{Deserialize, Serialize};
+use service_http::metrics::prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+};
+use service_http::metrics::{register, DURATION_BUCKETS};
 use service_http::{
     health_ok, health_unavailable, liveness, readiness, serve_with, ApiJson, AppError, RequestId,
     Server, REQUEST_ID_HEADER,
@@ -42,46 +47,67 @@ use store::{KeyStatus, Store};
 pub use config::{Config, Signing};
 pub use token::TokenIssuer;
 
-/// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
+/// Metrics exported on `/metrics`, in the service's own registry (see
+/// [`service_http::metrics`]), with `process_*` and `auth_build_info`.
+#[derive(Debug)]
 pub struct AuthMetrics {
-    tokens_issued: AtomicU64,
-    verified_active: AtomicU64,
-    verified_revoked: AtomicU64,
-    verified_expired: AtomicU64,
-    verified_unknown: AtomicU64,
+    registry: Registry,
+    tokens_issued: IntCounter,
+    verified_active: IntCounter,
+    verified_revoked: IntCounter,
+    verified_expired: IntCounter,
+    verified_unknown: IntCounter,
+    verify_duration: Histogram,
+}
+
+impl Default for AuthMetrics {
+    fn default() -> Self {
+        let registry =
+            service_http::metrics::registry("auth_build_info", env!("CARGO_PKG_VERSION"), &[]);
+        let tokens_issued = IntCounter::new(
+            "jwt_tokens_issued_total",
+            "JWTs issued by POST /api/v1/auth/token.",
+        )
+        .expect("valid metric options");
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "auth_key_verifications_total",
+                "API key verifications answered for the gateway.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric options");
+        let verify_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "auth_key_verification_duration_seconds",
+                "Time to answer one key verification call of the gateway.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )
+        .expect("valid metric options");
+        register(&registry, &tokens_issued);
+        register(&registry, &verifications);
+        register(&registry, &verify_duration);
+        Self {
+            tokens_issued,
+            verified_active: verifications.with_label_values(&["active"]),
+            verified_revoked: verifications.with_label_values(&["revoked"]),
+            verified_expired: verifications.with_label_values(&["expired"]),
+            verified_unknown: verifications.with_label_values(&["unknown"]),
+            verify_duration,
+            registry,
+        }
+    }
 }
 
 impl AuthMetrics {
     /// `jwt_tokens_issued_total`.
     pub fn tokens_issued(&self) -> u64 {
-        self.tokens_issued.load(Ordering::Relaxed)
+        self.tokens_issued.get()
     }
 
     fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP jwt_tokens_issued_total JWTs issued by POST /api/v1/auth/token.\n");
-        out.push_str("# TYPE jwt_tokens_issued_total counter\n");
-        out.push_str(&format!(
-            "jwt_tokens_issued_total {}\n",
-            self.tokens_issued()
-        ));
-        out.push_str(
-            "# HELP auth_key_verifications_total API key verifications answered for the gateway.\n",
-        );
-        out.push_str("# TYPE auth_key_verifications_total counter\n");
-        for (result, counter) in [
-            ("active", &self.verified_active),
-            ("revoked", &self.verified_revoked),
-            ("expired", &self.verified_expired),
-            ("unknown", &self.verified_unknown),
-        ] {
-            out.push_str(&format!(
-                "auth_key_verifications_total{{result=\"{result}\"}} {}\n",
-                counter.load(Ordering::Relaxed)
-            ));
-        }
-        out
+        service_http::metrics::encode(&self.registry)
     }
 }
 
@@ -208,6 +234,20 @@ async fn verify_key(
     rid: RequestId,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let answer = verify(&state, &rid, req).await;
+    state
+        .metrics
+        .verify_duration
+        .observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn verify(
+    state: &AppState,
+    rid: &RequestId,
+    req: VerifyRequest,
+) -> Result<Response, AppError> {
     let found = match (req.key_hash.as_deref(), req.key_id.as_deref()) {
         (Some(key_hash), None) => {
             if !store::keys::is_key_hash(key_hash) {
@@ -243,10 +283,7 @@ async fn verify_key(
         }
     };
     let Some(key) = found else {
-        state
-            .metrics
-            .verified_unknown
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.verified_unknown.inc();
         // 404 with the UNAUTHORIZED envelope: the filter turns exactly this
         // into `invalid_key`.
         let envelope = ErrorEnvelope::new(ErrorCode::Unauthorized, "Unknown API key", rid.as_str());
@@ -261,7 +298,7 @@ async fn verify_key(
         KeyStatus::Revoked => &state.metrics.verified_revoked,
         KeyStatus::Expired => &state.metrics.verified_expired,
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    counter.inc();
     if status == KeyStatus::Active {
         // Throttled per key and written by a background task: no await.
         state.usage.record(&key.key_id);
@@ -361,7 +398,7 @@ pub async fn issue_token(
         .issuer
         .issue(client_id, &scopes, rate_limit, key_id)
         .map_err(AppError::Internal)?;
-    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    state.metrics.tokens_issued.inc();
     tracing::info!(client_id, request_id = %rid, "Token issued");
     let mut resp = Json(TokenResponse {
         access_token: token,
@@ -416,10 +453,5 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut resp = state.metrics.render().into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    resp
+    service_http::metrics::metrics_response(state.metrics.render())
 }

@@ -128,6 +128,16 @@ async fn verify_reports_revoked_and_expired_keys() {
         .await
         .unwrap();
     assert!(metrics.contains("auth_key_verifications_total{result=\"revoked\"} 1"));
+    // Every verification call is timed, in the shared 50 µs to 10 s buckets.
+    assert!(
+        metrics.contains("auth_key_verification_duration_seconds_bucket{le=\"10\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "auth_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(metrics.contains("\nprocess_open_fds "), "{metrics}");
     server.shutdown().await;
 }
 

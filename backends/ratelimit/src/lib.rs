@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -426,18 +425,15 @@ impl RateLimitService for Rls {
                         );
                     }
                     if let Some(values) = &rule.detailed {
-                        let node = metrics::label(&rule.path);
+                        let node = rule.path.as_str();
                         let result = if outcome.limited {
                             "over_limit"
                         } else {
                             "within_limit"
                         };
                         s.metrics.detailed.add(
-                            format!(
-                                "node=\"{node}\",descriptor=\"{}\",result=\"{result}\"",
-                                metrics::label(values)
-                            ),
-                            || format!("node=\"{node}\",descriptor=\"_other\",result=\"{result}\""),
+                            &[node, values.as_str(), result],
+                            &[node, "_other", result],
                             hits,
                         );
                     }
@@ -445,10 +441,9 @@ impl RateLimitService for Rls {
                         // Counted and reported, never refused; not shown in
                         // the response headers either.
                         if outcome.limited {
-                            let node = format!("node=\"{}\"", metrics::label(&rule.path));
                             s.metrics.shadow_over_limit.add(
-                                node,
-                                || "node=\"_other\"".to_owned(),
+                                &[rule.path.as_str()],
+                                &["_other"],
                                 hits,
                             );
                             tracing::info!(
@@ -677,11 +672,7 @@ async fn ready(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics_text(State(s): State<Arc<Shared>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(s.counters.kind()),
-    )
-        .into_response()
+    service_http::metrics::metrics_response(s.metrics.render(s.counters.kind()))
 }
 
 async fn not_found() -> AppError {

@@ -1,25 +1,15 @@
-//! Counters exposed on `/metrics` (Prometheus text format).
+//! The service's own metrics, exposed on `/metrics` (Prometheus text
+//! format) from a registry of its own (see [`service_http::metrics`]), with
+//! `process_*` and `ratelimit_build_info`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A monotonically increasing counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use service_http::metrics::prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use service_http::metrics::{encode, register, registry, DURATION_BUCKETS};
 
 /// Per client seen in its current window: hits counted and the limit.
 /// Entries whose window has ended are dropped, so the label set stays
@@ -78,118 +68,195 @@ impl Utilisation {
     }
 }
 
-/// Counters keyed by a rendered label set, bounded: once `cap` label sets
-/// exist, a new one is counted under the caller's overflow label set.
+/// A counter family bounded in label sets: once `cap` label sets exist, a
+/// new one is counted under the caller's overflow label values.
 #[derive(Debug)]
 pub struct Series {
     cap: usize,
-    counts: Mutex<BTreeMap<String, u64>>,
+    counter: IntCounterVec,
+    seen: Mutex<HashSet<Vec<String>>>,
 }
 
 /// Distinct label sets kept per series family (`detailed_metric` values are
 /// client ids and addresses: unbounded without a cap).
 pub const SERIES_MAX: usize = 1_000;
 
-impl Default for Series {
-    fn default() -> Self {
+impl Series {
+    fn new(name: &str, help: &str, labels: &[&str], cap: usize) -> Self {
         Self {
-            cap: SERIES_MAX,
-            counts: Mutex::new(BTreeMap::new()),
+            cap,
+            counter: IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("valid metric options"),
+            seen: Mutex::default(),
         }
     }
-}
 
-impl Series {
-    /// Adds `n` to the series `labels` (rendered, e.g. `node="a"`), or to
-    /// `overflow` when the cap is reached and `labels` is new.
-    pub fn add(&self, labels: String, overflow: impl FnOnce() -> String, n: u64) {
-        let Ok(mut counts) = self.counts.lock() else {
+    /// Adds `n` to the series with label values `values` (in the family's
+    /// label order), or to `overflow` when the cap is reached and `values`
+    /// is new.
+    pub fn add(&self, values: &[&str], overflow: &[&str], n: u64) {
+        let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        let key = if counts.len() >= self.cap && !counts.contains_key(&labels) {
-            overflow()
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let values = if seen.contains(&key) {
+            values
+        } else if seen.len() >= self.cap {
+            let overflow_key = overflow.iter().map(|v| (*v).to_owned()).collect();
+            seen.insert(overflow_key);
+            overflow
         } else {
-            labels
+            seen.insert(key);
+            values
         };
-        *counts.entry(key).or_insert(0) += n;
+        self.counter.with_label_values(values).inc_by(n);
     }
 
     /// Value of one label set (tests).
-    pub fn get(&self, labels: &str) -> u64 {
-        self.counts
-            .lock()
-            .map(|c| c.get(labels).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        if let Ok(counts) = self.counts.lock() {
-            for (labels, n) in counts.iter() {
-                let _ = writeln!(out, "{name}{{{labels}}} {n}");
-            }
+    pub fn get(&self, values: &[&str]) -> u64 {
+        if self.seen.lock().is_ok_and(|seen| {
+            seen.contains(&values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>())
+        }) {
+            self.counter.with_label_values(values).get()
+        } else {
+            0
         }
     }
 }
 
-/// Prometheus label value escaping.
-pub fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Upper bounds (seconds) of the decision latency histogram.
-const LATENCY_BOUNDS: [f64; 10] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-];
-
 /// The service's own metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     /// Decisions answered `OK` with every counter within its limit.
-    pub ok: Counter,
+    pub ok: IntCounter,
     /// Decisions answered `OVER_LIMIT` because a limit was exhausted.
-    pub over_limit: Counter,
+    pub over_limit: IntCounter,
     /// Decisions answered `OK` because the storage failed (failure mode allow).
-    pub failure_allowed: Counter,
+    pub failure_allowed: IntCounter,
     /// Decisions answered `OVER_LIMIT` because the storage failed (failure mode deny).
-    pub failure_denied: Counter,
+    pub failure_denied: IntCounter,
     /// Descriptors that matched no rule (answered `OK`).
-    pub unmatched: Counter,
+    pub unmatched: IntCounter,
     /// Storage operations that failed or timed out.
-    pub storage_errors: Counter,
+    pub storage_errors: IntCounter,
     /// Limits file reloads that changed the limits in force.
-    pub reloads: Counter,
+    pub reloads: IntCounter,
     /// Limits file reloads rejected (the previous limits stayed in force).
-    pub reload_errors: Counter,
+    pub reload_errors: IntCounter,
     /// Per-client use of the current window (`rate_limit_client_utilization_ratio`).
     pub utilisation: Utilisation,
+    utilisation_gauge: GaugeVec,
+    storage_info: IntGaugeVec,
     /// Hits over a `shadow_mode` limit, let through, by node
     /// (`ratelimit_shadow_mode_over_limit_total{node}`).
     pub shadow_over_limit: Series,
     /// Hits of nodes with `detailed_metric`, by node, descriptor values and
     /// result (`ratelimit_detailed_hits_total{node,descriptor,result}`).
     pub detailed: Series,
-    latency_buckets: [Counter; 10],
-    latency_count: Counter,
-    latency_sum_micros: Counter,
+    latency: Histogram,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric options");
+    register(registry, &c);
+    c
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = registry("ratelimit_build_info", env!("CARGO_PKG_VERSION"), &[]);
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "ratelimit_decisions_total",
+                "ShouldRateLimit answers by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric options");
+        register(&registry, &decisions);
+        let unmatched = counter(
+            &registry,
+            "ratelimit_unmatched_descriptors_total",
+            "Descriptors that matched no rule.",
+        );
+        let storage_errors = counter(
+            &registry,
+            "ratelimit_storage_errors_total",
+            "Counter storage operations that failed or timed out.",
+        );
+        let reloads = counter(
+            &registry,
+            "ratelimit_limits_reloads_total",
+            "Limits file reloads applied.",
+        );
+        let reload_errors = counter(
+            &registry,
+            "ratelimit_limits_reload_errors_total",
+            "Limits file reloads rejected.",
+        );
+        let storage_info = IntGaugeVec::new(
+            Opts::new("ratelimit_storage_info", "Counter storage in use."),
+            &["storage"],
+        )
+        .expect("valid metric options");
+        register(&registry, &storage_info);
+        let utilisation_gauge = GaugeVec::new(
+            Opts::new(
+                "rate_limit_client_utilization_ratio",
+                "Share of its per-minute limit each client has used in its current window (1 = exhausted).",
+            ),
+            &["client_id"],
+        )
+        .expect("valid metric options");
+        register(&registry, &utilisation_gauge);
+        let shadow_over_limit = Series::new(
+            "ratelimit_shadow_mode_over_limit_total",
+            "Hits over a shadow_mode limit, counted and let through.",
+            &["node"],
+            SERIES_MAX,
+        );
+        register(&registry, &shadow_over_limit.counter);
+        let detailed = Series::new(
+            "ratelimit_detailed_hits_total",
+            "Hits of limits with detailed_metric, per descriptor (at most 1000 series; more are counted as descriptor=\"_other\").",
+            &["node", "descriptor", "result"],
+            SERIES_MAX,
+        );
+        register(&registry, &detailed.counter);
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "ratelimit_decision_duration_seconds",
+                "Time to answer one ShouldRateLimit call.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )
+        .expect("valid metric options");
+        register(&registry, &latency);
+        Self {
+            ok: decisions.with_label_values(&["ok"]),
+            over_limit: decisions.with_label_values(&["over_limit"]),
+            failure_allowed: decisions.with_label_values(&["failure_allowed"]),
+            failure_denied: decisions.with_label_values(&["failure_denied"]),
+            unmatched,
+            storage_errors,
+            reloads,
+            reload_errors,
+            utilisation: Utilisation::default(),
+            utilisation_gauge,
+            storage_info,
+            shadow_over_limit,
+            detailed,
+            latency,
+            registry,
+        }
+    }
 }
 
 impl Metrics {
     /// Records the time spent answering one `ShouldRateLimit` call.
     pub fn observe_latency(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                bucket.inc();
-            }
-        }
-        self.latency_count.inc();
-        self.latency_sum_micros.0.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.latency.observe(d.as_secs_f64());
     }
 
     /// Total decisions by result (`ok`, `over_limit`, `failure_allowed`, `failure_denied`).
@@ -203,93 +270,19 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition; `storage` names the counter storage in
+    /// use (`ratelimit_storage_info{storage}`).
     pub fn render(&self, storage: &str) -> String {
-        let mut out = String::with_capacity(2048);
-        out.push_str("# HELP ratelimit_decisions_total ShouldRateLimit answers by result.\n");
-        out.push_str("# TYPE ratelimit_decisions_total counter\n");
-        for result in ["ok", "over_limit", "failure_allowed", "failure_denied"] {
-            let _ = writeln!(
-                out,
-                "ratelimit_decisions_total{{result=\"{result}\"}} {}",
-                self.decisions(result)
-            );
-        }
-        let simple = [
-            (
-                "ratelimit_unmatched_descriptors_total",
-                "Descriptors that matched no rule.",
-                &self.unmatched,
-            ),
-            (
-                "ratelimit_storage_errors_total",
-                "Counter storage operations that failed or timed out.",
-                &self.storage_errors,
-            ),
-            (
-                "ratelimit_limits_reloads_total",
-                "Limits file reloads applied.",
-                &self.reloads,
-            ),
-            (
-                "ratelimit_limits_reload_errors_total",
-                "Limits file reloads rejected.",
-                &self.reload_errors,
-            ),
-        ];
-        for (name, help, c) in simple {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ratelimit_storage_info Counter storage in use.\n# TYPE ratelimit_storage_info gauge\nratelimit_storage_info{{storage=\"{storage}\"}} 1"
-        );
-        out.push_str("# HELP rate_limit_client_utilization_ratio Share of its per-minute limit each client has used in its current window (1 = exhausted).\n");
-        out.push_str("# TYPE rate_limit_client_utilization_ratio gauge\n");
+        self.storage_info.reset();
+        self.storage_info.with_label_values(&[storage]).set(1);
+        // Clients whose window ended leave the family.
+        self.utilisation_gauge.reset();
         for (client, ratio) in self.utilisation.snapshot() {
-            let _ = writeln!(
-                out,
-                "rate_limit_client_utilization_ratio{{client_id=\"{}\"}} {ratio}",
-                label(&client)
-            );
+            self.utilisation_gauge
+                .with_label_values(&[client.as_str()])
+                .set(ratio);
         }
-        self.shadow_over_limit.render(
-            &mut out,
-            "ratelimit_shadow_mode_over_limit_total",
-            "Hits over a shadow_mode limit, counted and let through.",
-        );
-        self.detailed.render(
-            &mut out,
-            "ratelimit_detailed_hits_total",
-            "Hits of limits with detailed_metric, per descriptor (at most 1000 series; more are counted as descriptor=\"_other\").",
-        );
-        out.push_str(
-            "# HELP ratelimit_decision_duration_seconds Time to answer one ShouldRateLimit call.\n",
-        );
-        out.push_str("# TYPE ratelimit_decision_duration_seconds histogram\n");
-        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "ratelimit_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.get()
-            );
-        }
-        let count = self.latency_count.get();
-        let _ = writeln!(
-            out,
-            "ratelimit_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "ratelimit_decision_duration_seconds_sum {}",
-            self.latency_sum_micros.get() as f64 / 1e6
-        );
-        let _ = writeln!(out, "ratelimit_decision_duration_seconds_count {count}");
-        out
+        encode(&self.registry)
     }
 }
 
@@ -298,14 +291,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latency_lands_in_every_bucket_at_or_above_it() {
+    fn latency_lands_in_every_bucket_at_or_above_it_from_50us_to_10s() {
         let m = Metrics::default();
         m.observe_latency(Duration::from_micros(300));
         let text = m.render("memory");
-        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.00025\"} 0"));
-        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.0005\"} 1"));
-        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"+Inf\"} 1"));
-        assert!(text.contains("ratelimit_decision_duration_seconds_count 1"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.00005\"} 0\n"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"10\"} 1\n"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("ratelimit_decision_duration_seconds_count 1\n"));
+        assert!(
+            text.contains("ratelimit_decision_duration_seconds_sum 0.0003\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -331,19 +330,16 @@ mod tests {
 
     #[test]
     fn series_are_bounded_and_overflow_into_one_label_set() {
-        let s = Series {
-            cap: 2,
-            counts: Mutex::new(BTreeMap::new()),
-        };
-        let other = || "d=\"_other\"".to_owned();
-        s.add("d=\"a\"".to_owned(), other, 1);
-        s.add("d=\"b\"".to_owned(), other, 1);
-        s.add("d=\"a\"".to_owned(), other, 1);
-        s.add("d=\"c\"".to_owned(), other, 1);
-        s.add("d=\"e\"".to_owned(), other, 1);
-        assert_eq!(s.get("d=\"a\""), 2);
-        assert_eq!(s.get("d=\"_other\""), 2);
-        assert_eq!(s.get("d=\"c\""), 0);
+        let s = Series::new("t_total", "t", &["d"], 2);
+        let other = ["_other"];
+        s.add(&["a"], &other, 1);
+        s.add(&["b"], &other, 1);
+        s.add(&["a"], &other, 1);
+        s.add(&["c"], &other, 1);
+        s.add(&["e"], &other, 1);
+        assert_eq!(s.get(&["a"]), 2);
+        assert_eq!(s.get(&["_other"]), 2);
+        assert_eq!(s.get(&["c"]), 0);
     }
 
     #[test]
@@ -354,5 +350,40 @@ mod tests {
         let text = m.render("memory");
         assert!(text.contains("ratelimit_decisions_total{result=\"over_limit\"} 2"));
         assert!(text.contains("ratelimit_decisions_total{result=\"ok\"} 0"));
+        assert!(text.contains("ratelimit_storage_info{storage=\"memory\"} 1\n"));
+        let text = m.render("redis");
+        assert!(text.contains("ratelimit_storage_info{storage=\"redis\"} 1\n"));
+        assert!(!text.contains("storage=\"memory\""));
+    }
+
+    #[test]
+    fn build_info_and_process_metrics_are_exported() {
+        let text = Metrics::default().render("memory");
+        assert!(text.contains(&format!(
+            "ratelimit_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn two_services_in_one_process_count_apart() {
+        let a = Metrics::default();
+        let b = Metrics::default();
+        a.ok.inc();
+        assert!(a
+            .render("memory")
+            .contains("ratelimit_decisions_total{result=\"ok\"} 1\n"));
+        assert!(b
+            .render("memory")
+            .contains("ratelimit_decisions_total{result=\"ok\"} 0\n"));
     }
 }

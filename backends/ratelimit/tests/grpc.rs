@@ -495,9 +495,9 @@ async fn detailed_metric_adds_a_series_per_descriptor_value() {
     ask(&mut c, &[("tenant", "b")]).await;
     let text = metrics_text(&rls).await;
     for line in [
-        "ratelimit_detailed_hits_total{node=\"tenant\",descriptor=\"tenant=a\",result=\"within_limit\"} 1\n",
-        "ratelimit_detailed_hits_total{node=\"tenant\",descriptor=\"tenant=a\",result=\"over_limit\"} 1\n",
-        "ratelimit_detailed_hits_total{node=\"tenant\",descriptor=\"tenant=b\",result=\"within_limit\"} 1\n",
+        "ratelimit_detailed_hits_total{descriptor=\"tenant=a\",node=\"tenant\",result=\"within_limit\"} 1\n",
+        "ratelimit_detailed_hits_total{descriptor=\"tenant=a\",node=\"tenant\",result=\"over_limit\"} 1\n",
+        "ratelimit_detailed_hits_total{descriptor=\"tenant=b\",node=\"tenant\",result=\"within_limit\"} 1\n",
     ] {
         assert!(text.contains(line), "{line}{text}");
     }

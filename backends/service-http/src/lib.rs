@@ -14,6 +14,8 @@
 //!   background; [`serve_until`] serves a bound listener until a future
 //!   completes; [`shutdown_signal`] waits for SIGTERM or Ctrl-C.
 //! * [`health_ok`] / [`health_unavailable`]: the `/health` shapes.
+//! * [`metrics`]: each service's own Prometheus registry (`process_*`,
+//!   `*_build_info`, the shared duration buckets) and its `/metrics` answer.
 //! * [`liveness`] / [`readiness`]: `GET /health/live` (the process alone)
 //!   and `GET /health/ready` (dependencies, 503 while draining), see
 //!   [`probes`] for the shutdown sequence and its settings.
@@ -31,6 +33,7 @@
 mod error;
 mod json;
 mod layers;
+pub mod metrics;
 pub mod probes;
 mod request_id;
 mod serve;

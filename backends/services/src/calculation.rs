@@ -6,8 +6,6 @@
 //! without `x-client-id` (a direct internal call) any client is allowed.
 //! Every success is written to the audit log before the response is sent.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -182,9 +180,9 @@ pub async fn calculate(
         fee,
     };
     match state.store.insert_audit(&entry).await {
-        Ok(_) => state.metrics.audit_writes.fetch_add(1, Ordering::Relaxed),
+        Ok(_) => state.metrics.audit_writes.inc(),
         Err(e) => {
-            state.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            state.metrics.audit_failures.inc();
             tracing::error!(error = %e, request_id = %request_id, "Audit write failed");
             return Err(e.into());
         }

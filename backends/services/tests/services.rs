@@ -660,12 +660,24 @@ async fn health_and_metrics_answer() {
         .await
         .unwrap();
     assert!(
-        text.contains(r#"pricing_backend_requests_total{service="calculation_service",endpoint="/calculate-locate",method="POST",status_code="200"} 1"#),
+        text.contains(r#"pricing_backend_requests_total{endpoint="/calculate-locate",method="POST",service="calculation_service",status_code="200"} 1"#),
         "{text}"
     );
     assert!(text.contains(
-        r#"pricing_backend_audit_writes_total{service="calculation_service",result="success"} 1"#
+        r#"pricing_backend_audit_writes_total{result="success",service="calculation_service"} 1"#
     ));
+    assert!(
+        text.contains(r#"pricing_backend_request_duration_seconds_count{endpoint="/calculate-locate",service="calculation_service"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "pricing_backend_build_info{{service=\"calculation_service\",version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     stack.stop().await;
     db.cleanup().await;
 }
