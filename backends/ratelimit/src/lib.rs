@@ -38,6 +38,7 @@ use pricing::error::ErrorCode;
 use service_http::{health_ok, liveness, readiness, AppError, Layers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 pub use config::{Config, FailureMode};
 use counters::{Counters, Outcome};
@@ -337,7 +338,25 @@ struct Verdict {
 
 #[tonic::async_trait]
 impl RateLimitService for Rls {
+    /// One decision, in a `rate_limit_decision` span joined to the trace the
+    /// call's `traceparent` metadata names (Envoy sends it when tracing is
+    /// on).
     async fn should_rate_limit(
+        &self,
+        request: tonic::Request<RateLimitRequest>,
+    ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+        let span = tracing::info_span!("rate_limit_decision", trace_id = tracing::field::Empty);
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok());
+        service_log::join_trace(&span, traceparent);
+        self.decide(request).instrument(span).await
+    }
+}
+
+impl Rls {
+    async fn decide(
         &self,
         request: tonic::Request<RateLimitRequest>,
     ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {

@@ -3,8 +3,9 @@
 //! 1. an unusable incoming `x-request-id` is dropped, then tower-http's
 //!    `SetRequestIdLayer` sets one ([`KeepUsableOrGenerate`]) and
 //!    `PropagateRequestIdLayer` echoes it on the response;
-//! 2. `TraceLayer`: one span per request with `method`, `route` and
-//!    `request_id`;
+//! 2. `TraceLayer`: one span per request with `method`, `route`,
+//!    `request_id` and, when the request carries a W3C `traceparent`, its
+//!    `trace_id` (and, with traces exported, that parent);
 //! 3. the envelope: an error held by [`crate::AppError`] is rendered with the
 //!    request id, and a bare error status (the framework's 404/405, the
 //!    body limit's 413, the timeout's 504) becomes the SPEC §6 envelope;
@@ -117,12 +118,24 @@ fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %req.method(),
         route,
         request_id = %RequestId::from_headers(req.headers()),
-    )
+        trace_id = tracing::field::Empty,
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+    );
+    // the caller's W3C trace context (the gateway sends one when tracing is
+    // on): the trace id on every line logged inside, and the parent of the
+    // exported span
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    service_log::join_trace(&span, traceparent);
+    span
 }
 
 async fn envelope(State(layers): State<Layers>, mut req: Request, next: Next) -> Response {
