@@ -749,8 +749,13 @@ BACKENDS = ["data-service", "calculation-service", "auth-service", "ops-service"
 PORTS = {"data-service": 8081, "calculation-service": 8082, "auth-service": 8083, "ops-service": 8084,
          "ratelimit-service": 8091}
 NS = "borrow-rate"
-SCHEMAS = "deploy/schemas/istio"
-schema_index = json.load(open(os.path.join(SCHEMAS, "index.json")))["kinds"]
+SCHEMAS = "deploy/schemas"
+# apiVersion/kind -> vendored schema file, over every set (istio/,
+# prometheus-operator/, ...).
+schema_index = {}
+for idx in sorted(glob.glob(os.path.join(SCHEMAS, "*", "index.json"))):
+    for key, f in json.load(open(idx))["kinds"].items():
+        schema_index[key] = os.path.join(os.path.dirname(idx), f)
 validators = {}
 deploy_doc = open("docs/deploy.md").read() if os.path.exists("docs/deploy.md") else ""
 secret_example = {d["metadata"]["name"]: d for d in load_yaml_docs("deploy/base/kubernetes/secret.example.yaml")}
@@ -810,7 +815,7 @@ def check_overlay(name, docs):
             err(f"{P}{kind} {d['metadata'].get('name')}: no vendored schema for {key} in {SCHEMAS}")
             continue
         if key not in validators:
-            validators[key] = jsonschema.Draft202012Validator(json.load(open(os.path.join(SCHEMAS, schema_index[key]))))
+            validators[key] = jsonschema.Draft202012Validator(json.load(open(schema_index[key])))
         for e in sorted(validators[key].iter_errors(d), key=lambda e: list(e.absolute_path)):
             best = jsonschema.exceptions.best_match([e])
             where = "/".join(map(str, best.absolute_path)) or "(root)"
@@ -1067,6 +1072,7 @@ def check_overlay(name, docs):
             err(f"{P}{b}: the ingress gateway cannot reach port(s) {sorted(need_ports - gw_ports)}")
 
     check_gateway_workload(P, prod, docs, svcs, hpas, pdbs)
+    check_scraping(P, docs)
     check_istio(P, prod, docs, svcs, config)
     return n_core
 
@@ -1075,6 +1081,114 @@ def duration_s(v):
     if not m:
         return None
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+# The gateway's metrics, per pod: the gateway-metrics container (the ops
+# service binary) reads its own pod's Envoy on localhost and no backend.
+BACKEND_URL_VARS = ("DATA_SERVICE_URL", "CALCULATION_SERVICE_URL", "AUTH_SERVICE_URL", "RATELIMIT_SERVICE_URL")
+
+def check_gateway_metrics(P, name, meta, pod):
+    ms = [c for c in pod["containers"] if c["name"] == "gateway-metrics"]
+    if not ms:
+        err(f"{P}{name}: no gateway-metrics container (the per-pod merge of Envoy's metrics)")
+        return
+    c = ms[0]
+    W = f"{P}{name}/gateway-metrics"
+    if (c.get("command") or []) != ["/usr/local/bin/ops-service"]:
+        err(f"{W}: must run /usr/local/bin/ops-service")
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    if c.get("envFrom") or any("valueFrom" in e for e in c.get("env", [])):
+        err(f"{W}: takes no ConfigMap or Secret (it needs no database, key or backend)")
+    if env.get("ENVOY_ADMIN_URL") != "http://127.0.0.1:15090":
+        err(f"{W}: ENVOY_ADMIN_URL must be its own pod's Envoy, http://127.0.0.1:15090, got {env.get('ENVOY_ADMIN_URL')!r}")
+    for v in BACKEND_URL_VARS:
+        if not str(env.get(v, "")).startswith("http://127.0.0.1:15090/stats/prometheus?filter="):
+            err(f"{W}: {v} must stay inside the pod (each backend pod is scraped on its own), got {env.get(v)!r}")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    la = env.get("LISTEN_ADDR", "")
+    if "http-metrics" not in ports or la != f"0.0.0.0:{ports['http-metrics']}":
+        err(f"{W}: LISTEN_ADDR {la!r} must serve the container port http-metrics on all interfaces")
+    if c.get("readinessProbe"):
+        err(f"{W}: no readiness probe (a metrics failure must not take the gateway out of its Service)")
+    if (c.get("livenessProbe") or {}).get("httpGet", {}).get("path") != "/health/live":
+        err(f"{W}: livenessProbe must GET /health/live")
+    sc = c.get("securityContext", {})
+    if (sc.get("readOnlyRootFilesystem") is not True or sc.get("allowPrivilegeEscalation") is not False
+            or sc.get("capabilities", {}).get("drop") != ["ALL"]):
+        err(f"{W}: read-only root filesystem, no privilege escalation, drop ALL")
+    r = c.get("resources", {})
+    if set(r.get("requests", {})) != {"cpu", "memory"} or set(r.get("limits", {})) != {"cpu", "memory"}:
+        err(f"{W}: requests and limits must both set cpu and memory")
+    ann = meta.get("annotations", {})
+    if ann.get("prometheus.istio.io/merge-metrics") != "false":
+        err(f"{P}{name}: prometheus.istio.io/merge-metrics must be \"false\" (injection would point prometheus.io/* at :15020, unscaled)")
+    if "http-metrics" in ports and ann.get("prometheus.io/port") != str(ports["http-metrics"]):
+        err(f"{P}{name}: prometheus.io/port must be gateway-metrics' port {ports['http-metrics']}")
+
+# Per-pod scraping: every Deployment of the namespace is scraped pod by pod,
+# by a PodMonitor (prometheus-operator) and by its prometheus.io/*
+# annotations (plain Prometheus), on the same port; no Service is a target;
+# the Prometheus pods may reach that port.
+JOBS = {"borrow-rate-gateway": "gateway"}
+ISTIO_RAW_PORTS = {15020, 15090}
+
+def check_scraping(P, docs):
+    deps = [d for d in docs if d["kind"] == "Deployment" and d["metadata"].get("namespace") == NS]
+    pms = [d for d in docs if d["kind"] == "PodMonitor"]
+    nps = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"].get("namespace") == NS]
+    for d in docs:
+        if d["kind"] == "ServiceMonitor":
+            err(f"{P}ServiceMonitor {d['metadata']['name']}: the pods are scraped by PodMonitors")
+        if d["kind"] == "Service" and any(k.startswith("prometheus.io/") for k in d["metadata"].get("annotations", {})):
+            err(f"{P}Service {d['metadata']['name']}: prometheus.io/* annotations on a Service (scrape the pods)")
+    used = set()
+    for d in deps:
+        name = d["metadata"]["name"]
+        tmpl = d["spec"]["template"]
+        labels, ann = tmpl["metadata"].get("labels", {}), tmpl["metadata"].get("annotations", {})
+        ports = {p["name"]: p["containerPort"] for c in tmpl["spec"]["containers"] for p in c.get("ports", [])}
+        aport = ann.get("prometheus.io/port", "")
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/path") != "/metrics" or not aport.isdigit():
+            err(f"{P}{name}: pod needs prometheus.io/scrape \"true\", prometheus.io/port and prometheus.io/path /metrics")
+            continue
+        if int(aport) not in ports.values():
+            err(f"{P}{name}: prometheus.io/port {aport} is not a container port")
+        if int(aport) in ISTIO_RAW_PORTS:
+            err(f"{P}{name}: scrapes Istio's {aport}, whose wasm histograms are in microseconds")
+        mine = [m for m in pms if NS in m["spec"].get("namespaceSelector", {}).get("matchNames", [])
+                and m["spec"].get("selector", {}).get("matchLabels")
+                and all(labels.get(k) == v for k, v in m["spec"]["selector"]["matchLabels"].items())]
+        if len(mine) != 1:
+            err(f"{P}{name}: {len(mine)} PodMonitors select its pods, expected 1")
+            continue
+        m = mine[0]
+        used.add(m["metadata"]["name"])
+        eps = m["spec"].get("podMetricsEndpoints", [])
+        if len(eps) != 1 or ports.get(eps[0].get("port")) != int(aport) or eps[0].get("path") != "/metrics":
+            err(f"{P}PodMonitor {m['metadata']['name']}: must scrape /metrics on the named port of prometheus.io/port {aport}")
+        want_job = JOBS.get(name, name)
+        jobs = [r.get("replacement") for e in eps for r in e.get("relabelings", []) if r.get("targetLabel") == "job"]
+        if jobs != [want_job]:
+            err(f"{P}PodMonitor {m['metadata']['name']}: job must be {want_job} (the alerts' job), got {jobs}")
+        admitted = False
+        for np_ in nps:
+            ps = np_["spec"].get("podSelector", {})
+            if not all(labels.get(k) == v for k, v in ps.get("matchLabels", {}).items()):
+                continue
+            for rule in np_["spec"].get("ingress", []):
+                from_mon = any(src.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                               for src in rule.get("from", []))
+                if from_mon and int(aport) in {p.get("port") for p in rule.get("ports", [])}:
+                    admitted = True
+        if not admitted:
+            err(f"{P}{name}: no NetworkPolicy admits Prometheus (namespace monitoring) to port {aport}")
+    for m in pms:
+        if m["metadata"]["name"] not in used:
+            err(f"{P}PodMonitor {m['metadata']['name']}: selects no Deployment's pods")
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if len(rules) != 1:
+        err(f"{P}expected the one PrometheusRule borrow-rate-alerts, found {len(rules)}")
+    if any(d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("prometheus_rule") for d in docs):
+        err(f"{P}the alert rules ship as the PrometheusRule, not as a labelled ConfigMap")
 
 def check_gateway_workload(P, prod, docs, svcs, hpas, pdbs):
     gw_sel = GATEWAY_LABELS(docs)
@@ -1094,8 +1208,11 @@ def check_gateway_workload(P, prod, docs, svcs, hpas, pdbs):
         err(f"{P}{name}: selector must be the Gateway's {gw_sel}")
     proxy = [c for c in pod["containers"] if c["name"] == "istio-proxy"]
     if len(proxy) != 1 or proxy[0].get("image") != "auto":
-        err(f"{P}{name}: the single container must be istio-proxy with image auto (filled in by injection)")
+        err(f"{P}{name}: needs the container istio-proxy with image auto (filled in by injection)")
         return
+    if sorted(c["name"] for c in pod["containers"]) != ["gateway-metrics", "istio-proxy"]:
+        err(f"{P}{name}: containers must be istio-proxy and gateway-metrics, got {[c['name'] for c in pod['containers']]}")
+    check_gateway_metrics(P, name, meta, pod)
     c = proxy[0]
     pc = yaml.safe_load(ann.get("proxy.istio.io/config", "")) or {}
     drain = duration_s(pc.get("terminationDrainDuration"))
@@ -1294,7 +1411,7 @@ for name in ["base"] + overlays:
     if name == "base":
         continue  # rendered to prove it builds; the overlays are what is applied
     total += check_overlay(name, docs)
-print(f"check-deploy: overlays {', '.join(overlays)}: {total} core resources, Istio kinds against {SCHEMAS}")
+print(f"check-deploy: overlays {', '.join(overlays)}: {total} core resources, Istio and prometheus-operator kinds against {SCHEMAS}")
 finish("kubernetes")
 PY
   "$root/.venv/bin/kubernetes-validate" --strict --quiet "$tmp"/core/*/*.yaml >"$tmp/kv.out" 2>&1 \
