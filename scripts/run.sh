@@ -7,7 +7,7 @@
 #   scripts/run.sh status   show what is running
 #
 # Processes: data-service :8081, calculation-service :8082, auth-service
-# :8083, ops-service :8084, ratelimit-service :8090 (gRPC) / :8091 (HTTP),
+# :8083, ops-service :8084 (internal :8085), ratelimit-service :8090 (gRPC) / :8091 (HTTP),
 # Envoy :8000 (HTTP), :8443 (TLS), admin 127.0.0.1:9901.
 # Logs and pid files: $RUN_DIR (default .run/), logs in $RUN_DIR/logs.
 # Binaries: $BIN_DIR (default: the first of target/{server,release,debug}
@@ -185,6 +185,7 @@ wait_http data-service http://127.0.0.1:8081/health 60
 wait_http calculation-service http://127.0.0.1:8082/health 60
 wait_http auth-service http://127.0.0.1:8083/health 60
 wait_http ops-service http://127.0.0.1:8084/health 60
+wait_http ops-service "http://${INTERNAL_LISTEN_ADDR:-127.0.0.1:8085}/health" 60
 wait_http ratelimit-service http://127.0.0.1:8091/health 60
 
 python3 "$root/envoy/render.py" --shape local --tls on \
@@ -228,8 +229,9 @@ Borrow Rate & Locate Fee gateway is running.
 
   API           $base   (TLS: https://127.0.0.1:8443, self-signed: curl -k)
   Docs          $base/docs
-  Metrics       $base/metrics
-  Health        $base/health/detailed
+  Metrics       $base/metrics   (no per-client series)
+  Health        $base/health/detailed   (overall status only)
+  Internal      http://${INTERNAL_LISTEN_ADDR:-127.0.0.1:8085}/metrics, /health/detailed   (client ids, dependency details)
   Logs          $LOG_DIR
   Demo API key  $API_KEY   (client test123; also in $RUN_DIR/demo_api_key)
 

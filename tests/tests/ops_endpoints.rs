@@ -182,7 +182,10 @@ fn sqlite_url() -> String {
     format!("sqlite://{}?mode=rwc", dir.join("ping.db").display())
 }
 
-/// Starts the ops service on port 0; answers its base URL.
+/// Starts the ops service on port 0 with an internal port; answers the
+/// internal port's base URL (every route, full metrics and dependency
+/// details; `tests/public_port.rs` of the crate compares it with the
+/// public port).
 async fn start_ops(deps: &Deps) -> String {
     let url = |a: SocketAddr| format!("http://{a}");
     let config = OpsConfig {
@@ -214,8 +217,12 @@ async fn start_ops(deps: &Deps) -> String {
         redis_url: deps.redis_url.clone(),
         probe_timeout: Duration::from_millis(1500),
     };
-    let server = build(config).await.unwrap();
-    let addr = server.local_addr();
+    let server = build(config)
+        .await
+        .unwrap()
+        .with_internal_listener(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let addr = server.internal_addr().unwrap();
     tokio::spawn(server.serve(std::future::pending()));
     format!("http://{addr}")
 }

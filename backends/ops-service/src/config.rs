@@ -98,3 +98,16 @@ impl OpsConfig {
         })
     }
 }
+
+/// The internal listener's address: `INTERNAL_LISTEN_ADDR`, default
+/// [`crate::DEFAULT_INTERNAL_LISTEN_ADDR`] (`127.0.0.1:8085`). The gateway
+/// never routes to it; it serves the full metrics (client ids included)
+/// and every dependency's health details to Prometheus and operators.
+pub fn internal_listen_addr_from_env() -> Result<SocketAddr, String> {
+    let v = std::env::var("INTERNAL_LISTEN_ADDR")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| crate::DEFAULT_INTERNAL_LISTEN_ADDR.to_owned());
+    v.parse()
+        .map_err(|_| format!("INTERNAL_LISTEN_ADDR is not a socket address: {v}"))
+}

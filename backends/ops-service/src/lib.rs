@@ -3,9 +3,14 @@
 //! * `GET /metrics` (alias `/monitoring/metrics`): the SPEC §8 families and
 //!   the cluster resilience statistics from Envoy's admin API — histograms
 //!   converted from microseconds to seconds — merged with every backend's
-//!   own `/metrics` ([`exposition`]).
+//!   own `/metrics` ([`exposition`]); on the public port without any
+//!   series that names a client ([`public`]).
 //! * `GET /health/detailed`, `GET /health/{service}`: dependency health with
-//!   latency ([`health`] defines which dependencies are critical).
+//!   latency ([`health`] defines which dependencies are critical), from a
+//!   cache: each dependency is probed at most once per
+//!   [`HEALTH_CACHE_TTL`], however many callers ask at once. On the public
+//!   port `/health/detailed` gives the overall status only (same 200/503)
+//!   and `/health/{service}` leaves out versions and errors.
 //! * `GET /health/live`, `GET /health/ready`: this service's own liveness
 //!   and readiness (Kubernetes probes); it reports its dependencies rather
 //!   than needing them, so it is ready unless it is shutting down.
@@ -15,6 +20,11 @@
 //!   ([`docs`]).
 //! * `GET /docs` (and its files under `/docs/`): Swagger UI on that
 //!   document, compiled in ([`docs_page`]).
+//!
+//! Two listeners: the public one (`LISTEN_ADDR`, routed by the gateway)
+//! and the internal one (`INTERNAL_LISTEN_ADDR`, never routed by the
+//! gateway; Prometheus and operators), which serves every route with the
+//! full metrics and dependency details.
 
 pub mod config;
 pub mod discovery;
@@ -23,11 +33,13 @@ pub mod docs_page;
 pub mod error;
 pub mod exposition;
 pub mod health;
+pub mod public;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -42,6 +54,13 @@ pub use service_http::shutdown_signal;
 
 /// Version reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long one probe of a dependency answers `/health/detailed` and
+/// `/health/{service}` before the next caller probes again.
+pub const HEALTH_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Default address of the internal listener (`INTERNAL_LISTEN_ADDR`).
+pub const DEFAULT_INTERNAL_LISTEN_ADDR: &str = "127.0.0.1:8085";
 
 /// Name under which Envoy's admin scrape is counted in
 /// `ops_scrape_errors_total`.
@@ -58,6 +77,9 @@ struct Inner {
     client: reqwest::Client,
     database: Option<Result<sqlx::AnyPool, String>>,
     scrape_errors: Mutex<BTreeMap<String, u64>>,
+    /// The last probe of each dependency; its lock makes concurrent
+    /// callers wait for one probe instead of starting their own.
+    health_cache: BTreeMap<String, tokio::sync::Mutex<Option<(Instant, health::DependencyReport)>>>,
 }
 
 impl AppState {
@@ -85,11 +107,16 @@ impl AppState {
         for b in &config.backends {
             targets.insert(b.name.clone(), 0);
         }
+        let health_cache = dependency_names(&config)
+            .into_iter()
+            .map(|name| (name, tokio::sync::Mutex::new(None)))
+            .collect();
         Ok(AppState {
             inner: Arc::new(Inner {
                 client,
                 database,
                 scrape_errors: Mutex::new(targets),
+                health_cache,
                 config,
             }),
         })
@@ -114,30 +141,60 @@ impl AppState {
     }
 }
 
-/// The router with every operator endpoint.
+/// The router of the public port (the one the gateway routes to): the
+/// metrics without client-labelled series, the overall health without
+/// dependency details.
 pub fn app(state: AppState) -> Router {
+    routes(
+        get(health_detailed),
+        get(health_one),
+        get(metrics),
+        get(monitoring_metrics),
+    )
+    .with_state(state)
+}
+
+/// The router of the internal port: every route, with the full metrics
+/// (client ids included) and every dependency's details.
+pub fn internal_app(state: AppState) -> Router {
+    routes(
+        get(internal_health_detailed),
+        get(internal_health_one),
+        get(internal_metrics),
+        get(internal_metrics),
+    )
+    .with_state(state)
+}
+
+fn routes(
+    detailed: axum::routing::MethodRouter<AppState>,
+    one: axum::routing::MethodRouter<AppState>,
+    metrics: axum::routing::MethodRouter<AppState>,
+    monitoring_metrics: axum::routing::MethodRouter<AppState>,
+) -> Router<AppState> {
     Router::new()
         .route("/health", get(liveness))
         // Static routes win over `/health/{service}` in axum: these two are
         // never taken for a dependency name.
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/health/detailed", get(health_detailed))
-        .route("/health/{service}", get(health_one))
-        .route("/metrics", get(metrics))
-        .route("/monitoring/metrics", get(monitoring_metrics))
+        .route("/health/detailed", detailed)
+        .route("/health/{service}", one)
+        .route("/metrics", metrics)
+        .route("/monitoring/metrics", monitoring_metrics)
         .route("/discovery/services", get(discovery_services))
         .route("/openapi.json", get(openapi))
         .merge(docs_page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
 }
 
 /// A bound, ready-to-serve ops service.
 pub struct OpsServer {
     listener: TcpListener,
     router: Router,
+    state: AppState,
+    internal: Option<TcpListener>,
 }
 
 /// The one startup path of `main` and the tests: state, router, listener.
@@ -149,7 +206,9 @@ pub async fn build(config: OpsConfig) -> Result<OpsServer, String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     Ok(OpsServer {
         listener,
-        router: app(state),
+        router: app(state.clone()),
+        state,
+        internal: None,
     })
 }
 
@@ -175,11 +234,43 @@ pub async fn build_on(
         TcpListener::from_std(listener).map_err(|e| format!("ops listener {listen}: {e}"))?;
     Ok(OpsServer {
         listener,
-        router: app(state),
+        router: app(state.clone()),
+        state,
+        internal: None,
     })
 }
 
 impl OpsServer {
+    /// Also serves [`internal_app`] on `addr` (the binary:
+    /// `INTERNAL_LISTEN_ADDR`).
+    pub async fn bind_internal(self, addr: SocketAddr) -> Result<Self, String> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (INTERNAL_LISTEN_ADDR): {e}"))?;
+        Ok(OpsServer {
+            internal: Some(listener),
+            ..self
+        })
+    }
+
+    /// [`OpsServer::bind_internal`] on a listener the caller has bound.
+    pub fn with_internal_listener(self, listener: std::net::TcpListener) -> Result<Self, String> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("internal listener: {e}"))?;
+        let listener =
+            TcpListener::from_std(listener).map_err(|e| format!("internal listener: {e}"))?;
+        Ok(OpsServer {
+            internal: Some(listener),
+            ..self
+        })
+    }
+
+    /// The internal listener's address, when there is one.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
@@ -194,13 +285,39 @@ impl OpsServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        service_http::serve_until(
-            self.listener,
-            self.router,
-            service_http::Layers::default(),
-            shutdown,
-        )
-        .await
+        let Some(internal) = self.internal else {
+            return service_http::serve_until(
+                self.listener,
+                self.router,
+                service_http::Layers::default(),
+                shutdown,
+            )
+            .await;
+        };
+        // One shutdown for both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let (public, internal) = tokio::join!(
+            service_http::serve_until(
+                self.listener,
+                self.router,
+                service_http::Layers::default(),
+                stopped(stop_rx.clone()),
+            ),
+            service_http::serve_until(
+                internal,
+                internal_app(self.state),
+                service_http::Layers::default(),
+                stopped(stop_rx),
+            ),
+        );
+        public.and(internal)
     }
 }
 
@@ -260,7 +377,23 @@ fn dependency_names(config: &OpsConfig) -> Vec<String> {
     names
 }
 
+/// The dependency's report from the cache, probing it when the cached one
+/// is older than [`HEALTH_CACHE_TTL`]. Concurrent callers wait for the one
+/// probe in flight.
 async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport> {
+    let slot = state.inner.health_cache.get(name)?;
+    let mut cached = slot.lock().await;
+    if let Some((at, report)) = cached.as_ref() {
+        if at.elapsed() < HEALTH_CACHE_TTL {
+            return Some(report.clone());
+        }
+    }
+    let report = probe_now(state, name).await?;
+    *cached = Some((Instant::now(), report.clone()));
+    Some(report)
+}
+
+async fn probe_now(state: &AppState, name: &str) -> Option<health::DependencyReport> {
     let config = state.config();
     let timeout = config.probe_timeout;
     if let Some(b) = config.backends.iter().find(|b| b.name == name) {
@@ -293,11 +426,13 @@ async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport>
     }
 }
 
-/// Health of every dependency.
+/// Overall health of the gateway's dependencies.
 ///
-/// Each backend's `/health`, the rate-limit service, the database (a
-/// `SELECT 1`) and Redis (a `PING`, only when `REDIS_URL` is set), each
-/// with its latency.
+/// `healthy`, `degraded` (only the rate-limit service or Redis down) or
+/// `unhealthy` (a critical dependency down), from checks at most a few
+/// seconds old. Public callers get the overall status only
+/// (`dependencies` is empty); each dependency's status, latency and
+/// version are on the ops service's internal port.
 #[utoipa::path(get, path = "/health/detailed", operation_id = "getDetailedHealth", tag = "Operations",
     responses(
         (status = 200, description = "Healthy or degraded.", body = health::DetailedHealth),
@@ -305,6 +440,21 @@ async fn probe(state: &AppState, name: &str) -> Option<health::DependencyReport>
             body = health::DetailedHealth),
     ))]
 pub async fn health_detailed(State(state): State<AppState>) -> Response {
+    let (status, mut body) = detailed_health(&state).await;
+    body.dependencies.clear();
+    (status, Json(body)).into_response()
+}
+
+/// `/health/detailed` on the internal port: every dependency's report.
+pub async fn internal_health_detailed(State(state): State<AppState>) -> Response {
+    let (status, body) = detailed_health(&state).await;
+    (status, Json(body)).into_response()
+}
+
+/// Each backend's `/health`, the rate-limit service, the database (a
+/// `SELECT 1`) and Redis (a `PING`, only when `REDIS_URL` is set), each
+/// with its latency (cached, see [`HEALTH_CACHE_TTL`]).
+async fn detailed_health(state: &AppState) -> (StatusCode, health::DetailedHealth) {
     let names = dependency_names(state.config());
     let mut tasks = tokio::task::JoinSet::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -324,16 +474,18 @@ pub async fn health_detailed(State(state): State<AppState>) -> Response {
     let status = StatusCode::from_u16(overall.http_status()).unwrap_or(StatusCode::OK);
     (
         status,
-        Json(health::DetailedHealth {
+        health::DetailedHealth {
             status: overall,
             version: VERSION,
             dependencies,
-        }),
+        },
     )
-        .into_response()
 }
 
 /// Health of one dependency.
+///
+/// From a check at most a few seconds old; public callers get no version
+/// and no error text (the internal port has them).
 #[utoipa::path(get, path = "/health/{service}", operation_id = "getDependencyHealth", tag = "Operations",
     params(("service" = String, Path, description = "Dependency name; `redis` exists only when `REDIS_URL` is set.",
         pattern = "^(data_service|calculation_service|auth_service|rate_limit_service|database|redis)$")),
@@ -344,11 +496,29 @@ pub async fn health_detailed(State(state): State<AppState>) -> Response {
             body = health::DependencyReport),
     ))]
 pub async fn health_one(
+    state: State<AppState>,
+    service: Path<String>,
+    rid: RequestId,
+) -> Result<Response, AppError> {
+    one_health(state, service, rid, true).await
+}
+
+/// `/health/{service}` on the internal port, with version and error.
+pub async fn internal_health_one(
+    state: State<AppState>,
+    service: Path<String>,
+    rid: RequestId,
+) -> Result<Response, AppError> {
+    one_health(state, service, rid, false).await
+}
+
+async fn one_health(
     State(state): State<AppState>,
     Path(service): Path<String>,
     rid: RequestId,
+    public: bool,
 ) -> Result<Response, AppError> {
-    let report = probe(&state, &service).await.ok_or_else(|| {
+    let mut report = probe(&state, &service).await.ok_or_else(|| {
         AppError::NotFound(
             rid,
             format!(
@@ -361,6 +531,10 @@ pub async fn health_one(
         health::Status::Healthy => StatusCode::OK,
         health::Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
+    if public {
+        report.version = None;
+        report.error = None;
+    }
     Ok((status, Json(report)).into_response())
 }
 
@@ -380,10 +554,34 @@ async fn fetch_text(client: &reqwest::Client, url: String) -> Result<String, Str
 }
 
 /// Prometheus metrics.
+///
+/// No series that names a client (per-client rate-limit utilisation and
+/// the like are on the ops service's internal port).
 #[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "Operations",
     responses((status = 200, content_type = "text/plain", body = String,
-        description = "Prometheus text exposition: the gateway's request, authentication, rate-limit and backend metrics (durations in seconds), cluster resilience counters and the backends' own metrics.")))]
+        description = "Prometheus text exposition: the gateway's request, authentication, rate-limit and backend metrics (durations in seconds), cluster resilience counters and the backends' own metrics, without client-labelled series.")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    exposition_response(public::redact(&merged_metrics(&state).await))
+}
+
+/// `/metrics` on the internal port: everything, client ids included.
+pub async fn internal_metrics(State(state): State<AppState>) -> Response {
+    exposition_response(merged_metrics(&state).await)
+}
+
+fn exposition_response(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Envoy's statistics and every backend's metrics, merged and rendered.
+async fn merged_metrics(state: &AppState) -> String {
     let client = &state.inner.client;
     let config = state.config();
     let envoy = fetch_text(
@@ -429,14 +627,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     families.push(exposition::scrape_errors_family(
         &state.scrape_error_counts(),
     ));
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        exposition::render(&families),
-    )
-        .into_response()
+    exposition::render(&families)
 }
 
 /// The caller's identity as set by the gateway's auth filter.

@@ -5,7 +5,9 @@ use ops_service::{build, shutdown_signal, OpsConfig};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     service_log::init("ops-service");
-    let config = match OpsConfig::from_env() {
+    let (config, internal) = match OpsConfig::from_env()
+        .and_then(|c| Ok((c, ops_service::config::internal_listen_addr_from_env()?)))
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(reason = %e, "invalid configuration");
@@ -13,13 +15,21 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let server = match build(config).await {
+        Ok(s) => s.bind_internal(internal).await,
+        Err(e) => Err(e),
+    };
+    let server = match server {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(reason = %e, "startup failed");
             return std::process::ExitCode::from(1);
         }
     };
-    tracing::info!(addr = %server.local_addr(), "ops service listening");
+    tracing::info!(
+        addr = %server.local_addr(),
+        internal = %server.internal_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "ops service listening"
+    );
     match server.serve(shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

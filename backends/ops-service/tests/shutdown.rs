@@ -29,6 +29,7 @@ async fn on_sigterm_the_ops_service_turns_not_ready_then_refuses_connections_and
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ops-service"))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("INTERNAL_LISTEN_ADDR", "127.0.0.1:0")
         .env("DATABASE_URL", "sqlite::memory:")
         .env("ENVOY_ADMIN_URL", "http://127.0.0.1:9")
         .env("SHUTDOWN_DELAY_SECONDS", "1.5")
