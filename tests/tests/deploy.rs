@@ -2,7 +2,9 @@
 //! each check of `scripts/check-deploy.sh` as one test, and every Istio
 //! `WasmPlugin` configuration of every rendered overlay
 //! (`kubectl kustomize deploy/overlays/<name>`) parsed by the filters' own
-//! configuration code, so a typo in a manifest fails the build.
+//! configuration code, so a typo in a manifest fails the build; and the
+//! gateway pods' `gateway-metrics` container, as rendered, run against a
+//! real Envoy.
 //!
 //! Tools: promtool and docker-compose (Debian packages `prometheus`,
 //! `docker-compose`), kubectl (renders the overlays), kubernetes-validate
@@ -316,4 +318,120 @@ fn the_istio_auth_plugin_verifies_es256_with_public_keys_only() {
         seen >= 2,
         "an auth WasmPlugin in every overlay, found {seen}"
     );
+}
+
+/// Envoy standing in for a gateway pod's istio-proxy: Istio's Prometheus
+/// listener (`:15090`, here `{{LISTENER_PORT}}`) forwards `/stats/prometheus`
+/// to the admin interface, as Istio's bootstrap does.
+const ISTIO_PROMETHEUS_LISTENER: &str = r#"
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } }
+static_resources:
+  listeners:
+  - name: prometheus
+    address: { socket_address: { address: 127.0.0.1, port_value: {{LISTENER_PORT}} } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: stats
+          route_config:
+            virtual_hosts:
+            - name: backend
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/stats/prometheus" }
+                route: { cluster: prometheus_stats }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: prometheus_stats
+    type: STATIC
+    load_assignment:
+      cluster_name: prometheus_stats
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } } } }] }]
+"#;
+
+/// The gateway pods' `gateway-metrics` container, configured exactly as each
+/// overlay renders it (only the pod-local port 15090 is replaced by this
+/// Envoy's), run as the real ops service against a real Envoy: its
+/// `/metrics` carries this Envoy's families, and its backend URLs (pointed
+/// inside the pod, each backend pod being scraped on its own) answer an
+/// empty exposition, so no scrape fails and no backend is merged.
+#[tokio::test]
+async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend() {
+    let envoy = e2e::Envoy::start(ISTIO_PROMETHEUS_LISTENER).await;
+    let local = format!("127.0.0.1:{}", envoy.port);
+    for overlay in overlays() {
+        let docs = rendered(&overlay);
+        let gateway = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "borrow-rate-gateway")
+            .unwrap_or_else(|| panic!("{overlay}: no Deployment borrow-rate-gateway"));
+        let container = gateway["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "gateway-metrics")
+            .unwrap_or_else(|| panic!("{overlay}: no gateway-metrics container"));
+        let env: std::collections::BTreeMap<String, String> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let var = |name: &str| -> String {
+            env.get(name)
+                .unwrap_or_else(|| panic!("{overlay}: gateway-metrics sets no {name}"))
+                .replace("127.0.0.1:15090", &local)
+        };
+        let backend = |name: &str, var_name: &str, critical: bool| ops_service::Backend {
+            name: name.into(),
+            base_url: var(var_name),
+            critical,
+        };
+        let config = ops_service::OpsConfig {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            envoy_admin_url: var("ENVOY_ADMIN_URL"),
+            backends: vec![
+                backend("data_service", "DATA_SERVICE_URL", true),
+                backend("calculation_service", "CALCULATION_SERVICE_URL", true),
+                backend("auth_service", "AUTH_SERVICE_URL", true),
+                backend("rate_limit_service", "RATELIMIT_SERVICE_URL", false),
+            ],
+            database_url: None,
+            redis_url: None,
+            probe_timeout: std::time::Duration::from_secs(2),
+        };
+        let server = ops_service::build(config).await.unwrap();
+        let addr = server.local_addr();
+        tokio::spawn(server.serve(std::future::pending()));
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{overlay}");
+        let body = response.text().await.unwrap();
+        // This Envoy's cluster statistics came through, rescaled families and all.
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with("envoy_cluster_membership_total{")),
+            "{overlay}: no Envoy family in the merged /metrics:\n{body}"
+        );
+        // No scrape failed: Envoy and the four in-pod backend URLs answered.
+        let errors: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("ops_scrape_errors_total{"))
+            .collect();
+        assert_eq!(errors.len(), 5, "{overlay}: scrape error counters:\n{body}");
+        for line in errors {
+            assert!(line.ends_with(" 0"), "{overlay}: a scrape failed: {line}");
+        }
+    }
 }
