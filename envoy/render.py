@@ -11,7 +11,10 @@ yields every shape, so the shapes cannot drift:
 Switches come from the environment (SPEC §9) and may be overridden with
 --set NAME=VALUE: ENABLE_AUTHENTICATION, ENABLE_RATE_LIMITING, CORS_ORIGINS,
 SLOW_REQUEST_MS, JWT_SECRET_KEY, JWT_ISSUER, JWT_AUDIENCE,
-RATE_LIMIT_PER_MINUTE, RATE_LIMIT_FAILURE_MODE (allow|deny), RATE_LIMIT_TIMEOUT_MS.
+RATE_LIMIT_PER_MINUTE, RATE_LIMIT_FAILURE_MODE (allow|deny), RATE_LIMIT_TIMEOUT_MS,
+OTEL_EXPORTER_OTLP_ENDPOINT (http://host:port of an OTLP/gRPC receiver: turns
+tracing on; unset, no tracing configuration is rendered), OTEL_SERVICE_NAME
+(the gateway's service name in traces, default `gateway`).
 
 Standard library only (Python 3.8+).
 """
@@ -537,6 +540,22 @@ def build_env(args) -> dict:
         )
         all_ip = all_ip and all(is_ip(h.rpartition(":")[0]) for h in hosts)
     env["CLUSTER_TYPE"] = "STATIC" if all_ip else "STRICT_DNS"
+
+    # Traces: only with an OTLP receiver; without one no tracer, no
+    # collector cluster, nothing sampled.
+    otlp = src.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    env["TRACING"] = "1" if otlp else "0"
+    env["OTLP_HOST"], env["OTLP_PORT"] = "", ""
+    if otlp:
+        m = re.fullmatch(r"http://([A-Za-z0-9.\-]+):(\d{1,5})/?", otlp)
+        if not m or int(m.group(2)) > 65535:
+            raise RenderError(
+                f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http://host:port URL of an OTLP/gRPC receiver, got {otlp!r}"
+            )
+        env["OTLP_HOST"], env["OTLP_PORT"] = m.group(1), m.group(2)
+    env["OTEL_SERVICE_NAME"] = src.get("OTEL_SERVICE_NAME", "").strip() or "gateway"
+    if not re.fullmatch(r"[A-Za-z0-9._\-]+", env["OTEL_SERVICE_NAME"]):
+        raise RenderError(f"OTEL_SERVICE_NAME must be a plain name, got {env['OTEL_SERVICE_NAME']!r}")
 
     env["AUTH_PLUGIN_CONFIG"] = yaml_str(json.dumps(auth_plugin_config(env), separators=(",", ":")))
     env["VALIDATION_PLUGIN_CONFIG"] = yaml_str(json.dumps(validation_plugin_config(env), separators=(",", ":")))

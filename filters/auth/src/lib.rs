@@ -247,18 +247,34 @@ fn apply(actions: &Actions, headers: &[(String, Vec<u8>)]) -> bool {
     true
 }
 
+/// The request's `traceparent` when it looks like one (55 visible ASCII
+/// characters for version 00; at most 128 for a later version).
+fn traceparent(headers: &[(String, Vec<u8>)]) -> Option<&str> {
+    let (_, value) = headers.iter().find(|(name, _)| name == "traceparent")?;
+    let value = std::str::from_utf8(value).ok()?;
+    (value.len() >= 55 && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some(value)
+}
+
 impl AuthRequest {
-    fn dispatch(&self, pending: &PendingVerification) -> Option<u32> {
+    /// The key check, carrying the request's W3C `traceparent` when it has
+    /// one (with tracing on, the gateway sets it to its own span before this
+    /// filter), so the auth service's span joins the request's trace.
+    fn dispatch(&self, pending: &PendingVerification, traceparent: Option<&str>) -> Option<u32> {
         let settings = self.auth.settings();
         let body = pending.request_body();
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", settings.verify_path.as_str()),
+            (":authority", settings.auth_service_authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(traceparent) = traceparent {
+            headers.push(("traceparent", traceparent));
+        }
         hostcalls::dispatch_http_call(
             &settings.auth_service_cluster,
-            vec![
-                (":method", "POST"),
-                (":path", &settings.verify_path),
-                (":authority", &settings.auth_service_authority),
-                ("content-type", "application/json"),
-            ],
+            headers,
             Some(&body),
             vec![],
             Duration::from_millis(settings.verify_timeout_ms),
@@ -354,7 +370,7 @@ impl HttpContext for AuthRequest {
         };
         let actions = match step {
             Step::Done(actions) => actions,
-            Step::VerifyKey(pending) => match self.dispatch(&pending) {
+            Step::VerifyKey(pending) => match self.dispatch(&pending, traceparent(&headers)) {
                 Some(token) => {
                     self.pending = Some((token, pending));
                     self.headers = headers;

@@ -1,0 +1,282 @@
+//! Traces end to end: a local OTLP/gRPC receiver (the collector's
+//! `TraceService`, on loopback) behind the `local` gateway configuration
+//! rendered with `OTEL_EXPORTER_OTLP_ENDPOINT`, the real auth, rate-limit
+//! and calculation services (in this process, exporting through
+//! `service-log`) and `gatewayctl` for the API key.
+//!
+//! One `POST /api/v1/calculate-locate` without any trace header gets a trace
+//! id at Envoy; the receiver then holds one trace with spans from Envoy, the
+//! auth service's key check, the rate-limit decision and the calculation,
+//! and the access log line of the request carries that trace id.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{free_port, CountingUpstream, Envoy};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use serde_json::Value;
+
+const SECRET: &str = "tracing-test-secret-0123456789abcdef0123";
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One span as received: the exporting service, its name, its trace id.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    trace_id: String,
+}
+
+/// Whether a received span is the one looked for.
+type SpanIs = fn(&Received) -> bool;
+
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Received>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map(|v| match v {
+                    AnyValue::StringValue(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    spans.push(Received {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex::encode(&span.trace_id),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// The receiver on a loopback port.
+async fn start_receiver() -> (Receiver, SocketAddr) {
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(addr(0)).await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let service = TraceServiceServer::new(receiver.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    (receiver, local)
+}
+
+/// gatewayctl as built by this workspace.
+fn gatewayctl() -> PathBuf {
+    let target = e2e::target_dir();
+    for dir in ["debug", "server"] {
+        let p = target.join(dir).join("gatewayctl");
+        if p.exists() {
+            return p;
+        }
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "-q", "-p", "gatewayctl"])
+        .current_dir(e2e::repo_root())
+        .status()
+        .expect("cargo build -p gatewayctl");
+    assert!(status.success());
+    target.join("debug/gatewayctl")
+}
+
+fn create_key(database_url: &str, client_id: &str) -> String {
+    let out = std::process::Command::new(gatewayctl())
+        .args(["--database-url", database_url, "--actor", "tracing-test"])
+        .args(["--json", "keys", "create", "--client-id", client_id])
+        .args(["--rate-limit-per-minute", "1000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gatewayctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// The access log line (JSON) of the request `request_id`.
+fn access_line(log: &str, request_id: &str) -> Option<Value> {
+    log.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["msg"] == "Access" && v["request_id"] == request_id)
+}
+
+#[tokio::test]
+async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calculation() {
+    let (receiver, otlp) = start_receiver().await;
+    let endpoint = format!("http://{otlp}");
+    // This process's services export to the receiver.
+    service_log::init_with(
+        "backends-under-test",
+        service_log::Settings {
+            level: "info".into(),
+            format: service_log::Format::Logfmt,
+            otlp_endpoint: Some(endpoint.clone()),
+        },
+    );
+    assert!(service_log::tracing_enabled());
+
+    let dir = std::env::temp_dir().join(unique("tracing"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    let (calc_server, _calc) =
+        services::start_calculation_service(&services::Config::new(addr(0), database_url.clone()))
+            .await
+            .unwrap();
+    let auth_config = auth_service::config::Config::hs256(
+        services::Config::new(addr(0), database_url.clone()),
+        SECRET,
+    );
+    let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
+    let upstream = CountingUpstream::start().await;
+    let rls = ratelimit::spawn(ratelimit::Config {
+        grpc_addr: addr(0),
+        http_addr: addr(0),
+        key_prefix: unique("tracing"),
+        ..ratelimit::Config::default()
+    })
+    .await
+    .unwrap();
+    let yaml = e2e::render_local_gateway(
+        &[
+            ("data_service", addr(upstream.port).to_string()),
+            ("calculation_service", calc_server.addr.to_string()),
+            ("auth_service", auth_server.addr.to_string()),
+            ("ops_service", addr(free_port()).to_string()),
+            ("rate_limit_service", rls.grpc_addr.to_string()),
+        ],
+        rls.http_addr.port(),
+        &[
+            format!("JWT_SECRET_KEY={SECRET}"),
+            "HEALTH_CHECK_INTERVAL_MS=500".into(),
+            format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"),
+        ],
+    );
+    assert!(yaml.contains("envoy.tracers.opentelemetry"));
+    let envoy = Envoy::start(&yaml).await;
+    // a client of the seeded reference data (the calculation looks it up)
+    let client_id = "test123";
+    let key = create_key(&database_url, client_id);
+    e2e::wait_until_healthy(&envoy, &["ops_service"], Duration::from_secs(30)).await;
+
+    // The first request of this key: the auth filter asks the auth service.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .post(envoy.url("/api/v1/calculate-locate"))
+        .header("content-type", "application/json")
+        .header("x-api-key", &key)
+        .body(format!(
+            r#"{{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"{client_id}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}\n{}", envoy.log());
+
+    // The access log line names the trace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(line) = access_line(&envoy.log(), &request_id) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line:\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let trace_id = line["trace_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(trace_id.len(), 32, "{line}");
+    assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+
+    // Envoy sends its spans every few seconds; the services' batch on flush.
+    let wanted: [(&str, SpanIs); 4] = [
+        ("Envoy", |s| s.service == "gateway"),
+        ("the auth service's key check", |s| {
+            s.service == "backends-under-test" && s.name.ends_with("/internal/v1/keys/verify")
+        }),
+        ("the rate-limit decision", |s| {
+            s.service == "backends-under-test" && s.name == "rate_limit_decision"
+        }),
+        ("the calculation", |s| {
+            s.service == "backends-under-test" && s.name == "POST /calculate-locate"
+        }),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        service_log::flush();
+        let spans: Vec<Received> = receiver.0.lock().unwrap().clone();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|(_, is)| !spans.iter().any(|s| s.trace_id == trace_id && is(s)))
+            .map(|(what, _)| *what)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id}: no span from {missing:?}; received: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,135 @@
+//! Traces stay off without `OTEL_EXPORTER_OTLP_ENDPOINT`: the rendered
+//! gateway configuration has no tracer, no collector cluster and no
+//! `traceparent` rewrite, the backends install no exporter, and a local
+//! OTLP receiver gets nothing, even for a request that brings its own
+//! `traceparent` (whose trace id still reaches the backends' log lines).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::{free_port, Envoy};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use serde_json::Value;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Counts every export call.
+#[derive(Clone, Default)]
+struct Receiver(Arc<AtomicUsize>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tokio::test]
+async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
+    // Not in this process's environment: what the services and render.py
+    // read.
+    std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(addr(0)).await.unwrap();
+    let service = TraceServiceServer::new(receiver.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+
+    service_log::init("backends-under-test");
+    assert!(!service_log::tracing_enabled());
+
+    let dir = std::env::temp_dir().join(format!("tracing-off-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    let (data_server, _data) =
+        services::start_data_service(&services::Config::new(addr(0), database_url))
+            .await
+            .unwrap();
+    let yaml = e2e::render_local_gateway(
+        &[
+            ("data_service", data_server.addr.to_string()),
+            ("calculation_service", addr(free_port()).to_string()),
+            ("auth_service", addr(free_port()).to_string()),
+            ("ops_service", addr(free_port()).to_string()),
+        ],
+        free_port(),
+        &[
+            "ENABLE_AUTHENTICATION=false".into(),
+            "ENABLE_RATE_LIMITING=false".into(),
+            "HEALTH_CHECK_INTERVAL_MS=500".into(),
+        ],
+    );
+    for absent in ["envoy.tracers", "otel_collector", "tracing:", "%SPAN_ID%"] {
+        assert!(
+            !yaml.contains(absent),
+            "{absent} rendered without an endpoint"
+        );
+    }
+    let envoy = Envoy::start(&yaml).await;
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let request_id = loop {
+        let r = client
+            .get(envoy.url("/api/v1/rates/AAPL"))
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{}", envoy.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // The access log line is there, without a trace id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let found = envoy
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["msg"] == "Access" && v["request_id"] == request_id.as_str());
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no access log line");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        line["trace_id"].is_null() || line["trace_id"] == "-",
+        "{line}"
+    );
+
+    service_log::flush();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.0.load(Ordering::SeqCst), 0, "spans were exported");
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
