@@ -211,6 +211,7 @@ compose-config: wasm ## Everything docker-compose up mounts: the .wasm files, ce
 	scripts/gen-cert.sh
 	@mkdir -p envoy/rendered
 	set -a; . "$${GATEWAY_ENV_FILE:-.env.example}"; set +a; \
+	  OTEL_EXPORTER_OTLP_ENDPOINT="$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4317}" \
 	  python3 envoy/render.py --shape compose --out envoy/rendered/compose.yaml
 	@echo "wrote envoy/rendered/compose.yaml"
 

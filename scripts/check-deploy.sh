@@ -321,7 +321,9 @@ PY
 render_compose() {
   [[ -f envoy/render.py ]] || fail "envoy/render.py missing"
   [[ -f "$ENV_FILE" ]] || fail "$ENV_FILE missing"
-  ( set -a; . "$(realpath "$ENV_FILE")"; set +a; python3 envoy/render.py --shape compose --out "$1" ) \
+  ( set -a; . "$(realpath "$ENV_FILE")"; set +a
+    OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4317}" \
+      python3 envoy/render.py --shape compose --out "$1" ) \
     || fail "envoy/render.py --shape compose failed"
 }
 
@@ -444,6 +446,13 @@ LISTEN_VAR = {"rate_limit_service": ("ratelimit-service", "GRPC_LISTEN_ADDR")}
 clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
 for cname, c in clusters.items():
     if cname == "envoy_admin":
+        continue
+    if cname == "otel_collector":
+        # the trace receiver: a compose service exposing its OTLP port
+        for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
+            sa = ep["endpoint"]["address"]["socket_address"]
+            if sa["address"] not in svcs or int(sa["port_value"]) not in exposed(sa["address"]):
+                err(f"cluster otel_collector: {sa['address']}:{sa['port_value']} is not an exposed compose service port")
         continue
     for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
         sa = ep["endpoint"]["address"]["socket_address"]
