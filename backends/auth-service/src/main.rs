@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
     match started {
         Some(Ok((server, _state))) => {
             service_http::run_until_signal(server).await;
+            service_log::flush();
             ExitCode::SUCCESS
         }
         Some(Err(e)) => {

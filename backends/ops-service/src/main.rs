@@ -30,7 +30,9 @@ async fn main() -> std::process::ExitCode {
         internal = %server.internal_addr().map(|a| a.to_string()).unwrap_or_default(),
         "ops service listening"
     );
-    match server.serve(shutdown_signal()).await {
+    let served = server.serve(shutdown_signal()).await;
+    service_log::flush();
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(reason = %e, "server failed");

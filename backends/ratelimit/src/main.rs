@@ -48,7 +48,9 @@ async fn main() -> ExitCode {
         default_per_minute = config.default_per_minute,
         "Rate-limit service listening"
     );
-    match app.serve(service_http::shutdown_signal()).await {
+    let served = app.serve(service_http::shutdown_signal()).await;
+    service_log::flush();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "Server error");

@@ -107,6 +107,7 @@ pub async fn run_main(
     match started {
         Some(Ok((server, _state))) => {
             crate::common::run_until_signal(server).await;
+            service_log::flush();
             std::process::ExitCode::SUCCESS
         }
         Some(Err(e)) => {
