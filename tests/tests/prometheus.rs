@@ -7,6 +7,13 @@
 //!
 //! Chain: Prometheus → Envoy `/metrics` route → ops service → Envoy admin
 //! `/stats/prometheus` (+ the backends' own `/metrics`).
+//!
+//! Two gateway instances (each an Envoy with its own ops service, as in a
+//! pod) scraped on the ops services' internal ports as separate targets,
+//! plus the backends: per-instance series in seconds with the
+//! sub-millisecond buckets. And what an anonymous caller of the listener
+//! gets from `/metrics` and `/health/detailed`: no client id, which the
+//! internal port has.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
