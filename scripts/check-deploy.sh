@@ -20,12 +20,15 @@
 #               compose-shaped Envoy config (envoy/render.py --shape compose)
 #   envoy       envoy --mode validate on the compose-shaped config
 #   kubernetes  every overlay rendered (kubectl kustomize): kubernetes-validate
-#               --strict on the core kinds, Istio kinds against the vendored CRD
-#               schemas (deploy/schemas), references, plus the deployment
-#               requirements (replicas, probes, drain, rollout, resources,
-#               non-root, spread, HPA, PDB, NetworkPolicies, the gateway
-#               workload, HTTPS/HSTS/CORS/access log, WasmPlugin phases,
-#               priorities, fail strategies, pinning, ES256 public keys only)
+#               --strict on the core kinds, Istio and prometheus-operator kinds
+#               against the vendored CRD schemas (deploy/schemas), references,
+#               plus the deployment requirements (replicas, probes, drain,
+#               rollout, resources, non-root, spread, HPA, PDB, NetworkPolicies,
+#               the gateway workload and its per-pod gateway-metrics merge,
+#               per-pod scraping (PodMonitor + prometheus.io/* on the same
+#               port, no Service scraped, Prometheus admitted), HTTPS/HSTS/
+#               CORS/access log, WasmPlugin phases, priorities, fail
+#               strategies, pinning, ES256 public keys only)
 #   images      Dockerfile (multi-stage, non-root, builds every binary the
 #               manifests run) and deploy/wasm/Dockerfile (FROM scratch)
 #
@@ -714,9 +717,9 @@ check_envoy() {
 # Every overlay of deploy/overlays is rendered with `kubectl kustomize`; each
 # rendered output is checked on its own:
 #   * core kinds: kubernetes-validate --strict (unknown fields rejected);
-#   * Istio kinds: the vendored JSON Schemas of deploy/schemas (Istio's
-#     CRDs, unknown fields rejected where the CRD does); a kind without a
-#     vendored schema fails;
+#   * Istio and prometheus-operator kinds: the vendored JSON Schemas of
+#     deploy/schemas/*/ (their CRDs, unknown fields rejected where the CRD
+#     does); a kind without a vendored schema fails;
 #   * references: every ConfigMap is rendered; every Secret is rendered or
 #     created out of band and documented in docs/deploy.md and
 #     deploy/base/kubernetes/secret.example.yaml; every image is one the
