@@ -248,7 +248,9 @@ where
 }
 
 /// Quotes a logfmt value when it holds spaces, quotes, `=`, control
-/// characters or is empty; plain values stay bare.
+/// characters or is empty; plain values stay bare. Inside the quotes, the
+/// escaping of every logfmt line of the gateway (the filters' too): `\"`,
+/// `\\`, `\n`, `\r`, `\t`, and `\u{hex}` for any other control character.
 pub fn value(v: &str) -> String {
     if !v.is_empty()
         && v.bytes()
@@ -263,8 +265,10 @@ pub fn value(v: &str) -> String {
             '"' => s.push_str("\\\""),
             '\\' => s.push_str("\\\\"),
             '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
             c if c.is_control() => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
+                let _ = write!(s, "\\u{{{:x}}}", c as u32);
             }
             c => s.push(c),
         }
@@ -520,5 +524,6 @@ mod tests {
         assert_eq!(value("a\"b"), "\"a\\\"b\"");
         assert_eq!(value("k=v"), "\"k=v\"");
         assert_eq!(value("line\nbreak"), "\"line\\nbreak\"");
+        assert_eq!(value("a\tb\rc\u{7}"), "\"a\\tb\\rc\\u{7}\"");
     }
 }

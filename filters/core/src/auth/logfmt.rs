@@ -15,19 +15,11 @@ pub fn endpoint_template(path: &str) -> &'static str {
     }
 }
 
-/// A logfmt quoted value: backslash and quote escaped, control characters
-/// dropped, at most 128 characters.
+/// A logfmt quoted value of at most 128 characters, escaped as every
+/// logfmt value is ([`crate::metrics::logfmt_quote`]).
 fn quoted(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars().filter(|c| !c.is_control()).take(128) {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    let bounded: String = value.chars().take(128).collect();
+    crate::metrics::logfmt_quote(&bounded)
 }
 
 /// Fields of one `Authentication error` line.
