@@ -3,7 +3,17 @@
 //! and merging several scrapes into one valid exposition.
 //!
 //! Everything here is pure text transformation, so it is unit-tested without
-//! any server.
+//! any server. The one exception is [`own_families`], this service's own
+//! `process_*` and `ops_build_info`, which come from the `prometheus` crate
+//! (see [`service_http::metrics`]).
+//!
+//! The input parser is this module's own: the maintained Rust parsers of the
+//! text format were checked and do not fit (`prometheus-parse` cuts a label
+//! value at its first `}`, which breaks every `endpoint="/api/v1/rates/{ticker}"`
+//! series; `openmetrics-parser` is LGPL-3.0), and the Envoy admin API has no
+//! other format with the tag-extracted labels. The unit tests below cover
+//! Envoy's output (`# TYPE` lines, escaped label values, braces inside
+//! values, `+Inf`, exponents).
 
 /// The SPEC §8 metric families the operators' dashboards query.
 pub const SPEC_FAMILIES: [&str; 7] = [
@@ -322,8 +332,11 @@ pub fn gateway_families(envoy_text: &str) -> Vec<Family> {
 
 /// Families a backend's own `/metrics` may contribute: everything except
 /// the gateway-owned SPEC §8 families (only the gateway measures requests,
-/// so a backend cannot double-count them) and this service's own
-/// `ops_scrape_errors_total`. `jwt_tokens_issued_total` is the auth
+/// so a backend cannot double-count them), this service's own
+/// `ops_scrape_errors_total` and `ops_build_info`, and the `process_*`
+/// families (every backend has the same unlabelled series; they describe
+/// that backend's process and are read from its own scrape, while the merged
+/// answer carries this service's). `jwt_tokens_issued_total` is the auth
 /// service's and passes.
 pub fn backend_families(text: &str) -> Vec<Family> {
     parse(text)
@@ -331,9 +344,26 @@ pub fn backend_families(text: &str) -> Vec<Family> {
         .filter(|f| {
             f.name == "jwt_tokens_issued_total"
                 || !(SPEC_FAMILIES.contains(&f.name.as_str())
-                    || f.name == "ops_scrape_errors_total")
+                    || f.name == "ops_scrape_errors_total"
+                    || f.name == OWN_BUILD_INFO
+                    || f.name.starts_with("process_"))
         })
         .collect()
+}
+
+/// This service's build info family.
+pub const OWN_BUILD_INFO: &str = "ops_build_info";
+
+/// This service's own families: `process_*` (its process collector, Linux)
+/// and `ops_build_info{version}` = 1. Both describe the process, so one
+/// registry serves every instance in it.
+pub fn own_families() -> Vec<Family> {
+    static REGISTRY: std::sync::OnceLock<service_http::metrics::prometheus::Registry> =
+        std::sync::OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        service_http::metrics::registry(OWN_BUILD_INFO, env!("CARGO_PKG_VERSION"), &[])
+    });
+    parse(&service_http::metrics::encode(registry))
 }
 
 /// Divides every `le` bound and the `_sum` of a `*_seconds` histogram by
@@ -656,6 +686,38 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
             names(&kept),
             vec!["jwt_tokens_issued_total", "pricing_backend_requests_total"]
         );
+    }
+
+    #[test]
+    fn backends_process_metrics_and_build_info_of_this_service_are_left_out() {
+        let kept = backend_families(
+            "# TYPE process_open_fds gauge\nprocess_open_fds 9\n\
+             # TYPE ops_build_info gauge\nops_build_info{version=\"0\"} 1\n\
+             # TYPE auth_build_info gauge\nauth_build_info{version=\"0\"} 1\n",
+        );
+        assert_eq!(names(&kept), vec!["auth_build_info"]);
+    }
+
+    #[test]
+    fn own_families_are_build_info_and_process_metrics() {
+        let own = own_families();
+        let text = render(&own);
+        assert!(
+            text.contains(&format!(
+                "ops_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(names(&own).contains(&name), "{name}: {text}");
+        }
     }
 
     #[test]

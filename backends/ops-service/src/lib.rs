@@ -627,6 +627,7 @@ async fn merged_metrics(state: &AppState) -> String {
     families.push(exposition::scrape_errors_family(
         &state.scrape_error_counts(),
     ));
+    families.extend(exposition::own_families());
     exposition::render(&families)
 }
 
