@@ -205,11 +205,12 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     e2e::wait_until_healthy(&envoy, &["ops_service"], Duration::from_secs(30)).await;
 
     // The first request of this key: the auth filter asks the auth service.
-    let response = reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap()
+        .unwrap();
+    let response = client
         .post(envoy.url("/api/v1/calculate-locate"))
         .header("content-type", "application/json")
         .header("x-api-key", &key)
@@ -276,6 +277,49 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
             "trace {trace_id}: no span from {missing:?}; received: {spans:#?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The filters' lines carry the trace id of their request too.
+    for (credential, body, status, msg) in [
+        (
+            "brl_not_a_key_0000000000000000",
+            "{}",
+            401,
+            "Authentication error",
+        ),
+        (key.as_str(), "{}", 400, "Validation error"),
+    ] {
+        let r = client
+            .post(envoy.url("/api/v1/calculate-locate"))
+            .header("content-type", "application/json")
+            .header("x-api-key", credential)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = envoy.log();
+            let access = access_line(&log, &request_id);
+            let line = log
+                .lines()
+                .find(|l| l.contains(&format!("msg=\"{msg}\"")) && l.contains(&request_id));
+            if let (Some(access), Some(line)) = (access, line) {
+                let trace_id = access["trace_id"].as_str().unwrap_or_default();
+                assert_eq!(trace_id.len(), 32, "{access}");
+                assert!(
+                    line.ends_with(&format!(
+                        "request_id=\"{request_id}\" trace_id=\"{trace_id}\""
+                    )),
+                    "{line}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "no {msg} line:\n{log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     drop(envoy);
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ use filter_core::auth::{
     Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
     SharedWrite, Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
-use filter_core::metrics::PendingCounts;
+use filter_core::metrics::{trace_id_field, PendingCounts};
 use filter_host::{MetricsRecorder, RequestMetrics};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -49,6 +49,9 @@ struct ProxyHost {
     /// This request's peer address, read at most once (a refused request
     /// asks for it both to check and to count the failure).
     source: OnceCell<Option<String>>,
+    /// ` trace_id="…"` from the request's `traceparent` (empty without
+    /// one), written after the `request_id` that ends this request's lines.
+    trace_id: String,
 }
 
 impl Host for ProxyHost {
@@ -98,7 +101,11 @@ impl Host for ProxyHost {
     }
 
     fn log_warn(&self, line: &str) {
-        log(LogLevel::Warn, line);
+        if self.trace_id.is_empty() || !line.contains(" request_id=") {
+            log(LogLevel::Warn, line);
+        } else {
+            log(LogLevel::Warn, &format!("{line}{}", self.trace_id));
+        }
     }
 
     fn source_address(&self) -> Option<String> {
@@ -187,6 +194,7 @@ impl RootContext for AuthRoot {
                 attempts: Rc::clone(&self.attempts),
                 clock: Rc::clone(&self.clock),
                 source: OnceCell::new(),
+                trace_id: String::new(),
             },
             pending: None,
             headers: Vec::new(),
@@ -360,6 +368,7 @@ impl HttpContext for AuthRequest {
             let api_key = find(API_KEY_HEADER);
             let authorization = find(AUTHORIZATION_HEADER);
             let request_id = find("x-request-id").unwrap_or_default();
+            self.host.trace_id = trace_id_field(traceparent(&headers));
             let request = IncomingRequest {
                 path: &path,
                 api_key: api_key.as_deref(),

@@ -575,9 +575,10 @@ pub fn record_request(
     // Identity is read only when a line is written (host calls cost).
     let request_id = host.request_header("x-request-id").unwrap_or_default();
     let client_id = host.request_header("x-client-id").unwrap_or_default();
+    let trace_id = trace_id_field(host.request_header("traceparent").as_deref());
     let common = |msg: &str, level: &str, extra: &str| {
         format!(
-            "level={level} msg=\"{msg}\"{extra} client_id={} endpoint={} request_id={}",
+            "level={level} msg=\"{msg}\"{extra} client_id={} endpoint={} request_id={}{trace_id}",
             logfmt_quote(&client_id),
             logfmt_quote(endpoint),
             logfmt_quote(&request_id),
@@ -611,6 +612,24 @@ pub fn record_request(
             ),
         );
         host.log_warn(&line);
+    }
+}
+
+/// ` trace_id="<32 hex>"`, the field written after `request_id`, when
+/// `traceparent` is a W3C trace context (the gateway sets one on every
+/// request when tracing is on); empty otherwise, so lines without tracing
+/// are unchanged.
+pub fn trace_id_field(traceparent: Option<&str>) -> String {
+    let trace_id = traceparent.and_then(|tp| tp.split('-').nth(1));
+    match trace_id {
+        Some(t)
+            if t.len() == 32
+                && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && t.bytes().any(|b| b != b'0') =>
+        {
+            format!(" trace_id=\"{t}\"")
+        }
+        _ => String::new(),
     }
 }
 
@@ -1012,6 +1031,25 @@ mod tests {
         }
         for d in ["route_not_found", "direct_response", "validation_error", ""] {
             assert_eq!(Origin::from_code_details(d), Origin::Local, "{d}");
+        }
+    }
+
+    #[test]
+    fn the_trace_id_field_comes_only_from_a_w3c_traceparent() {
+        assert_eq!(
+            trace_id_field(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            )),
+            " trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\""
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            Some("00-4bf92f35\"7b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ] {
+            assert_eq!(trace_id_field(bad), "", "{bad:?}");
         }
     }
 

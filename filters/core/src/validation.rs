@@ -15,7 +15,7 @@
 use pricing::{ErrorCode, ErrorEnvelope, FieldError, Ticker, MAX_BODY_BYTES};
 use serde::Deserialize;
 
-use crate::metrics::{logfmt_quote, one_segment_after, Endpoint};
+use crate::metrics::{logfmt_quote, one_segment_after, trace_id_field, Endpoint};
 
 /// Host access the validation filter needs.
 pub trait ValidationHost {
@@ -106,6 +106,8 @@ pub struct RequestValidation {
 struct Identity {
     request_id: String,
     client_id: String,
+    /// ` trace_id="…"` or empty ([`trace_id_field`]).
+    trace_id: String,
 }
 
 impl Identity {
@@ -113,6 +115,7 @@ impl Identity {
         Self {
             request_id: host.request_header("x-request-id").unwrap_or_default(),
             client_id: host.request_header("x-client-id").unwrap_or_default(),
+            trace_id: trace_id_field(host.request_header("traceparent").as_deref()),
         }
     }
 }
@@ -297,6 +300,7 @@ impl RequestValidation {
         let Identity {
             request_id,
             client_id,
+            trace_id,
         } = &self.identity;
         let fields = details
             .iter()
@@ -304,7 +308,7 @@ impl RequestValidation {
             .collect::<Vec<_>>()
             .join(",");
         host.log_warn(&format!(
-            "level=WARN msg=\"Validation error\" code={} fields={} client_id={} endpoint={} request_id={}",
+            "level=WARN msg=\"Validation error\" code={} fields={} client_id={} endpoint={} request_id={}{trace_id}",
             code.as_str(),
             logfmt_quote(&fields),
             logfmt_quote(client_id),
