@@ -435,3 +435,135 @@ async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend
         }
     }
 }
+
+/// One HTTP/1.1 GET over `stream`, kept alive; the answer's status and
+/// headers.
+async fn keep_alive_get(
+    stream: &mut tokio::net::TcpStream,
+    path: &str,
+) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nhost: gateway\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The counting upstream answers a small JSON body with content-length.
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("no answer within 5 s")
+            .unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if n == 0 || text.contains("\"upstream\":\"counting\"}") {
+            break;
+        }
+    }
+    let (status, headers, _) = e2e::parse_response(&buf);
+    (status, headers)
+}
+
+/// The gateway pods' preStop hook, as every overlay renders it, run against
+/// a real Envoy: it is `pilot-agent request POST <admin path>` on the
+/// istio-proxy container, and that admin call makes Envoy report DRAINING
+/// (readiness 503) and close a keep-alive connection after the answer in
+/// flight, before SIGTERM starts the listener drain. The grace period covers
+/// the drain.
+#[tokio::test]
+async fn the_gateway_pods_pre_stop_fails_envoys_health_check_and_closes_keep_alive_connections() {
+    let mut pre_stop_paths = std::collections::BTreeSet::new();
+    for overlay in overlays() {
+        let docs = rendered(&overlay);
+        let gateway = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "borrow-rate-gateway")
+            .unwrap_or_else(|| panic!("{overlay}: no Deployment borrow-rate-gateway"));
+        let pod = &gateway["spec"]["template"];
+        let proxy = pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "istio-proxy")
+            .unwrap_or_else(|| panic!("{overlay}: no istio-proxy container"));
+        let command: Vec<&str> = proxy["lifecycle"]["preStop"]["exec"]["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{overlay}: istio-proxy has no preStop exec hook"))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            command[..command.len().min(3)],
+            ["pilot-agent", "request", "POST"],
+            "{overlay}: the preStop hook must call Envoy's admin API through pilot-agent: {command:?}"
+        );
+        assert_eq!(command.len(), 4, "{overlay}: {command:?}");
+        pre_stop_paths.insert(command[3].to_owned());
+        // The drain after the hook fits in the grace period, with room.
+        let config = pod["metadata"]["annotations"]["proxy.istio.io/config"]
+            .as_str()
+            .unwrap_or_default();
+        let drain: u64 = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("terminationDrainDuration:"))
+            .and_then(|v| v.trim().trim_end_matches('s').parse().ok())
+            .unwrap_or_else(|| panic!("{overlay}: no terminationDrainDuration in {config:?}"));
+        let grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30);
+        assert!(
+            grace >= drain + 10,
+            "{overlay}: grace {grace} s < drain {drain} s + 10"
+        );
+    }
+
+    let upstream = e2e::CountingUpstream::start().await;
+    let hooks = pre_stop_paths.len();
+    for path in pre_stop_paths {
+        let envoy = e2e::Envoy::start(&e2e::plain_proxy_config(upstream.port)).await;
+        let ready = |envoy: &e2e::Envoy| {
+            reqwest::get(format!("http://127.0.0.1:{}/ready", envoy.admin_port))
+        };
+        let before = ready(&envoy).await.unwrap();
+        assert_eq!(before.status(), 200);
+        assert_eq!(before.text().await.unwrap().trim(), "LIVE");
+
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", envoy.port))
+            .await
+            .unwrap();
+        let (status, headers) = keep_alive_get(&mut conn, "/first").await;
+        assert_eq!(status, 200);
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v == "close"),
+            "a live Envoy kept the connection open: {headers:?}"
+        );
+
+        // What `pilot-agent request POST <path>` sends: a POST to the admin API.
+        let hook = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/{}",
+                envoy.admin_port,
+                path.trim_start_matches('/')
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hook.status(), 200, "POST {path} on Envoy's admin API");
+
+        let after = ready(&envoy).await.unwrap();
+        assert_eq!(after.status(), 503, "readiness after the preStop hook");
+        assert_eq!(after.text().await.unwrap().trim(), "DRAINING");
+        // The request in flight on the open connection is answered, and the
+        // connection is closed after it.
+        let (status, headers) = keep_alive_get(&mut conn, "/second").await;
+        assert_eq!(status, 200, "the request after the hook is still served");
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v == "close"),
+            "after the preStop hook Envoy must close keep-alive connections: {headers:?}"
+        );
+    }
+    assert_eq!(upstream.count(), 2 * hooks);
+}
