@@ -6,7 +6,8 @@ and Envoy enters the VM for each one it finds exported, once per request
 and body chunk, even when the filter's trait method is the SDK's no-op
 default. Envoy skips a callback whose export is absent (it then continues
 the stream), so dropping those exports saves VM entries per request without
-changing what the filter does (BENCHMARKS.md, "Unused callback exports").
+changing what the filter does (docs/benchmarks-log.md, "Unused callback
+exports").
 
     wasm-drop-callbacks.py FILE.wasm CALLBACK [CALLBACK ...]
 

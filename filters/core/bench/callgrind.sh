@@ -7,7 +7,7 @@
 #
 #   filters/core/bench/callgrind.sh [N]        # default N = 20000
 #
-# Needs valgrind (Debian package). BENCHMARKS.md, "Where the filters' time goes".
+# Needs valgrind (Debian package). BENCHMARKS.md, "Filters, one at a time".
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 n="${1:-20000}"
