@@ -120,7 +120,18 @@ pub struct ErrorEnvelope {
 
 #[cfg(feature = "openapi")]
 fn error_status() -> utoipa::openapi::schema::Schema {
-    crate::openapi::constant("error")
+    constant("error")
+}
+
+/// A string schema with exactly one allowed value (`"success"`, `"error"`),
+/// re-exported as `openapi::constant`.
+#[cfg(feature = "openapi")]
+pub fn constant(value: &str) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some([value]))
+        .into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -157,13 +157,9 @@ impl ErrorCode {
     }
 }
 
-/// A string schema with exactly one allowed value (`"success"`, `"error"`).
-pub fn constant(value: &str) -> Schema {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Type(Type::String))
-        .enum_values(Some([value]))
-        .into()
-}
+/// A string schema with exactly one allowed value (`"success"`, `"error"`);
+/// it lives next to the envelope whose `status` it first described.
+pub use crate::error::constant;
 
 // ---------------------------------------------------------------------------
 // Response headers and the reusable error responses

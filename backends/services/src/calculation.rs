@@ -8,7 +8,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use pricing::openapi::responses::{
     BadRequest, Forbidden, InternalError, LocateNotFound, PayloadTooLarge, ServiceUnavailable,
@@ -20,11 +20,8 @@ use serde::Serialize;
 use store::AuditEntry;
 use utoipa::ToSchema;
 
-use crate::common::liveness;
 use crate::common::{AppError, JsonBody, RequestId};
-use crate::data::{health, metrics, ready};
-use crate::metrics::track;
-use crate::state::AppState;
+use crate::routes::AppState;
 
 /// Header naming the authenticated caller (set by the gateway).
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
@@ -37,18 +34,13 @@ pub const CLIENT_SCOPES_HEADER: &str = "x-client-scopes";
     "breakdown": {"borrow_cost": 32.14, "markup": 1.61, "transaction_fees": 25.00},
     "borrow_rate_used": 0.0039105}))]
 pub struct LocateResponse {
-    #[schema(schema_with = success)]
+    #[schema(schema_with = crate::routes::success)]
     pub status: &'static str,
     /// Sum of the three rounded components.
     pub total_fee: Money,
     pub breakdown: Breakdown,
     /// The borrow rate the fee was computed with.
     pub borrow_rate_used: pricing::BorrowRate,
-}
-
-/// The `status` of every success body.
-pub(crate) fn success() -> utoipa::openapi::schema::Schema {
-    pricing::openapi::constant("success")
 }
 
 /// The three rounded components of a fee.
@@ -74,20 +66,13 @@ impl From<&LocateFee> for LocateResponse {
     }
 }
 
-/// The calculation service router: `/calculate-locate`, `/health`,
-/// `/health/live`, `/health/ready`, `/metrics`.
+/// The calculation service router: `/calculate-locate` and the routes
+/// every pricing service has ([`crate::routes::router`]).
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/calculate-locate", post(calculate))
-        .route("/health", get(health))
-        .route("/health/live", liveness(env!("CARGO_PKG_VERSION")))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            track,
-        ))
-        .with_state(state)
+    crate::routes::router(
+        state,
+        Router::new().route("/calculate-locate", post(calculate)),
+    )
 }
 
 /// The caller as the gateway identified it: `(client_id, is_admin)`, or

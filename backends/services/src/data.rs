@@ -1,7 +1,6 @@
 //! The data service: `GET /rates/{ticker}` (SPEC §6 rates shape).
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pricing::openapi::responses::{BadRequest, InternalError, ServiceUnavailable, TickerNotFound};
@@ -9,9 +8,8 @@ use pricing::{BorrowRate, BorrowStatus, Decimal, Ticker};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::common::{health_ok, health_unavailable, liveness, readiness, AppError};
-use crate::metrics::{metrics_response, track};
-use crate::state::AppState;
+use crate::common::AppError;
+use crate::routes::AppState;
 
 /// `GET /rates/{ticker}` success body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,7 +17,7 @@ use crate::state::AppState;
     "borrow_status": "HARD", "volatility_index": 85.0, "event_risk_factor": 8,
     "last_updated": "2026-11-23T10:00:00Z"}))]
 pub struct RateResponse {
-    #[schema(schema_with = crate::calculation::success)]
+    #[schema(schema_with = crate::routes::success)]
     pub status: &'static str,
     /// The ticker, upper case.
     #[schema(pattern = r"^[A-Z]{1,5}(\.[A-Z]{1,2})?$")]
@@ -44,20 +42,10 @@ fn stored_digits<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
     pricing::json::serialize_raw_number(d.to_string(), s)
 }
 
-/// The data service router: `/rates/{ticker}`, `/health`,
-/// `/health/live`, `/health/ready`, `/metrics`.
+/// The data service router: `/rates/{ticker}` and the routes every
+/// pricing service has ([`crate::routes::router`]).
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/rates/{ticker}", get(rate))
-        .route("/health", get(health))
-        .route("/health/live", liveness(env!("CARGO_PKG_VERSION")))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            track,
-        ))
-        .with_state(state)
+    crate::routes::router(state, Router::new().route("/rates/{ticker}", get(rate)))
 }
 
 /// Current borrow rate.
@@ -99,32 +87,4 @@ pub async fn rate(
         event_risk_factor: stock.risk.event_risk_factor,
         last_updated: stock.updated_at,
     }))
-}
-
-/// The dependency check of `/health` and `/health/ready`: the database
-/// answers a `SELECT 1`.
-async fn database_reachable(state: &AppState) -> Result<(), AppError> {
-    state.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "Health check failed");
-        health_unavailable("database")
-    })
-}
-
-/// `/health`: 200 when the database answers, else 503 envelope.
-pub async fn health(State(state): State<AppState>) -> Response {
-    match database_reachable(&state).await {
-        Ok(()) => health_ok(env!("CARGO_PKG_VERSION")),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `/health/ready`: `/health`'s answer, and 503 once the process is
-/// shutting down.
-pub async fn ready(State(state): State<AppState>) -> Response {
-    readiness(env!("CARGO_PKG_VERSION"), database_reachable(&state).await)
-}
-
-/// `/metrics`: this service's own counters.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    metrics_response(&state.metrics)
 }

@@ -5,6 +5,7 @@
 //!   re-exported from the `service-http` crate.
 //! * [`data`]: the data service (`GET /rates/{ticker}`).
 //! * [`calculation`]: the calculation service (`POST /calculate-locate`).
+//! * [`routes`]: the state and the health/metrics routes both share.
 //! * [`state`]: the one startup path (`build`, `start_*`) shared by the
 //!   binaries and the tests; [`config`]: environment configuration.
 
@@ -13,6 +14,7 @@ pub mod common;
 pub mod config;
 pub mod data;
 pub mod metrics;
+pub mod routes;
 pub mod state;
 
 pub use config::Config;

@@ -1,20 +1,12 @@
 //! The startup path shared by `main` and the tests.
 
-use std::sync::Arc;
-
 use axum::Router;
 use store::Store;
 
 use crate::common::{serve_with, Server};
 use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// What a pricing service's handlers share.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-}
+pub use crate::routes::AppState;
 
 /// Why a service could not start.
 #[derive(Debug)]

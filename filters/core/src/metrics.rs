@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Endpoint label for any path that is not a SPEC §2 route, so that callers
 /// cannot inflate label cardinality.
@@ -173,7 +173,7 @@ pub fn service_label(cluster: &str) -> String {
 /// ```json
 /// {"slow_request_ms": 500}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Requests taking longer than this many milliseconds (from the request

@@ -13,7 +13,7 @@
 //! [`ValidationHost`]; the cdylib glue only implements it.
 
 use pricing::{ErrorCode, ErrorEnvelope, FieldError, Ticker, MAX_BODY_BYTES};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{logfmt_quote, one_segment_after, trace_id_field, Endpoint};
 
@@ -43,7 +43,7 @@ pub enum Flow {
 /// ```json
 /// {"max_body_bytes": 8192}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidationConfig {
     /// Largest accepted `calculate-locate` body in bytes (413 above it).

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::cache::CachePolicy;
 use super::jwt::{is_valid_client_id, JwtVerifier};
@@ -15,7 +15,7 @@ use crate::metrics::MetricsConfig;
 /// The plugin configuration as written by the operator. Every field has a
 /// default except the JWT secret/JWKS, so `{}` is a valid configuration
 /// (API keys only, JWTs rejected).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// `false` turns authentication off (SPEC `ENABLE_AUTHENTICATION`): the
@@ -47,6 +47,7 @@ pub struct AuthConfig {
     pub cache: CacheConfig,
     /// JWT verification; absent means bearer tokens are rejected.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
     /// Throttling of failed authentications per source address.
     #[serde(default)]
@@ -57,12 +58,14 @@ pub struct AuthConfig {
     /// separate metrics filter does. One filter doing both saves the
     /// per-request cost of a second wasm filter.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
     /// Per-client token bucket of each Envoy instance, sized from the
     /// client's own per-minute limit: the backstop that holds a client near
     /// its limit while the rate-limit service is down. Absent: no bucket in
     /// this filter.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
 }
 
@@ -70,7 +73,7 @@ pub struct AuthConfig {
 /// as in the rate-limit service, its credential's own limit
 /// (`rate_limit_per_minute`), else its entry in `clients`, else
 /// `default_per_minute`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRateLimitConfig {
     /// Per-minute limit of a client whose credential carries none of its
@@ -81,12 +84,12 @@ pub struct LocalRateLimitConfig {
     /// none of their own (`{"big_fund": {"per_minute": 600}}`); a
     /// filter-only setting, not read from the rate-limit service's limits
     /// file. Default empty.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<String, ClientLimitConfig>,
 }
 
 /// One client's entry in `local_rate_limit.clients`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientLimitConfig {
     /// The client's per-minute limit (1..=1000000).
@@ -103,7 +106,7 @@ fn default_per_minute() -> u32 {
 /// Brute-force throttling knobs: an address that fails authentication
 /// `max_failures` times within `window_seconds` gets 429 `RATE_LIMITED` for
 /// every credential not already known good until its window ends.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BruteForceConfig {
     /// Failed authentications (bad, revoked or expired keys and tokens; not
@@ -134,7 +137,7 @@ fn default_failure_window() -> u64 {
 }
 
 /// Cache policy knobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// How long a verified key is trusted without asking the auth service
@@ -167,7 +170,7 @@ impl Default for CacheConfig {
 }
 
 /// Signature algorithm accepted for bearer tokens (exactly one: pinned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JwtAlgorithm {
     /// HMAC SHA-256 with the shared `secret`.
     HS256,
@@ -176,7 +179,7 @@ pub enum JwtAlgorithm {
 }
 
 /// JWT verification settings.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// The only accepted `alg`.
@@ -185,10 +188,12 @@ pub struct JwtConfig {
     /// HS256 shared secret (`JWT_SECRET_KEY`, at least 32 bytes); required
     /// for HS256, forbidden for ES256.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// ES256 public keys as a JWKS document (`{"keys":[...]}`, EC P-256 keys
     /// with a `kid`); required for ES256, forbidden for HS256.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
     /// Required `iss` claim.
     #[serde(default = "default_issuer")]
