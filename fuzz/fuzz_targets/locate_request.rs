@@ -5,36 +5,12 @@
 //! the answer.
 #![no_main]
 
+use filter_core::host::RecordingHost;
 use filter_core::validation::{
-    validate_locate_body, BodyVerdict, Flow, RequestValidation, ValidationConfig, ValidationHost,
+    validate_locate_body, BodyVerdict, Flow, RequestValidation, ValidationConfig,
 };
 use libfuzzer_sys::fuzz_target;
 use pricing::MAX_BODY_BYTES;
-
-struct Host<'a> {
-    body: &'a [u8],
-    buffered: usize,
-    replies: Vec<(u16, String)>,
-}
-
-impl ValidationHost for Host<'_> {
-    fn request_header(&self, name: &str) -> Option<String> {
-        match name {
-            ":method" => Some("POST".into()),
-            ":path" => Some("/api/v1/calculate-locate".into()),
-            "content-type" => Some("application/json".into()),
-            "x-request-id" => Some("fuzz".into()),
-            _ => None,
-        }
-    }
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        Some(self.body[..len.min(self.buffered)].to_vec())
-    }
-    fn send_reply(&mut self, status: u16, _headers: &[(&str, &str)], body: &str) {
-        self.replies.push((status, body.to_owned()));
-    }
-    fn log_warn(&mut self, _line: &str) {}
-}
 
 fuzz_target!(|data: &[u8]| {
     // First byte picks the chunk size; the rest is the body.
@@ -69,29 +45,31 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The streaming filter, fed `chunk` bytes per callback.
-    let mut host = Host {
-        body,
-        buffered: 0,
-        replies: Vec::new(),
-    };
+    let host = RecordingHost::with_headers(&[
+        (":method", "POST"),
+        (":path", "/api/v1/calculate-locate"),
+        ("content-type", "application/json"),
+        ("x-request-id", "fuzz"),
+    ]);
     let mut v = RequestValidation::new(ValidationConfig::default());
-    let mut flow = v.on_request_headers(&mut host, body.is_empty());
+    let mut flow = v.on_request_headers(&host, body.is_empty());
     let mut sent = 0;
-    while !body.is_empty() && sent < body.len() && host.replies.is_empty() {
+    while !body.is_empty() && sent < body.len() && host.replies.borrow().is_empty() {
         sent = (sent + chunk).min(body.len());
-        host.buffered = sent;
-        flow = v.on_request_body(&mut host, sent, sent == body.len());
+        *host.body.borrow_mut() = body[..sent].to_vec();
+        flow = v.on_request_body(&host, sent, sent == body.len());
     }
+    let replies = host.replies.borrow();
     match verdict {
         BodyVerdict::Valid => {
             assert_eq!(flow, Flow::Continue);
-            assert!(host.replies.is_empty());
+            assert!(replies.is_empty());
         }
-        BodyVerdict::TooLarge => assert_eq!(host.replies.first().map(|r| r.0), Some(413)),
+        BodyVerdict::TooLarge => assert_eq!(replies.first().map(|r| r.0), Some(413)),
         BodyVerdict::Invalid(_) => {
-            assert_eq!(host.replies.len(), 1);
-            assert_eq!(host.replies[0].0, 400);
-            assert!(host.replies[0].1.contains(r#""code":"VALIDATION_ERROR""#));
+            assert_eq!(replies.len(), 1);
+            assert_eq!(replies[0].0, 400);
+            assert!(replies[0].2.contains(r#""code":"VALIDATION_ERROR""#));
         }
     }
 });

@@ -116,16 +116,21 @@ impl ClientId {
     pub const RULE: &'static str = "must be 1-64 characters of letters, digits, '_' or '-'";
 
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
+        if Self::is_valid(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(FieldError::new("client_id", Self::RULE))
         }
+    }
+
+    /// Whether `raw` follows the rule, without building a `ClientId` (the
+    /// gateway's filters check ids this way on their per-request paths).
+    pub fn is_valid(raw: &str) -> bool {
+        !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }
 
     pub fn as_str(&self) -> &str {

@@ -5,23 +5,31 @@
 //! metrics filter's own recording), saving the gateway a second wasm filter.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use filter_core::auth::{
-    Actions, AttemptStatus, Authenticator, Host, IncomingRequest, PendingVerification, Settings,
-    SharedWrite, Step, VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
+    Actions, AttemptStatus, Authenticator, IncomingRequest, PendingVerification, Settings, Step,
+    VerifyAnswer, API_KEY_HEADER, AUTHORIZATION_HEADER,
 };
-use filter_core::metrics::{trace_id_field, PendingCounts};
-use filter_host::{MetricsRecorder, RequestMetrics};
+use filter_core::host::PendingCounts;
+use filter_core::logfmt::trace_id_field;
+use filter_host::{
+    host_time_ms, plugin_configuration, MetricsRecorder, ProxyHost, RequestMetrics, WorkerState,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(AuthRoot {
+            auth: None,
+            metrics: None,
+            worker: WorkerState::with_tick(CLOCK_TICK),
+        })
+    });
 }}
 
 /// Period of the root context's tick, which refreshes the clock requests
@@ -29,119 +37,25 @@ proxy_wasm::main! {{
 /// requests to the host (see [`filter_host::FLUSH_PERIOD`]).
 const CLOCK_TICK: Duration = filter_host::FLUSH_PERIOD;
 
-/// Host wall clock, milliseconds since the Unix epoch (0 if unavailable).
-fn host_time_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// The host as seen by the core logic.
-#[derive(Clone)]
-struct ProxyHost {
-    /// `authentication_attempts_total`, one slot per
-    /// [`AttemptStatus::index`], handed to the host at each tick.
-    attempts: Rc<RefCell<PendingCounts>>,
-    /// Wall clock as of the last tick (ms since the epoch).
-    clock: Rc<Cell<u64>>,
-    /// This request's peer address, read at most once (a refused request
-    /// asks for it both to check and to count the failure).
-    source: OnceCell<Option<String>>,
-    /// ` trace_id="…"` from the request's `traceparent` (empty without
-    /// one), written after the `request_id` that ends this request's lines.
-    trace_id: String,
-}
-
-impl Host for ProxyHost {
-    fn now_ms(&self) -> u64 {
-        self.clock.get()
-    }
-
-    fn clock_slack_ms(&self) -> u64 {
-        // A tick may come late under load; twice the period is the margin
-        // the core adds before judging ages and expiries.
-        2 * u64::try_from(CLOCK_TICK.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_shared_data(key)
-            .ok()
-            .and_then(|(value, _)| value)
-    }
-
-    fn shared_set(&self, key: &str, value: &[u8]) {
-        if hostcalls::set_shared_data(key, Some(value), None).is_err() {
-            log(LogLevel::Debug, "auth filter: shared data write failed");
-        }
-    }
-
-    fn shared_get_versioned(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
-    }
-
-    fn shared_set_if_unchanged(
-        &self,
-        key: &str,
-        value: &[u8],
-        version: Option<u32>,
-    ) -> SharedWrite {
-        match hostcalls::set_shared_data(key, Some(value), version) {
-            Ok(()) => SharedWrite::Written,
-            Err(Status::CasMismatch) => SharedWrite::Conflict,
-            Err(_) => SharedWrite::Failed,
-        }
-    }
-
-    fn count_attempt(&self, status: AttemptStatus) {
-        if let Ok(mut attempts) = self.attempts.try_borrow_mut() {
-            attempts.count(status.index());
-        }
-    }
-
-    fn log_warn(&self, line: &str) {
-        if self.trace_id.is_empty() || !line.contains(" request_id=") {
-            log(LogLevel::Warn, line);
-        } else {
-            log(LogLevel::Warn, &format!("{line}{}", self.trace_id));
-        }
-    }
-
-    fn source_address(&self) -> Option<String> {
-        self.source
-            .get_or_init(|| {
-                hostcalls::get_property(vec!["source", "address"])
-                    .ok()
-                    .flatten()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-            })
-            .clone()
-    }
-}
-
 fn log(level: LogLevel, line: &str) {
     let _ = hostcalls::log(level, line);
 }
 
-#[derive(Default)]
 struct AuthRoot {
     auth: Option<Rc<Authenticator>>,
     /// Set when the configuration asks this filter to record the request
     /// metrics too (its `metrics` section).
     metrics: Option<MetricsRecorder>,
-    attempts: Rc<RefCell<PendingCounts>>,
-    clock: Rc<Cell<u64>>,
+    /// The tick clock and the `authentication_attempts_total` counters,
+    /// one slot per [`AttemptStatus::index`].
+    worker: WorkerState,
 }
 
 impl Context for AuthRoot {}
 
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let config = plugin_configuration();
         let settings = match Settings::from_json(&config) {
             Ok(settings) => settings,
             Err(err) => {
@@ -163,8 +77,8 @@ impl RootContext for AuthRoot {
                 }
             }
         }
-        self.attempts = Rc::new(RefCell::new(attempts));
-        self.clock.set(host_time_ms());
+        *self.worker.counts.borrow_mut() = attempts;
+        self.worker.clock.set(host_time_ms());
         if hostcalls::set_tick_period(CLOCK_TICK).is_err() {
             log(LogLevel::Error, "auth filter: cannot start the clock tick");
             return false;
@@ -175,12 +89,7 @@ impl RootContext for AuthRoot {
     }
 
     fn on_tick(&mut self) {
-        self.clock.set(host_time_ms());
-        if let Ok(mut attempts) = self.attempts.try_borrow_mut() {
-            attempts.flush(|id, by| {
-                let _ = hostcalls::increment_metric(id, by);
-            });
-        }
+        self.worker.on_tick();
         if let Some(metrics) = &self.metrics {
             metrics.flush();
         }
@@ -190,12 +99,7 @@ impl RootContext for AuthRoot {
         let auth = self.auth.clone()?;
         Some(Box::new(AuthRequest {
             auth,
-            host: ProxyHost {
-                attempts: Rc::clone(&self.attempts),
-                clock: Rc::clone(&self.clock),
-                source: OnceCell::new(),
-                trace_id: String::new(),
-            },
+            host: ProxyHost::for_worker(&self.worker),
             pending: None,
             headers: Vec::new(),
             metrics: self.metrics.as_ref().map(MetricsRecorder::request),
@@ -368,7 +272,8 @@ impl HttpContext for AuthRequest {
             let api_key = find(API_KEY_HEADER);
             let authorization = find(AUTHORIZATION_HEADER);
             let request_id = find("x-request-id").unwrap_or_default();
-            self.host.trace_id = trace_id_field(traceparent(&headers));
+            self.host
+                .set_trace_id(trace_id_field(traceparent(&headers)));
             let request = IncomingRequest {
                 path: &path,
                 api_key: api_key.as_deref(),

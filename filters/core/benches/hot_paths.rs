@@ -16,10 +16,9 @@ use filter_core::auth::{
     Authenticator, IncomingRequest, RecordingHost, Settings, Step, VerifyAnswer,
 };
 use filter_core::metrics::{
-    record_request, Endpoint, FinishedRequest, MetricCache, MetricKind, MetricsConfig, MetricsHost,
-    Origin,
+    record_request, Endpoint, FinishedRequest, MetricCache, MetricsConfig, Origin,
 };
-use filter_core::validation::{Flow, RequestValidation, ValidationConfig, ValidationHost};
+use filter_core::validation::{Flow, RequestValidation, ValidationConfig};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
 const SECRET: &str = "hot-paths-bench-hs256-secret-0123456789";
@@ -70,7 +69,7 @@ fn case(name: &str) -> Box<dyn FnMut()> {
             Box::new(move || {
                 let step = auth.on_request(&host, &request(Some(black_box(KEY)), None));
                 assert!(matches!(step, Step::Done(ref a) if a.reply.is_none()));
-                host.attempts.borrow_mut().clear();
+                host.counted.borrow_mut().clear();
                 black_box(step);
             })
         }
@@ -96,7 +95,7 @@ fn case(name: &str) -> Box<dyn FnMut()> {
             Box::new(move || {
                 let step = auth.on_request(&host, &request(None, Some(black_box(&bearer))));
                 assert!(matches!(step, Step::Done(ref a) if a.reply.is_none()));
-                host.attempts.borrow_mut().clear();
+                host.counted.borrow_mut().clear();
                 black_box(step);
             })
         }
@@ -104,18 +103,28 @@ fn case(name: &str) -> Box<dyn FnMut()> {
             let body = br#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
             let mut padded = body.to_vec();
             padded.resize(200, b' ');
-            let mut host = ValidationDouble { body: padded };
+            let host = RecordingHost::with_headers(&[
+                (":path", "/api/v1/calculate-locate"),
+                (":method", "POST"),
+                ("content-type", "application/json"),
+                ("content-length", "200"),
+                ("x-client-id", "test123"),
+                ("x-client-scopes", ""),
+                ("x-request-id", "0f9b6c9e-3d1c-4a55-9b5e-1c2d3e4f5a6b"),
+            ]);
+            *host.body.borrow_mut() = padded;
             let config = ValidationConfig::parse(br#"{"max_body_bytes": 8192}"#).unwrap();
             Box::new(move || {
                 let mut filter = RequestValidation::new(config.clone());
-                assert_eq!(filter.on_request_headers(&mut host, false), Flow::Continue);
-                assert_eq!(filter.on_request_body(&mut host, 200, true), Flow::Continue);
+                assert_eq!(filter.on_request_headers(&host, false), Flow::Continue);
+                assert_eq!(filter.on_request_body(&host, 200, true), Flow::Continue);
+                assert!(host.replies.borrow().is_empty() && host.logs.borrow().is_empty());
                 black_box(filter);
             })
         }
         "metrics" => {
             let mut cache = MetricCache::new();
-            let mut host = MetricsDouble::default();
+            let host = RecordingHost::default();
             let config = MetricsConfig::parse(b"{}").unwrap();
             let finished = FinishedRequest {
                 endpoint: Endpoint::CalculateLocate,
@@ -126,69 +135,13 @@ fn case(name: &str) -> Box<dyn FnMut()> {
                 cluster: Some("calculation_service".into()),
                 backend_latency_us: Some(2_900),
             };
-            record_request(&mut cache, &mut host, &config, &finished);
+            record_request(&mut cache, &host, &config, &finished);
             Box::new(move || {
-                record_request(&mut cache, &mut host, &config, black_box(&finished));
+                record_request(&mut cache, &host, &config, black_box(&finished));
             })
         }
         other => panic!("unknown case {other}; cases: {CASES:?}"),
     }
-}
-
-struct ValidationDouble {
-    body: Vec<u8>,
-}
-
-impl ValidationHost for ValidationDouble {
-    fn request_header(&self, name: &str) -> Option<String> {
-        match name {
-            ":path" => Some("/api/v1/calculate-locate".into()),
-            ":method" => Some("POST".into()),
-            "content-type" => Some("application/json".into()),
-            "content-length" => Some("200".into()),
-            "x-client-id" => Some("test123".into()),
-            "x-client-scopes" => Some(String::new()),
-            "x-request-id" => Some("0f9b6c9e-3d1c-4a55-9b5e-1c2d3e4f5a6b".into()),
-            _ => None,
-        }
-    }
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        Some(self.body[..len.min(self.body.len())].to_vec())
-    }
-    fn send_reply(&mut self, status: u16, _headers: &[(&str, &str)], body: &str) {
-        panic!("a valid body was refused: {status} {body}");
-    }
-    fn log_warn(&mut self, line: &str) {
-        panic!("a valid body was logged: {line}");
-    }
-}
-
-#[derive(Default)]
-struct MetricsDouble {
-    defined: u32,
-    sum: u64,
-}
-
-impl MetricsHost for MetricsDouble {
-    fn define_metric(&mut self, _kind: MetricKind, _name: &str) -> Option<u32> {
-        self.defined += 1;
-        Some(self.defined)
-    }
-    fn increment(&mut self, id: u32, by: i64) {
-        self.sum = self
-            .sum
-            .wrapping_add(u64::from(id))
-            .wrapping_add(by.unsigned_abs());
-    }
-    fn record(&mut self, id: u32, value: u64) {
-        self.sum = self.sum.wrapping_add(u64::from(id)).wrapping_add(value);
-    }
-    fn request_header(&self, _name: &str) -> Option<String> {
-        None
-    }
-    fn log_info(&mut self, _line: &str) {}
-    fn log_warn(&mut self, _line: &str) {}
-    fn log_error(&mut self, _line: &str) {}
 }
 
 fn main() {

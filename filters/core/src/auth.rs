@@ -31,17 +31,18 @@ mod config;
 mod credential;
 mod decision;
 mod engine;
-mod host;
 mod jwt;
 mod local_limit;
 mod lockout;
-mod logfmt;
+mod log_line;
+mod settings;
 mod time;
 
+pub use crate::host::{Host, RecordingHost, SharedWrite};
 pub use cache::{CacheEntry, CachePolicy, EntryKind, Freshness, SlotCache};
 pub use config::{
     AuthConfig, BruteForceConfig, CacheConfig, ClientLimitConfig, ConfigError, JwtAlgorithm,
-    JwtConfig, LocalRateLimitConfig, Settings,
+    JwtConfig, LocalRateLimitConfig,
 };
 pub use credential::{
     extract_credential, hash_api_key, is_well_formed_api_key, Credential, API_KEY_HEADER,
@@ -52,14 +53,13 @@ pub use decision::{
     INTERNAL_HEADERS,
 };
 pub use engine::{Authenticator, IncomingRequest, PendingVerification, Step, VerifyAnswer};
-pub use host::{Host, RecordingHost, SharedWrite};
 pub use jwt::{JwtError, JwtVerifier, VerifiedToken};
 pub use local_limit::{
     headroom, refill_per_minute, Bucket, ClientLimited, LocalLimitPolicy, CAS_RETRIES,
     UNITS_PER_TOKEN,
 };
 pub use lockout::{address_without_port, FailureCounter, LockoutPolicy, Throttled};
-pub use logfmt::endpoint_template;
+pub use settings::Settings;
 pub use time::parse_rfc3339_to_unix;
 
 #[cfg(test)]
@@ -68,3 +68,14 @@ mod local_limit_tests;
 mod tests;
 #[cfg(test)]
 mod token_key_tests;
+
+/// The attempts counted so far through `host` ([`Host::count`] with
+/// [`AttemptStatus::index`] as the slot), in order.
+#[cfg(test)]
+fn counted_attempts(host: &RecordingHost) -> Vec<AttemptStatus> {
+    host.counted
+        .borrow()
+        .iter()
+        .filter_map(|&slot| AttemptStatus::ALL.get(slot).copied())
+        .collect()
+}

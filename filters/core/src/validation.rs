@@ -10,24 +10,14 @@
 //! Rejections are SPEC §6 envelopes with `request_id` = the request's
 //! `x-request-id`, echoed as the `x-request-id` response header, plus one
 //! `Validation error` logfmt line. Host access goes through
-//! [`ValidationHost`]; the cdylib glue only implements it.
+//! [`Host`]; the cdylib glue only hands it over.
 
 use pricing::{ErrorCode, ErrorEnvelope, FieldError, Ticker, MAX_BODY_BYTES};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{logfmt_quote, one_segment_after, trace_id_field, Endpoint};
-
-/// Host access the validation filter needs.
-pub trait ValidationHost {
-    /// A request header. Only called from the header phase: Envoy does not
-    /// expose request headers to a body callback once they have gone on.
-    fn request_header(&self, name: &str) -> Option<String>;
-    /// The first `len` bytes of the buffered request body.
-    fn request_body(&self, len: usize) -> Option<Vec<u8>>;
-    /// Ends the request with a local reply.
-    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &str);
-    fn log_warn(&mut self, line: &str);
-}
+use crate::endpoint::{one_segment_after, Endpoint};
+use crate::host::{Host, LogLevel};
+use crate::logfmt::{quote, trace_id_field};
 
 /// What the glue tells the host after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +61,7 @@ impl ValidationConfig {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let config: Self = crate::metrics::parse_config(raw)
+        let config: Self = crate::plugin_config::parse_config(raw)
             .map_err(|e| format!("invalid validation filter configuration: {e}"))?;
         if !(1..=MAX_BODY_BYTES).contains(&config.max_body_bytes) {
             return Err(format!(
@@ -111,7 +101,7 @@ struct Identity {
 }
 
 impl Identity {
-    fn read(host: &impl ValidationHost) -> Self {
+    fn read(host: &impl Host) -> Self {
         Self {
             request_id: host.request_header("x-request-id").unwrap_or_default(),
             client_id: host.request_header("x-client-id").unwrap_or_default(),
@@ -131,11 +121,7 @@ impl RequestValidation {
     }
 
     /// Request headers arrived; `end_of_stream` means there is no body.
-    pub fn on_request_headers(
-        &mut self,
-        host: &mut impl ValidationHost,
-        end_of_stream: bool,
-    ) -> Flow {
+    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Flow {
         let path = host.request_header(":path").unwrap_or_default();
         let endpoint = Endpoint::from_path(&path);
         // Nothing to check on other routes.
@@ -162,7 +148,7 @@ impl RequestValidation {
         }
     }
 
-    fn locate_headers(&mut self, host: &mut impl ValidationHost, end_of_stream: bool) -> Flow {
+    fn locate_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Flow {
         let endpoint = Endpoint::CalculateLocate;
         let content_type = host.request_header("content-type");
         if !is_json_content_type(content_type.as_deref()) {
@@ -205,7 +191,7 @@ impl RequestValidation {
     /// A body chunk arrived; `body_size` is everything buffered so far.
     pub fn on_request_body(
         &mut self,
-        host: &mut impl ValidationHost,
+        host: &impl Host,
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
@@ -226,7 +212,7 @@ impl RequestValidation {
     }
 
     /// Request trailers arrived: the body is complete.
-    pub fn on_request_trailers(&mut self, host: &mut impl ValidationHost) -> Flow {
+    pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
         match self.state {
             State::Done => Flow::Continue,
             State::Rejected => Flow::Pause,
@@ -234,7 +220,7 @@ impl RequestValidation {
         }
     }
 
-    fn finish_body(&mut self, host: &mut impl ValidationHost) -> Flow {
+    fn finish_body(&mut self, host: &impl Host) -> Flow {
         let body = if self.buffered == 0 {
             Vec::new()
         } else {
@@ -243,7 +229,7 @@ impl RequestValidation {
         self.check_body(host, &body)
     }
 
-    fn check_body(&mut self, host: &mut impl ValidationHost, body: &[u8]) -> Flow {
+    fn check_body(&mut self, host: &impl Host, body: &[u8]) -> Flow {
         match validate_locate_body(body, self.config.max_body_bytes) {
             BodyVerdict::Valid => {
                 self.state = State::Done;
@@ -256,7 +242,7 @@ impl RequestValidation {
         }
     }
 
-    fn too_large(&mut self, host: &mut impl ValidationHost) -> Flow {
+    fn too_large(&mut self, host: &impl Host) -> Flow {
         let message = format!(
             "Request body must be at most {} bytes",
             self.config.max_body_bytes
@@ -275,7 +261,7 @@ impl RequestValidation {
 
     fn reject_fields(
         &mut self,
-        host: &mut impl ValidationHost,
+        host: &impl Host,
         endpoint: Endpoint,
         details: Vec<FieldError>,
     ) -> Flow {
@@ -290,7 +276,7 @@ impl RequestValidation {
 
     fn reject(
         &mut self,
-        host: &mut impl ValidationHost,
+        host: &impl Host,
         endpoint: Endpoint,
         code: ErrorCode,
         message: &str,
@@ -307,13 +293,13 @@ impl RequestValidation {
             .map(|d| d.field.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        host.log_warn(&format!(
+        host.log(LogLevel::Warn, &format!(
             "level=WARN msg=\"Validation error\" code={} fields={} client_id={} endpoint={} request_id={}{trace_id}",
             code.as_str(),
-            logfmt_quote(&fields),
-            logfmt_quote(client_id),
-            logfmt_quote(endpoint.template()),
-            logfmt_quote(request_id),
+            quote(&fields),
+            quote(client_id),
+            quote(endpoint.template()),
+            quote(request_id),
         ));
         let body = ErrorEnvelope::new(code, message, request_id.as_str())
             .with_details(details)
@@ -369,94 +355,56 @@ pub fn is_json_content_type(value: Option<&str>) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::host::RecordingHost;
 
-    /// Status, headers and body of a local reply.
-    type SentReply = (u16, Vec<(String, String)>, String);
-
-    #[derive(Default)]
-    struct FakeHost {
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        replies: Vec<SentReply>,
-        logs: Vec<String>,
-        /// Set while a body callback runs, like Envoy's host.
-        in_body: bool,
+    fn request_host(method: &str, path: &str, extra: &[(&str, &str)]) -> RecordingHost {
+        let mut headers = vec![
+            (":method", method),
+            (":path", path),
+            ("x-request-id", "rid-42"),
+            ("x-client-id", "test123"),
+        ];
+        headers.extend_from_slice(extra);
+        RecordingHost::with_headers(&headers)
     }
 
-    impl FakeHost {
-        fn request(method: &str, path: &str, extra: &[(&str, &str)]) -> Self {
-            let mut headers = vec![
-                (":method".to_owned(), method.to_owned()),
-                (":path".to_owned(), path.to_owned()),
-                ("x-request-id".to_owned(), "rid-42".to_owned()),
-                ("x-client-id".to_owned(), "test123".to_owned()),
-            ];
-            headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            Self {
-                headers,
-                ..Default::default()
-            }
-        }
-
-        fn locate(content_type: &str) -> Self {
-            Self::request(
-                "POST",
-                "/api/v1/calculate-locate",
-                &[("content-type", content_type)],
-            )
-        }
-
-        fn reply(&self) -> serde_json::Value {
-            assert_eq!(self.replies.len(), 1, "exactly one reply");
-            serde_json::from_str(&self.replies[0].2).unwrap()
-        }
-
-        fn status(&self) -> u16 {
-            self.replies[0].0
-        }
+    fn locate_host(content_type: &str) -> RecordingHost {
+        request_host(
+            "POST",
+            "/api/v1/calculate-locate",
+            &[("content-type", content_type)],
+        )
     }
 
-    impl ValidationHost for FakeHost {
-        fn request_header(&self, name: &str) -> Option<String> {
-            assert!(
-                !self.in_body,
-                "request headers are not readable from a body callback"
-            );
-            self.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-        fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-            Some(self.body[..len.min(self.body.len())].to_vec())
-        }
-        fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &str) {
-            self.replies.push((
-                status,
-                headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body.to_owned(),
-            ));
-        }
-        fn log_warn(&mut self, line: &str) {
-            self.logs.push(line.to_owned());
-        }
+    /// The one reply sent, as JSON.
+    fn reply(host: &RecordingHost) -> serde_json::Value {
+        let replies = host.replies.borrow();
+        assert_eq!(replies.len(), 1, "exactly one reply");
+        serde_json::from_str(&replies[0].2).unwrap()
+    }
+
+    fn status(host: &RecordingHost) -> u16 {
+        host.replies.borrow()[0].0
     }
 
     /// A body callback, with request headers out of reach as in Envoy.
-    fn body_cb(v: &mut RequestValidation, host: &mut FakeHost, size: usize, end: bool) -> Flow {
-        host.in_body = true;
+    fn body_cb(v: &mut RequestValidation, host: &RecordingHost, size: usize, end: bool) -> Flow {
+        host.headers_hidden.set(true);
         let flow = v.on_request_body(host, size, end);
-        host.in_body = false;
+        host.headers_hidden.set(false);
+        assert_eq!(
+            host.hidden_header_reads.get(),
+            0,
+            "request headers are not readable from a body callback"
+        );
         flow
     }
 
-    fn trailers_cb(v: &mut RequestValidation, host: &mut FakeHost) -> Flow {
-        host.in_body = true;
+    fn trailers_cb(v: &mut RequestValidation, host: &RecordingHost) -> Flow {
+        host.headers_hidden.set(true);
         let flow = v.on_request_trailers(host);
-        host.in_body = false;
+        host.headers_hidden.set(false);
+        assert_eq!(host.hidden_header_reads.get(), 0);
         flow
     }
 
@@ -466,7 +414,7 @@ mod tests {
     /// Feeds `body` in chunks of `chunk` bytes, as Envoy does when the
     /// filter keeps buffering.
     fn send_body(
-        host: &mut FakeHost,
+        host: &RecordingHost,
         v: &mut RequestValidation,
         body: &[u8],
         chunk: usize,
@@ -475,17 +423,17 @@ mod tests {
         let mut sent = 0;
         while sent < body.len() {
             sent = (sent + chunk).min(body.len());
-            host.body = body[..sent].to_vec();
+            *host.body.borrow_mut() = body[..sent].to_vec();
             flow = body_cb(v, host, sent, sent == body.len());
-            if !host.replies.is_empty() {
+            if !host.replies.borrow().is_empty() {
                 break;
             }
         }
         flow
     }
 
-    fn fields(host: &FakeHost) -> Vec<String> {
-        host.reply()["error"]["details"]
+    fn fields(host: &RecordingHost) -> Vec<String> {
+        reply(host)["error"]["details"]
             .as_array()
             .unwrap()
             .iter()
@@ -495,28 +443,28 @@ mod tests {
 
     #[test]
     fn a_valid_ticker_passes_without_a_reply() {
-        let mut host = FakeHost::request("GET", "/api/v1/rates/BRK.B", &[]);
+        let host = request_host("GET", "/api/v1/rates/BRK.B", &[]);
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, true), Flow::Continue);
-        assert!(host.replies.is_empty());
+        assert_eq!(v.on_request_headers(&host, true), Flow::Continue);
+        assert!(host.replies.borrow().is_empty());
     }
 
     #[test]
     fn an_invalid_ticker_is_a_400_envelope_with_the_request_id() {
-        let mut host = FakeHost::request("GET", "/api/v1/rates/TOOLONG1?x=1", &[]);
+        let host = request_host("GET", "/api/v1/rates/TOOLONG1?x=1", &[]);
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, true), Flow::Pause);
-        assert_eq!(host.status(), 400);
-        let reply = host.reply();
+        assert_eq!(v.on_request_headers(&host, true), Flow::Pause);
+        assert_eq!(status(&host), 400);
+        let reply = reply(&host);
         assert_eq!(reply["status"], "error");
         assert_eq!(reply["error"]["code"], "VALIDATION_ERROR");
         assert_eq!(reply["error"]["request_id"], "rid-42");
         assert_eq!(reply["error"]["details"][0]["field"], "ticker");
-        let headers = &host.replies[0].1;
+        let headers = host.replies.borrow()[0].1.clone();
         assert!(headers.contains(&("x-request-id".into(), "rid-42".into())));
         assert!(headers.contains(&("content-type".into(), "application/json".into())));
         assert_eq!(
-            host.logs[0],
+            host.logs.borrow()[0],
             "level=WARN msg=\"Validation error\" code=VALIDATION_ERROR fields=\"ticker\" client_id=\"test123\" endpoint=\"/api/v1/rates/{ticker}\" request_id=\"rid-42\""
         );
     }
@@ -529,56 +477,58 @@ mod tests {
             ("POST", "/api/v1/auth/token"),
             ("GET", "/health"),
         ] {
-            let mut host = FakeHost::request(method, path, &[]);
+            let host = request_host(method, path, &[]);
             let mut v = RequestValidation::new(ValidationConfig::default());
-            assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
-            assert_eq!(body_cb(&mut v, &mut host, 3, true), Flow::Continue);
-            assert!(host.replies.is_empty(), "{method} {path}");
+            assert_eq!(v.on_request_headers(&host, false), Flow::Continue);
+            assert_eq!(body_cb(&mut v, &host, 3, true), Flow::Continue);
+            assert!(host.replies.borrow().is_empty(), "{method} {path}");
         }
     }
 
     #[test]
     fn a_valid_body_passes_after_buffering() {
-        let mut host = FakeHost::locate("application/json; charset=utf-8");
+        let host = locate_host("application/json; charset=utf-8");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
+        assert_eq!(v.on_request_headers(&host, false), Flow::Continue);
         // Chunks are held until the whole body has been checked.
-        host.body = VALID[..10].to_vec();
-        assert_eq!(body_cb(&mut v, &mut host, 10, false), Flow::Pause);
-        assert_eq!(send_body(&mut host, &mut v, VALID, 1_000), Flow::Continue);
-        assert!(host.replies.is_empty());
+        *host.body.borrow_mut() = VALID[..10].to_vec();
+        assert_eq!(body_cb(&mut v, &host, 10, false), Flow::Pause);
+        assert_eq!(send_body(&host, &mut v, VALID, 1_000), Flow::Continue);
+        assert!(host.replies.borrow().is_empty());
     }
 
     #[test]
     fn a_body_in_one_byte_chunks_is_validated_whole() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&mut host, false);
-        assert_eq!(send_body(&mut host, &mut v, VALID, 1), Flow::Continue);
-        assert!(host.replies.is_empty());
+        v.on_request_headers(&host, false);
+        assert_eq!(send_body(&host, &mut v, VALID, 1), Flow::Continue);
+        assert!(host.replies.borrow().is_empty());
     }
 
     #[test]
     fn every_violated_field_is_listed() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&mut host, false);
+        v.on_request_headers(&host, false);
         let body = br#"{"ticker":"1","position_value":0,"loan_days":366,"client_id":"a b"}"#;
-        assert_eq!(send_body(&mut host, &mut v, body, 7), Flow::Pause);
-        assert_eq!(host.status(), 400);
+        assert_eq!(send_body(&host, &mut v, body, 7), Flow::Pause);
+        assert_eq!(status(&host), 400);
         assert_eq!(
             fields(&host),
             ["ticker", "position_value", "loan_days", "client_id"]
         );
-        assert!(host.logs[0].contains("fields=\"ticker,position_value,loan_days,client_id\""));
+        assert!(
+            host.logs.borrow()[0].contains("fields=\"ticker,position_value,loan_days,client_id\"")
+        );
     }
 
     #[test]
     fn no_body_lists_every_required_field() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, true), Flow::Pause);
-        assert_eq!(host.status(), 400);
+        assert_eq!(v.on_request_headers(&host, true), Flow::Pause);
+        assert_eq!(status(&host), 400);
         assert_eq!(
             fields(&host),
             ["ticker", "position_value", "loan_days", "client_id"]
@@ -587,10 +537,10 @@ mod tests {
 
     #[test]
     fn an_empty_chunked_body_lists_every_required_field() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&mut host, false);
-        assert_eq!(body_cb(&mut v, &mut host, 0, true), Flow::Pause);
+        v.on_request_headers(&host, false);
+        assert_eq!(body_cb(&mut v, &host, 0, true), Flow::Pause);
         assert_eq!(fields(&host).len(), 4);
     }
 
@@ -602,17 +552,19 @@ mod tests {
             Some("application/jsonx"),
             Some("application/x-www-form-urlencoded"),
         ] {
-            let mut host = FakeHost::request("POST", "/api/v1/calculate-locate", &[]);
+            let host = request_host("POST", "/api/v1/calculate-locate", &[]);
             if let Some(ct) = ct {
-                host.headers.push(("content-type".into(), ct.into()));
+                host.headers
+                    .borrow_mut()
+                    .push(("content-type".into(), ct.into()));
             }
             let mut v = RequestValidation::new(ValidationConfig::default());
-            assert_eq!(v.on_request_headers(&mut host, false), Flow::Pause);
-            assert_eq!(host.status(), 415, "{ct:?}");
-            assert_eq!(host.reply()["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+            assert_eq!(v.on_request_headers(&host, false), Flow::Pause);
+            assert_eq!(status(&host), 415, "{ct:?}");
+            assert_eq!(reply(&host)["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
             // Later body callbacks stay held and send nothing more.
-            assert_eq!(body_cb(&mut v, &mut host, 10, true), Flow::Pause);
-            assert_eq!(host.replies.len(), 1);
+            assert_eq!(body_cb(&mut v, &host, 10, true), Flow::Pause);
+            assert_eq!(host.replies.borrow().len(), 1);
         }
     }
 
@@ -630,7 +582,7 @@ mod tests {
 
     #[test]
     fn a_declared_length_over_the_limit_is_413_before_any_body() {
-        let mut host = FakeHost::request(
+        let host = request_host(
             "POST",
             "/api/v1/calculate-locate",
             &[
@@ -639,14 +591,14 @@ mod tests {
             ],
         );
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, false), Flow::Pause);
-        assert_eq!(host.status(), 413);
-        assert_eq!(host.reply()["error"]["code"], "PAYLOAD_TOO_LARGE");
+        assert_eq!(v.on_request_headers(&host, false), Flow::Pause);
+        assert_eq!(status(&host), 413);
+        assert_eq!(reply(&host)["error"]["code"], "PAYLOAD_TOO_LARGE");
     }
 
     #[test]
     fn exactly_the_limit_is_not_too_large() {
-        let mut host = FakeHost::request(
+        let host = request_host(
             "POST",
             "/api/v1/calculate-locate",
             &[
@@ -655,40 +607,40 @@ mod tests {
             ],
         );
         let mut v = RequestValidation::new(ValidationConfig::default());
-        assert_eq!(v.on_request_headers(&mut host, false), Flow::Continue);
-        assert!(host.replies.is_empty());
+        assert_eq!(v.on_request_headers(&host, false), Flow::Continue);
+        assert!(host.replies.borrow().is_empty());
     }
 
     #[test]
     fn an_accumulated_body_over_the_limit_is_413_before_its_end() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&mut host, false);
-        assert_eq!(body_cb(&mut v, &mut host, 8_000, false), Flow::Pause);
-        assert!(host.replies.is_empty());
-        assert_eq!(body_cb(&mut v, &mut host, 8_193, false), Flow::Pause);
-        assert_eq!(host.status(), 413);
+        v.on_request_headers(&host, false);
+        assert_eq!(body_cb(&mut v, &host, 8_000, false), Flow::Pause);
+        assert!(host.replies.borrow().is_empty());
+        assert_eq!(body_cb(&mut v, &host, 8_193, false), Flow::Pause);
+        assert_eq!(status(&host), 413);
     }
 
     #[test]
     fn trailers_complete_a_buffered_body() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&mut host, false);
-        host.body = b"{".to_vec();
-        assert_eq!(body_cb(&mut v, &mut host, 1, false), Flow::Pause);
-        assert_eq!(trailers_cb(&mut v, &mut host), Flow::Pause);
+        v.on_request_headers(&host, false);
+        *host.body.borrow_mut() = b"{".to_vec();
+        assert_eq!(body_cb(&mut v, &host, 1, false), Flow::Pause);
+        assert_eq!(trailers_cb(&mut v, &host), Flow::Pause);
         assert_eq!(fields(&host), ["body"]);
     }
 
     #[test]
     fn malformed_json_and_invalid_utf8_are_400_on_the_body() {
         for body in [&b"{\"ticker\":"[..], b"{\"ticker\":\"A\xffB\"}", b"[]"] {
-            let mut host = FakeHost::locate("application/json");
+            let host = locate_host("application/json");
             let mut v = RequestValidation::new(ValidationConfig::default());
-            v.on_request_headers(&mut host, false);
-            send_body(&mut host, &mut v, body, 64);
-            assert_eq!(host.status(), 400);
+            v.on_request_headers(&host, false);
+            send_body(&host, &mut v, body, 64);
+            assert_eq!(status(&host), 400);
             assert_eq!(fields(&host), ["body"]);
         }
     }
@@ -715,12 +667,12 @@ mod tests {
 
     #[test]
     fn a_smaller_configured_limit_is_enforced() {
-        let mut host = FakeHost::locate("application/json");
+        let host = locate_host("application/json");
         let mut v = RequestValidation::new(ValidationConfig { max_body_bytes: 10 });
-        v.on_request_headers(&mut host, false);
-        send_body(&mut host, &mut v, VALID, 100);
-        assert_eq!(host.status(), 413);
-        assert!(host.reply()["error"]["message"]
+        v.on_request_headers(&host, false);
+        send_body(&host, &mut v, VALID, 100);
+        assert_eq!(status(&host), 413);
+        assert!(reply(&host)["error"]["message"]
             .as_str()
             .unwrap()
             .contains("10 bytes"));

@@ -1,6 +1,9 @@
 //! proxy-wasm host glue shared by the filter cdylibs. Decisions stay in
 //! `filter_core`; this crate only moves data between the host and it.
 //!
+//! [`ProxyHost`] is the one proxy-wasm implementation of
+//! `filter_core::host::Host`, used by all three filters.
+//!
 //! [`MetricsRecorder`] is the SPEC §8 request recording of the metrics
 //! filter. The auth filter runs the same recorder when its configuration
 //! has a `metrics` section, so the gateway records its metrics without the
@@ -12,11 +15,15 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use filter_core::metrics::{
-    method_label, property_u64, record_request, Endpoint, FinishedRequest, MetricCache, MetricKind,
-    MetricsConfig, MetricsHost, Origin,
+    method_label, property_u64, record_request, Endpoint, FinishedRequest, MetricCache,
+    MetricsConfig, Origin,
 };
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType, MetricType};
+use proxy_wasm::types::MapType;
+
+mod proxy_host;
+
+pub use proxy_host::{host_time_ms, plugin_configuration, ProxyHost, WorkerState};
 
 /// One worker's metrics recording: the configuration and the metric ids
 /// defined so far, shared by every request of the worker.
@@ -50,7 +57,7 @@ impl MetricsRecorder {
     /// [`FLUSH_PERIOD`]).
     pub fn flush(&self) {
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
-            cache.flush(&mut Host);
+            cache.flush(&ProxyHost::default());
         }
     }
 }
@@ -159,45 +166,13 @@ impl RequestMetrics {
             backend_latency_us,
         };
         if let Ok(mut cache) = self.recorder.cache.try_borrow_mut() {
-            record_request(&mut cache, &mut Host, &self.recorder.config, &request);
+            record_request(
+                &mut cache,
+                &ProxyHost::default(),
+                &self.recorder.config,
+                &request,
+            );
         }
-    }
-}
-
-/// The host, as the metrics core sees it.
-struct Host;
-
-impl MetricsHost for Host {
-    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
-        let kind = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Histogram => MetricType::Histogram,
-        };
-        hostcalls::define_metric(kind, name).ok()
-    }
-
-    fn increment(&mut self, id: u32, by: i64) {
-        let _ = hostcalls::increment_metric(id, by);
-    }
-
-    fn record(&mut self, id: u32, value: u64) {
-        let _ = hostcalls::record_metric(id, value);
-    }
-
-    fn request_header(&self, name: &str) -> Option<String> {
-        request_header(name)
-    }
-
-    fn log_info(&mut self, line: &str) {
-        let _ = hostcalls::log(LogLevel::Info, line);
-    }
-
-    fn log_warn(&mut self, line: &str) {
-        let _ = hostcalls::log(LogLevel::Warn, line);
-    }
-
-    fn log_error(&mut self, line: &str) {
-        let _ = hostcalls::log(LogLevel::Error, line);
     }
 }
 

@@ -7,10 +7,12 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use filter_core::metrics::MetricsConfig;
-use filter_host::{request_header, MetricsRecorder, RequestMetrics, FLUSH_PERIOD};
+use filter_host::{
+    plugin_configuration, request_header, MetricsRecorder, RequestMetrics, FLUSH_PERIOD,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -29,10 +31,7 @@ impl Context for MetricsRoot {}
 
 impl RootContext for MetricsRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let raw = plugin_configuration();
         match MetricsConfig::parse(&raw) {
             Ok(config) => {
                 self.recorder = MetricsRecorder::new(config);

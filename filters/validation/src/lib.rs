@@ -4,10 +4,11 @@
 //! Plugin configuration (JSON, optional): `{"max_body_bytes": 8192}`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use filter_core::validation::{Flow, RequestValidation, ValidationConfig, ValidationHost};
+use filter_core::validation::{Flow, RequestValidation, ValidationConfig};
+use filter_host::{plugin_configuration, ProxyHost};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -24,10 +25,7 @@ impl Context for ValidationRoot {}
 
 impl RootContext for ValidationRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let raw = plugin_configuration();
         match ValidationConfig::parse(&raw) {
             Ok(config) => {
                 self.config = config;
@@ -51,45 +49,11 @@ impl RootContext for ValidationRoot {
     }
 }
 
+/// One request. Each callback hands the core a fresh [`ProxyHost`], so the
+/// request headers are read (in one host call, the first time one is
+/// needed) only in the header phase, where Envoy still has them.
 struct ValidationStream {
     core: RequestValidation,
-}
-
-/// The host, as the core sees it. Request headers are fetched with one
-/// host call the first time one is needed (host calls dominate the cost;
-/// one read of the whole map costs less than reading the two to six
-/// headers a validated request needs one by one).
-#[derive(Default)]
-struct Host {
-    headers: std::cell::OnceCell<Vec<(String, String)>>,
-}
-
-impl ValidationHost for Host {
-    fn request_header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_or_init(|| hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default())
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
-            .ok()
-            .flatten()
-    }
-
-    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &str) {
-        let _ = hostcalls::send_http_response(
-            u32::from(status),
-            headers.to_vec(),
-            Some(body.as_bytes()),
-        );
-    }
-
-    fn log_warn(&mut self, line: &str) {
-        let _ = hostcalls::log(LogLevel::Warn, line);
-    }
 }
 
 fn action(flow: Flow) -> Action {
@@ -105,18 +69,18 @@ impl HttpContext for ValidationStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         action(
             self.core
-                .on_request_headers(&mut Host::default(), end_of_stream),
+                .on_request_headers(&ProxyHost::default(), end_of_stream),
         )
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         action(
             self.core
-                .on_request_body(&mut Host::default(), body_size, end_of_stream),
+                .on_request_body(&ProxyHost::default(), body_size, end_of_stream),
         )
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.core.on_request_trailers(&mut Host::default()))
+        action(self.core.on_request_trailers(&ProxyHost::default()))
     }
 }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use super::decision::AttemptStatus;
-use super::host::Host;
+use crate::host::Host;
 
 /// Time limits of cached answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

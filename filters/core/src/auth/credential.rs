@@ -1,5 +1,6 @@
 //! Credential extraction and API key hashing.
 
+use pricing::ClientId;
 use sha2::{Digest, Sha256};
 
 /// Header carrying an API key.
@@ -78,4 +79,18 @@ pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
         out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
+}
+
+/// An API key id safe to put in a header and a JSON string:
+/// `[A-Za-z0-9_-]{1,64}` (the store makes `key_` + 16 base62 characters).
+pub(crate) fn is_valid_key_id(id: &str) -> bool {
+    ClientId::is_valid(id)
+}
+
+/// A scope safe to put in a header: `[A-Za-z0-9_.:-]{1,64}`.
+pub(crate) fn is_valid_scope(scope: &str) -> bool {
+    (1..=64).contains(&scope.len())
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }

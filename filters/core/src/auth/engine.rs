@@ -3,18 +3,21 @@
 use std::fmt;
 use std::rc::Rc;
 
+use pricing::ClientId;
 use serde::Deserialize;
 
 use super::cache::{CacheEntry, EntryKind, Freshness, SlotCache};
-use super::config::Settings;
-use super::credential::{extract_credential, hash_api_key, hex_sha256, is_well_formed_api_key};
+use super::credential::{
+    extract_credential, hash_api_key, hex_sha256, is_valid_key_id, is_valid_scope,
+    is_well_formed_api_key,
+};
 use super::credential::{Credential, API_KEY_HEADER, AUTHORIZATION_HEADER};
 use super::decision::{Actions, AttemptStatus, AuthMethod, Denial, API_KEY_ID_HEADER};
-use super::host::Host;
-use super::jwt::{is_valid_client_id, is_valid_key_id, is_valid_scope};
 use super::lockout::{address_without_port, FailureCounter};
-use super::logfmt::{stale_served_line, AuthErrorLine};
+use super::log_line::{stale_served_line, AuthErrorLine};
+use super::settings::Settings;
 use super::time::parse_rfc3339_to_unix;
+use crate::host::{Host, LogLevel};
 
 /// What the filter sees of a request.
 #[derive(Debug, Clone, Copy)]
@@ -325,11 +328,10 @@ impl Authenticator {
                 match usable {
                     Some(entry) => {
                         if let EntryKind::Valid { client_id, .. } = &entry.kind {
-                            host.log_warn(&stale_served_line(
-                                client_id,
-                                &pending.path,
-                                &pending.request_id,
-                            ));
+                            host.log(
+                                LogLevel::Warn,
+                                &stale_served_line(client_id, &pending.path, &pending.request_id),
+                            );
                         }
                         match &pending.lookup {
                             Lookup::Key { .. } => {
@@ -346,7 +348,8 @@ impl Authenticator {
                         }
                     }
                     None => {
-                        host.log_warn(
+                        host.log(
+                            LogLevel::Warn,
                             &AuthErrorLine {
                                 reason: Denial::Unavailable.reason(),
                                 detail: None,
@@ -655,7 +658,7 @@ impl Authenticator {
             rate_limit_per_minute,
             key_id,
         } = caller;
-        host.count_attempt(AttemptStatus::Success);
+        host.count(AttemptStatus::Success.index());
         let header = match method {
             AuthMethod::ApiKey => API_KEY_HEADER,
             AuthMethod::Jwt => AUTHORIZATION_HEADER,
@@ -686,13 +689,14 @@ impl Authenticator {
         client_id: Option<&str>,
         req: &IncomingRequest<'_>,
     ) -> Actions {
-        host.count_attempt(status);
+        host.count(status.index());
         if status != AttemptStatus::MissingCredentials {
             if let (Some(counter), Some(source)) = (&self.failures, host.source_address()) {
                 counter.record_failure(host, address_without_port(&source), host.now_ms());
             }
         }
-        host.log_warn(
+        host.log(
+            LogLevel::Warn,
             &AuthErrorLine {
                 reason: status.as_str(),
                 detail,
@@ -721,7 +725,7 @@ fn interpret_answer(
     match status {
         200 => {
             let resp: VerifyResponse = serde_json::from_slice(body).ok()?;
-            if !is_valid_client_id(&resp.client_id)
+            if !ClientId::is_valid(&resp.client_id)
                 || !resp.scopes.iter().all(|s| is_valid_scope(s))
                 || resp
                     .key_id

@@ -12,10 +12,11 @@ use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use pricing::ClientId;
 use serde::Deserialize;
 
 use super::config::{ConfigError, JwtAlgorithm, JwtConfig};
-use super::credential::hex_sha256;
+use super::credential::{hex_sha256, is_valid_key_id, is_valid_scope};
 use super::decision::AttemptStatus;
 
 /// Minimum HS256 secret length in bytes (RFC 7518 §3.2: key ≥ hash size).
@@ -262,7 +263,7 @@ impl JwtVerifier {
             _ => JwtError::Malformed,
         })?;
         let claims = data.claims;
-        if !is_valid_client_id(&claims.sub) {
+        if !ClientId::is_valid(&claims.sub) {
             return Err(JwtError::InvalidClaims);
         }
         let scopes: Vec<String> = claims
@@ -301,28 +302,6 @@ impl JwtVerifier {
             key_id: claims.key_id,
         })
     }
-}
-
-/// SPEC §4 client id shape: `^[A-Za-z0-9_-]{1,64}$`.
-pub(crate) fn is_valid_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// An API key id safe to put in a header and a JSON string:
-/// `[A-Za-z0-9_-]{1,64}` (the store makes `key_` + 16 base62 characters).
-pub(crate) fn is_valid_key_id(id: &str) -> bool {
-    is_valid_client_id(id)
-}
-
-/// A scope safe to put in a header: `[A-Za-z0-9_.:-]{1,64}`.
-pub(crate) fn is_valid_scope(scope: &str) -> bool {
-    (1..=64).contains(&scope.len())
-        && scope
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 fn parse_jwks(jwks: &serde_json::Value) -> Result<Vec<(String, DecodingKey)>, ConfigError> {

@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 
-use super::host::{Host, SharedWrite};
+use crate::host::{Host, SharedWrite};
 
 /// Units per token: one minute in milliseconds, so a bucket refilling at
 /// `R` tokens per minute gains exactly `R` units per millisecond.

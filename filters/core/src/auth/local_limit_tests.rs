@@ -3,7 +3,7 @@
 //! (`wasm-bindgen-test`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::RefCell;
+use crate::host::LogLevel;
 use std::collections::HashMap;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -12,8 +12,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::*;
 use crate::metrics::{
-    record_request, Endpoint, FinishedRequest, MetricCache, MetricKind, MetricsConfig, MetricsHost,
-    Origin,
+    record_request, Endpoint, FinishedRequest, MetricCache, MetricsConfig, Origin,
 };
 
 const SECRET: &str = "an-hs256-test-secret-of-32-bytes!!";
@@ -210,7 +209,7 @@ fn a_client_at_five_a_minute_gets_five_requests_then_a_429_with_the_exact_header
     assert!(actions.remove_headers.contains(&"x-api-key"));
     // Authentication itself succeeded every time.
     assert_eq!(
-        host.attempts.borrow().as_slice(),
+        counted_attempts(&host).as_slice(),
         &[AttemptStatus::Success; 6]
     );
 }
@@ -253,34 +252,6 @@ fn the_429_is_counted_and_logged_once_by_the_request_recording_naming_the_client
     // rate_limit_exceeded_total and writes its `Rate limit exceeded` line,
     // reading the client from the request headers the refused request
     // still carries.
-    struct Recording {
-        request_headers: Vec<(&'static str, String)>,
-        counters: RefCell<HashMap<u32, i64>>,
-        names: Vec<String>,
-        warnings: Vec<String>,
-    }
-    impl MetricsHost for Recording {
-        fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
-            self.names.push(name.to_owned());
-            Some(self.names.len() as u32 - 1)
-        }
-        fn increment(&mut self, id: u32, by: i64) {
-            *self.counters.borrow_mut().entry(id).or_default() += by;
-        }
-        fn record(&mut self, _id: u32, _value: u64) {}
-        fn request_header(&self, name: &str) -> Option<String> {
-            self.request_headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-        }
-        fn log_info(&mut self, _line: &str) {}
-        fn log_warn(&mut self, line: &str) {
-            self.warnings.push(line.to_owned());
-        }
-        fn log_error(&mut self, _line: &str) {}
-    }
-
     let auth = limited_auth(1);
     let host = RecordingHost::at(NOW_MS);
     let key = key_no(2);
@@ -288,14 +259,13 @@ fn the_429_is_counted_and_logged_once_by_the_request_recording_naming_the_client
     let refused = send(&auth, &host, &key, "tiny_fund", None);
     assert_eq!(status(&refused), 429);
 
-    let mut request_headers = refused.set_headers.clone();
-    request_headers.push(("x-request-id", "rid-7".to_owned()));
-    let mut recording = Recording {
-        request_headers,
-        counters: RefCell::default(),
-        names: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let recording = RecordingHost::default();
+    *recording.headers.borrow_mut() = refused
+        .set_headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .chain([("x-request-id".to_owned(), "rid-7".to_owned())])
+        .collect();
     let mut cache = MetricCache::new();
     let finished = FinishedRequest {
         endpoint: Endpoint::Rates,
@@ -306,21 +276,11 @@ fn the_429_is_counted_and_logged_once_by_the_request_recording_naming_the_client
         cluster: None,
         backend_latency_us: None,
     };
-    record_request(
-        &mut cache,
-        &mut recording,
-        &MetricsConfig::default(),
-        &finished,
-    );
-    cache.flush(&mut recording);
-    let id = recording
-        .names
-        .iter()
-        .position(|n| n == "rate_limit_exceeded_total")
-        .unwrap() as u32;
-    assert_eq!(recording.counters.borrow().get(&id), Some(&1));
+    record_request(&mut cache, &recording, &MetricsConfig::default(), &finished);
+    cache.flush(&recording);
+    assert_eq!(recording.counter("rate_limit_exceeded_total"), 1);
     assert_eq!(
-        recording.warnings,
+        recording.logs_at(LogLevel::Warn),
         vec![
             "level=WARN msg=\"Rate limit exceeded\" client_id=\"tiny_fund\" \
              endpoint=\"/api/v1/rates/{ticker}\" request_id=\"rid-7\""
@@ -328,7 +288,7 @@ fn the_429_is_counted_and_logged_once_by_the_request_recording_naming_the_client
         ]
     );
     assert!(
-        !recording.warnings[0].contains(&key),
+        !recording.logs.borrow()[0].contains(&key),
         "no secret in the log"
     );
 }

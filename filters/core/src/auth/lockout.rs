@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::host::Host;
+use crate::host::Host;
 
 /// Throttling limits (from `brute_force` in the plugin configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,25 +1,18 @@
-//! The `Authentication error` log line (logfmt, SPEC §8). Only hashes of
-//! credentials are ever at hand when a line is built, never the secret.
+//! The auth filter's log lines (logfmt, SPEC §8): `Authentication error`
+//! and the stale-cache warning. Only hashes of credentials are ever at hand
+//! when a line is built, never the secret.
 
-/// The route template of `path` (never the raw path, to bound cardinality).
-pub fn endpoint_template(path: &str) -> &'static str {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    match path {
-        "/api/v1/calculate-locate" => "/api/v1/calculate-locate",
-        "/api/v1/auth/token" => "/api/v1/auth/token",
-        "/discovery/services" => "/discovery/services",
-        _ => match path.strip_prefix("/api/v1/rates/") {
-            Some(ticker) if !ticker.is_empty() && !ticker.contains('/') => "/api/v1/rates/{ticker}",
-            _ => "unmatched",
-        },
-    }
+use crate::endpoint::Endpoint;
+use crate::logfmt::quote_bounded;
+
+/// A logfmt quoted value of at most 128 characters.
+fn quoted(value: &str) -> String {
+    quote_bounded(value, 128)
 }
 
-/// A logfmt quoted value of at most 128 characters, escaped as every
-/// logfmt value is ([`crate::metrics::logfmt_quote`]).
-fn quoted(value: &str) -> String {
-    let bounded: String = value.chars().take(128).collect();
-    crate::metrics::logfmt_quote(&bounded)
+/// The route template of `path` (never the raw path, to bound cardinality).
+fn endpoint_template(path: &str) -> &'static str {
+    Endpoint::from_path(path).template()
 }
 
 /// Fields of one `Authentication error` line.

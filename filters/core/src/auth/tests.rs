@@ -400,7 +400,7 @@ fn public_path_passes_without_credential_and_strips_internal_headers() {
     assert!(actions.reply.is_none());
     assert!(actions.remove_headers.contains(&"x-client-id"));
     assert!(actions.set_headers.is_empty());
-    assert!(host.attempts.borrow().is_empty());
+    assert!(counted_attempts(&host).is_empty());
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -414,7 +414,7 @@ fn missing_credentials_get_401_envelope_metric_and_log() {
     assert_eq!(body["error"]["code"], "UNAUTHORIZED");
     assert_eq!(body["error"]["request_id"], "rid-1");
     assert_eq!(
-        *host.attempts.borrow(),
+        counted_attempts(&host),
         vec![AttemptStatus::MissingCredentials]
     );
     let log = host.logs.borrow()[0].clone();
@@ -435,7 +435,7 @@ fn malformed_key_is_refused_without_asking_the_service() {
         &request("/api/v1/rates/AAPL", Some("brl_short"), None),
     ));
     assert_eq!(reply_of(&actions).0, 401);
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::InvalidKey]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::InvalidKey]);
     assert!(!host.logs.borrow()[0].contains("brl_short"));
 }
 
@@ -472,7 +472,7 @@ fn valid_key_sets_identity_headers_strips_the_key_and_is_cached() {
     host.advance_ms(1_000);
     pending(auth.on_request(&host, &req));
     assert_eq!(
-        *host.attempts.borrow(),
+        counted_attempts(&host),
         vec![AttemptStatus::Success, AttemptStatus::Success]
     );
 }
@@ -518,7 +518,7 @@ fn unknown_key_is_refused_and_remembered_briefly() {
     host.advance_ms(2_000);
     pending(auth.on_request(&host, &req));
     assert_eq!(
-        *host.attempts.borrow(),
+        counted_attempts(&host),
         vec![AttemptStatus::InvalidKey, AttemptStatus::InvalidKey]
     );
     assert!(host.logs.borrow().iter().all(|l| !l.contains(KEY)));
@@ -548,7 +548,7 @@ fn revoked_and_expired_keys_get_their_own_status() {
         let (status, envelope) = reply_of(&actions);
         assert_eq!(status, 401);
         assert_eq!(envelope["error"]["message"], message);
-        assert_eq!(host.attempts.borrow().last(), Some(&expected));
+        assert_eq!(counted_attempts(&host).last(), Some(&expected));
         let log = host.logs.borrow().last().cloned().unwrap();
         assert!(
             log.contains(&format!("reason={}", expected.as_str())),
@@ -577,7 +577,7 @@ fn cached_key_stops_working_when_its_expiry_passes() {
     let actions = done(auth.on_request(&host, &req));
     assert_eq!(reply_of(&actions).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::ExpiredKey)
     );
 }
@@ -618,7 +618,7 @@ fn unreachable_service_fails_closed_with_503_for_unknown_keys() {
         assert!(reply.headers.contains(&("x-request-id", "rid-1".into())));
     }
     assert!(
-        host.attempts.borrow().is_empty(),
+        counted_attempts(&host).is_empty(),
         "an outage is not an authentication attempt"
     );
     assert_eq!(host.shared_len(), 0, "failures are not cached");
@@ -689,7 +689,7 @@ fn jwt_outcome(config: Value, token: &str, now_s: u64) -> (Actions, RecordingHos
 fn assert_refused(config: Value, token: &str, status: AttemptStatus, detail: &str) {
     let (actions, host) = jwt_outcome(config, token, NOW_S);
     assert_eq!(reply_of(&actions).0, 401, "{detail}");
-    assert_eq!(*host.attempts.borrow(), vec![status], "{detail}");
+    assert_eq!(counted_attempts(&host), vec![status], "{detail}");
     let log = host.logs.borrow()[0].clone();
     assert!(log.contains(&format!("detail={detail}")), "{log}");
     assert!(!log.contains(token), "the token must not be logged");
@@ -704,7 +704,7 @@ fn valid_hs256_token_authenticates_as_its_subject() {
     assert_eq!(header(&actions, "x-auth-method"), Some("jwt"));
     assert_eq!(header(&actions, "x-client-scopes"), Some("admin"));
     assert!(actions.remove_headers.contains(&"authorization"));
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::Success]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::Success]);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -743,7 +743,7 @@ fn verified_token_is_served_from_the_cache_until_exp() {
     for worker in [&worker_a, &worker_b] {
         assert_eq!(reply_of(&done(worker.on_request(&host, &req))).0, 401);
         assert_eq!(
-            host.attempts.borrow().last(),
+            counted_attempts(&host).last(),
             Some(&AttemptStatus::ExpiredToken)
         );
     }
@@ -783,7 +783,7 @@ fn token_signed_outside_rust_verifies_identically() {
     assert_eq!(header(&actions, "x-client-scopes"), Some(""));
     let (actions, host) = jwt_outcome(hs_config(), PY_HS256_TOKEN, 1_700_000_900 + 31);
     assert_eq!(reply_of(&actions).0, 401);
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::ExpiredToken]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::ExpiredToken]);
     let (actions, _) = jwt_outcome(hs_config(), PY_HS256_TOKEN, 1_700_000_900 + 30);
     assert!(actions.reply.is_none(), "inside the leeway");
 }
@@ -795,7 +795,7 @@ fn expired_token_is_refused_naming_the_client() {
     let (status, body) = reply_of(&actions);
     assert_eq!(status, 401);
     assert_eq!(body["error"]["message"], "Bearer token has expired");
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::ExpiredToken]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::ExpiredToken]);
     assert!(host.logs.borrow()[0].contains("client_id=\"client123\""));
 }
 

@@ -137,7 +137,7 @@ fn a_token_naming_its_key_is_checked_by_key_id_then_served_from_the_cache_withou
         "a fresh cached status costs no host call"
     );
     assert_eq!(
-        *host.attempts.borrow(),
+        counted_attempts(&host),
         vec![AttemptStatus::Success, AttemptStatus::Success]
     );
 
@@ -161,7 +161,7 @@ fn a_revoked_key_refuses_a_token_never_seen_before() {
     assert_eq!(envelope["error"]["code"], "UNAUTHORIZED");
     assert_eq!(envelope["error"]["message"], "API key has been revoked");
     assert_eq!(envelope["error"]["request_id"], "rid-9");
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::RevokedKey]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::RevokedKey]);
     let log = host.logs.borrow().last().cloned().unwrap();
     assert!(
         log.starts_with("level=ERROR msg=\"Authentication error\" reason=revoked_key"),
@@ -176,7 +176,7 @@ fn a_revoked_key_refuses_a_token_never_seen_before() {
     let again = done(on_request(&auth, &host, &bearer));
     assert_eq!(reply_of(&again).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::RevokedKey)
     );
 }
@@ -197,7 +197,7 @@ fn a_cached_token_stops_once_its_key_is_revoked_and_the_status_ages_out() {
     let actions = auth.on_verify_response(&host, &p, ok(&body));
     assert_eq!(reply_of(&actions).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::RevokedKey)
     );
     // Every worker sees the revocation from shared data.
@@ -205,7 +205,7 @@ fn a_cached_token_stops_once_its_key_is_revoked_and_the_status_ages_out() {
     let refused = done(on_request(&other, &host, &bearer));
     assert_eq!(reply_of(&refused).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::RevokedKey)
     );
 }
@@ -250,7 +250,7 @@ fn an_expired_unknown_or_foreign_key_refuses_the_token() {
         let (status, envelope) = reply_of(&actions);
         assert_eq!(status, 401, "{expected:?}");
         assert_eq!(envelope["error"]["message"], message);
-        assert_eq!(*host.attempts.borrow(), vec![expected]);
+        assert_eq!(counted_attempts(&host), vec![expected]);
     }
 }
 
@@ -297,7 +297,7 @@ fn a_known_token_key_serves_stale_while_the_service_is_down_then_fails_closed() 
     let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Failed);
     assert_eq!(reply_of(&actions).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::RevokedKey)
     );
 }
@@ -319,7 +319,7 @@ fn a_token_without_key_id_keeps_working_until_it_expires_without_asking() {
     let refused = done(on_request(&auth, &host, &bearer));
     assert_eq!(reply_of(&refused).0, 401);
     assert_eq!(
-        host.attempts.borrow().last(),
+        counted_attempts(&host).last(),
         Some(&AttemptStatus::ExpiredToken)
     );
 }
@@ -371,7 +371,7 @@ fn a_client_supplied_key_id_is_removed_and_a_bad_key_id_claim_is_refused() {
     let bearer = format!("Bearer {}", token("test123", Some("key\"x")));
     let refused = done(on_request(&auth, &host, &bearer));
     assert_eq!(reply_of(&refused).0, 401);
-    assert_eq!(*host.attempts.borrow(), vec![AttemptStatus::InvalidToken]);
+    assert_eq!(counted_attempts(&host), vec![AttemptStatus::InvalidToken]);
 
     // An answer about another key than the one asked for is not believed.
     let bearer = format!("Bearer {}", token("test123", Some("key_Other")));
