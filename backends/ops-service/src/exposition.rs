@@ -1,19 +1,41 @@
-//! Prometheus text exposition: parsing into metric families, the gateway's
-//! allowlist, the microsecond → second rescaling of the filters' histograms,
-//! and merging several scrapes into one valid exposition.
+//! Prometheus text exposition: the gateway's allowlist, the microsecond →
+//! second rescaling of the filters' histograms, and merging several scrapes
+//! into one valid exposition.
 //!
-//! Everything here is pure text transformation, so it is unit-tested without
-//! any server. The one exception is [`own_families`], this service's own
-//! `process_*` and `ops_build_info`, which come from the `prometheus` crate
-//! (see [`service_http::metrics`]).
+//! The text is parsed by the `prom_text_format_parser` crate (a winnow
+//! grammar of the text format: quoted label values may hold braces, commas,
+//! `=` and escaped quotes), converted into the `prometheus` crate's
+//! [`MetricFamily`] and written by `prometheus::TextEncoder`, the encoder
+//! every backend's own `/metrics` uses. This service's own families come
+//! straight from its `prometheus` registry (see [`service_http::metrics`]).
 //!
-//! The input parser is this module's own: the maintained Rust parsers of the
-//! text format were checked and do not fit (`prometheus-parse` cuts a label
-//! value at its first `}`, which breaks every `endpoint="/api/v1/rates/{ticker}"`
-//! series; `openmetrics-parser` is LGPL-3.0), and the Envoy admin API has no
-//! other format with the tag-extracted labels. The unit tests below cover
-//! Envoy's output (`# TYPE` lines, escaped label values, braces inside
-//! values, `+Inf`, exponents).
+//! `prometheus-parse` 0.2.5 does not fit: it reads a label set with the
+//! regular expression `\{[^}]+\}` and splits it on `,` and `=`, so a line
+//! with `endpoint="/api/v1/rates/{ticker}"` (a SPEC label value) does not
+//! match and is dropped, and so is every line with Envoy's empty label set
+//! `{}`. `openmetrics-parser` is LGPL-3.0. The Envoy admin API has no other
+//! format with the tag-extracted labels.
+//!
+//! Around the parser and the encoder this module does three small things,
+//! each for a documented gap:
+//!
+//! * Envoy writes unlabelled series with an empty label set
+//!   (`rate_limit_exceeded_total{} 5`), which `prom_text_format_parser` 0.1
+//!   refuses; [`parse`] removes a `{}` that directly follows a sample's
+//!   name (the first `{` of a sample line always opens its label set).
+//! * The parser keeps label values and `# HELP` text escaped as written;
+//!   they are unescaped once, since the encoder escapes them again.
+//! * The encoder cannot write `untyped` families: they become gauges
+//!   (Prometheus treats both alike). It writes a histogram's `+Inf` bucket
+//!   from the sample count, so that bucket is not kept as a bound.
+
+use std::collections::HashSet;
+
+use prom_text_format_parser::{ScrapeParseError, Type, ValueType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+    Summary,
+};
 
 /// The SPEC §8 metric families the operators' dashboards query.
 pub const SPEC_FAMILIES: [&str; 7] = [
@@ -56,278 +78,264 @@ pub fn is_exposed_envoy_family(name: &str) -> bool {
     })
 }
 
-/// One sample line, split into its parts; label values stay escaped as in
-/// the source text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
-    /// Metric name of the line (`x_bucket`, `x_sum`, ...).
-    pub name: String,
-    /// Label pairs in source order, values still escaped.
-    pub labels: Vec<(String, String)>,
-    /// The value text.
-    pub value: String,
-    /// Optional timestamp text.
-    pub timestamp: Option<String>,
+/// Parses an exposition into metric families, in order of appearance.
+///
+/// A text the parser refuses is an error (as for Prometheus, which drops a
+/// whole scrape it cannot parse). `# HELP`/`# TYPE` lines without samples
+/// (a family declared but not observed yet) are valid and left out.
+pub fn parse(text: &str) -> Result<Vec<MetricFamily>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let (metrics, error) = prom_text_format_parser::parse_scrape(&without_empty_label_sets(text));
+    if let Some(ScrapeParseError::Parse(e)) = error {
+        return Err(e);
+    }
+    metrics.into_iter().map(family).collect()
 }
 
-impl Sample {
-    /// Parses `name{a="b",...} value [timestamp]`.
-    pub fn parse(line: &str) -> Option<Sample> {
-        let line = line.trim();
-        let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
-        let name = &line[..name_end];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        {
-            return None;
-        }
-        let mut rest = &line[name_end..];
-        let mut labels = Vec::new();
-        if let Some(after_brace) = rest.strip_prefix('{') {
-            let (parsed, consumed) = parse_labels(after_brace)?;
-            labels = parsed;
-            rest = &after_brace[consumed..];
-        }
-        let mut fields = rest.split_whitespace();
-        let value = fields.next()?.to_owned();
-        let timestamp = fields.next().map(str::to_owned);
-        if fields.next().is_some() {
-            return None;
-        }
-        Some(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-            timestamp,
-        })
-    }
-
-    /// The value of one label (escaped form).
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// `name{labels}`: identifies the series within one exposition.
-    pub fn series_key(&self) -> String {
-        let mut key = self.name.clone();
-        key.push('{');
-        for (i, (k, v)) in self.labels.iter().enumerate() {
-            if i > 0 {
-                key.push(',');
-            }
-            key.push_str(k);
-            key.push_str("=\"");
-            key.push_str(v);
-            key.push('"');
-        }
-        key.push('}');
-        key
-    }
-
-    /// The sample as an exposition line (without newline).
-    pub fn render(&self) -> String {
-        let mut line = if self.labels.is_empty() {
-            self.name.clone()
-        } else {
-            self.series_key()
-        };
-        line.push(' ');
-        line.push_str(&self.value);
-        if let Some(ts) = &self.timestamp {
-            line.push(' ');
-            line.push_str(ts);
-        }
-        line
-    }
-}
-
-/// Parses the inside of `{...}` up to and including the closing brace.
-/// Returns the pairs and the number of bytes consumed.
-fn parse_labels(text: &str) -> Option<(Vec<(String, String)>, usize)> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let mut labels = Vec::new();
-    loop {
-        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b',') {
-            i += 1;
-        }
-        if i >= bytes.len() {
-            return None;
-        }
-        if bytes[i] == b'}' {
-            return Some((labels, i + 1));
-        }
-        let key_start = i;
-        while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b'}' {
-            i += 1;
-        }
-        if i >= bytes.len() || bytes[i] != b'=' {
-            return None;
-        }
-        let key = text[key_start..i].trim().to_owned();
-        i += 1;
-        if i >= bytes.len() || bytes[i] != b'"' {
-            return None;
-        }
-        i += 1;
-        let value_start = i;
-        while i < bytes.len() && bytes[i] != b'"' {
-            if bytes[i] == b'\\' {
-                i += 1;
-            }
-            i += 1;
-        }
-        if i >= bytes.len() {
-            return None;
-        }
-        labels.push((key, text[value_start..i].to_owned()));
-        i += 1;
-    }
-}
-
-/// One metric family: its `# HELP`, `# TYPE` and sample lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Family {
-    pub name: String,
-    pub help: Option<String>,
-    pub kind: Option<String>,
-    pub samples: Vec<Sample>,
-}
-
-impl Family {
-    fn new(name: &str) -> Self {
-        Family {
-            name: name.to_owned(),
-            help: None,
-            kind: None,
-            samples: Vec::new(),
-        }
-    }
-
-    /// Whether a sample line with this metric name belongs to the family.
-    fn owns(&self, sample_name: &str) -> bool {
-        if sample_name == self.name {
-            return true;
-        }
-        let Some(suffix) = sample_name.strip_prefix(self.name.as_str()) else {
-            return false;
-        };
-        match self.kind.as_deref() {
-            Some("histogram") => matches!(suffix, "_bucket" | "_sum" | "_count"),
-            Some("summary") => matches!(suffix, "_sum" | "_count"),
-            _ => false,
-        }
-    }
-}
-
-/// Splits an exposition into families, in order of first appearance.
-/// Unparsable lines are dropped.
-pub fn parse(text: &str) -> Vec<Family> {
-    let mut families: Vec<Family> = Vec::new();
+/// `name{} 1` → `name 1` on sample lines; other lines unchanged.
+fn without_empty_label_sets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        let line = line.trim_end();
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let mut parts = comment.trim_start().splitn(3, ' ');
-            let keyword = parts.next().unwrap_or_default();
-            let (Some(name), rest) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let rest = rest.unwrap_or_default().trim().to_owned();
-            let index = match families.iter().position(|f| f.name == name) {
-                Some(i) => i,
-                None => {
-                    families.push(Family::new(name));
-                    families.len() - 1
-                }
-            };
-            let family = &mut families[index];
-            match keyword {
-                "TYPE" if family.kind.is_none() => family.kind = Some(rest),
-                "HELP" if family.help.is_none() => family.help = Some(rest),
-                _ => {}
+        match line.split_once('{') {
+            Some((name, rest))
+                if rest.starts_with('}')
+                    && !name.trim_start().starts_with('#')
+                    && !name.trim().contains(char::is_whitespace) =>
+            {
+                out.push_str(name);
+                out.push_str(&rest[1..]);
             }
-            continue;
+            _ => out.push_str(line),
         }
-        let Some(sample) = Sample::parse(line) else {
-            continue;
-        };
-        match families.iter_mut().rev().find(|f| f.owns(&sample.name)) {
-            Some(family) => family.samples.push(sample),
-            None => {
-                let mut family = Family::new(&sample.name);
-                family.samples.push(sample);
-                families.push(family);
-            }
-        }
+        out.push('\n');
     }
-    families
+    out
 }
 
-/// Merges families from several scrapes: one group per family name (first
-/// `# HELP`/`# TYPE` wins), a series already present is not repeated.
-pub fn merge(sources: Vec<Vec<Family>>) -> Vec<Family> {
-    let mut merged: Vec<Family> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for family in sources.into_iter().flatten() {
-        let index = match merged.iter().position(|f| f.name == family.name) {
+/// The samples of one series (one label set) of a parsed metric.
+#[derive(Default)]
+struct Series {
+    labels: Vec<(String, String)>,
+    value: f64,
+    /// Histogram `le` or summary `quantile` bounds with their values.
+    bounds: Vec<(f64, f64)>,
+    sum: f64,
+    count: Option<f64>,
+    timestamp: Option<i64>,
+}
+
+fn family(parsed: prom_text_format_parser::Metric) -> Result<MetricFamily, String> {
+    let (kind, bound_label) = match parsed.kind {
+        Type::Counter => (MetricType::COUNTER, None),
+        Type::Gauge | Type::Untyped => (MetricType::GAUGE, None),
+        Type::Histogram => (MetricType::HISTOGRAM, Some("le")),
+        Type::Summary => (MetricType::SUMMARY, Some("quantile")),
+    };
+    let number = |text: &str| {
+        text.parse::<f64>()
+            .map_err(|_| format!("{}: not a number: {text}", parsed.name))
+    };
+    let mut series: Vec<Series> = Vec::new();
+    for sample in &parsed.samples {
+        let mut bound = None;
+        let mut labels = Vec::new();
+        for label in sample.labels.iter() {
+            if Some(label.key.as_str()) == bound_label {
+                bound = Some(number(&label.value)?);
+            } else {
+                labels.push((label.key.clone(), unescape(&label.value)));
+            }
+        }
+        let index = match series.iter().position(|s| s.labels == labels) {
             Some(i) => i,
             None => {
-                merged.push(Family::new(&family.name));
+                series.push(Series {
+                    labels,
+                    timestamp: sample.value.timestamp,
+                    ..Series::default()
+                });
+                series.len() - 1
+            }
+        };
+        let target = &mut series[index];
+        let value = number(&sample.value.value)?;
+        match (sample.value.value_type, bound) {
+            (ValueType::Sum, _) => target.sum = value,
+            (ValueType::Count, _) => target.count = Some(value),
+            (ValueType::Sample, Some(bound)) => target.bounds.push((bound, value)),
+            (ValueType::Sample, None) if bound_label.is_none() => target.value = value,
+            (ValueType::Sample, None) => {
+                return Err(format!("{}: sample without {bound_label:?}", parsed.name))
+            }
+        }
+    }
+    let mut family = MetricFamily::default();
+    family.set_name(parsed.name);
+    family.set_help(
+        parsed
+            .help_desc
+            .as_deref()
+            .map(unescape)
+            .unwrap_or_default(),
+    );
+    family.set_field_type(kind);
+    family.set_metric(series.into_iter().map(|s| metric(kind, s)).collect());
+    Ok(family)
+}
+
+fn metric(kind: MetricType, series: Series) -> Metric {
+    let mut metric = Metric::from_label(
+        series
+            .labels
+            .into_iter()
+            .map(|(name, value)| label_pair(name, value))
+            .collect(),
+    );
+    if let Some(ts) = series.timestamp {
+        metric.set_timestamp_ms(ts);
+    }
+    let is_inf = |bound: f64| bound.is_infinite() && bound.is_sign_positive();
+    let count = series
+        .count
+        .or_else(|| series.bounds.iter().find(|(b, _)| is_inf(*b)).map(|b| b.1))
+        .unwrap_or_default();
+    match kind {
+        MetricType::COUNTER => {
+            let mut counter = Counter::default();
+            counter.set_value(series.value);
+            metric.set_counter(counter);
+        }
+        MetricType::HISTOGRAM => {
+            let mut histogram = Histogram::default();
+            histogram.set_bucket(
+                series
+                    .bounds
+                    .iter()
+                    .filter(|(bound, _)| !is_inf(*bound))
+                    .map(|&(bound, count)| {
+                        let mut bucket = Bucket::default();
+                        bucket.set_upper_bound(bound);
+                        bucket.set_cumulative_count(count as u64);
+                        bucket
+                    })
+                    .collect(),
+            );
+            histogram.set_sample_sum(series.sum);
+            histogram.set_sample_count(count as u64);
+            metric.set_histogram(histogram);
+        }
+        MetricType::SUMMARY => {
+            let mut summary = Summary::default();
+            summary.set_quantile(
+                series
+                    .bounds
+                    .iter()
+                    .map(|&(q, value)| {
+                        let mut quantile = Quantile::default();
+                        quantile.set_quantile(q);
+                        quantile.set_value(value);
+                        quantile
+                    })
+                    .collect(),
+            );
+            summary.set_sample_sum(series.sum);
+            summary.set_sample_count(count as u64);
+            metric.set_summary(summary);
+        }
+        MetricType::GAUGE | MetricType::UNTYPED => {
+            let mut gauge = Gauge::default();
+            gauge.set_value(series.value);
+            metric.set_gauge(gauge);
+        }
+    }
+    metric
+}
+
+fn label_pair(name: String, value: String) -> LabelPair {
+    let mut pair = LabelPair::default();
+    pair.set_name(name);
+    pair.set_value(value);
+    pair
+}
+
+/// `\\`, `\"` and `\n` as the text format writes them → the characters.
+fn unescape(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('n')) => out.push('\n'),
+            ('\\', Some(next @ ('\\' | '"'))) => out.push(next),
+            _ => {
+                out.push(c);
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+/// Merges families from several scrapes: one family per name (the first
+/// help text and type win; a family of another type under a taken name is
+/// left out, it cannot be written under one `# TYPE` line), a series
+/// already present is not repeated.
+pub fn merge(sources: Vec<Vec<MetricFamily>>) -> Vec<MetricFamily> {
+    let mut merged: Vec<MetricFamily> = Vec::new();
+    let mut seen = HashSet::new();
+    for mut family in sources.into_iter().flatten() {
+        let index = match merged.iter().position(|f| f.name() == family.name()) {
+            Some(i) => i,
+            None => {
+                let mut empty = MetricFamily::default();
+                empty.set_name(family.name().to_owned());
+                empty.set_field_type(family.get_field_type());
+                merged.push(empty);
                 merged.len() - 1
             }
         };
         let target = &mut merged[index];
-        if target.help.is_none() {
-            target.help = family.help;
+        if target.get_field_type() != family.get_field_type() {
+            continue;
         }
-        if target.kind.is_none() {
-            target.kind = family.kind;
+        if target.help().is_empty() {
+            target.set_help(family.help().to_owned());
         }
-        for sample in family.samples {
-            if seen.insert(sample.series_key()) {
-                target.samples.push(sample);
+        for metric in family.take_metric() {
+            let labels: Vec<(String, String)> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                .collect();
+            if seen.insert((target.name().to_owned(), labels)) {
+                target.mut_metric().push(metric);
             }
         }
     }
     merged
 }
 
-/// Renders families as exposition text, ending with a newline. Families
-/// without samples are left out.
-pub fn render(families: &[Family]) -> String {
-    let mut out = String::new();
-    for family in families.iter().filter(|f| !f.samples.is_empty()) {
-        if let Some(help) = &family.help {
-            out.push_str(&format!("# HELP {} {}\n", family.name, help));
-        }
-        if let Some(kind) = &family.kind {
-            out.push_str(&format!("# TYPE {} {}\n", family.name, kind));
-        }
-        for sample in &family.samples {
-            out.push_str(&sample.render());
-            out.push('\n');
-        }
-    }
-    out
+/// Renders families with `prometheus::TextEncoder`. Families without
+/// samples are left out (the encoder refuses them).
+pub fn render(mut families: Vec<MetricFamily>) -> String {
+    families.retain(|f| !f.get_metric().is_empty() && f.get_field_type() != MetricType::UNTYPED);
+    // With empty and untyped families gone the encoder has nothing to refuse.
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_default()
 }
 
 /// Envoy's `/stats/prometheus` reduced to the exposed families, with the
 /// filters' `*_seconds` histograms (recorded in microseconds) converted to
 /// seconds.
-pub fn gateway_families(envoy_text: &str) -> Vec<Family> {
-    parse(envoy_text)
+pub fn gateway_families(envoy_text: &str) -> Result<Vec<MetricFamily>, String> {
+    Ok(parse(envoy_text)?
         .into_iter()
-        .filter(|f| is_exposed_envoy_family(&f.name))
+        .filter(|f| is_exposed_envoy_family(f.name()))
         .map(rescale_microsecond_histogram)
-        .collect()
+        .collect())
 }
 
 /// Families a backend's own `/metrics` may contribute: everything except
@@ -338,17 +346,18 @@ pub fn gateway_families(envoy_text: &str) -> Vec<Family> {
 /// that backend's process and are read from its own scrape, while the merged
 /// answer carries this service's). `jwt_tokens_issued_total` is the auth
 /// service's and passes.
-pub fn backend_families(text: &str) -> Vec<Family> {
-    parse(text)
+pub fn backend_families(text: &str) -> Result<Vec<MetricFamily>, String> {
+    Ok(parse(text)?
         .into_iter()
         .filter(|f| {
-            f.name == "jwt_tokens_issued_total"
-                || !(SPEC_FAMILIES.contains(&f.name.as_str())
-                    || f.name == "ops_scrape_errors_total"
-                    || f.name == OWN_BUILD_INFO
-                    || f.name.starts_with("process_"))
+            let name = f.name();
+            name == "jwt_tokens_issued_total"
+                || !(SPEC_FAMILIES.contains(&name)
+                    || name == "ops_scrape_errors_total"
+                    || name == OWN_BUILD_INFO
+                    || name.starts_with("process_"))
         })
-        .collect()
+        .collect())
 }
 
 /// This service's build info family.
@@ -357,130 +366,60 @@ pub const OWN_BUILD_INFO: &str = "ops_build_info";
 /// This service's own families: `process_*` (its process collector, Linux)
 /// and `ops_build_info{version}` = 1. Both describe the process, so one
 /// registry serves every instance in it.
-pub fn own_families() -> Vec<Family> {
-    static REGISTRY: std::sync::OnceLock<service_http::metrics::prometheus::Registry> =
-        std::sync::OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| {
-        service_http::metrics::registry(OWN_BUILD_INFO, env!("CARGO_PKG_VERSION"), &[])
-    });
-    parse(&service_http::metrics::encode(registry))
+pub fn own_families() -> Vec<MetricFamily> {
+    static REGISTRY: std::sync::OnceLock<prometheus::Registry> = std::sync::OnceLock::new();
+    REGISTRY
+        .get_or_init(|| {
+            service_http::metrics::registry(OWN_BUILD_INFO, env!("CARGO_PKG_VERSION"), &[])
+        })
+        .gather()
 }
 
-/// Divides every `le` bound and the `_sum` of a `*_seconds` histogram by
+/// Divides every bucket bound and the sum of a `*_seconds` histogram by
 /// 10^6. Other families are returned unchanged.
-pub fn rescale_microsecond_histogram(mut family: Family) -> Family {
-    if family.kind.as_deref() != Some("histogram") || !family.name.ends_with("_seconds") {
+pub fn rescale_microsecond_histogram(mut family: MetricFamily) -> MetricFamily {
+    if family.get_field_type() != MetricType::HISTOGRAM || !family.name().ends_with("_seconds") {
         return family;
     }
-    let bucket = format!("{}_bucket", family.name);
-    let sum = format!("{}_sum", family.name);
-    for sample in &mut family.samples {
-        if sample.name == bucket {
-            for (key, value) in &mut sample.labels {
-                if key == "le" {
-                    if let Some(scaled) = divide_by_million(value) {
-                        *value = scaled;
-                    }
-                }
-            }
-        } else if sample.name == sum {
-            if let Some(scaled) = divide_by_million(&sample.value) {
-                sample.value = scaled;
-            }
-        }
+    for metric in family.mut_metric() {
+        let mut histogram = metric.get_histogram().clone();
+        histogram.set_sample_sum(histogram.get_sample_sum() / 1e6);
+        let buckets = histogram
+            .get_bucket()
+            .iter()
+            .map(|bucket| {
+                let mut scaled = bucket.clone();
+                scaled.set_upper_bound(bucket.upper_bound() / 1e6);
+                scaled
+            })
+            .collect();
+        histogram.set_bucket(buckets);
+        metric.set_histogram(histogram);
     }
     family
 }
 
-/// Exact decimal division of a number written as text by 10^6, answered as
-/// plain decimal text (`"5000"` → `"0.005"`, `"2.5e+06"` → `"2.5"`).
-/// `+Inf`, `-Inf` and `NaN` are kept; anything unparsable gives `None`.
-pub fn divide_by_million(text: &str) -> Option<String> {
-    shift_decimal(text, -6)
-}
-
-fn shift_decimal(text: &str, shift: i64) -> Option<String> {
-    let text = text.trim();
-    if matches!(text, "+Inf" | "-Inf" | "Inf" | "NaN") {
-        return Some(text.to_owned());
-    }
-    let (negative, unsigned) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i64>().ok()?),
-        None => (unsigned, 0),
-    };
-    let (int_part, frac_part) = match mantissa.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (mantissa, ""),
-    };
-    if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        || !(-400..=400).contains(&exponent)
-    {
-        return None;
-    }
-    // value = digits × 10^point
-    let digits = format!("{int_part}{frac_part}");
-    let point = exponent - frac_part.len() as i64 + shift;
-    let digits = digits.trim_start_matches('0');
-    if digits.is_empty() {
-        return Some("0".to_owned());
-    }
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    if point >= 0 {
-        out.push_str(digits);
-        out.extend(std::iter::repeat_n('0', point as usize));
-        return Some(out);
-    }
-    let int_len = digits.len() as i64 + point;
-    let (int_digits, frac_digits) = if int_len > 0 {
-        let (i, f) = digits.split_at(int_len as usize);
-        (i.to_owned(), f.to_owned())
-    } else {
-        ("0".to_owned(), "0".repeat((-int_len) as usize) + digits)
-    };
-    let frac_digits = frac_digits.trim_end_matches('0');
-    out.push_str(&int_digits);
-    if !frac_digits.is_empty() {
-        out.push('.');
-        out.push_str(frac_digits);
-    }
-    Some(out)
-}
-
 /// The `ops_scrape_errors_total` family: failed scrapes per target, so a
 /// backend that is down is visible instead of failing the whole scrape.
-pub fn scrape_errors_family(counts: &[(String, u64)]) -> Family {
-    Family {
-        name: "ops_scrape_errors_total".to_owned(),
-        help: Some("Scrapes of a metrics target that failed and were skipped.".to_owned()),
-        kind: Some("counter".to_owned()),
-        samples: counts
+pub fn scrape_errors_family(counts: &[(String, u64)]) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name("ops_scrape_errors_total".to_owned());
+    family.set_help("Scrapes of a metrics target that failed and were skipped.".to_owned());
+    family.set_field_type(MetricType::COUNTER);
+    family.set_metric(
+        counts
             .iter()
-            .map(|(target, count)| Sample {
-                name: "ops_scrape_errors_total".to_owned(),
-                labels: vec![("target".to_owned(), escape_label_value(target))],
-                value: count.to_string(),
-                timestamp: None,
+            .map(|(target, count)| {
+                let mut metric =
+                    Metric::from_label(vec![label_pair("target".into(), target.clone())]);
+                let mut counter = Counter::default();
+                counter.set_value(*count as f64);
+                metric.set_counter(counter);
+                metric
             })
             .collect(),
-    }
-}
-
-/// Escapes a label value for the text format.
-pub fn escape_label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    );
+    family
 }
 
 #[cfg(test)]
@@ -507,6 +446,8 @@ http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="
 envoy_cluster_membership_healthy{envoy_cluster_name="data_service"} 1
 # TYPE envoy_cluster_membership_total gauge
 envoy_cluster_membership_total{envoy_cluster_name="data_service"} 2
+# TYPE rate_limit_exceeded_total counter
+rate_limit_exceeded_total{} 6
 # TYPE http_request_duration_seconds histogram
 http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="5000"} 1
 http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="25000"} 4
@@ -520,66 +461,103 @@ envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="data_service"} 3
 envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
 "#;
 
-    fn names(families: &[Family]) -> Vec<&str> {
-        families.iter().map(|f| f.name.as_str()).collect()
+    fn names(families: &[MetricFamily]) -> Vec<&str> {
+        families.iter().map(|f| f.name()).collect()
+    }
+
+    fn parsed(text: &str) -> Vec<MetricFamily> {
+        parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    fn gateway(text: &str) -> Vec<MetricFamily> {
+        gateway_families(text).unwrap()
     }
 
     #[test]
-    fn microseconds_divide_into_exact_decimal_seconds() {
-        assert_eq!(divide_by_million("5000").unwrap(), "0.005");
-        assert_eq!(divide_by_million("10000000").unwrap(), "10");
-        assert_eq!(divide_by_million("25000").unwrap(), "0.025");
-        assert_eq!(divide_by_million("61234.5").unwrap(), "0.0612345");
-        assert_eq!(divide_by_million("1").unwrap(), "0.000001");
-        assert_eq!(divide_by_million("0").unwrap(), "0");
-        assert_eq!(divide_by_million("0.5").unwrap(), "0.0000005");
-        assert_eq!(divide_by_million("2.5e+06").unwrap(), "2.5");
-        assert_eq!(divide_by_million("1.2345e+08").unwrap(), "123.45");
-        assert_eq!(divide_by_million("-3000").unwrap(), "-0.003");
-        assert_eq!(
-            divide_by_million("1234567890123").unwrap(),
-            "1234567.890123"
-        );
+    fn microsecond_bounds_and_sums_become_decimal_seconds() {
+        let text = render(gateway(
+            "# TYPE http_request_duration_seconds histogram\n\
+             http_request_duration_seconds_bucket{le=\"1\"} 0\n\
+             http_request_duration_seconds_bucket{le=\"0.5\"} 0\n\
+             http_request_duration_seconds_bucket{le=\"5000\"} 1\n\
+             http_request_duration_seconds_bucket{le=\"25000\"} 2\n\
+             http_request_duration_seconds_bucket{le=\"2.5e+06\"} 3\n\
+             http_request_duration_seconds_bucket{le=\"1.2345e+08\"} 4\n\
+             http_request_duration_seconds_bucket{le=\"1234567890123\"} 5\n\
+             http_request_duration_seconds_bucket{le=\"+Inf\"} 6\n\
+             http_request_duration_seconds_sum 61234.5\n\
+             http_request_duration_seconds_count 6\n",
+        ));
+        for bound in [
+            "0.000001",
+            "0.0000005",
+            "0.005",
+            "0.025",
+            "2.5",
+            "123.45",
+            "1234567.890123",
+        ] {
+            assert!(
+                text.contains(&format!("_bucket{{le=\"{bound}\"}}")),
+                "{bound}: {text}"
+            );
+        }
+        assert!(text.contains("http_request_duration_seconds_bucket{le=\"+Inf\"} 6\n"));
+        assert!(text.contains("http_request_duration_seconds_sum 0.0612345\n"));
+        assert!(text.contains("http_request_duration_seconds_count 6\n"));
     }
 
     #[test]
-    fn infinity_and_nan_are_kept_and_garbage_is_refused() {
-        assert_eq!(divide_by_million("+Inf").unwrap(), "+Inf");
-        assert_eq!(divide_by_million("NaN").unwrap(), "NaN");
-        assert_eq!(divide_by_million("12a"), None);
-        assert_eq!(divide_by_million(""), None);
-        assert_eq!(divide_by_million("."), None);
-        assert_eq!(divide_by_million("1e999"), None);
+    fn infinity_and_nan_values_are_kept_and_garbage_is_refused() {
+        let text = render(parsed("# TYPE g gauge\ng{a=\"x\"} NaN\ng{a=\"y\"} +Inf\n"));
+        assert!(text.contains("g{a=\"x\"} NaN\n"), "{text}");
+        assert!(text.contains("g{a=\"y\"} inf\n"), "{text}");
+        assert!(parse("g 12a\n").is_err());
+        assert!(parse("# TYPE h histogram\nh_bucket{le=\"x\"} 1\n").is_err());
     }
 
     #[test]
     fn labels_with_braces_and_escaped_quotes_parse() {
-        let s = Sample::parse(
-            r#"x_total{endpoint="/api/v1/rates/{ticker}",msg="a \"q\", b}"} 3 1700000000"#,
-        )
-        .unwrap();
-        assert_eq!(s.name, "x_total");
-        assert_eq!(s.label("endpoint"), Some("/api/v1/rates/{ticker}"));
-        assert_eq!(s.label("msg"), Some(r#"a \"q\", b}"#));
-        assert_eq!(s.value, "3");
-        assert_eq!(s.timestamp.as_deref(), Some("1700000000"));
+        let line =
+            r#"x_total{endpoint="/api/v1/rates/{ticker}",msg="a \"q\", b}=c\\d\ne"} 3 1700000000"#;
+        let families = parsed(&format!("# TYPE x_total counter\n{line}\n"));
+        let labels = families[0].get_metric()[0].get_label();
+        assert_eq!(labels[0].value(), "/api/v1/rates/{ticker}");
+        assert_eq!(labels[1].value(), "a \"q\", b}=c\\d\ne");
+        assert_eq!(families[0].get_metric()[0].timestamp_ms(), 1700000000);
         assert_eq!(
-            s.render(),
-            r#"x_total{endpoint="/api/v1/rates/{ticker}",msg="a \"q\", b}"} 3 1700000000"#
+            render(families),
+            format!("# TYPE x_total counter\n{line}\n")
         );
     }
 
     #[test]
-    fn empty_label_braces_and_bare_names_parse() {
-        assert_eq!(Sample::parse("a{} 1").unwrap().labels, vec![]);
-        assert_eq!(Sample::parse("a 1").unwrap().value, "1");
-        assert!(Sample::parse("a{b=\"1\" 1").is_none());
-        assert!(Sample::parse("{} 1").is_none());
+    fn empty_label_sets_and_bare_names_parse_and_broken_lines_refuse_the_scrape() {
+        let families = parsed("a{} 1\nb 2\nc{v=\"{} x\"} 3\n");
+        assert_eq!(names(&families), vec!["a", "b", "c"]);
+        assert!(families[0].get_metric()[0].get_label().is_empty());
+        assert_eq!(families[2].get_metric()[0].get_label()[0].value(), "{} x");
+        assert!(parse("a{b=\"1\" 1\n").is_err());
+        assert!(parse("{} 1\n").is_err());
+        assert_eq!(parse("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn declared_families_without_samples_are_skipped_and_untyped_becomes_gauge() {
+        let families = parsed(
+            "# HELP empty_ratio Nothing yet.\n# TYPE empty_ratio gauge\n\
+             # HELP up_total Ups.\n# TYPE up_total counter\nup_total 2\nloose 4\n",
+        );
+        assert_eq!(names(&families), vec!["up_total", "loose"]);
+        assert_eq!(families[1].get_field_type(), MetricType::GAUGE);
+        let text = render(families);
+        assert!(text.contains("# HELP up_total Ups.\n# TYPE up_total counter\nup_total 2\n"));
+        assert!(text.contains("# TYPE loose gauge\nloose 4\n"));
     }
 
     #[test]
     fn only_spec_families_and_cluster_resilience_stats_are_exposed() {
-        let kept = gateway_families(ENVOY);
+        let kept = gateway(ENVOY);
         assert_eq!(
             names(&kept),
             vec![
@@ -591,10 +569,12 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
                 "http_requests_total",
                 "envoy_cluster_membership_healthy",
                 "envoy_cluster_membership_total",
+                "rate_limit_exceeded_total",
                 "http_request_duration_seconds",
             ]
         );
-        let text = render(&kept);
+        let text = render(kept);
+        assert!(text.contains("\nrate_limit_exceeded_total 6\n"), "{text}");
         assert!(!text.contains("envoy_server_memory_allocated"));
         assert!(!text.contains("admin"));
         assert!(!text.contains("upstream_rq_time"));
@@ -602,58 +582,59 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
 
     #[test]
     fn seconds_histograms_from_the_gateway_are_rescaled() {
-        let text = render(&gateway_families(ENVOY));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.005"} 1"#
-        ));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.025"} 4"#
-        ));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10"} 5"#
-        ));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 5"#
-        ));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.0612345"#
-        ));
-        assert!(text.contains(
-            r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5"#
-        ));
+        let text = render(gateway(ENVOY));
+        for line in [
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.005"} 1"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.025"} 4"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10"} 5"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 5"#,
+            r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.0612345"#,
+            r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5"#,
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
+        }
+        assert_eq!(text.matches("le=\"+Inf\"").count(), 1, "{text}");
     }
 
     #[test]
     fn histograms_not_in_seconds_are_left_alone() {
-        let family = parse(
-            "# TYPE size_bytes histogram\nsize_bytes_bucket{le=\"5000\"} 1\nsize_bytes_sum 5000\n",
+        let family = parsed(
+            "# TYPE size_bytes histogram\nsize_bytes_bucket{le=\"5000\"} 1\nsize_bytes_bucket{le=\"+Inf\"} 1\nsize_bytes_sum 5000\nsize_bytes_count 1\n",
         )
         .remove(0);
         let same = rescale_microsecond_histogram(family.clone());
         assert_eq!(same, family);
+        assert_eq!(
+            same.get_metric()[0].get_histogram().get_bucket()[0].upper_bound(),
+            5000.0
+        );
     }
 
     #[test]
     fn samples_are_grouped_under_their_histogram_family() {
-        let families = parse(ENVOY);
+        let families = parsed(ENVOY);
         let h = families
             .iter()
-            .find(|f| f.name == "http_request_duration_seconds")
+            .find(|f| f.name() == "http_request_duration_seconds")
             .unwrap();
-        assert_eq!(h.kind.as_deref(), Some("histogram"));
-        assert_eq!(h.samples.len(), 6);
+        assert_eq!(h.get_field_type(), MetricType::HISTOGRAM);
+        assert_eq!(h.get_metric().len(), 1);
+        let histogram = h.get_metric()[0].get_histogram();
+        assert_eq!(histogram.get_bucket().len(), 3, "+Inf is the encoder's");
+        assert_eq!(histogram.get_sample_count(), 5);
+        assert_eq!(histogram.get_sample_sum(), 61234.5);
     }
 
     #[test]
     fn merging_keeps_one_type_line_per_family_and_drops_repeated_series() {
-        let envoy = gateway_families(ENVOY);
-        let auth = parse(
+        let envoy = gateway(ENVOY);
+        let auth = parsed(
             "# HELP jwt_tokens_issued_total Tokens issued.\n# TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 4\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 17\n",
         );
-        let data = parse(
-            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 18\n# TYPE http_requests_total counter\nhttp_requests_total{endpoint=\"/rates/{ticker}\",method=\"GET\",status_code=\"200\"} 9\n",
+        let data = parsed(
+            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 18\n# TYPE http_requests_total counter\nhttp_requests_total{endpoint=\"/rates/{ticker}\",method=\"GET\",status_code=\"200\"} 9\n# TYPE jwt_tokens_issued_total gauge\njwt_tokens_issued_total{x=\"y\"} 1\n",
         );
-        let text = render(&merge(vec![envoy, auth, data]));
+        let text = render(merge(vec![envoy, auth, data]));
         assert_eq!(text.matches("# TYPE process_start_time_seconds").count(), 1);
         assert_eq!(text.matches("# TYPE http_requests_total").count(), 1);
         assert_eq!(
@@ -665,6 +646,8 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
         assert!(text.contains("process_start_time_seconds 17\n"));
         assert!(text.contains("# HELP jwt_tokens_issued_total Tokens issued.\n"));
         assert!(text.contains("jwt_tokens_issued_total 4\n"));
+        // a family of another type under the same name is not merged in
+        assert!(!text.contains("jwt_tokens_issued_total{x="), "{text}");
         // both http_requests_total series sit in one contiguous group
         let lines: Vec<&str> = text.lines().collect();
         let first = lines
@@ -681,7 +664,8 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
              # TYPE jwt_tokens_issued_total counter\njwt_tokens_issued_total 2\n\
              # TYPE ops_scrape_errors_total counter\nops_scrape_errors_total{target=\"x\"} 1\n\
              # TYPE pricing_backend_requests_total counter\npricing_backend_requests_total 4\n",
-        );
+        )
+        .unwrap();
         assert_eq!(
             names(&kept),
             vec!["jwt_tokens_issued_total", "pricing_backend_requests_total"]
@@ -694,14 +678,16 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
             "# TYPE process_open_fds gauge\nprocess_open_fds 9\n\
              # TYPE ops_build_info gauge\nops_build_info{version=\"0\"} 1\n\
              # TYPE auth_build_info gauge\nauth_build_info{version=\"0\"} 1\n",
-        );
+        )
+        .unwrap();
         assert_eq!(names(&kept), vec!["auth_build_info"]);
     }
 
     #[test]
     fn own_families_are_build_info_and_process_metrics() {
         let own = own_families();
-        let text = render(&own);
+        let own_names: Vec<String> = names(&own).into_iter().map(str::to_owned).collect();
+        let text = render(own);
         assert!(
             text.contains(&format!(
                 "ops_build_info{{version=\"{}\"}} 1\n",
@@ -716,13 +702,13 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
             "process_open_fds",
             "process_start_time_seconds",
         ] {
-            assert!(names(&own).contains(&name), "{name}: {text}");
+            assert!(own_names.iter().any(|n| n == name), "{name}: {text}");
         }
     }
 
     #[test]
     fn scrape_errors_are_a_counter_per_target() {
-        let text = render(&[scrape_errors_family(&[
+        let text = render(vec![scrape_errors_family(&[
             ("auth_service".to_owned(), 2),
             ("data_service".to_owned(), 0),
         ])]);
@@ -733,7 +719,7 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
 
     #[test]
     fn rendering_and_reparsing_is_stable() {
-        let once = render(&parse(ENVOY));
-        assert_eq!(render(&parse(&once)), once);
+        let once = render(parsed(ENVOY));
+        assert_eq!(render(parsed(&once)), once);
     }
 }

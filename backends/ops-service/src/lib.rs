@@ -46,6 +46,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus::proto::MetricFamily;
 use tokio::net::TcpListener;
 
 pub use config::{Backend, OpsConfig};
@@ -561,12 +562,14 @@ async fn fetch_text(client: &reqwest::Client, url: String) -> Result<String, Str
     responses((status = 200, content_type = "text/plain", body = String,
         description = "Prometheus text exposition: the gateway's request, authentication, rate-limit and backend metrics (durations in seconds), cluster resilience counters and the backends' own metrics, without client-labelled series.")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    exposition_response(public::redact(&merged_metrics(&state).await))
+    exposition_response(exposition::render(public::redact(
+        merged_metrics(&state).await,
+    )))
 }
 
 /// `/metrics` on the internal port: everything, client ids included.
 pub async fn internal_metrics(State(state): State<AppState>) -> Response {
-    exposition_response(merged_metrics(&state).await)
+    exposition_response(exposition::render(merged_metrics(&state).await))
 }
 
 fn exposition_response(text: String) -> Response {
@@ -580,8 +583,8 @@ fn exposition_response(text: String) -> Response {
         .into_response()
 }
 
-/// Envoy's statistics and every backend's metrics, merged and rendered.
-async fn merged_metrics(state: &AppState) -> String {
+/// Envoy's statistics and every backend's metrics, merged.
+async fn merged_metrics(state: &AppState) -> Vec<MetricFamily> {
     let client = &state.inner.client;
     let config = state.config();
     let envoy = fetch_text(
@@ -607,16 +610,19 @@ async fn merged_metrics(state: &AppState) -> String {
     }
 
     let mut sources = Vec::new();
+    // A target that does not answer, or answers text that is not an
+    // exposition, is left out and counted.
+    let envoy = envoy.and_then(|text| exposition::gateway_families(&text));
     match envoy {
-        Ok(text) => sources.push(exposition::gateway_families(&text)),
+        Ok(families) => sources.push(families),
         Err(e) => {
             tracing::warn!(target = ENVOY_TARGET, reason = %e, "metrics scrape failed");
             state.count_scrape_error(ENVOY_TARGET);
         }
     }
     for (name, result) in backends {
-        match result {
-            Ok(text) => sources.push(exposition::backend_families(&text)),
+        match result.and_then(|text| exposition::backend_families(&text)) {
+            Ok(families) => sources.push(families),
             Err(e) => {
                 tracing::warn!(target = %name, reason = %e, "metrics scrape failed");
                 state.count_scrape_error(&name);
@@ -628,7 +634,7 @@ async fn merged_metrics(state: &AppState) -> String {
         &state.scrape_error_counts(),
     ));
     families.extend(exposition::own_families());
-    exposition::render(&families)
+    families
 }
 
 /// The caller's identity as set by the gateway's auth filter.
