@@ -1096,7 +1096,6 @@ def duration_s(v):
 
 # The gateway's metrics, per pod: the gateway-metrics container (the ops
 # service binary) reads its own pod's Envoy on localhost and no backend.
-BACKEND_URL_VARS = ("DATA_SERVICE_URL", "CALCULATION_SERVICE_URL", "AUTH_SERVICE_URL", "RATELIMIT_SERVICE_URL")
 
 def check_gateway_metrics(P, name, meta, pod):
     ms = [c for c in pod["containers"] if c["name"] == "gateway-metrics"]
@@ -1112,9 +1111,8 @@ def check_gateway_metrics(P, name, meta, pod):
         err(f"{W}: takes no ConfigMap or Secret (it needs no database, key or backend)")
     if env.get("ENVOY_ADMIN_URL") != "http://127.0.0.1:15090":
         err(f"{W}: ENVOY_ADMIN_URL must be its own pod's Envoy, http://127.0.0.1:15090, got {env.get('ENVOY_ADMIN_URL')!r}")
-    for v in BACKEND_URL_VARS:
-        if not str(env.get(v, "")).startswith("http://127.0.0.1:15090/stats/prometheus?filter="):
-            err(f"{W}: {v} must stay inside the pod (each backend pod is scraped on its own), got {env.get(v)!r}")
+    if env.get("OPS_BACKENDS") != "none":
+        err(f"{W}: OPS_BACKENDS must be none (each backend pod is scraped on its own), got {env.get('OPS_BACKENDS')!r}")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     la = env.get("LISTEN_ADDR", "")
     if "http-metrics" not in ports or la != f"0.0.0.0:{ports['http-metrics']}":

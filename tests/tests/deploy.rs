@@ -355,11 +355,12 @@ static_resources:
 "#;
 
 /// The gateway pods' `gateway-metrics` container, configured exactly as each
-/// overlay renders it (only the pod-local port 15090 is replaced by this
-/// Envoy's), run as the real ops service against a real Envoy: its
-/// `/metrics` carries this Envoy's families, and its backend URLs (pointed
-/// inside the pod, each backend pod being scraped on its own) answer an
-/// empty exposition, so no scrape fails and no backend is merged.
+/// overlay renders it (read by the ops service's own configuration code;
+/// only the pod-local port 15090 is replaced by this Envoy's and the
+/// listener moved to a free port), run as the real ops service against a
+/// real Envoy: its `/metrics` carries this Envoy's families, and with
+/// `OPS_BACKENDS=none` it scrapes no backend (each backend pod is scraped on
+/// its own), so Envoy is its only scrape target.
 #[tokio::test]
 async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend() {
     let envoy = e2e::Envoy::start(ISTIO_PROMETHEUS_LISTENER).await;
@@ -387,29 +388,26 @@ async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend
                 ))
             })
             .collect();
-        let var = |name: &str| -> String {
-            env.get(name)
-                .unwrap_or_else(|| panic!("{overlay}: gateway-metrics sets no {name}"))
-                .replace("127.0.0.1:15090", &local)
-        };
-        let backend = |name: &str, var_name: &str, critical: bool| ops_service::Backend {
-            name: name.into(),
-            base_url: var(var_name),
-            critical,
-        };
-        let config = ops_service::OpsConfig {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            envoy_admin_url: var("ENVOY_ADMIN_URL"),
-            backends: vec![
-                backend("data_service", "DATA_SERVICE_URL", true),
-                backend("calculation_service", "CALCULATION_SERVICE_URL", true),
-                backend("auth_service", "AUTH_SERVICE_URL", true),
-                backend("rate_limit_service", "RATELIMIT_SERVICE_URL", false),
-            ],
-            database_url: None,
-            redis_url: None,
-            probe_timeout: std::time::Duration::from_secs(2),
-        };
+        assert_eq!(
+            env.get("OPS_BACKENDS").map(String::as_str),
+            Some("none"),
+            "{overlay}"
+        );
+        let mut config = ops_service::OpsConfig::from_vars(|name| {
+            env.get(name).map(|v| v.replace("127.0.0.1:15090", &local))
+        })
+        .unwrap_or_else(|e| panic!("{overlay}: gateway-metrics configuration: {e}"));
+        assert!(
+            config.backends.is_empty(),
+            "{overlay}: {:?}",
+            config.backends
+        );
+        assert_eq!(
+            config.envoy_admin_url,
+            format!("http://{local}"),
+            "{overlay}"
+        );
+        config.listen_addr = "127.0.0.1:0".parse().unwrap();
         let server = ops_service::build(config).await.unwrap();
         let addr = server.local_addr();
         tokio::spawn(server.serve(std::future::pending()));
@@ -424,15 +422,16 @@ async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend
                 .any(|l| l.starts_with("envoy_cluster_membership_total{")),
             "{overlay}: no Envoy family in the merged /metrics:\n{body}"
         );
-        // No scrape failed: Envoy and the four in-pod backend URLs answered.
+        // Envoy is the only target, and its scrape did not fail.
         let errors: Vec<&str> = body
             .lines()
             .filter(|l| l.starts_with("ops_scrape_errors_total{"))
             .collect();
-        assert_eq!(errors.len(), 5, "{overlay}: scrape error counters:\n{body}");
-        for line in errors {
-            assert!(line.ends_with(" 0"), "{overlay}: a scrape failed: {line}");
-        }
+        assert_eq!(
+            errors,
+            vec![r#"ops_scrape_errors_total{target="envoy"} 0"#],
+            "{overlay}:\n{body}"
+        );
     }
 }
 
