@@ -34,6 +34,7 @@ pub mod error;
 pub mod exposition;
 pub mod health;
 pub mod public;
+pub mod text_format;
 
 use std::collections::BTreeMap;
 use std::future::Future;
