@@ -35,7 +35,7 @@ DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \
   proxy_on_request_body proxy_on_request_trailers proxy_on_response_headers \
   proxy_on_response_body proxy_on_response_trailers
 # Native binaries make run starts (profile "server": optimised, unwinding).
-SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit
+SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit -p gateway-config
 # Debian packages: command they provide -> package. `pg_ctlcluster` stands for
 # the PostgreSQL server binaries (initdb, pg_ctl under /usr/lib/postgresql/<v>/bin)
 # that the PostgreSQL TLS, probe and crash tests run a cluster of their own with.
@@ -212,7 +212,7 @@ compose-config: wasm ## Everything docker-compose up mounts: the .wasm files, ce
 	@mkdir -p envoy/rendered
 	set -a; . "$${GATEWAY_ENV_FILE:-.env.example}"; set +a; \
 	  OTEL_EXPORTER_OTLP_ENDPOINT="$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4317}" \
-	  python3 envoy/render.py --shape compose --out envoy/rendered/compose.yaml
+	  $(CARGO) run -q -p gateway-config -- render --shape compose --out envoy/rendered/compose.yaml
 	@echo "wrote envoy/rendered/compose.yaml"
 
 REGISTRY ?= registry.example.com/borrow-rate

@@ -85,7 +85,7 @@ LUA
 wrk_script "$work/key.lua" "wrk.headers[\"X-API-Key\"] = \"$BENCH_KEY\"" "$body"
 wrk_script "$work/jwt.lua" "wrk.headers[\"Authorization\"] = \"Bearer $token\"" "$body"
 
-JWT_SECRET_KEY="$secret" python3 envoy/render.py --shape local --tls off \
+JWT_SECRET_KEY="$secret" cargo run -q -p gateway-config -- render --shape local --tls off \
   --listener-port 8100 --admin-port 9911 --out "$work/full.yaml"
 "$root/.venv/bin/python" - "$work" "$BENCH_KEY" "$secret" "${CHAIN_BEFORE_WASM:-}" <<'PY'
 import base64, copy, sys, yaml

@@ -31,7 +31,7 @@ sed 's/^wrk.headers\["X-API-Key"\].*/wrk.headers["x-client-id"] = "test123"\nwrk
   "$work/post.lua" >"$work/post-identity.lua"
 
 # The variants: the full config, and the full config minus one part.
-JWT_SECRET_KEY="$(cat "$RUN_DIR/jwt_secret")" python3 envoy/render.py --shape local --tls off \
+JWT_SECRET_KEY="$(cat "$RUN_DIR/jwt_secret")" cargo run -q -p gateway-config -- render --shape local --tls off \
   --listener-port 8100 --admin-port 9911 --out "$work/full.yaml"
 "$root/.venv/bin/python" - "$work" <<'PY'
 import copy, sys, yaml

@@ -102,7 +102,7 @@ if [[ -z "${BIN_DIR:-}" ]]; then
   done
 fi
 BIN_DIR="${BIN_DIR:-$target/server}"
-for bin in "${SERVICES[@]}" gatewayctl; do
+for bin in "${SERVICES[@]}" gatewayctl gateway-config; do
   if [[ ! -x "$BIN_DIR/$bin" ]]; then
     err "$BIN_DIR/$bin is missing: build first (make build)"
     exit 1
@@ -188,7 +188,7 @@ wait_http ops-service http://127.0.0.1:8084/health 60
 wait_http ops-service "http://${INTERNAL_LISTEN_ADDR:-127.0.0.1:8085}/health" 60
 wait_http ratelimit-service http://127.0.0.1:8091/health 60
 
-python3 "$root/envoy/render.py" --shape local --tls on \
+"$BIN_DIR/gateway-config" render --shape local --tls on \
   --wasm-dir "$WASM_DIR" --cert-dir "$root/certs" --out "$RUN_DIR/envoy.yaml"
 start_proc envoy "$root/.venv/bin/envoy" -c "$RUN_DIR/envoy.yaml" \
   --log-level "${ENVOY_LOG_LEVEL:-info}" --disable-hot-restart

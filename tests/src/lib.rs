@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
+use gateway_config::envoy::Port;
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
@@ -700,30 +701,23 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// The `key:` section of `envoy/fragments/<file>`, re-indented by `indent`
-/// spaces (the same extraction `envoy/render.py` does).
-pub fn fragment(file: &str, key: &str, indent: usize) -> String {
-    let text = std::fs::read_to_string(repo_root().join("envoy/fragments").join(file))
-        .unwrap_or_else(|e| panic!("envoy/fragments/{file}: {e}"));
-    let mut lines = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        // A column-0 `key:` starts a section (a column-0 `- item` does not).
-        let top_level =
-            line.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && line.contains(':');
-        if top_level {
-            inside = line.starts_with(&format!("{key}:"));
-            if inside {
-                lines.push(format!("{}{}", " ".repeat(indent), line));
-            }
-            continue;
-        }
-        if inside && !line.trim_start().starts_with('#') {
-            lines.push(format!("{}{}", " ".repeat(indent), line));
-        }
+/// One piece of the gateway's Envoy configuration (gateway-config's
+/// `parts`) as a `key:` section re-indented by `indent` spaces: `stats_config`,
+/// `access_log` or `local_reply_config`, for configurations that embed them.
+pub fn gateway_part(key: &str, indent: usize) -> String {
+    use gateway_config::{parts, to_yaml};
+    use std::collections::BTreeMap;
+    let yaml = match key {
+        "stats_config" => to_yaml(&BTreeMap::from([(key, parts::stats_config())])),
+        "access_log" => to_yaml(&BTreeMap::from([(key, parts::access_log())])),
+        "local_reply_config" => to_yaml(&BTreeMap::from([(key, parts::local_reply_config())])),
+        other => panic!("no gateway part {other}"),
     }
-    assert!(!lines.is_empty(), "{file} has no `{key}:`");
-    lines.join("\n")
+    .unwrap_or_else(|e| panic!("{key}: {e}"));
+    yaml.lines()
+        .map(|l| format!("{}{l}", " ".repeat(indent)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// An HTTP filter list entry loading the built `<name>.wasm` with a JSON
@@ -791,10 +785,11 @@ static_resources:
 }
 
 /// The `local` gateway config exactly as `make run` renders it
-/// (`envoy/render.py --shape local`, TLS off, the three built filters), with
-/// the clusters pointed at `upstreams` (`(cluster, "host:port")`), the
-/// rate-limit service's health port, and `sets` as `NAME=VALUE` overrides.
-/// Listener and admin ports are left as placeholders for [`Envoy::start`].
+/// (gateway-config, `--shape local`, TLS off, the three built filters),
+/// with the clusters pointed at `upstreams` (`(cluster, "host:port")`), the
+/// rate-limit service's health port, and `sets` as `NAME=VALUE` overrides
+/// of the environment. Listener and admin ports are left as placeholders
+/// for [`Envoy::start`].
 pub fn render_local_gateway(
     upstreams: &[(&str, String)],
     rate_limit_health_port: u16,
@@ -803,42 +798,38 @@ pub fn render_local_gateway(
     let wasm = wasm_file("auth_filter");
     wasm_file("validation_filter");
     wasm_file("metrics_filter");
-    let wasm_dir = wasm
-        .parent()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("envoy/render.py")).args([
-        "--out",
-        "-",
-        "--shape",
-        "local",
-        "--tls",
-        "off",
-        "--wasm-dir",
-        &wasm_dir,
-        "--listener-port",
-        "{{LISTENER_PORT}}",
-        "--admin-port",
-        "{{ADMIN_PORT}}",
-        "--rate-limit-health-port",
-        &rate_limit_health_port.to_string(),
-    ]);
-    for (cluster, addr) in upstreams {
-        cmd.arg("--upstream").arg(format!("{cluster}={addr}"));
-    }
+    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    options.tls = false;
+    options.wasm_dir = wasm.parent().map(|d| d.display().to_string());
+    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
+    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
+    options.rate_limit_health_port = Some(rate_limit_health_port);
+    options.upstreams = upstreams
+        .iter()
+        .map(|(cluster, addr)| format!("{cluster}={addr}"))
+        .collect();
+    render_gateway(&options, sets, true).unwrap_or_else(|e| panic!("render failed: {e}"))
+}
+
+/// The gateway config for `options`, with `sets` (`NAME=VALUE`) as the
+/// SPEC §9 variables, over the process environment when `inherit_env`.
+pub fn render_gateway(
+    options: &gateway_config::Options,
+    sets: &[String],
+    inherit_env: bool,
+) -> Result<String, gateway_config::Error> {
+    let mut env: std::collections::BTreeMap<String, String> = if inherit_env {
+        std::env::vars().collect()
+    } else {
+        Default::default()
+    };
     for set in sets {
-        cmd.arg("--set").arg(set);
+        let (k, v) = set
+            .split_once('=')
+            .ok_or_else(|| gateway_config::Error(format!("expected NAME=VALUE, got {set}")))?;
+        env.insert(k.to_owned(), v.to_owned());
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("python3 envoy/render.py: {e}"));
-    assert!(
-        out.status.success(),
-        "render failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    gateway_config::render(options, &env).map(|(yaml, _warnings)| yaml)
 }
 
 /// An HTTP/1.1 response read off the wire: status (0 when there is no

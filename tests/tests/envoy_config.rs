@@ -1,62 +1,57 @@
-//! The rendered Envoy configuration: every shape and switch combination is
-//! accepted by `envoy --mode validate`, and the properties the gateway
-//! promises (filter order, safe retries, resilient clusters, loopback admin,
-//! no drift between shapes) hold in the rendered text.
+//! The rendered Envoy configuration (gateway-config): every shape and
+//! switch combination is accepted by `envoy --mode validate`, and the
+//! properties the gateway promises (filter order, safe retries, resilient
+//! clusters, loopback admin, no drift between shapes) hold in the rendered
+//! configuration, read back as YAML.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use e2e::{envoy_validate, repo_root, wasm_file};
+use gateway_config::{Options, Shape};
+use serde_json::Value;
 
 const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
 
-/// Variables the renderer reads from the environment; cleared so a
-/// developer's shell cannot change what a test renders.
-const RENDER_ENV: &[&str] = &[
-    "ENABLE_AUTHENTICATION",
-    "ENABLE_RATE_LIMITING",
-    "CORS_ORIGINS",
-    "SLOW_REQUEST_MS",
-    "JWT_SECRET_KEY",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "RATE_LIMIT_PER_MINUTE",
-    "RATE_LIMIT_FAILURE_MODE",
-    "RATE_LIMIT_TIMEOUT_MS",
-    "LOCAL_RATE_LIMIT_BURST",
-    "LOCAL_RATE_LIMIT_PER_SECOND",
-    "UPSTREAM_MAX_CONNECTIONS",
-    "UPSTREAM_MAX_PENDING_REQUESTS",
-    "UPSTREAM_MAX_REQUESTS",
-    "UPSTREAM_MAX_RETRIES",
-    "HEALTH_CHECK_INTERVAL_MS",
-    "MAX_DOWNSTREAM_CONNECTIONS",
-    "DATA_SERVICE_URL",
-    "CALCULATION_SERVICE_URL",
-];
-
+/// Renders with the command line's options (`--shape`, `--tls`, `--wasm-dir`,
+/// `--cert-dir`, `--no-wasm`) and exactly the variables in `sets` (never
+/// the test process's own environment); the YAML, or the error.
 fn render(args: &[&str], sets: &[(&str, &str)]) -> Result<String, String> {
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("envoy/render.py"))
-        .args(["--out", "-"])
-        .args(args);
-    for var in RENDER_ENV {
-        cmd.env_remove(var);
+    let mut options = Options::new(Shape::Local);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().map(|v| v.to_string()).unwrap_or_default();
+        match *arg {
+            "--shape" => {
+                options.shape = match value().as_str() {
+                    "compose" => Shape::Compose,
+                    _ => Shape::Local,
+                };
+            }
+            "--tls" => options.tls = value() == "on",
+            "--wasm-dir" => options.wasm_dir = Some(value()),
+            "--cert-dir" => options.cert_dir = Some(value()),
+            "--no-wasm" => options.no_wasm = true,
+            other => panic!("render: unknown option {other}"),
+        }
     }
-    for (k, v) in sets {
-        cmd.arg("--set").arg(format!("{k}={v}"));
-    }
-    let out = cmd.output().map_err(|e| format!("python3: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    let env = sets
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    gateway_config::render(&options, &env)
+        .map(|(yaml, _)| yaml)
+        .map_err(|e| e.to_string())
 }
 
 fn render_ok(args: &[&str], sets: &[(&str, &str)]) -> String {
     render(args, sets).unwrap_or_else(|e| panic!("render {args:?} {sets:?} failed: {e}"))
+}
+
+/// The rendered configuration, parsed.
+fn parsed(yaml: &str) -> Value {
+    serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
 }
 
 /// A self-signed certificate made by scripts/gen-cert.sh, once per run.
@@ -81,68 +76,79 @@ fn wasm_dir() -> PathBuf {
     auth.parent().expect("wasm dir").to_path_buf()
 }
 
+/// The public listeners' HTTP connection managers (plain, then TLS).
+fn public_hcms(v: &Value) -> Vec<&Value> {
+    v["static_resources"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["name"].as_str().is_some_and(|n| n.starts_with("public_")))
+        .map(|l| &l["filter_chains"][0]["filters"][0]["typed_config"])
+        .collect()
+}
+
 /// The names of the public listener's HTTP filters, in order.
-fn http_filter_names(yaml: &str) -> Vec<String> {
-    let lines: Vec<&str> = yaml.lines().collect();
-    let start = lines
+fn http_filter_names(v: &Value) -> Vec<String> {
+    public_hcms(v)[0]["http_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The plugin configuration (JSON) of the wasm filter `name`, if rendered.
+fn plugin_config(v: &Value, name: &str) -> Option<Value> {
+    public_hcms(v)[0]["http_filters"]
+        .as_array()?
         .iter()
-        .position(|l| l.trim() == "http_filters:")
-        .expect("an http_filters list");
-    let indent = lines[start].len() - lines[start].trim_start().len();
-    let mut names = Vec::new();
-    for l in &lines[start + 1..] {
-        let t = l.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let i = l.len() - t.len();
-        if i < indent || (i == indent && !t.starts_with("- ")) {
-            break;
-        }
-        if i == indent {
-            if let Some(name) = t.strip_prefix("- name: ") {
-                names.push(name.trim().to_string());
-            }
-        }
-    }
-    names
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["typed_config"]["config"]["configuration"]["value"].as_str())
+        .map(|s| serde_json::from_str(s).unwrap_or_else(|e| panic!("{name}: {e}")))
 }
 
-/// The text of the route whose `name:` line is `- name: <name>` and whose
-/// block holds `needle` (the first such route).
-fn route_block(yaml: &str, name: &str, needle: &str) -> String {
-    let lines: Vec<&str> = yaml.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        if l.trim() != format!("- name: {name}") {
-            continue;
-        }
-        let indent = l.len() - l.trim_start().len();
-        let mut block = vec![*l];
-        for m in &lines[i + 1..] {
-            let t = m.trim_start();
-            let j = m.len() - t.len();
-            if !t.is_empty() && j <= indent {
-                break;
-            }
-            block.push(m);
-        }
-        let block = block.join("\n");
-        if block.contains(needle) {
-            return block;
-        }
-    }
-    panic!("no route {name} containing {needle}");
+/// The public routes (of the first public listener).
+fn routes(v: &Value) -> Vec<Value> {
+    public_hcms(v)[0]["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
-/// The text of one cluster definition.
-fn cluster_block(yaml: &str, name: &str) -> String {
-    let clusters = &yaml[yaml.find("\n  clusters:").expect("clusters")..];
-    let start = clusters
-        .find(&format!("  - name: {name}\n"))
-        .unwrap_or_else(|| panic!("no cluster {name}"));
-    let rest = &clusters[start + 4..];
-    let end = rest.find("\n  - name: ").unwrap_or(rest.len());
-    rest[..end].to_string()
+/// The route named `name` that goes to `cluster`.
+fn route(v: &Value, name: &str, cluster: &str) -> Value {
+    routes(v)
+        .into_iter()
+        .find(|r| r["name"] == name && r["route"]["cluster"] == cluster)
+        .unwrap_or_else(|| panic!("no route {name} to {cluster}"))
+}
+
+/// One cluster definition.
+fn cluster(v: &Value, name: &str) -> Value {
+    v["static_resources"]["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+/// `address:port` of each endpoint of a cluster.
+fn endpoints(c: &Value) -> Vec<String> {
+    c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            format!(
+                "{}:{}",
+                a["address"].as_str().unwrap_or_default(),
+                a["port_value"]
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -154,21 +160,23 @@ fn every_rendered_variant_passes_envoy_validate() {
         for tls in ["on", "off"] {
             for auth in ["true", "false"] {
                 for rl in ["true", "false"] {
-                    variants.push((shape, tls, auth, rl));
+                    for tracing in ["", "http://127.0.0.1:4317"] {
+                        variants.push((shape, tls, auth, rl, tracing));
+                    }
                 }
             }
         }
     }
-    assert_eq!(variants.len(), 16);
+    assert_eq!(variants.len(), 32);
     // Loading the filters in V8 dominates: validate two variants at a time.
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = variants
-            .chunks(8)
+            .chunks(16)
             .map(|chunk| {
                 let (wasm, certs) = (&wasm, &certs);
                 scope.spawn(move || {
                     let mut failures = Vec::new();
-                    for &(shape, tls, auth, rl) in chunk {
+                    for &(shape, tls, auth, rl, tracing) in chunk {
                         let yaml = render_ok(
                             &[
                                 "--shape",
@@ -185,6 +193,7 @@ fn every_rendered_variant_passes_envoy_validate() {
                                 ("ENABLE_RATE_LIMITING", rl),
                                 ("JWT_SECRET_KEY", SECRET),
                                 ("CORS_ORIGINS", "https://app.example.com"),
+                                ("OTEL_EXPORTER_OTLP_ENDPOINT", tracing),
                             ],
                         );
                         assert!(!yaml.contains("/etc/envoy"), "paths overridden");
@@ -198,7 +207,7 @@ fn every_rendered_variant_passes_envoy_validate() {
                         );
                         if let Err(e) = envoy_validate(&yaml) {
                             failures.push(format!(
-                                "shape={shape} tls={tls} auth={auth} ratelimit={rl} rejected:\n{e}"
+                                "shape={shape} tls={tls} auth={auth} ratelimit={rl} tracing={tracing:?} rejected:\n{e}"
                             ));
                         }
                     }
@@ -216,16 +225,15 @@ fn every_rendered_variant_passes_envoy_validate() {
 
 #[test]
 fn the_filter_chain_runs_cors_auth_with_metrics_rate_limits_validation_buffer_router() {
-    let yaml = render_ok(
+    let v = parsed(&render_ok(
         &["--shape", "local"],
         &[
             ("JWT_SECRET_KEY", SECRET),
             ("CORS_ORIGINS", "https://app.example.com"),
         ],
-    );
-    let names = http_filter_names(&yaml);
+    ));
     assert_eq!(
-        names,
+        http_filter_names(&v),
         [
             "envoy.filters.http.cors",
             "auth_filter",
@@ -237,83 +245,105 @@ fn the_filter_chain_runs_cors_auth_with_metrics_rate_limits_validation_buffer_ro
         "filter order"
     );
     // No separate metrics filter: the auth filter records the metrics.
-    let auth = yaml
-        .split("- name: auth_filter")
-        .nth(1)
-        .expect("auth filter rendered");
-    assert!(
-        auth.split("- name: ")
-            .next()
-            .unwrap_or_default()
-            .contains(r#"\"metrics\":{\"slow_request_ms\":500}"#),
+    let auth = plugin_config(&v, "auth_filter").expect("auth filter rendered");
+    assert_eq!(
+        auth["metrics"],
+        serde_json::json!({"slow_request_ms": 500}),
         "the auth filter's configuration has the metrics section"
     );
 }
 
 #[test]
 fn authentication_off_keeps_the_metrics_filter_first() {
-    let yaml = render_ok(&["--shape", "local"], &[("ENABLE_AUTHENTICATION", "false")]);
-    let names = http_filter_names(&yaml);
+    let v = parsed(&render_ok(
+        &["--shape", "local"],
+        &[("ENABLE_AUTHENTICATION", "false")],
+    ));
+    let names = http_filter_names(&v);
     assert_eq!(
         names.first().map(String::as_str),
         Some("metrics_filter"),
         "{names:?}"
     );
-    assert!(
-        !yaml.contains(r#"\"metrics\":{"#),
-        "no auth filter to carry a metrics section"
+    assert_eq!(
+        plugin_config(&v, "metrics_filter"),
+        Some(serde_json::json!({"slow_request_ms": 500}))
     );
+    assert!(plugin_config(&v, "auth_filter").is_none());
 }
 
 #[test]
 fn authentication_off_drops_the_auth_filter_but_still_strips_internal_headers() {
     let yaml = render_ok(&["--shape", "local"], &[("ENABLE_AUTHENTICATION", "false")]);
-    let names = http_filter_names(&yaml);
+    let v = parsed(&yaml);
+    let names = http_filter_names(&v);
     assert!(!names.iter().any(|n| n == "auth_filter"), "{names:?}");
-    assert!(
-        names
-            .iter()
-            .any(|n| n == "envoy.filters.http.header_mutation"),
-        "{names:?}"
+    let mutation = public_hcms(&v)[0]["http_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == "envoy.filters.http.header_mutation")
+        .cloned()
+        .unwrap_or_else(|| panic!("{names:?}"));
+    let removed: Vec<&str> = mutation["typed_config"]["mutations"]["request_mutations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["remove"].as_str())
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "x-client-id",
+            "x-client-scopes",
+            "x-auth-method",
+            "x-client-rate-limit",
+            "x-client-tier",
+            "x-api-key-id",
+        ]
     );
-    for h in [
-        "x-client-id",
-        "x-client-scopes",
-        "x-auth-method",
-        "x-client-rate-limit",
-        "x-client-tier",
-        "x-api-key-id",
-    ] {
-        assert!(yaml.contains(&format!("- remove: {h}")), "{h} not stripped");
-    }
     // No secret is needed (or rendered) when authentication is off.
     assert!(
-        !yaml.contains("\\\"secret\\\""),
+        !yaml.contains("secret"),
         "jwt secret rendered with auth off"
     );
 }
 
 #[test]
 fn rate_limiting_off_drops_both_rate_limit_filters_and_the_rls_cluster() {
-    let on = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
-    let off = render_ok(
+    let on = parsed(&render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    let off = parsed(&render_ok(
         &["--shape", "local"],
         &[
             ("JWT_SECRET_KEY", SECRET),
             ("ENABLE_RATE_LIMITING", "false"),
         ],
-    );
-    assert!(on.contains("- name: rate_limit_service"));
-    assert!(!off.contains("- name: rate_limit_service"));
+    ));
+    let cluster_names = |v: &Value| -> Vec<String> {
+        v["static_resources"]["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(cluster_names(&on).iter().any(|n| n == "rate_limit_service"));
+    assert!(!cluster_names(&off)
+        .iter()
+        .any(|n| n == "rate_limit_service"));
     let names = http_filter_names(&off);
     assert!(!names.iter().any(|n| n.contains("ratelimit")), "{names:?}");
+    assert!(plugin_config(&off, "auth_filter").is_some_and(|c| c.get("local_rate_limit").is_none()));
 }
 
 #[test]
 fn cors_is_absent_unless_origins_are_configured_and_then_exact() {
     let none = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
     assert!(!none.contains("envoy.filters.http.cors"));
-    let some = render_ok(
+    let some = parsed(&render_ok(
         &["--shape", "local"],
         &[
             ("JWT_SECRET_KEY", SECRET),
@@ -322,12 +352,13 @@ fn cors_is_absent_unless_origins_are_configured_and_then_exact() {
                 "https://a.example.com, http://localhost:3000",
             ),
         ],
-    );
-    assert!(some.contains(r#"- { exact: "https://a.example.com" }"#));
-    assert!(some.contains(r#"- { exact: "http://localhost:3000" }"#));
-    assert!(
-        !some.contains(r#"regex: ".*""#),
-        "no wildcard unless asked for"
+    ));
+    let policy = &public_hcms(&some)[0]["route_config"]["virtual_hosts"][0]
+        ["typed_per_filter_config"]["envoy.filters.http.cors"];
+    assert_eq!(
+        policy["allow_origin_string_match"],
+        serde_json::json!([{"exact": "https://a.example.com"}, {"exact": "http://localhost:3000"}]),
+        "exact origins, no wildcard unless asked for"
     );
 }
 
@@ -373,103 +404,120 @@ fn the_renderer_refuses_unsafe_or_malformed_settings() {
 
 #[test]
 fn a_calculation_is_retried_only_when_it_never_reached_a_backend() {
-    let yaml = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
-    let post = route_block(
-        &yaml,
-        "/api/v1/calculate-locate",
-        "cluster: calculation_service",
-    );
-    assert!(
-        post.contains("retry_on: connect-failure,refused-stream\n"),
-        "{post}"
-    );
-    let get = route_block(&yaml, "/api/v1/rates/{ticker}", "cluster: data_service");
-    assert!(
-        get.contains("retry_on: connect-failure,refused-stream,reset,5xx"),
-        "{get}"
-    );
-    assert!(get.contains("per_try_timeout"), "{get}");
-    // No other route retries on 5xx: only the GET of rates does.
+    let v = parsed(&render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    let post = route(&v, "/api/v1/calculate-locate", "calculation_service");
     assert_eq!(
-        yaml.matches(",5xx").count(),
-        2,
-        "one 5xx retry per listener"
+        post["route"]["retry_policy"]["retry_on"],
+        "connect-failure,refused-stream"
     );
+    let get = route(&v, "/api/v1/rates/{ticker}", "data_service");
+    let policy = &get["route"]["retry_policy"];
+    assert_eq!(
+        policy["retry_on"],
+        "connect-failure,refused-stream,reset,5xx"
+    );
+    assert!(policy.get("per_try_timeout").is_some(), "{get}");
+    // No other route retries on 5xx: only the GET of rates does.
+    let on_5xx: Vec<String> = routes(&v)
+        .iter()
+        .filter(|r| {
+            r["route"]["retry_policy"]["retry_on"]
+                .as_str()
+                .is_some_and(|s| s.contains("5xx"))
+        })
+        .map(|r| r["name"].to_string())
+        .collect();
+    assert_eq!(on_5xx, [r#""/api/v1/rates/{ticker}""#]);
 }
 
 #[test]
 fn every_backend_cluster_has_timeouts_breakers_budget_outlier_detection_and_health_checks() {
-    let yaml = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
-    for cluster in [
+    let v = parsed(&render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    for name in [
         "data_service",
         "calculation_service",
         "auth_service",
         "ops_service",
         "rate_limit_service",
     ] {
-        let c = cluster_block(&yaml, cluster);
-        for needle in [
-            "connect_timeout:",
-            "circuit_breakers:",
-            "retry_budget:",
-            "outlier_detection:",
-            "http_health_check:",
-            "path: /health",
-            "per_connection_buffer_limit_bytes:",
+        let c = cluster(&v, name);
+        for present in [
+            &c["connect_timeout"],
+            &c["circuit_breakers"]["thresholds"][0]["retry_budget"],
+            &c["outlier_detection"],
+            &c["per_connection_buffer_limit_bytes"],
         ] {
-            assert!(c.contains(needle), "{cluster} lacks {needle}:\n{c}");
+            assert!(!present.is_null(), "{name} lacks a setting:\n{c}");
         }
+        assert_eq!(
+            c["health_checks"][0]["http_health_check"]["path"],
+            "/health"
+        );
     }
-    let rls = cluster_block(&yaml, "rate_limit_service");
-    assert!(rls.contains("http2_protocol_options"), "RLS speaks gRPC");
+    let rls = cluster(&v, "rate_limit_service");
     assert!(
-        rls.contains("health_check_config: { port_value: 8091 }"),
-        "{rls}"
+        rls.to_string().contains("http2_protocol_options"),
+        "RLS speaks gRPC"
+    );
+    assert_eq!(
+        rls["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["health_check_config"]["port_value"],
+        8091
     );
 }
 
 #[test]
 fn the_admin_interface_listens_on_loopback_in_every_shape() {
     for shape in ["local", "compose"] {
-        let yaml = render_ok(&["--shape", shape], &[("JWT_SECRET_KEY", SECRET)]);
-        let admin = &yaml[yaml.find("\nadmin:").expect("admin")..];
-        let admin = &admin[..admin.find("\n\n").unwrap_or(admin.len())];
-        assert!(admin.contains("address: 127.0.0.1"), "{shape}: {admin}");
+        let v = parsed(&render_ok(
+            &["--shape", shape],
+            &[("JWT_SECRET_KEY", SECRET)],
+        ));
+        assert_eq!(
+            v["admin"]["address"]["socket_address"]["address"], "127.0.0.1",
+            "{shape}"
+        );
     }
 }
 
 #[test]
 fn edge_hardening_settings_are_in_every_listener() {
-    let yaml = render_ok(
+    let v = parsed(&render_ok(
         &["--shape", "compose", "--tls", "on"],
         &[("JWT_SECRET_KEY", SECRET)],
-    );
-    for needle in [
-        "use_remote_address: true",
-        "xff_num_trusted_hops: 0",
-        "normalize_path: true",
-        "merge_slashes: true",
-        "path_with_escaped_slashes_action: REJECT_REQUEST",
-        "headers_with_underscores_action: REJECT_REQUEST",
-        "max_request_headers_kb: 32",
-        "request_headers_timeout:",
-    ] {
+    ));
+    let hcms = public_hcms(&v);
+    assert_eq!(hcms.len(), 2, "plain and TLS listeners");
+    for hcm in &hcms {
+        assert_eq!(hcm["use_remote_address"], true);
+        assert_eq!(hcm["xff_num_trusted_hops"], 0);
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
         assert_eq!(
-            yaml.matches(needle).count(),
-            2,
-            "{needle} on both public listeners"
+            hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+            "REJECT_REQUEST"
         );
+        assert_eq!(hcm["max_request_headers_kb"], 32);
+        assert!(hcm["request_headers_timeout"].is_string());
     }
-    assert_eq!(
-        yaml.matches("tls_minimum_protocol_version: TLSv1_2")
-            .count(),
-        1
-    );
-    assert_eq!(
-        yaml.matches("key: strict-transport-security").count(),
-        1,
-        "HSTS on TLS only"
-    );
+    let hsts = |hcm: &Value| {
+        hcm["route_config"]["response_headers_to_add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|h| h["header"]["key"] == "strict-transport-security")
+    };
+    assert!(!hsts(hcms[0]) && hsts(hcms[1]), "HSTS on TLS only");
+    let tls = &v["static_resources"]["listeners"][1]["filter_chains"][0]["transport_socket"]
+        ["typed_config"]["common_tls_context"]["tls_params"];
+    assert_eq!(tls["tls_minimum_protocol_version"], "TLSv1_2");
     let plain = render_ok(
         &["--shape", "compose", "--tls", "off"],
         &[("JWT_SECRET_KEY", SECRET)],
@@ -479,95 +527,94 @@ fn edge_hardening_settings_are_in_every_listener() {
 
 #[test]
 fn local_and_compose_shapes_differ_only_in_addresses_and_paths() {
-    let local = render_ok(&["--shape", "local"], &[("JWT_SECRET_KEY", SECRET)]);
-    let compose = render_ok(&["--shape", "compose"], &[("JWT_SECRET_KEY", SECRET)]);
-    // Strip what legitimately differs: addresses, file paths, the cluster
-    // type that follows from DNS names, the node id and the compose-only
-    // stats listener. Everything else must be byte-identical.
-    fn normalise(s: &str) -> String {
-        let s: String = s
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let s = match (s.find("  - name: internal_admin"), s.find("\n  clusters:")) {
-            (Some(a), Some(b)) => format!("{}{}", &s[..a], &s[b + 1..]),
-            _ => s.to_string(),
-        };
-        let s = match s.find("  - name: envoy_admin\n") {
-            Some(a) => s[..a].to_string(),
-            None => s,
-        };
-        s.lines()
-            .map(|l| {
-                if l.contains("filename:") {
-                    "FILENAME".to_string()
-                } else if l.contains("socket_address:") {
-                    let port = l.split("port_value: ").nth(1).unwrap_or("");
-                    format!("ADDRESS {port}")
-                } else if l.contains("type: STATIC") || l.contains("type: STRICT_DNS") {
-                    "TYPE".to_string()
-                } else if l.starts_with("  id: gateway-") {
-                    "NODE".to_string()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    let local = parsed(&render_ok(
+        &["--shape", "local"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    let compose = parsed(&render_ok(
+        &["--shape", "compose"],
+        &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    // Blank out what legitimately differs: addresses, file paths, the
+    // cluster type that follows from DNS names, the node id and the
+    // compose-only admin listener and cluster. Everything else must be
+    // equal.
+    fn normalise(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(_, x)| x["name"] != "internal_admin" && x["name"] != "envoy_admin")
+                    .map(|(k, x)| {
+                        let x = match k.as_str() {
+                            "address" if x.is_string() => Value::Null,
+                            "filename" | "type" | "id" if x.is_string() => Value::Null,
+                            _ => normalise(x),
+                        };
+                        (k.clone(), x)
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .filter(|x| x["name"] != "internal_admin" && x["name"] != "envoy_admin")
+                    .map(normalise)
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
-    let (l, c) = (normalise(&local), normalise(&compose));
-    if l != c {
-        let diff: Vec<String> = l
-            .lines()
-            .zip(c.lines())
-            .filter(|(a, b)| a != b)
-            .take(5)
-            .map(|(a, b)| format!("local:   {a}\ncompose: {b}"))
-            .collect();
-        panic!("shapes drifted:\n{}", diff.join("\n"));
-    }
-    assert!(
-        compose.contains("address: data-service"),
-        "compose uses service names"
+    assert_eq!(normalise(&local), normalise(&compose), "shapes drifted");
+    assert_eq!(
+        endpoints(&cluster(&compose, "data_service")),
+        ["data-service:8081"]
     );
-    assert!(local.contains("address: 127.0.0.1, port_value: 8081"));
+    assert_eq!(
+        endpoints(&cluster(&local, "data_service")),
+        ["127.0.0.1:8081"]
+    );
 }
 
 #[test]
 fn plugin_configurations_follow_the_environment() {
-    let yaml = render_ok(
+    let v = parsed(&render_ok(
         &["--shape", "local"],
         &[("JWT_SECRET_KEY", SECRET), ("SLOW_REQUEST_MS", "750")],
-    );
-    assert!(
-        yaml.contains(r#"\"slow_request_ms\":750"#),
+    ));
+    let auth = plugin_config(&v, "auth_filter").expect("auth filter");
+    assert_eq!(
+        auth["metrics"]["slow_request_ms"], 750,
         "SLOW_REQUEST_MS reaches the metrics recording (in the auth filter)"
     );
-    assert!(
-        yaml.contains(&format!(r#"\"secret\":\"{SECRET}\""#)),
+    assert_eq!(
+        auth["jwt"]["secret"], SECRET,
         "JWT_SECRET_KEY reaches the auth filter"
     );
 }
 
 #[test]
 fn the_docs_page_files_are_routed_to_the_ops_service_and_exactly_they_are_public() {
-    // One listener (TLS off), so one copy of the auth filter's settings.
-    let yaml = render_ok(
+    let v = parsed(&render_ok(
         &["--shape", "local", "--tls", "off"],
         &[("JWT_SECRET_KEY", SECRET)],
+    ));
+    let docs = route(&v, "/docs/{file}", "ops_service");
+    assert_eq!(docs["match"]["prefix"], "/docs/");
+    let public: Vec<String> = plugin_config(&v, "auth_filter").expect("auth filter")
+        ["public_paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .filter(|p| p.starts_with("/docs/"))
+        .collect();
+    let mut want = vec!["/docs/".to_owned()];
+    want.extend(
+        ops_service::docs_page::ASSETS
+            .iter()
+            .map(|f| format!("/docs/{f}")),
     );
-    let route = route_block(&yaml, "/docs/{file}", "cluster: ops_service");
-    assert!(route.contains("prefix: /docs/"), "{route}");
-    for file in ops_service::docs_page::ASSETS {
-        assert!(
-            yaml.contains(&format!(r#"\"/docs/{file}\""#)),
-            "/docs/{file} is not a public path of the auth filter"
-        );
-    }
     assert_eq!(
-        yaml.matches(r#"\"/docs/"#).count(),
-        ops_service::docs_page::ASSETS.len() + 1,
+        public, want,
         "public: /docs/ and the page's files, nothing else under /docs/"
     );
 }
@@ -582,63 +629,68 @@ fn the_per_instance_bucket_is_the_auth_filters_own_sized_from_each_keys_limit() 
         !yaml.contains("envoy.filters.http.local_ratelimit"),
         "no fixed-size Envoy bucket: it would cap every key above its size"
     );
-    assert!(
-        yaml.contains(r#"\"local_rate_limit\":{\"default_per_minute\":120}"#),
+    assert_eq!(
+        plugin_config(&parsed(&yaml), "auth_filter").expect("auth filter")["local_rate_limit"],
+        serde_json::json!({"default_per_minute": 120}),
         "keys without their own limit get RATE_LIMIT_PER_MINUTE in the auth filter's bucket"
     );
     envoy_validate(&yaml).unwrap_or_else(|e| panic!("rejected: {e}"));
-    // Rate limiting off: no bucket either.
-    let off = render_ok(
-        &["--shape", "local", "--tls", "off"],
-        &[
-            ("JWT_SECRET_KEY", SECRET),
-            ("ENABLE_RATE_LIMITING", "false"),
-        ],
-    );
-    assert!(!off.contains("local_rate_limit"));
     // The variables of the fixed bucket are ignored with a warning, never
     // half-applied.
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("envoy/render.py"))
-        .args(["--out", "-", "--shape", "local", "--tls", "off"])
-        .args(["--set", &format!("JWT_SECRET_KEY={SECRET}")])
-        .args(["--set", "LOCAL_RATE_LIMIT_BURST=600"]);
-    for var in RENDER_ENV {
-        cmd.env_remove(var);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut env: std::collections::BTreeMap<String, String> = [
+        ("JWT_SECRET_KEY", SECRET),
+        ("LOCAL_RATE_LIMIT_BURST", "600"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut options = Options::new(Shape::Local);
+    options.tls = false;
+    let (with, warnings) = gateway_config::render(&options, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        stderr.contains("LOCAL_RATE_LIMIT_BURST is ignored"),
-        "{stderr}"
+        warnings
+            .iter()
+            .any(|w| w.contains("LOCAL_RATE_LIMIT_BURST is ignored")),
+        "{warnings:?}"
     );
-    let plain = render_ok(
-        &["--shape", "local", "--tls", "off"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), plain);
+    env.remove("LOCAL_RATE_LIMIT_BURST");
+    let (plain, _) = gateway_config::render(&options, &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(with, plain);
 }
 
 #[test]
 fn per_route_descriptors_name_each_api_route_with_the_client() {
-    let yaml = render_ok(
+    let v = parsed(&render_ok(
         &["--shape", "local", "--tls", "off"],
         &[("JWT_SECRET_KEY", SECRET)],
-    );
+    ));
+    let limits = public_hcms(&v)[0]["route_config"]["virtual_hosts"][0]["rate_limits"].clone();
+    let actions: Vec<Value> = limits
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| l["actions"].clone())
+        .collect();
     for (route, prefix) in [
         ("rates", "/api/v1/rates/"),
         ("calculate-locate", "/api/v1/calculate-locate"),
         ("auth-token", "/api/v1/auth/token"),
     ] {
         assert!(
-            yaml.contains(&format!("descriptor_value: {route}")),
-            "no route descriptor for {route}"
+            actions.iter().any(|a| {
+                let m = &a[0]["header_value_match"];
+                m["descriptor_value"] == route
+                    && m["headers"][0]["string_match"]["prefix"] == prefix
+                    && a[1]["request_headers"]["descriptor_key"] == "client_id"
+            }),
+            "no route descriptor for {route}: {limits}"
         );
-        assert!(yaml.contains(&format!("prefix: {prefix} }}")), "{prefix}");
     }
     assert!(
-        yaml.contains("header_name: x-client-tier, descriptor_key: tier"),
+        actions.iter().any(|a| {
+            a[0]["request_headers"]
+                == serde_json::json!({"header_name": "x-client-tier", "descriptor_key": "tier"})
+        }),
         "per-tier descriptor"
     );
 }
@@ -646,33 +698,43 @@ fn per_route_descriptors_name_each_api_route_with_the_client() {
 #[test]
 fn service_url_variables_move_the_data_and_calculation_clusters_in_the_local_shape() {
     let args = ["--shape", "local", "--no-wasm", "--tls", "off"];
-    let default = render_ok(&args, &[]);
-    assert!(
-        cluster_block(&default, "data_service").contains("address: 127.0.0.1, port_value: 8081")
+    let default = parsed(&render_ok(&args, &[]));
+    assert_eq!(
+        endpoints(&cluster(&default, "data_service")),
+        ["127.0.0.1:8081"]
     );
-    assert!(cluster_block(&default, "calculation_service")
-        .contains("address: 127.0.0.1, port_value: 8082"));
+    assert_eq!(
+        endpoints(&cluster(&default, "calculation_service")),
+        ["127.0.0.1:8082"]
+    );
 
-    let moved = render_ok(
+    let moved_yaml = render_ok(
         &args,
         &[
             ("DATA_SERVICE_URL", "http://10.1.2.3:9081"),
             ("CALCULATION_SERVICE_URL", "http://10.1.2.4:9082/"),
         ],
     );
-    assert!(cluster_block(&moved, "data_service").contains("address: 10.1.2.3, port_value: 9081"));
-    assert!(cluster_block(&moved, "calculation_service")
-        .contains("address: 10.1.2.4, port_value: 9082"));
-    envoy_validate(&moved).unwrap_or_else(|e| panic!("moved services rejected: {e}"));
+    let moved = parsed(&moved_yaml);
+    assert_eq!(
+        endpoints(&cluster(&moved, "data_service")),
+        ["10.1.2.3:9081"]
+    );
+    assert_eq!(
+        endpoints(&cluster(&moved, "calculation_service")),
+        ["10.1.2.4:9082"]
+    );
+    envoy_validate(&moved_yaml).unwrap_or_else(|e| panic!("moved services rejected: {e}"));
 
     // The compose shape keeps the compose service names (.env.example's
     // loopback URLs describe make run, not the compose network).
-    let compose = render_ok(
+    let compose = parsed(&render_ok(
         &["--shape", "compose", "--no-wasm", "--tls", "off"],
         &[("DATA_SERVICE_URL", "http://127.0.0.1:8081")],
-    );
-    assert!(
-        cluster_block(&compose, "data_service").contains("address: data-service, port_value: 8081")
+    ));
+    assert_eq!(
+        endpoints(&cluster(&compose, "data_service")),
+        ["data-service:8081"]
     );
 
     for bad in [

@@ -1,9 +1,9 @@
-//! The gateway's Envoy configuration, rendered by envoy/render.py and run in
+//! The gateway's Envoy configuration, rendered by gateway-config and run in
 //! a real Envoy: routes, the 404/405 envelope, edge hardening, resilient
 //! clusters (health checks, safe retries, circuit breakers) and TLS.
 //!
 //! These suites exercise Envoy's own behaviour, so the config is rendered
-//! with `--no-wasm` (the filters have their own suites) and with
+//! without the wasm filters (they have their own suites) and with
 //! authentication and rate limiting off; test backends stand in for the
 //! services.
 
@@ -18,26 +18,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use e2e::{free_port, repo_root, CountingUpstream, Envoy};
+use e2e::{free_port, render_gateway, repo_root, CountingUpstream, Envoy};
+use gateway_config::envoy::Port;
+use gateway_config::{Options, Shape};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
 // Rendering and starting the gateway
 // ---------------------------------------------------------------------------
-
-const RENDER_ENV: &[&str] = &[
-    "ENABLE_AUTHENTICATION",
-    "ENABLE_RATE_LIMITING",
-    "CORS_ORIGINS",
-    "SLOW_REQUEST_MS",
-    "JWT_SECRET_KEY",
-    "RATE_LIMIT_PER_MINUTE",
-    "UPSTREAM_MAX_CONNECTIONS",
-    "UPSTREAM_MAX_PENDING_REQUESTS",
-    "UPSTREAM_MAX_REQUESTS",
-    "UPSTREAM_MAX_RETRIES",
-    "HEALTH_CHECK_INTERVAL_MS",
-];
 
 fn cert_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -76,37 +64,23 @@ impl Setup {
     }
 
     fn render(&self) -> String {
-        let mut cmd = Command::new("python3");
-        cmd.arg(repo_root().join("envoy/render.py"))
-            .args(["--out", "-", "--shape", "local", "--no-wasm"])
-            .args([
-                "--listener-port",
-                "{{LISTENER_PORT}}",
-                "--admin-port",
-                "{{ADMIN_PORT}}",
-            ]);
+        let mut options = Options::new(Shape::Local);
+        options.no_wasm = true;
+        options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
+        options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
         match self.tls_port {
             Some(p) => {
-                cmd.args(["--tls", "on", "--tls-port", &p.to_string()])
-                    .arg("--cert-dir")
-                    .arg(cert_dir());
+                options.tls = true;
+                options.tls_port = Port::Number(p);
+                options.cert_dir = Some(cert_dir().display().to_string());
             }
-            None => {
-                cmd.args(["--tls", "off"]);
-            }
+            None => options.tls = false,
         }
-        for var in RENDER_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.args([
-            "--set",
-            "ENABLE_AUTHENTICATION=false",
-            "--set",
-            "ENABLE_RATE_LIMITING=false",
-        ]);
-        for (k, v) in &self.sets {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
+        let mut sets = vec![
+            "ENABLE_AUTHENTICATION=false".to_owned(),
+            "ENABLE_RATE_LIMITING=false".to_owned(),
+        ];
+        sets.extend(self.sets.iter().map(|(k, v)| format!("{k}={v}")));
         // Clusters without a test backend point at a closed port.
         let closed = free_port();
         for cluster in [
@@ -122,16 +96,12 @@ impl Setup {
                 .map(|(_, p)| p.clone())
                 .unwrap_or_else(|| vec![closed]);
             let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-            cmd.arg("--upstream")
-                .arg(format!("{cluster}={}", hosts.join(",")));
+            options
+                .upstreams
+                .push(format!("{cluster}={}", hosts.join(",")));
         }
-        let out = cmd.output().expect("python3 envoy/render.py");
-        assert!(
-            out.status.success(),
-            "render failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        // Only the settings given here, never the test process's own.
+        render_gateway(&options, &sets, false).unwrap_or_else(|e| panic!("render failed: {e}"))
     }
 
     async fn start(self) -> (Envoy, Option<u16>) {
@@ -987,47 +957,25 @@ async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_ser
     let data = CountingUpstream::start().await;
     let stats_port = free_port();
     let closed = free_port();
-    let out = Command::new("python3")
-        .arg(repo_root().join("envoy/render.py"))
-        .args([
-            "--out",
-            "-",
-            "--shape",
-            "compose",
-            "--no-wasm",
-            "--tls",
-            "off",
-        ])
-        .args(["--listen-address", "127.0.0.1"])
-        .args([
-            "--listener-port",
-            "{{LISTENER_PORT}}",
-            "--admin-port",
-            "{{ADMIN_PORT}}",
-        ])
-        .args(["--stats-port", &stats_port.to_string()])
-        .arg("--upstream")
-        .arg(format!("data_service=127.0.0.1:{}", data.port))
-        .arg("--upstream")
-        .arg(format!("calculation_service=127.0.0.1:{closed}"))
-        .arg("--upstream")
-        .arg(format!("auth_service=127.0.0.1:{closed}"))
-        .arg("--upstream")
-        .arg(format!("ops_service=127.0.0.1:{closed}"))
-        .args([
-            "--set",
-            "ENABLE_AUTHENTICATION=false",
-            "--set",
-            "ENABLE_RATE_LIMITING=false",
-        ])
-        .output()
-        .expect("render");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await;
+    let mut options = Options::new(Shape::Compose);
+    options.no_wasm = true;
+    options.tls = false;
+    options.listen_address = Some("127.0.0.1".into());
+    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
+    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
+    options.stats_port = Port::Number(stats_port);
+    options.upstreams = vec![
+        format!("data_service=127.0.0.1:{}", data.port),
+        format!("calculation_service=127.0.0.1:{closed}"),
+        format!("auth_service=127.0.0.1:{closed}"),
+        format!("ops_service=127.0.0.1:{closed}"),
+    ];
+    let sets = [
+        "ENABLE_AUTHENTICATION=false".to_owned(),
+        "ENABLE_RATE_LIMITING=false".to_owned(),
+    ];
+    let yaml = render_gateway(&options, &sets, false).unwrap_or_else(|e| panic!("render: {e}"));
+    let envoy = Envoy::start(&yaml).await;
     assert_eq!(
         raw(envoy.port, "GET", "/api/v1/rates/AAPL", &[], "").status,
         200

@@ -1,5 +1,5 @@
 //! The metrics filter (SPEC §8) through a real Envoy with the gateway's
-//! `stats_config.yaml` fragment: Envoy's admin `/stats/prometheus` is
+//! stats configuration (gateway-config's `parts::stats_config`): Envoy's admin `/stats/prometheus` is
 //! scraped and parsed as Prometheus text exposition.
 //!
 //! Durations are recorded in microseconds; the `le` bounds checked here are
@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use e2e::{fragment, free_port, wasm_filter, CountingUpstream, Envoy};
+use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------
@@ -208,8 +208,8 @@ enum Recorder {
 }
 
 fn gateway_yaml(api: u16, stall: u16, recorder: Recorder, config: &str) -> String {
-    let stats = fragment("stats_config.yaml", "stats_config", 0);
-    let local_reply = fragment("local_reply.yaml", "local_reply_config", 10);
+    let stats = gateway_part("stats_config", 0);
+    let local_reply = gateway_part("local_reply_config", 10);
     let (metrics, auth) = match recorder {
         Recorder::MetricsFilter => (wasm_filter("metrics_filter", config), String::new()),
         Recorder::AuthFilter => (

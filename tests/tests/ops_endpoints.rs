@@ -700,51 +700,27 @@ fn wasm_dir() -> Option<PathBuf> {
     })
 }
 
-/// Sentinel ports rendered into the config and replaced by the harness'
-/// free ports.
-const SENTINEL_LISTENER: u16 = 65001;
-const SENTINEL_ADMIN: u16 = 65002;
 const JWT_SECRET: &str = "schemathesis-run-secret-0123456789abcdef";
 
-/// The gateway's own Envoy configuration (`envoy/render.py`, local shape,
-/// TLS and global rate limiting off), pointed at the given upstreams.
+/// The gateway's own Envoy configuration (gateway-config, local shape, TLS
+/// and global rate limiting off), pointed at the given upstreams; listener
+/// and admin ports left for the harness.
 fn rendered_gateway(upstreams: &[(&str, SocketAddr)], wasm: &std::path::Path) -> String {
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(e2e::repo_root().join("envoy/render.py"))
-        .args(["--shape", "local", "--tls", "off", "--out", "-"])
-        .arg(format!("--listener-port={SENTINEL_LISTENER}"))
-        .arg(format!("--admin-port={SENTINEL_ADMIN}"))
-        .arg(format!("--wasm-dir={}", wasm.display()))
-        .args(["--set", "ENABLE_RATE_LIMITING=false"])
-        .args(["--set", &format!("JWT_SECRET_KEY={JWT_SECRET}")]);
-    for (cluster, addr) in upstreams {
-        cmd.arg(format!("--upstream={cluster}={addr}"));
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "render.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let yaml = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        yaml.matches(&format!("port_value: {SENTINEL_LISTENER}"))
-            .count(),
-        1
-    );
-    assert_eq!(
-        yaml.matches(&format!("port_value: {SENTINEL_ADMIN}"))
-            .count(),
-        1
-    );
-    yaml.replace(
-        &format!("port_value: {SENTINEL_LISTENER}"),
-        "port_value: {{LISTENER_PORT}}",
-    )
-    .replace(
-        &format!("port_value: {SENTINEL_ADMIN}"),
-        "port_value: {{ADMIN_PORT}}",
-    )
+    use gateway_config::envoy::Port;
+    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    options.tls = false;
+    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
+    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
+    options.wasm_dir = Some(wasm.display().to_string());
+    options.upstreams = upstreams
+        .iter()
+        .map(|(cluster, addr)| format!("{cluster}={addr}"))
+        .collect();
+    let sets = [
+        "ENABLE_RATE_LIMITING=false".to_owned(),
+        format!("JWT_SECRET_KEY={JWT_SECRET}"),
+    ];
+    e2e::render_gateway(&options, &sets, true).unwrap_or_else(|e| panic!("render failed: {e}"))
 }
 
 fn schemathesis() -> Option<PathBuf> {

@@ -179,9 +179,7 @@ fn wasm_filter(name: &str, dir: &std::path::Path, config: &str) -> String {
 /// The gateway: metrics filter observing everything, auth filter, a local
 /// token bucket on the rates route, SPEC §8 stats tags and µs buckets.
 fn envoy_config(data: SocketAddr, calc: SocketAddr, auth: SocketAddr, ops: SocketAddr) -> String {
-    let stats_config =
-        std::fs::read_to_string(e2e::repo_root().join("envoy/fragments/stats_config.yaml"))
-            .expect("envoy/fragments/stats_config.yaml");
+    let stats_config = e2e::gateway_part("stats_config", 0);
     let dir = wasm_dir();
     format!(
         r#"

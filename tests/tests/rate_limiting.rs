@@ -1,5 +1,5 @@
-//! Rate limiting (SPEC §7) through a real Envoy: the pieces of
-//! envoy/fragments/ratelimit.yaml in front of a counting upstream, talking
+//! Rate limiting (SPEC §7) through a real Envoy: the gateway's rate-limit
+//! filter and descriptors (gateway-config) in front of a counting upstream, talking
 //! to the rate-limit service (backends/ratelimit) started in-process.
 //!
 //! The authentication filter is not part of these configs: the tests set
@@ -26,27 +26,32 @@ fn unique(tag: &str) -> String {
     )
 }
 
-/// envoy/fragments/ratelimit.yaml with its variables filled as render.py
-/// does (fail open unless `failure_mode_deny`, as with
-/// `RATE_LIMIT_FAILURE_MODE=deny`). The per-instance bucket is the auth
-/// filter's, not part of this fragment: tests/tests/client_limits.rs.
+/// The gateway's rate-limit filter and descriptors (gateway-config's
+/// `parts`, with RATE_LIMIT_TIMEOUT_MS' default 100 ms; fail open unless
+/// `failure_mode_deny`, as with `RATE_LIMIT_FAILURE_MODE=deny`), and a
+/// gRPC cluster for the rate-limit service. The per-instance bucket is the
+/// auth filter's, not part of these: tests/tests/client_limits.rs.
 fn fragment(failure_mode_deny: bool) -> Value {
-    let path = e2e::repo_root().join("envoy/fragments/ratelimit.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text
-        .replace(
-            "${RATE_LIMIT_FAILURE_MODE_DENY}",
-            &failure_mode_deny.to_string(),
-        )
-        .replace("${RATE_LIMIT_TIMEOUT}", "0.1s");
-    assert!(
-        !text
-            .lines()
-            .any(|l| !l.trim_start().starts_with('#') && l.contains("${")),
-        "the fragment uses a variable this test does not fill"
-    );
-    let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap();
-    serde_json::to_value(yaml).unwrap()
+    use gateway_config::parts;
+    json!({
+        "http_filters": [serde_json::to_value(parts::rate_limit_filter("0.1s", failure_mode_deny)).unwrap()],
+        "rate_limits": serde_json::to_value(parts::rate_limit_descriptors()).unwrap(),
+        "clusters": [{
+            "name": "rate_limit_service",
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            },
+            "load_assignment": {
+                "cluster_name": "rate_limit_service",
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8090}}}}]}]
+            }
+        }]
+    })
 }
 
 /// A full Envoy config: HCM with the fragment's filters and rate_limits,

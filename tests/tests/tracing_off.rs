@@ -39,8 +39,8 @@ impl TraceService for Receiver {
 
 #[tokio::test]
 async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
-    // Not in this process's environment: what the services and render.py
-    // read.
+    // Not in this process's environment: what the services and the
+    // gateway's renderer read.
     std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind(addr(0)).await.unwrap();

@@ -1,14 +1,14 @@
 //! The validation filter (SPEC §4) and the one error envelope (SPEC §6)
 //! through a real Envoy: metrics filter → validation filter → buffer →
-//! router, with the gateway's own `local_reply.yaml`, `access_log.yaml` and
-//! `stats_config.yaml` fragments.
+//! router, with the gateway's own local-reply mapping, access log and stats
+//! configuration (gateway-config's `parts`).
 //!
 //! Needs the filters built: `cargo build --release --target wasm32-wasip1
 //! -p validation-filter -p metrics-filter`.
 
 use std::time::Duration;
 
-use e2e::{fragment, free_port, wasm_filter, CountingUpstream, Envoy};
+use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -42,9 +42,9 @@ struct Upstreams {
 }
 
 fn gateway_yaml(up: &Upstreams, validation_config: &str, metrics_config: &str) -> String {
-    let stats = fragment("stats_config.yaml", "stats_config", 0);
-    let access_log = fragment("access_log.yaml", "access_log", 10);
-    let local_reply = fragment("local_reply.yaml", "local_reply_config", 10);
+    let stats = gateway_part("stats_config", 0);
+    let access_log = gateway_part("access_log", 10);
+    let local_reply = gateway_part("local_reply_config", 10);
     let metrics = wasm_filter("metrics_filter", metrics_config);
     let validation = wasm_filter("validation_filter", validation_config);
     let clusters = [

@@ -15,7 +15,7 @@
 //!   Content-Security-Policy allows scripts from `'self'` only).
 //!
 //! The gateway routes exactly these paths to the ops service and lets them
-//! through without a credential (`envoy/render.py` `public_paths`,
+//! through without a credential (`envoy/gateway-config` `DOCS_PAGE_PATHS`,
 //! `deploy/base/istio`).
 
 use std::sync::{Arc, LazyLock};

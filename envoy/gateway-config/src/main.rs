@@ -1,5 +1,5 @@
 //! `gateway-config render`: the gateway's Envoy configuration for one
-//! deployment shape (render.py's options, same names).
+//! deployment shape, and the Istio resources generated from the same values.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -72,7 +72,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, Error> {
     Err(Error(msg.into()))
 }
 
-/// What the command line says (render.py's options, same names).
+/// What the command line says (`gateway-config render --help`).
 #[derive(Debug, Clone)]
 pub struct Options {
     pub shape: Shape,
