@@ -21,7 +21,8 @@ use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------
-// Prometheus text format (0.0.4) parser
+// Prometheus text format (0.0.4), read by the ops service's reader
+// (`ops_service::text_format`, on the `prom_text_format_parser` crate)
 // ---------------------------------------------------------------------------
 
 /// One sample line.
@@ -40,25 +41,56 @@ struct Exposition {
 }
 
 impl Exposition {
+    /// The families as the ops service reads them, flattened back into one
+    /// sample per line (`_bucket` with `le`, `_sum`, `_count`).
     fn parse(text: &str) -> Result<Self, String> {
         let mut out = Exposition::default();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim_end();
-            if line.is_empty() {
-                continue;
+        for family in ops_service::text_format::parse(text)? {
+            let name = family.name().to_owned();
+            let kind = format!("{:?}", family.get_field_type()).to_lowercase();
+            out.types.insert(name.clone(), kind.clone());
+            for m in family.get_metric() {
+                let labels: BTreeMap<String, String> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                    .collect();
+                let mut push = |suffix: &str, extra: Option<(&str, String)>, value: f64| {
+                    let mut labels = labels.clone();
+                    if let Some((k, v)) = extra {
+                        labels.insert(k.to_owned(), v);
+                    }
+                    out.samples.push(Sample {
+                        name: format!("{name}{suffix}"),
+                        labels,
+                        value,
+                    });
+                };
+                match kind.as_str() {
+                    "histogram" => {
+                        let h = m.get_histogram();
+                        for b in h.get_bucket() {
+                            let le = b.upper_bound().to_string();
+                            push("_bucket", Some(("le", le)), b.cumulative_count() as f64);
+                        }
+                        let count = h.get_sample_count() as f64;
+                        push("_bucket", Some(("le", "+Inf".to_owned())), count);
+                        push("_sum", None, h.get_sample_sum());
+                        push("_count", None, count);
+                    }
+                    "summary" => {
+                        let q = m.get_summary();
+                        for quantile in q.get_quantile() {
+                            let at = quantile.quantile().to_string();
+                            push("", Some(("quantile", at)), quantile.value());
+                        }
+                        push("_sum", None, q.sample_sum());
+                        push("_count", None, q.sample_count() as f64);
+                    }
+                    "counter" => push("", None, m.get_counter().get_value()),
+                    _ => push("", None, m.get_gauge().get_value()),
+                }
             }
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest
-                    .split_once(' ')
-                    .ok_or_else(|| format!("line {}: bad TYPE", n + 1))?;
-                out.types.insert(name.to_owned(), kind.to_owned());
-                continue;
-            }
-            if line.starts_with('#') {
-                continue;
-            }
-            out.samples
-                .push(parse_sample(line).map_err(|e| format!("line {}: {e}: {line}", n + 1))?);
         }
         Ok(out)
     }
@@ -79,78 +111,6 @@ impl Exposition {
     fn series(&self, name: &str) -> Vec<&Sample> {
         self.samples.iter().filter(|s| s.name == name).collect()
     }
-}
-
-fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(['{', ' ']).ok_or_else(|| "no value".to_owned())?;
-    let name = &line[..name_end];
-    let valid_name = name.chars().enumerate().all(|(i, c)| {
-        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-    });
-    if name.is_empty() || !valid_name {
-        return Err(format!("bad metric name {name:?}"));
-    }
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices().peekable();
-        let mut end = None;
-        loop {
-            // Label name, or the closing brace.
-            let mut key = String::new();
-            for (i, c) in chars.by_ref() {
-                match c {
-                    '}' if key.is_empty() => {
-                        end = Some(i);
-                        break;
-                    }
-                    '=' => break,
-                    ',' if key.is_empty() => continue,
-                    c if c.is_ascii_alphanumeric() || c == '_' => key.push(c),
-                    c => return Err(format!("bad label name char {c:?}")),
-                }
-            }
-            if end.is_some() {
-                break;
-            }
-            if chars.next().map(|(_, c)| c) != Some('"') {
-                return Err(format!("label {key} value is not quoted"));
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next() {
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c)) => value.push(c),
-                        None => return Err("dangling escape".into()),
-                    },
-                    Some((_, '"')) => break,
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated label value".into()),
-                }
-            }
-            if labels.insert(key.clone(), value).is_some() {
-                return Err(format!("label {key} twice"));
-            }
-        }
-        let end = end.ok_or_else(|| "unterminated label set".to_owned())?;
-        rest = &body[end + 1..];
-    }
-    let value_text = rest
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| "no value".to_owned())?;
-    let value = match value_text {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
-    };
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
 }
 
 #[test]
