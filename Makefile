@@ -179,6 +179,10 @@ test: test-tools lint wasm wasm-test-variant ## Lints and every test; PostgreSQL
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 	  echo "Note: PostgreSQL tests were skipped (DATABASE_URL unset)."; fi
 
+.PHONY: check-deploy
+check-deploy: test-tools wasm ## Offline checks of the deployment artifacts (also part of make test)
+	$(CARGO) xtask check-deploy all
+
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench

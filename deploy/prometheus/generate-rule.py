@@ -6,7 +6,7 @@ it, then run
 
     .venv/bin/python deploy/prometheus/generate-rule.py
 
-`scripts/check-deploy.sh alerts` regenerates the file and fails when the
+`cargo xtask check-deploy alerts` regenerates the file and fails when the
 committed one differs, so the two cannot drift. `--out PATH` writes
 elsewhere (the check uses it).
 """
@@ -49,7 +49,7 @@ def render():
     }
     head = ("# GENERATED from alerts.yml by generate-rule.py: do not edit, edit alerts.yml\n"
             "# and run `.venv/bin/python deploy/prometheus/generate-rule.py`.\n"
-            "# scripts/check-deploy.sh alerts fails when this file differs from a fresh\n"
+            "# cargo xtask check-deploy alerts fails when this file differs from a fresh\n"
             "# generation.\n")
     return head + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=1000, allow_unicode=True)
 

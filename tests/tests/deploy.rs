@@ -1,10 +1,10 @@
 //! Deployment artifacts, checked offline (no Docker engine, no cluster):
-//! each check of `scripts/check-deploy.sh` as one test, and every Istio
-//! `WasmPlugin` configuration of every rendered overlay
-//! (`kubectl kustomize deploy/overlays/<name>`) parsed by the filters' own
-//! configuration code, so a typo in a manifest fails the build; and the
-//! gateway pods' `gateway-metrics` container, as rendered, run against a
-//! real Envoy.
+//! each check of `cargo xtask check-deploy` as one test (called through the
+//! xtask library), and every Istio `WasmPlugin` configuration of every
+//! rendered overlay (`kubectl kustomize deploy/overlays/<name>`) parsed by
+//! the filters' own configuration code, so a typo in a manifest fails the
+//! build; and the gateway pods' `gateway-metrics` container, as rendered,
+//! run against a real Envoy.
 //!
 //! Tools: promtool and docker-compose (Debian packages `prometheus`,
 //! `docker-compose`), kubectl (renders the overlays), kubernetes-validate
@@ -19,6 +19,7 @@ use filter_core::auth::Settings;
 use filter_core::metrics::MetricsConfig;
 use filter_core::validation::ValidationConfig;
 use serde_json::Value;
+use xtask::check_deploy::{self, Check, Ctx};
 
 /// Where the built filters are: `$WASM_DIR`, else the release output of
 /// `cargo build --target wasm32-wasip1` (as [`e2e::wasm_file`] finds them).
@@ -28,51 +29,42 @@ fn wasm_dir() -> PathBuf {
         .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release"))
 }
 
-fn check(section: &str) {
-    let root = repo_root();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/check-deploy.sh"))
-        .arg(section)
-        .current_dir(&root)
-        .env("WASM_DIR", wasm_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/check-deploy.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/check-deploy.sh {section} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn check(section: Check) {
+    let mut ctx = Ctx::new(&repo_root()).expect("scratch directory");
+    ctx.wasm_dir = wasm_dir();
+    if let Err(e) = check_deploy::run_in(&ctx, &[section]) {
+        panic!("cargo xtask check-deploy {section:?} failed:\n{e:#}");
+    }
 }
 
 #[test]
 fn every_alert_fires_above_its_runbook_threshold_and_stays_silent_below_it() {
-    check("alerts");
+    check(Check::Alerts);
 }
 
 #[test]
 fn every_dashboard_query_parses_and_names_only_metrics_the_gateway_exports() {
-    check("dashboards");
+    check(Check::Dashboards);
 }
 
 #[test]
 fn compose_file_is_accepted_and_agrees_with_the_rendered_envoy_config() {
-    check("compose");
+    check(Check::Compose);
 }
 
 #[test]
 fn envoy_accepts_the_compose_shaped_config() {
-    check("envoy");
+    check(Check::Envoy);
 }
 
 #[test]
 fn kubernetes_manifests_validate_and_meet_the_deployment_requirements() {
-    check("kubernetes");
+    check(Check::Kubernetes);
 }
 
 #[test]
 fn images_are_multi_stage_non_root_and_build_every_binary_the_manifests_run() {
-    check("images");
+    check(Check::Images);
 }
 
 /// The YAML documents of a manifest file, as JSON values.

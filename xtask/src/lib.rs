@@ -1,0 +1,5 @@
+//! The project's tooling, run as `cargo xtask <task>` (see `main.rs`);
+//! a library too, so the end-to-end tests call the checks directly.
+
+pub mod check_deploy;
+pub mod util;
