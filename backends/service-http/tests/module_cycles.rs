@@ -1,6 +1,6 @@
-//! No import cycles between the modules of a backend crate.
+//! No import cycles between the modules of a backend or filter crate.
 //!
-//! For every crate under `backends/` this reads the files of its module
+//! For every crate under `backends/` and `filters/` this reads the files of its module
 //! tree (`src/**/*.rs`; `src/bin` and a `main.rs` next to a `lib.rs` are
 //! other crate roots and left out) and takes an edge `a → b` for every
 //! `crate::b…` path in `a`, and every `super::b…` path that names a sibling
@@ -239,6 +239,37 @@ fn no_backend_crate_has_a_module_cycle() {
         }
     }
     // The scan must see the crates' imports at all.
+    assert!(edge_count > 20, "only {edge_count} module edges found");
+    assert!(
+        problems.is_empty(),
+        "module cycles:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The same check over the filter crates (`filters/*`: the pure core, the
+/// proxy-wasm host glue and the three cdylibs).
+#[test]
+fn no_filter_crate_has_a_module_cycle() {
+    let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../filters");
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(&filters)
+        .expect("filters/ is readable")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("src").is_dir())
+        .collect();
+    crates.sort();
+    assert!(crates.len() >= 5, "expected every filter crate, got {crates:?}");
+    let mut problems = Vec::new();
+    let mut edge_count = 0;
+    for dir in &crates {
+        let edges = graph(&crate_files(&dir.join("src")));
+        edge_count += edges.values().map(BTreeSet::len).sum::<usize>();
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        for c in cycles(&edges) {
+            problems.push(format!("{name}: {}", show(&c)));
+        }
+    }
     assert!(edge_count > 20, "only {edge_count} module edges found");
     assert!(
         problems.is_empty(),
