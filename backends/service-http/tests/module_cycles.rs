@@ -259,7 +259,10 @@ fn no_filter_crate_has_a_module_cycle() {
         .filter(|p| p.join("src").is_dir())
         .collect();
     crates.sort();
-    assert!(crates.len() >= 5, "expected every filter crate, got {crates:?}");
+    assert!(
+        crates.len() >= 5,
+        "expected every filter crate, got {crates:?}"
+    );
     let mut problems = Vec::new();
     let mut edge_count = 0;
     for dir in &crates {
