@@ -38,6 +38,90 @@ impl std::fmt::Debug for Signing {
     }
 }
 
+/// The auth service's variables: the pricing services' ones (listen
+/// address, database, logging, shutdown) and the JWT signing options.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "The borrow-rate gateway's auth service")]
+pub struct Args {
+    #[command(flatten)]
+    pub service: services::config::Args,
+    /// `HS256` (shared secret) or `ES256` (private key, public JWKS).
+    #[arg(long, env = "JWT_ALGORITHM", value_name = "ALG",
+          default_value = "HS256", value_parser = algorithm)]
+    pub jwt_algorithm: String,
+    /// The HS256 secret (at least 32 bytes), shared with the gateway.
+    #[arg(
+        long,
+        env = "JWT_SECRET_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret_key: Option<String>,
+    /// PKCS#8 PEM file of the ES256 private key.
+    #[arg(long, env = "JWT_ES256_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub jwt_es256_private_key_file: Option<String>,
+    /// `kid` of ES256 tokens; the key's RFC 7638 thumbprint when unset.
+    #[arg(long, env = "JWT_ES256_KEY_ID", value_name = "KID")]
+    pub jwt_es256_key_id: Option<String>,
+    /// `iss` of issued tokens.
+    #[arg(
+        long,
+        env = "JWT_ISSUER",
+        value_name = "ISS",
+        default_value = "borrow-rate-gateway"
+    )]
+    pub jwt_issuer: String,
+    /// `aud` of issued tokens.
+    #[arg(
+        long,
+        env = "JWT_AUDIENCE",
+        value_name = "AUD",
+        default_value = "borrow-rate-api"
+    )]
+    pub jwt_audience: String,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", value_name = "SECONDS",
+          default_value = "900", value_parser = service_http::config::between(60, 3600))]
+    pub jwt_ttl_seconds: u64,
+}
+
+fn algorithm(v: &str) -> Result<String, String> {
+    match v.to_ascii_uppercase().as_str() {
+        a @ ("HS256" | "ES256") => Ok(a.to_owned()),
+        _ => Err("is not HS256 or ES256".to_owned()),
+    }
+}
+
+impl Args {
+    /// The [`Config`] these values mean: the ES256 key file is read here.
+    pub fn into_config(self) -> Result<Config, String> {
+        let service = self.service.into_config(DEFAULT_LISTEN)?;
+        let signing = if self.jwt_algorithm == "ES256" {
+            let path = self
+                .jwt_es256_private_key_file
+                .ok_or("JWT_ES256_PRIVATE_KEY_FILE: must be set for ES256")?;
+            let private_key_pem = std::fs::read_to_string(&path)
+                .map_err(|e| format!("JWT_ES256_PRIVATE_KEY_FILE: cannot read {path}: {e}"))?;
+            Signing::Es256 {
+                private_key_pem,
+                key_id: self.jwt_es256_key_id,
+            }
+        } else {
+            Signing::Hs256 {
+                secret: self
+                    .jwt_secret_key
+                    .ok_or("JWT_SECRET_KEY: must be set for HS256")?,
+            }
+        };
+        let mut config = Config::hs256(service, String::new());
+        config.signing = signing;
+        config.issuer = self.jwt_issuer;
+        config.audience = self.jwt_audience;
+        config.token_ttl = Duration::from_secs(self.jwt_ttl_seconds);
+        Ok(config)
+    }
+}
+
 /// Everything the auth service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -74,49 +158,9 @@ impl Config {
         }
     }
 
-    /// Reads the environment. The error names the offending variable.
+    /// Reads the environment ([`Args`]). The error names the offending
+    /// variable.
     pub fn from_env() -> Result<Self, String> {
-        let service = services::Config::from_env(DEFAULT_LISTEN)?;
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let algorithm = var("JWT_ALGORITHM").unwrap_or_else(|| "HS256".to_owned());
-        let signing = match algorithm.to_ascii_uppercase().as_str() {
-            "HS256" => Signing::Hs256 {
-                secret: var("JWT_SECRET_KEY").ok_or("JWT_SECRET_KEY: must be set for HS256")?,
-            },
-            "ES256" => {
-                let path = var("JWT_ES256_PRIVATE_KEY_FILE")
-                    .ok_or("JWT_ES256_PRIVATE_KEY_FILE: must be set for ES256")?;
-                let private_key_pem = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("JWT_ES256_PRIVATE_KEY_FILE: cannot read {path}: {e}"))?;
-                Signing::Es256 {
-                    private_key_pem,
-                    key_id: var("JWT_ES256_KEY_ID"),
-                }
-            }
-            other => return Err(format!("JWT_ALGORITHM: {other:?} is not HS256 or ES256")),
-        };
-        let ttl = match var("JWT_TTL_SECONDS") {
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (60..=3600).contains(s))
-                .ok_or_else(|| format!("JWT_TTL_SECONDS: {v:?} is not between 60 and 3600"))?,
-            None => 900,
-        };
-        let mut config = Self::hs256(service, String::new());
-        config.signing = signing;
-        if let Some(iss) = var("JWT_ISSUER") {
-            config.issuer = iss;
-        }
-        if let Some(aud) = var("JWT_AUDIENCE") {
-            config.audience = aud;
-        }
-        config.token_ttl = Duration::from_secs(ttl);
-        Ok(config)
+        service_http::config::from_env::<Args>()?.into_config()
     }
 }

@@ -5,8 +5,12 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_log::init("auth-service");
-    let config = match auth_service::Config::from_env() {
+    let Ok(args) = service_http::config::load::<auth_service::config::Args>("auth-service", |a| {
+        &a.service.common
+    }) else {
+        return ExitCode::FAILURE;
+    };
+    let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");

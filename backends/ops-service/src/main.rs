@@ -4,7 +4,12 @@ use ops_service::{build, shutdown_signal, OpsConfig};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_log::init("ops-service");
+    // Logging, LISTEN_ADDR and the shutdown settings as every backend reads them.
+    let Ok(_) =
+        service_http::config::load::<service_http::config::Shared>("ops-service", |a| &a.common)
+    else {
+        return std::process::ExitCode::from(2);
+    };
     let (config, internal) = match OpsConfig::from_env()
         .and_then(|c| Ok((c, ops_service::config::internal_listen_addr_from_env()?)))
     {

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use service_http::config::{positive, socket_addr, CommonArgs};
+
 /// Default gRPC address (Envoy's `rate_limit_service` cluster).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8090";
 /// Default HTTP address (`/health`, `/metrics`).
@@ -24,19 +26,6 @@ pub enum FailureMode {
     /// Answer `OVER_LIMIT` with `Retry-After: 1`: the request is refused
     /// with 429 `RATE_LIMITED`.
     Deny,
-}
-
-impl std::str::FromStr for FailureMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "allow" | "open" => Ok(Self::Allow),
-            "deny" | "closed" => Ok(Self::Deny),
-            other => Err(format!(
-                "RATE_LIMIT_FAILURE_MODE: {other:?} is not one of allow, deny"
-            )),
-        }
-    }
 }
 
 /// Files for a `rediss://` connection, each a PEM file read when the
@@ -61,18 +50,113 @@ impl RedisTls {
     }
 }
 
-/// `url` with its password replaced by `***`, for logs
-/// (`rediss://app:***@cache:6380/0`).
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
+/// `url` with its password replaced by `***`, for logs.
+pub use service_http::config::redact_url;
+
+/// The rate-limit service's variables (the shared ones flattened in from
+/// `service_http::config`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "The borrow-rate gateway's rate-limit service")]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// gRPC listen address of the Rate Limit Service.
+    #[arg(long, env = "GRPC_LISTEN_ADDR", value_name = "ADDR", value_parser = socket_addr)]
+    pub grpc_listen_addr: Option<SocketAddr>,
+    /// Per-client limit per minute without a key or file override.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", value_name = "N",
+          default_value = "60", value_parser = positive)]
+    pub rate_limit_per_minute: u64,
+    /// The limits file (default: backends/ratelimit/limits.yaml when it
+    /// exists, else built-in defaults).
+    #[arg(long, env = "RATE_LIMITS_FILE", value_name = "FILE")]
+    pub rate_limits_file: Option<PathBuf>,
+    /// Milliseconds between checks of the limits file.
+    #[arg(long, env = "RATE_LIMITS_RELOAD_MS", value_name = "MS",
+          default_value = "1000", value_parser = positive)]
+    pub rate_limits_reload_ms: u64,
+    /// Redis for counters shared by every replica; memory when unset.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// CA bundle for a rediss:// URL.
+    #[arg(long, env = "REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Client certificate for a rediss:// URL (with its key).
+    #[arg(long, env = "REDIS_CLIENT_CERT_FILE", value_name = "FILE")]
+    pub redis_client_cert_file: Option<PathBuf>,
+    /// Private key of the client certificate.
+    #[arg(long, env = "REDIS_CLIENT_KEY_FILE", value_name = "FILE")]
+    pub redis_client_key_file: Option<PathBuf>,
+    /// `allow` or `deny` when Redis is down.
+    #[arg(long, env = "RATE_LIMIT_FAILURE_MODE", value_name = "MODE",
+          default_value = "allow", value_parser = failure_mode)]
+    pub rate_limit_failure_mode: FailureMode,
+    /// Longest wait in milliseconds for one storage operation.
+    #[arg(long, env = "RATE_LIMIT_STORAGE_TIMEOUT_MS", value_name = "MS",
+          default_value = "100", value_parser = positive)]
+    pub rate_limit_storage_timeout_ms: u64,
+    /// Prefix of every counter namespace.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_KEY_PREFIX",
+        value_name = "PREFIX",
+        default_value = "brl"
+    )]
+    pub rate_limit_key_prefix: String,
+    /// Distinct clients and addresses the memory counters track at once.
+    #[arg(long, env = "RATE_LIMIT_MEMORY_COUNTERS", value_name = "N",
+          default_value = "100000", value_parser = positive)]
+    pub rate_limit_memory_counters: u64,
+}
+
+fn failure_mode(v: &str) -> Result<FailureMode, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "allow" | "open" => Ok(FailureMode::Allow),
+        "deny" | "closed" => Ok(FailureMode::Deny),
+        _ => Err("is not one of allow, deny".to_owned()),
+    }
+}
+
+impl Args {
+    /// The [`Config`] these values mean; checks the Redis TLS files.
+    pub fn into_config(self) -> Result<Config, String> {
+        let d = Config::default();
+        let c = Config {
+            grpc_addr: self.grpc_listen_addr.unwrap_or(d.grpc_addr),
+            http_addr: self.common.listen_addr_or(d.http_addr),
+            default_per_minute: self.rate_limit_per_minute,
+            limits_file: self.rate_limits_file.or_else(|| {
+                let p = PathBuf::from(DEFAULT_LIMITS_FILE);
+                p.exists().then_some(p)
+            }),
+            reload_interval: Duration::from_millis(self.rate_limits_reload_ms),
+            redis_url: self.redis_url,
+            redis_tls: RedisTls {
+                ca_file: self.redis_ca_file,
+                client_cert_file: self.redis_client_cert_file,
+                client_key_file: self.redis_client_key_file,
+            },
+            failure_mode: self.rate_limit_failure_mode,
+            storage_timeout: Duration::from_millis(self.rate_limit_storage_timeout_ms),
+            key_prefix: self.rate_limit_key_prefix,
+            memory_counters: self.rate_limit_memory_counters,
+        };
+        if c.redis_tls.client_cert_file.is_some() != c.redis_tls.client_key_file.is_some() {
+            return Err(
+                "REDIS_CLIENT_CERT_FILE and REDIS_CLIENT_KEY_FILE: set both or neither".to_owned(),
+            );
         }
-        _ => url.to_owned(),
+        if c.redis_tls.is_set()
+            && !c
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| u.trim_start().starts_with("rediss://"))
+        {
+            return Err(
+                "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE need a rediss:// REDIS_URL".to_owned(),
+            );
+        }
+        Ok(c)
     }
 }
 
@@ -139,81 +223,15 @@ fn parse_addr(s: &str) -> SocketAddr {
 }
 
 impl Config {
-    /// Reads the configuration from the environment (see each field).
-    /// Errors name the variable at fault.
+    /// Reads the configuration from the environment ([`Args`]). Errors
+    /// name the variable at fault.
     pub fn from_env() -> Result<Self, String> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        service_http::config::from_env::<Args>()?.into_config()
     }
 
     /// Same as [`Config::from_env`] with an explicit variable source.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut c = Self::default();
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = non_empty("GRPC_LISTEN_ADDR") {
-            c.grpc_addr = v.parse().map_err(|_| {
-                format!("GRPC_LISTEN_ADDR: {v:?} is not an address like {DEFAULT_GRPC_ADDR}")
-            })?;
-        }
-        if let Some(v) = non_empty("LISTEN_ADDR") {
-            c.http_addr = v.parse().map_err(|_| {
-                format!("LISTEN_ADDR: {v:?} is not an address like {DEFAULT_HTTP_ADDR}")
-            })?;
-        }
-        if let Some(v) = non_empty("RATE_LIMIT_PER_MINUTE") {
-            c.default_per_minute = positive("RATE_LIMIT_PER_MINUTE", &v)?;
-        }
-        c.limits_file = match non_empty("RATE_LIMITS_FILE") {
-            Some(v) => Some(PathBuf::from(v)),
-            None => {
-                let p = PathBuf::from(DEFAULT_LIMITS_FILE);
-                p.exists().then_some(p)
-            }
-        };
-        if let Some(v) = non_empty("RATE_LIMITS_RELOAD_MS") {
-            c.reload_interval = Duration::from_millis(positive("RATE_LIMITS_RELOAD_MS", &v)?);
-        }
-        c.redis_url = non_empty("REDIS_URL");
-        c.redis_tls = RedisTls {
-            ca_file: non_empty("REDIS_CA_FILE").map(PathBuf::from),
-            client_cert_file: non_empty("REDIS_CLIENT_CERT_FILE").map(PathBuf::from),
-            client_key_file: non_empty("REDIS_CLIENT_KEY_FILE").map(PathBuf::from),
-        };
-        if c.redis_tls.client_cert_file.is_some() != c.redis_tls.client_key_file.is_some() {
-            return Err(
-                "REDIS_CLIENT_CERT_FILE and REDIS_CLIENT_KEY_FILE: set both or neither".to_owned(),
-            );
-        }
-        if c.redis_tls.is_set()
-            && !c
-                .redis_url
-                .as_deref()
-                .is_some_and(|u| u.trim_start().starts_with("rediss://"))
-        {
-            return Err(
-                "REDIS_CA_FILE / REDIS_CLIENT_CERT_FILE need a rediss:// REDIS_URL".to_owned(),
-            );
-        }
-        if let Some(v) = non_empty("RATE_LIMIT_FAILURE_MODE") {
-            c.failure_mode = v.parse()?;
-        }
-        if let Some(v) = non_empty("RATE_LIMIT_STORAGE_TIMEOUT_MS") {
-            c.storage_timeout =
-                Duration::from_millis(positive("RATE_LIMIT_STORAGE_TIMEOUT_MS", &v)?);
-        }
-        if let Some(v) = non_empty("RATE_LIMIT_KEY_PREFIX") {
-            c.key_prefix = v;
-        }
-        if let Some(v) = non_empty("RATE_LIMIT_MEMORY_COUNTERS") {
-            c.memory_counters = positive("RATE_LIMIT_MEMORY_COUNTERS", &v)?;
-        }
-        Ok(c)
-    }
-}
-
-fn positive(name: &str, v: &str) -> Result<u64, String> {
-    match v.trim().parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{name}: {v:?} is not a positive integer")),
+        service_http::config::from_lookup::<Args>(get)?.into_config()
     }
 }
 
@@ -278,16 +296,6 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.starts_with("REDIS_CLIENT_CERT_FILE"), "{e}");
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_logged_urls() {
-        assert_eq!(
-            redact_url("rediss://app:s3cret@cache:6380/0"),
-            "rediss://app:***@cache:6380/0"
-        );
-        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
-        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
     }
 
     #[test]

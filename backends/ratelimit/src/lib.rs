@@ -12,7 +12,6 @@
 pub mod config;
 pub mod counters;
 pub mod limits;
-pub mod logging;
 mod metrics;
 
 use std::future::Future;

@@ -5,14 +5,19 @@
 //! `RATE_LIMITS_FILE`, `RATE_LIMITS_RELOAD_MS`, `REDIS_URL`,
 //! `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`,
 //! `RATE_LIMIT_FAILURE_MODE`, `RATE_LIMIT_STORAGE_TIMEOUT_MS`,
-//! `RATE_LIMIT_KEY_PREFIX`, `RATE_LIMIT_MEMORY_COUNTERS`, `LOG_LEVEL`.
+//! `RATE_LIMIT_KEY_PREFIX`, `RATE_LIMIT_MEMORY_COUNTERS`, `LOG_LEVEL`, `LOG_FORMAT`,
+//! `SHUTDOWN_DELAY_SECONDS`, `SHUTDOWN_GRACE_SECONDS` (`--help` lists them).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    ratelimit::logging::init();
-    let config = match ratelimit::Config::from_env() {
+    let Ok(args) =
+        service_http::config::load::<ratelimit::config::Args>("ratelimit-service", |a| &a.common)
+    else {
+        return ExitCode::FAILURE;
+    };
+    let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");

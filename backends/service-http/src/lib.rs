@@ -13,6 +13,9 @@
 //! * [`serve`] / [`serve_with`] bind (port 0 works) and serve in the
 //!   background; [`serve_until`] serves a bound listener until a future
 //!   completes; [`shutdown_signal`] waits for SIGTERM or Ctrl-C.
+//! * [`config`]: each service's settings as a `clap` struct read from its
+//!   variables, with the shared pieces ([`config::CommonArgs`],
+//!   [`config::DatabaseArgs`]) flattened in; errors name the variable.
 //! * [`health_ok`] / [`health_unavailable`]: the `/health` shapes.
 //! * [`metrics`]: each service's own Prometheus registry (`process_*`,
 //!   `*_build_info`, the shared duration buckets) and its `/metrics` answer.
@@ -30,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod config;
 mod error;
 mod json;
 mod layers;
@@ -46,6 +50,6 @@ pub use request_id::{
     is_usable_request_id, KeepUsableOrGenerate, RequestId, MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER,
 };
 pub use serve::{
-    listen_addr_from_env, no_delay, retry_start, run_until_signal, serve, serve_until, serve_with,
-    shutdown_signal, Server,
+    no_delay, retry_start, run_until_signal, serve, serve_until, serve_with, shutdown_signal,
+    Server,
 };

@@ -16,7 +16,7 @@
 //! and gives the requests in flight up to `SHUTDOWN_GRACE_SECONDS`
 //! (default 10) to finish before it exits.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
@@ -66,37 +66,37 @@ pub fn readiness(version: &str, checked: Result<(), AppError>) -> Response {
     }
 }
 
+/// Milliseconds of the installed settings; `u64::MAX` until
+/// [`set_shutdown`] ran (the defaults apply).
+static GRACE_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+static DELAY_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Installs the shutdown settings (`SHUTDOWN_DELAY_SECONDS`,
+/// `SHUTDOWN_GRACE_SECONDS`), read with the rest of the service's
+/// configuration ([`crate::config::CommonArgs`]).
+pub fn set_shutdown(delay: Duration, grace: Duration) {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1);
+    DELAY_MS.store(ms(delay), Ordering::SeqCst);
+    GRACE_MS.store(ms(grace), Ordering::SeqCst);
+}
+
+fn installed(setting: &AtomicU64, default: Duration) -> Duration {
+    match setting.load(Ordering::SeqCst) {
+        u64::MAX => default,
+        ms => Duration::from_millis(ms),
+    }
+}
+
 /// How long in-flight requests may take to finish after the server stops
 /// accepting connections (`SHUTDOWN_GRACE_SECONDS`, default 10).
 pub fn shutdown_grace() -> Duration {
-    seconds_from_env("SHUTDOWN_GRACE_SECONDS").unwrap_or(DEFAULT_SHUTDOWN_GRACE)
+    installed(&GRACE_MS, DEFAULT_SHUTDOWN_GRACE)
 }
 
 /// How long the process keeps serving, readiness 503, between the signal
 /// and closing its listener (`SHUTDOWN_DELAY_SECONDS`, default 0).
 pub fn shutdown_delay() -> Duration {
-    seconds_from_env("SHUTDOWN_DELAY_SECONDS").unwrap_or(Duration::ZERO)
-}
-
-/// A whole or fractional number of seconds from `name`; unset, empty or
-/// unparsable (logged) is `None`.
-fn seconds_from_env(name: &str) -> Option<Duration> {
-    let raw = std::env::var(name).ok()?;
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return None;
-    }
-    match raw.parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Some(Duration::from_secs_f64(s)),
-        _ => {
-            tracing::warn!(
-                variable = name,
-                value = raw,
-                "Not a number of seconds between 0 and 3600, using the default"
-            );
-            None
-        }
-    }
+    installed(&DELAY_MS, Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -104,19 +104,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shutdown_settings_read_seconds_and_fall_back_on_nonsense() {
-        // One test touches these variables: tests run on threads.
-        std::env::set_var("SHUTDOWN_GRACE_SECONDS", "2.5");
-        std::env::set_var("SHUTDOWN_DELAY_SECONDS", "-1");
+    fn shutdown_settings_are_the_defaults_until_installed() {
+        // One test touches these settings: tests run on threads.
+        assert_eq!(shutdown_grace(), DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(shutdown_delay(), Duration::ZERO);
+        set_shutdown(Duration::from_secs(3), Duration::from_millis(2500));
         assert_eq!(shutdown_grace(), Duration::from_millis(2500));
-        assert_eq!(shutdown_delay(), Duration::ZERO);
-        std::env::set_var("SHUTDOWN_GRACE_SECONDS", "soon");
-        std::env::set_var("SHUTDOWN_DELAY_SECONDS", "3");
-        assert_eq!(shutdown_grace(), DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(shutdown_delay(), Duration::from_secs(3));
-        std::env::remove_var("SHUTDOWN_GRACE_SECONDS");
-        std::env::remove_var("SHUTDOWN_DELAY_SECONDS");
-        assert_eq!(shutdown_grace(), DEFAULT_SHUTDOWN_GRACE);
-        assert_eq!(shutdown_delay(), Duration::ZERO);
     }
 }

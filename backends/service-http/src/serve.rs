@@ -221,10 +221,3 @@ pub async fn run_until_signal(server: Server) {
     shutdown_signal().await;
     server.shutdown().await;
 }
-
-/// Resolves `LISTEN_ADDR` from the environment, else `default`.
-pub fn listen_addr_from_env(default: &str) -> Result<SocketAddr, String> {
-    let raw = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| default.to_owned());
-    raw.parse()
-        .map_err(|_| format!("LISTEN_ADDR: {raw:?} is not an address like 127.0.0.1:8081"))
-}

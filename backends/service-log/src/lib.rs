@@ -81,21 +81,47 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
 }
 
-impl Settings {
-    /// The settings from the environment.
-    pub fn from_env() -> Self {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v: &String| !v.trim().is_empty())
-        };
-        Self {
-            level: var("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
-            format: var("LOG_FORMAT")
+/// The logging variables, declared once: flattened into every service's
+/// configuration (`service_http::config::CommonArgs`) and read alone by
+/// [`Settings::from_env`]. Empty values count as unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct LogArgs {
+    /// Level or env-filter expression (default `info`).
+    #[arg(long, env = "LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// `logfmt` (default) or `json`; anything else is logfmt.
+    #[arg(long, env = "LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// OTLP/gRPC endpoint spans are exported to; unset exports nothing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+}
+
+impl LogArgs {
+    /// The [`Settings`] these values mean.
+    pub fn settings(&self) -> Settings {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        Settings {
+            level: set(&self.log_level).unwrap_or_else(|| "info".to_owned()),
+            format: set(&self.log_format)
                 .and_then(|v| Format::parse(&v))
                 .unwrap_or_default(),
-            otlp_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_endpoint: set(&self.otel_exporter_otlp_endpoint),
         }
+    }
+}
+
+impl Settings {
+    /// The settings from the environment ([`LogArgs`] alone).
+    pub fn from_env() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            log: LogArgs,
+        }
+        <Only as clap::Parser>::try_parse_from(["service"])
+            .map(|o| o.log.settings())
+            .unwrap_or_else(|_| LogArgs::default().settings())
     }
 }
 

@@ -1,7 +1,65 @@
-//! Service configuration from the environment (SPEC §9 plus `LISTEN_ADDR`).
+//! Service configuration from the environment (SPEC §9 plus `LISTEN_ADDR`):
+//! [`Args`] declares the variables (the shared ones flattened in from
+//! `service_http::config`), [`Config`] is what the services run with.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use service_http::config::{number, CommonArgs, DatabaseArgs};
+
+/// The variables of a pricing service (and of the auth service, which
+/// flattens them into its own).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "A pricing service of the borrow-rate gateway")]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Requests slower than this many milliseconds are logged as
+    /// `Slow request`.
+    #[arg(long, env = "SLOW_REQUEST_MS", value_name = "MS",
+          default_value = "500", value_parser = number::<u64>)]
+    pub slow_request_ms: u64,
+    /// Milliseconds after which an unanswered request is answered 504
+    /// `BACKEND_TIMEOUT` (0 counts as 1).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", value_name = "MS",
+          default_value = "30000", value_parser = number::<u64>)]
+    pub request_timeout_ms: u64,
+    /// Deployment name shown in logs.
+    #[arg(
+        long,
+        env = "ENVIRONMENT",
+        value_name = "NAME",
+        default_value = "development"
+    )]
+    pub environment: String,
+}
+
+impl Args {
+    /// Read from the process environment (and command-line flags).
+    pub fn from_env() -> Result<Self, String> {
+        service_http::config::from_env()
+    }
+
+    /// The [`Config`] these values mean, listening on `LISTEN_ADDR` or
+    /// `default_listen`.
+    pub fn into_config(self, default_listen: &str) -> Result<Config, String> {
+        let default = service_http::config::socket_addr(default_listen)
+            .map_err(|e| format!("default listen address {default_listen:?} {e}"))?;
+        let options = self.database.store_options();
+        let mut c = Config::new(
+            self.common.listen_addr_or(default),
+            self.database.database_url,
+        );
+        c.db_max_connections = options.max_connections;
+        c.db_acquire_timeout = options.acquire_timeout;
+        c.slow_request = Duration::from_millis(self.slow_request_ms);
+        c.request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
+        c.environment = self.environment;
+        Ok(c)
+    }
+}
 
 /// Everything a pricing service needs to start.
 #[derive(Debug, Clone)]
@@ -43,23 +101,10 @@ impl Config {
         }
     }
 
-    /// Reads the environment; `default_listen` is the service's own port.
-    /// The error names the offending variable.
+    /// Reads the environment ([`Args`]); `default_listen` is the service's
+    /// own port. The error names the offending variable.
     pub fn from_env(default_listen: &str) -> Result<Self, String> {
-        let listen_addr = crate::common::listen_addr_from_env(default_listen)?;
-        let mut c = Self::new(listen_addr, store::database_url_from_env());
-        c.db_max_connections = env_number("DB_MAX_CONNECTIONS", 10u32)?.max(1);
-        c.db_acquire_timeout =
-            Duration::from_millis(env_number("DB_ACQUIRE_TIMEOUT_MS", 3000u64)?.max(1));
-        c.slow_request = Duration::from_millis(env_number("SLOW_REQUEST_MS", 500u64)?);
-        c.request_timeout =
-            Duration::from_millis(env_number("REQUEST_TIMEOUT_MS", 30_000u64)?.max(1));
-        if let Ok(e) = std::env::var("ENVIRONMENT") {
-            if !e.trim().is_empty() {
-                c.environment = e;
-            }
-        }
-        Ok(c)
+        Args::from_env()?.into_config(default_listen)
     }
 
     /// The shared HTTP layers with this configuration's timeout.
@@ -73,15 +118,5 @@ impl Config {
         o.max_connections = self.db_max_connections;
         o.acquire_timeout = self.db_acquire_timeout;
         o
-    }
-}
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}: {v:?} is not a valid number")),
-        _ => Ok(default),
     }
 }

@@ -80,8 +80,10 @@ pub async fn run_main(
     default_listen: &str,
     start: StartFn,
 ) -> std::process::ExitCode {
-    service_log::init(service);
-    let config = match Config::from_env(default_listen) {
+    let Ok(args) = service_http::config::load::<crate::config::Args>(service, |a| &a.common) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let config = match args.into_config(default_listen) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");
@@ -90,7 +92,7 @@ pub async fn run_main(
     };
     tracing::info!(
         environment = %config.environment,
-        database = %redact_url(&config.database_url),
+        database = %service_http::config::redact_url(&config.database_url),
         "Starting"
     );
     // A database that is down at startup is waited for (not listening
@@ -110,19 +112,5 @@ pub async fn run_main(
             tracing::info!("Stopped before the database was reachable");
             std::process::ExitCode::SUCCESS
         }
-    }
-}
-
-/// Hides a password in a database URL for logging.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
