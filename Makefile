@@ -18,7 +18,7 @@ WASM_TARGET  := wasm32-wasip1
 WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
 # proxy-wasm callbacks each filter leaves to the SDK's no-op default: their
 # exports are removed from the built .wasm so Envoy does not enter the VM for
-# them (scripts/wasm-drop-callbacks.py; tests/tests/envoy_config.rs checks
+# them (cargo xtask wasm-drop-callbacks; tests/tests/envoy_config.rs checks
 # that no dropped callback is implemented by the filter's glue crate).
 # NOT_NETWORK: the callbacks none of the filters implements (network-filter
 # and gRPC-stream callbacks, and proxy_on_done: without it Envoy counts a
@@ -118,7 +118,7 @@ build: rust ## Native services and gatewayctl (target/server)
 .PHONY: wasm
 wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
-	@$(foreach f,auth_filter validation_filter metrics_filter,python3 scripts/wasm-drop-callbacks.py \
+	@$(foreach f,auth_filter validation_filter metrics_filter,$(CARGO) xtask wasm-drop-callbacks \
 	  $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/$(f).wasm $(DROP_$(f)) &&) true
 
 # Test-only build of the auth filter that traps on a marked request, in a
@@ -135,15 +135,15 @@ wasm-test-variant: rust ## Test-only auth filter that traps on `x-test-trap` (ne
 .PHONY: run
 run: build wasm envoy ## Build and run the whole stack in the foreground; prints a demo key
 	$(call apt_ensure,openssl:openssl curl:curl)
-	scripts/run.sh
+	$(CARGO) xtask run
 
 .PHONY: stop
 stop: ## Stop what make run started (from another shell)
-	scripts/run.sh stop
+	$(CARGO) xtask run stop
 
 .PHONY: status
 status: ## What make run has running
-	scripts/run.sh status
+	$(CARGO) xtask run status
 
 # --- test ---------------------------------------------------------------------
 

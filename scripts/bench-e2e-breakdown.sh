@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where Envoy's CPU goes in the end-to-end calculate-locate chain
-# (BENCHMARKS.md): the make-run stack (scripts/run.sh) serves as backends,
+# (BENCHMARKS.md): the make-run stack (cargo xtask run) serves as backends,
 # and a second Envoy on :8100 runs the full rendered gateway config, then the
 # same config with one part taken out at a time. Variants run interleaved
 # (A B C ... A B C ...) for BENCH_ROUNDS rounds of BENCH_SECONDS each, wrk

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end calculate-locate through the whole gateway (BENCHMARKS.md):
 # Envoy with auth, local + global rate limit, validation and metrics filters,
-# the calculation service and its audit write — started by scripts/run.sh on
+# the calculation service and its audit write — started by cargo xtask run on
 # the make-run ports, with one API key whose limits are raised so the load is
 # not throttled. Closed loop (wrk) for maximum throughput; per-process CPU
 # per request from /proc.

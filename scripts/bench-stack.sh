@@ -1,5 +1,5 @@
 # Sourced by the end-to-end benchmark scripts: starts the make-run stack
-# (scripts/run.sh) in a scratch RUN_DIR with the per-client local bucket
+# (cargo xtask run) in a scratch RUN_DIR with the per-client local bucket
 # raised, waits until it answers, and creates one API key for test123 with a
 # 1 000 000/min limit so the load is never throttled.
 #
@@ -14,10 +14,11 @@ export LOG_LEVEL=warn ENVOY_LOG_LEVEL=warn
 bench_on_exit=""
 bench_cleanup() {
   eval "$bench_on_exit"
-  scripts/run.sh stop >/dev/null 2>&1 || true
+  cargo xtask run stop >/dev/null 2>&1 || true
 }
 trap bench_cleanup EXIT
-setsid scripts/run.sh >"$RUN_DIR/run.out" 2>&1 &
+cargo build -q -p xtask
+setsid cargo xtask run >"$RUN_DIR/run.out" 2>&1 &
 for _ in $(seq 1 600); do
   grep -q "curl" "$RUN_DIR/run.out" 2>/dev/null && break
   sleep 0.2

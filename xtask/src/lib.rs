@@ -2,4 +2,6 @@
 //! a library too, so the end-to-end tests call the checks directly.
 
 pub mod check_deploy;
+pub mod run;
 pub mod util;
+pub mod wasm_drop;

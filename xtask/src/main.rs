@@ -1,11 +1,14 @@
 //! `cargo xtask <task>`: the project's tooling.
 //!
 //!   cargo xtask check-deploy [alerts|dashboards|compose|envoy|kubernetes|images|all]…
+//!   cargo xtask run [start|stop|status]
+//!   cargo xtask wasm-drop-callbacks FILE.wasm CALLBACK…
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xtask::check_deploy::{self, Check};
+use xtask::run;
 use xtask::util::repo_root;
 
 #[derive(Parser)]
@@ -26,6 +29,19 @@ enum Task {
         #[arg(value_enum)]
         checks: Vec<Check>,
     },
+    /// Run the whole stack on 127.0.0.1 in the foreground (start), or stop
+    /// it / show it from another shell.
+    Run {
+        #[arg(value_enum, default_value = "start")]
+        action: run::Action,
+    },
+    /// Remove proxy-wasm callback exports a filter leaves to the SDK's
+    /// no-op default from a built .wasm, in place.
+    WasmDropCallbacks {
+        file: std::path::PathBuf,
+        #[arg(required = true)]
+        callbacks: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +49,8 @@ fn main() -> ExitCode {
     let root = cli.root.clone().unwrap_or_else(repo_root);
     let result = match cli.task {
         Task::CheckDeploy { checks } => check_deploy::run(&root, &checks),
+        Task::WasmDropCallbacks { file, callbacks } => xtask::wasm_drop::run(&file, &callbacks),
+        Task::Run { action } => run::run(&root, action).map_err(|e| anyhow::anyhow!("run: {e:#}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
