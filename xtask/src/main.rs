@@ -35,6 +35,9 @@ enum Task {
         #[arg(value_enum, default_value = "start")]
         action: run::Action,
     },
+    /// Benchmark helpers.
+    #[command(subcommand)]
+    Bench(Bench),
     /// Remove proxy-wasm callback exports a filter leaves to the SDK's
     /// no-op default from a built .wasm, in place.
     WasmDropCallbacks {
@@ -44,12 +47,34 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum Bench {
+    /// The filter-chain benchmark's Envoy configurations: WORK/<variant>.yaml
+    /// from WORK/full.yaml (scripts/bench-chain.sh).
+    ChainConfigs {
+        work: std::path::PathBuf,
+        /// The benchmark's API key (the native api_key_auth variant).
+        key: String,
+        /// The JWT secret (the native jwt_authn variant).
+        secret: String,
+        /// An older auth_filter.wasm for the *-before variants.
+        #[arg(default_value = "")]
+        before_wasm: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = cli.root.clone().unwrap_or_else(repo_root);
     let result = match cli.task {
         Task::CheckDeploy { checks } => check_deploy::run(&root, &checks),
         Task::WasmDropCallbacks { file, callbacks } => xtask::wasm_drop::run(&file, &callbacks),
+        Task::Bench(Bench::ChainConfigs {
+            work,
+            key,
+            secret,
+            before_wasm,
+        }) => xtask::bench::chain_configs(&work, &key, &secret, &before_wasm),
         Task::Run { action } => run::run(&root, action).map_err(|e| anyhow::anyhow!("run: {e:#}")),
     };
     match result {
