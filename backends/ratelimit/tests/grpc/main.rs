@@ -1,31 +1,21 @@
 //! The rate-limit service spoken to over real gRPC, as Envoy does.
 
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use ratelimit::{Config, FailureMode, Running};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 mod limits;
 mod limits_file;
 mod redis_counters;
 mod service;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use std::time::{Duration, Instant};
-
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
-
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
-
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
-
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
-
-use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-
-use ratelimit::{Config, FailureMode, Running};
-
-use tonic::transport::Channel;
 
 fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
