@@ -33,74 +33,8 @@ sed 's/^wrk.headers\["X-API-Key"\].*/wrk.headers["x-client-id"] = "test123"\nwrk
 # The variants: the full config, and the full config minus one part.
 JWT_SECRET_KEY="$(cat "$RUN_DIR/jwt_secret")" cargo run -q -p gateway-config -- render --shape local --tls off \
   --listener-port 8100 --admin-port 9911 --out "$work/full.yaml"
-"$root/.venv/bin/python" - "$work" <<'PY'
-import copy, sys, yaml
-work = sys.argv[1]
-full = yaml.safe_load(open(f"{work}/full.yaml"))
-def hcm(d):
-    return d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-def drop_metrics(h):
-    # The auth filter records the metrics (its `metrics` section).
-    import json
-    for f in h["http_filters"]:
-        if f["name"] == "auth_filter":
-            v = f["typed_config"]["config"]["configuration"]
-            cfg = json.loads(v["value"])
-            cfg.pop("metrics", None)
-            v["value"] = json.dumps(cfg)
-def drop_local_bucket(h):
-    # The auth filter's per-client bucket (its `local_rate_limit` section).
-    import json
-    for f in h["http_filters"]:
-        if f["name"] == "auth_filter":
-            v = f["typed_config"]["config"]["configuration"]
-            cfg = json.loads(v["value"])
-            cfg.pop("local_rate_limit", None)
-            v["value"] = json.dumps(cfg)
-def envoy_local_bucket(h):
-    # The shape before the per-client bucket moved into the auth filter:
-    # Envoy's local_ratelimit filter with one bucket size for every client
-    # (far above the load, as the benchmarks ran it), no bucket in the
-    # auth filter. For the side-by-side "before/after" row of BENCHMARKS.md.
-    drop_local_bucket(h)
-    names = [f["name"] for f in h["http_filters"]]
-    h["http_filters"].insert(names.index("envoy.filters.http.ratelimit"), {
-        "name": "envoy.filters.http.local_ratelimit",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "client_local_rate_limit",
-            "token_bucket": {"max_tokens": 1000000, "tokens_per_fill": 1000000, "fill_interval": "1s"},
-            "always_consume_default_token_bucket": False,
-            "filter_enabled": {"runtime_key": "client_local_rate_limit_enabled",
-                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-            "filter_enforced": {"runtime_key": "client_local_rate_limit_enforced",
-                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-            "rate_limits": [{"actions": [{"request_headers": {"header_name": "x-client-id", "descriptor_key": "client_id"}}]}],
-            "descriptors": [{"entries": [{"key": "client_id"}],
-                             "token_bucket": {"max_tokens": 10000000, "tokens_per_fill": 10000000, "fill_interval": "1s"}}],
-            "max_dynamic_descriptors": 10000,
-        },
-    })
-parts = {
-    "no-metrics": drop_metrics,
-    "no-auth-wasm": "auth_filter",
-    "no-validation": "validation_filter",
-    "no-global-rl": "envoy.filters.http.ratelimit",
-    "no-local-rl": drop_local_bucket,
-    "envoy-local-bucket": envoy_local_bucket,
-    "no-access-log": None,
-}
-for variant, name in parts.items():
-    d = copy.deepcopy(full)
-    h = hcm(d)
-    if name is None:
-        h.pop("access_log", None)
-    elif callable(name):
-        name(h)
-    else:
-        h["http_filters"] = [f for f in h["http_filters"] if f["name"] != name]
-    yaml.safe_dump(d, open(f"{work}/{variant}.yaml", "w"))
-PY
+# The variants (xtask/src/bench.rs): WORK/<variant>.yaml from full.yaml.
+cargo run -q -p xtask -- bench breakdown-configs "$work"
 # BREAKDOWN_VARIANTS picks some (e.g. "full envoy-local-bucket": the
 # per-client bucket in the auth filter against Envoy's fixed one).
 read -r -a VARIANTS <<<"${BREAKDOWN_VARIANTS:-full no-metrics no-auth-wasm no-validation no-global-rl no-local-rl envoy-local-bucket no-access-log}"

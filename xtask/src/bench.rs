@@ -1,3 +1,6 @@
+//! `cargo xtask bench breakdown-configs WORK`: the end-to-end breakdown's
+//! variants (the full config minus one part each).
+//!
 //! `cargo xtask bench chain-configs WORK KEY SECRET [BEFORE_WASM]`: the
 //! Envoy configurations of the filter-chain benchmark (scripts/bench-chain.sh,
 //! BENCHMARKS.md), written as WORK/<variant>.yaml from WORK/full.yaml (the
@@ -324,6 +327,106 @@ pub fn chain_configs(work: &Path, key: &str, secret: &str, before_wasm: &str) ->
     Ok(())
 }
 
+/// Edits the auth filter's plugin settings wherever it is in `filters`.
+fn edit_auth_settings(filters: &mut Value, edit: impl Fn(&mut Value)) -> Result<()> {
+    if let Some(fs) = filters.as_array_mut() {
+        for f in fs.iter_mut().filter(|f| f["name"] == "auth_filter") {
+            let edited = auth_with(f, &edit)?;
+            *f = edited;
+        }
+    }
+    Ok(())
+}
+
+/// Envoy's local_ratelimit filter with one bucket size for every client
+/// (far above the load, as the benchmarks ran it): the shape before the
+/// per-client bucket moved into the auth filter.
+fn envoy_local_bucket_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "client_local_rate_limit",
+            "token_bucket": {"max_tokens": 1000000, "tokens_per_fill": 1000000, "fill_interval": "1s"},
+            "always_consume_default_token_bucket": false,
+            "filter_enabled": {"runtime_key": "client_local_rate_limit_enabled",
+                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "filter_enforced": {"runtime_key": "client_local_rate_limit_enforced",
+                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "rate_limits": [{"actions": [{"request_headers": {"header_name": "x-client-id", "descriptor_key": "client_id"}}]}],
+            "descriptors": [{"entries": [{"key": "client_id"}],
+                             "token_bucket": {"max_tokens": 10000000, "tokens_per_fill": 10000000, "fill_interval": "1s"}}],
+            "max_dynamic_descriptors": 10000,
+        },
+    })
+}
+
+/// The end-to-end breakdown's variants (scripts/bench-e2e-breakdown.sh):
+/// the full config minus one part each.
+pub fn breakdown_variants(full: &Value) -> Result<BTreeMap<String, Value>> {
+    let drop_filter = |d: &mut Value, name: &str| {
+        if let Some(fs) = hcm(d)["http_filters"].as_array_mut() {
+            fs.retain(|f| f["name"] != name);
+        }
+    };
+    let mut out = BTreeMap::new();
+    for variant in [
+        "no-metrics",
+        "no-auth-wasm",
+        "no-validation",
+        "no-global-rl",
+        "no-local-rl",
+        "envoy-local-bucket",
+        "no-access-log",
+    ] {
+        let mut d = full.clone();
+        match variant {
+            // The auth filter records the metrics (its `metrics` section).
+            "no-metrics" => {
+                edit_auth_settings(&mut hcm(&mut d)["http_filters"], |s| remove(s, "metrics"))?
+            }
+            "no-auth-wasm" => drop_filter(&mut d, "auth_filter"),
+            "no-validation" => drop_filter(&mut d, "validation_filter"),
+            "no-global-rl" => drop_filter(&mut d, "envoy.filters.http.ratelimit"),
+            // The auth filter's per-client bucket (its `local_rate_limit`
+            // section).
+            "no-local-rl" => edit_auth_settings(&mut hcm(&mut d)["http_filters"], |s| {
+                remove(s, "local_rate_limit")
+            })?,
+            "envoy-local-bucket" => {
+                edit_auth_settings(&mut hcm(&mut d)["http_filters"], |s| {
+                    remove(s, "local_rate_limit")
+                })?;
+                let fs = hcm(&mut d)["http_filters"]
+                    .as_array_mut()
+                    .context("the rendered config has no http_filters")?;
+                let at = fs
+                    .iter()
+                    .position(|f| f["name"] == "envoy.filters.http.ratelimit")
+                    .context("the rendered chain has no envoy.filters.http.ratelimit")?;
+                fs.insert(at, envoy_local_bucket_filter());
+            }
+            _ => remove(hcm(&mut d), "access_log"),
+        }
+        out.insert(variant.to_owned(), d);
+    }
+    Ok(out)
+}
+
+/// Writes WORK/<variant>.yaml for every breakdown variant.
+pub fn breakdown_configs(work: &Path) -> Result<()> {
+    let full = yaml_docs(&work.join("full.yaml"))?
+        .into_iter()
+        .next()
+        .context("full.yaml is empty")?;
+    for (name, d) in breakdown_variants(&full)? {
+        let path = work.join(format!("{name}.yaml"));
+        std::fs::write(&path, serde_norway::to_string(&d)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +503,48 @@ mod tests {
         assert_eq!(
             d["static_resources"]["clusters"][0]["name"],
             "bench_upstream"
+        );
+    }
+
+    #[test]
+    fn breakdown_variants_take_out_one_part_each() {
+        let mut f = full();
+        hcm(&mut f)["access_log"] = json!([{}]);
+        let v = breakdown_variants(&f).unwrap();
+        let names = |d: &Value| -> Vec<String> {
+            d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+                ["http_filters"]
+                .a()
+                .iter()
+                .map(|x| x["name"].text())
+                .collect()
+        };
+        assert!(!names(&v["no-auth-wasm"]).contains(&"auth_filter".to_owned()));
+        assert!(!names(&v["no-global-rl"]).contains(&"envoy.filters.http.ratelimit".to_owned()));
+        let bucket = names(&v["envoy-local-bucket"]);
+        let at = bucket
+            .iter()
+            .position(|n| n == "envoy.filters.http.local_ratelimit")
+            .unwrap();
+        assert_eq!(bucket[at + 1], "envoy.filters.http.ratelimit");
+        let settings = |d: &Value| {
+            d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+                ["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+                .text()
+        };
+        assert_eq!(
+            settings(&v["no-metrics"]),
+            r#"{"strip_credential_header":true}"#
+        );
+        assert!(
+            !v["no-access-log"]["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                [0]["typed_config"]
+                .has("access_log")
+        );
+        assert!(
+            v["no-metrics"]["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]
+                .has("access_log")
         );
     }
 }

@@ -61,6 +61,9 @@ enum Bench {
         #[arg(default_value = "")]
         before_wasm: String,
     },
+    /// The end-to-end breakdown's Envoy configurations: WORK/<variant>.yaml
+    /// from WORK/full.yaml (scripts/bench-e2e-breakdown.sh).
+    BreakdownConfigs { work: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             secret,
             before_wasm,
         }) => xtask::bench::chain_configs(&work, &key, &secret, &before_wasm),
+        Task::Bench(Bench::BreakdownConfigs { work }) => xtask::bench::breakdown_configs(&work),
         Task::Run { action } => run::run(&root, action).map_err(|e| anyhow::anyhow!("run: {e:#}")),
     };
     match result {
