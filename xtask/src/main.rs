@@ -35,6 +35,9 @@ enum Task {
         #[arg(value_enum, default_value = "start")]
         action: run::Action,
     },
+    /// certs/ and envoy/rendered/compose.yaml, which docker-compose up mounts
+    /// (from $GATEWAY_ENV_FILE, default .env.example).
+    ComposeConfig,
     /// Benchmark helpers.
     #[command(subcommand)]
     Bench(Bench),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             before_wasm,
         }) => xtask::bench::chain_configs(&work, &key, &secret, &before_wasm),
         Task::Bench(Bench::BreakdownConfigs { work }) => xtask::bench::breakdown_configs(&work),
+        Task::ComposeConfig => check_deploy::compose_config(&root),
         Task::Run { action } => run::run(&root, action).map_err(|e| anyhow::anyhow!("run: {e:#}")),
     };
     match result {

@@ -43,6 +43,8 @@ mod kubernetes;
 pub mod promql;
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -217,9 +219,33 @@ impl Ctx {
             &env,
         )
         .map_err(|e| anyhow::anyhow!("gateway-config render --shape compose failed: {e}"))?;
-        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+        // Owner-only: it carries JWT_SECRET_KEY.
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", out.display()))?;
         Ok(())
     }
+}
+
+/// `cargo xtask compose-config`: what docker-compose up mounts besides the
+/// built filters: certs/ (scripts/gen-cert.sh) and
+/// envoy/rendered/compose.yaml, rendered from `$GATEWAY_ENV_FILE` (default
+/// .env.example) with the trace collector defaulting to compose's Jaeger.
+pub fn compose_config(root: &Path) -> Result<()> {
+    let ctx = Ctx::new(root)?;
+    util::run(&mut ctx.cmd(ctx.path("scripts/gen-cert.sh")))
+        .map_err(|e| e.context("scripts/gen-cert.sh failed"))?;
+    let out = ctx.path("envoy/rendered/compose.yaml");
+    std::fs::create_dir_all(ctx.path("envoy/rendered"))?;
+    ctx.render_compose(&out)?;
+    println!("wrote envoy/rendered/compose.yaml");
+    Ok(())
 }
 
 /// Errors one check collects; it fails when there is any.
