@@ -340,16 +340,14 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The shape of a key id the filter may send (the store makes `key_` + 16
-/// base62 characters).
+/// base62 characters): checked with the client-id rule, which admits it.
 fn is_key_id(id: &str) -> bool {
     is_client_id(id)
 }
 
+/// SPEC §4's client-id rule, [`pricing::ClientId::parse`]'s.
 fn is_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    pricing::ClientId::parse(id).is_ok()
 }
 
 /// Exchange an API key for a JWT.
