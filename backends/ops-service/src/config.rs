@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use service_http::config::{between, http_url, socket_addr, CommonArgs};
+
 /// A backend that the ops service checks (`/health`) and scrapes (`/metrics`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -39,7 +41,7 @@ pub struct OpsConfig {
 }
 
 /// Default database URL shared with the other services.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/pricing.db";
+pub const DEFAULT_DATABASE_URL: &str = store::DEFAULT_DATABASE_URL;
 
 /// The backends `OPS_BACKENDS` may name, in report order.
 pub const BACKEND_NAMES: [&str; 4] = [
@@ -49,47 +51,60 @@ pub const BACKEND_NAMES: [&str; 4] = [
     "rate_limit_service",
 ];
 
-impl OpsConfig {
-    /// Reads the SPEC §9 variables plus `LISTEN_ADDR`, `ENVOY_ADMIN_URL`,
-    /// `AUTH_SERVICE_URL`, `RATELIMIT_SERVICE_URL`, `OPS_BACKENDS` and
-    /// `OPS_PROBE_TIMEOUT_MS` from the process environment.
-    pub fn from_env() -> Result<Self, String> {
-        Self::from_vars(|name| std::env::var(name).ok())
-    }
+/// The ops service's variables (the shared ones flattened in from
+/// `service_http::config`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "The borrow-rate gateway's ops service")]
+pub struct OpsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The internal listener (full metrics and health details; never
+    /// routed by the gateway).
+    #[arg(long, env = "INTERNAL_LISTEN_ADDR", value_name = "ADDR",
+          default_value = crate::DEFAULT_INTERNAL_LISTEN_ADDR, value_parser = socket_addr)]
+    pub internal_listen_addr: SocketAddr,
+    /// Envoy's admin interface.
+    #[arg(long, env = "ENVOY_ADMIN_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:9901", value_parser = http_url)]
+    pub envoy_admin_url: String,
+    /// The data service.
+    #[arg(long, env = "DATA_SERVICE_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:8081", value_parser = http_url)]
+    pub data_service_url: String,
+    /// The calculation service.
+    #[arg(long, env = "CALCULATION_SERVICE_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:8082", value_parser = http_url)]
+    pub calculation_service_url: String,
+    /// The auth service.
+    #[arg(long, env = "AUTH_SERVICE_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:8083", value_parser = http_url)]
+    pub auth_service_url: String,
+    /// The rate-limit service's HTTP side.
+    #[arg(long, env = "RATELIMIT_SERVICE_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:8091", value_parser = http_url)]
+    pub ratelimit_service_url: String,
+    /// `none` or a comma-separated list of [`BACKEND_NAMES`]; all four
+    /// when unset.
+    #[arg(long, env = "OPS_BACKENDS", value_name = "NAMES")]
+    pub ops_backends: Option<String>,
+    /// Database to ping.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Redis to ping; checked only when set.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Upper bound in milliseconds on each probe and each scrape.
+    #[arg(long, env = "OPS_PROBE_TIMEOUT_MS", value_name = "MS",
+          default_value = "2000", value_parser = between(1, 60_000))]
+    pub ops_probe_timeout_ms: u64,
+}
 
-    /// [`OpsConfig::from_env`] with the variables looked up by `lookup`.
-    ///
-    /// `OPS_BACKENDS` is a comma-separated list of [`BACKEND_NAMES`] (unset:
-    /// all four) or `none`: the gateway pods' `gateway-metrics` container
-    /// sets `none`, so it serves its own pod's Envoy metrics and checks and
-    /// scrapes no backend (each backend pod is scraped on its own).
-    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let listen_addr = match var("LISTEN_ADDR") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("LISTEN_ADDR is not a socket address: {v}"))?,
-            None => SocketAddr::from(([127, 0, 0, 1], 8084)),
-        };
-        let probe_timeout = match var("OPS_PROBE_TIMEOUT_MS") {
-            Some(v) => Duration::from_millis(
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|ms| (1..=60_000).contains(ms))
-                    .ok_or_else(|| format!("OPS_PROBE_TIMEOUT_MS must be 1..60000, got {v}"))?,
-            ),
-            None => Duration::from_millis(2000),
-        };
-        let url = |name: &str, default: &str| -> Result<String, String> {
-            let v = var(name).unwrap_or_else(|| default.to_owned());
-            if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(format!("{name} must be an http:// URL, got {v}"));
-            }
-            Ok(v.trim_end_matches('/').to_owned())
-        };
-        let wanted: Vec<String> = match var("OPS_BACKENDS") {
+impl OpsArgs {
+    /// The [`OpsConfig`] these values mean.
+    pub fn into_config(self) -> Result<OpsConfig, String> {
+        let wanted: Vec<String> = match self.ops_backends.as_deref() {
             None => BACKEND_NAMES.iter().map(|n| (*n).to_owned()).collect(),
-            Some(v) if v.trim() == "none" => Vec::new(),
+            Some("none") => Vec::new(),
             Some(v) => {
                 let names: Vec<String> = v.split(',').map(|n| n.trim().to_owned()).collect();
                 if let Some(bad) = names.iter().find(|n| !BACKEND_NAMES.contains(&n.as_str())) {
@@ -101,53 +116,49 @@ impl OpsConfig {
                 names
             }
         };
-        let all_backends = vec![
-            Backend {
-                name: "data_service".into(),
-                base_url: url("DATA_SERVICE_URL", "http://127.0.0.1:8081")?,
-                critical: true,
-            },
-            Backend {
-                name: "calculation_service".into(),
-                base_url: url("CALCULATION_SERVICE_URL", "http://127.0.0.1:8082")?,
-                critical: true,
-            },
-            Backend {
-                name: "auth_service".into(),
-                base_url: url("AUTH_SERVICE_URL", "http://127.0.0.1:8083")?,
-                critical: true,
-            },
-            Backend {
-                name: "rate_limit_service".into(),
-                base_url: url("RATELIMIT_SERVICE_URL", "http://127.0.0.1:8091")?,
-                critical: false,
-            },
+        let all_backends = [
+            ("data_service", self.data_service_url, true),
+            ("calculation_service", self.calculation_service_url, true),
+            ("auth_service", self.auth_service_url, true),
+            ("rate_limit_service", self.ratelimit_service_url, false),
         ];
         Ok(OpsConfig {
-            listen_addr,
-            envoy_admin_url: url("ENVOY_ADMIN_URL", "http://127.0.0.1:9901")?,
+            listen_addr: self
+                .common
+                .listen_addr_or(SocketAddr::from(([127, 0, 0, 1], 8084))),
+            envoy_admin_url: self.envoy_admin_url,
             backends: all_backends
                 .into_iter()
-                .filter(|b| wanted.contains(&b.name))
+                .filter(|(name, _, _)| wanted.iter().any(|w| w == name))
+                .map(|(name, base_url, critical)| Backend {
+                    name: name.to_owned(),
+                    base_url,
+                    critical,
+                })
                 .collect(),
-            database_url: Some(var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into())),
-            redis_url: var("REDIS_URL"),
-            probe_timeout,
+            database_url: Some(self.database_url),
+            redis_url: self.redis_url,
+            probe_timeout: Duration::from_millis(self.ops_probe_timeout_ms),
         })
     }
 }
 
-/// The internal listener's address: `INTERNAL_LISTEN_ADDR`, default
-/// [`crate::DEFAULT_INTERNAL_LISTEN_ADDR`] (`127.0.0.1:8085`). The gateway
-/// never routes to it; it serves the full metrics (client ids included)
-/// and every dependency's health details to Prometheus and operators.
-pub fn internal_listen_addr_from_env() -> Result<SocketAddr, String> {
-    let v = std::env::var("INTERNAL_LISTEN_ADDR")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| crate::DEFAULT_INTERNAL_LISTEN_ADDR.to_owned());
-    v.parse()
-        .map_err(|_| format!("INTERNAL_LISTEN_ADDR is not a socket address: {v}"))
+impl OpsConfig {
+    /// Reads [`OpsArgs`] from the process environment. Errors name the
+    /// variable at fault.
+    pub fn from_env() -> Result<Self, String> {
+        service_http::config::from_env::<OpsArgs>()?.into_config()
+    }
+
+    /// [`OpsConfig::from_env`] with the variables looked up by `lookup`.
+    ///
+    /// `OPS_BACKENDS` is a comma-separated list of [`BACKEND_NAMES`] (unset:
+    /// all four) or `none`: the gateway pods' `gateway-metrics` container
+    /// sets `none`, so it serves its own pod's Envoy metrics and checks and
+    /// scrapes no backend (each backend pod is scraped on its own).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        service_http::config::from_lookup::<OpsArgs>(lookup)?.into_config()
+    }
 }
 
 #[cfg(test)]

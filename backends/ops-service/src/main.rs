@@ -1,18 +1,15 @@
 //! `ops-service`: operator endpoints behind the gateway (see the library docs).
 
-use ops_service::{build, shutdown_signal, OpsConfig};
+use ops_service::config::OpsArgs;
+use ops_service::{build, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // Logging, LISTEN_ADDR and the shutdown settings as every backend reads them.
-    let Ok(_) =
-        service_http::config::load::<service_http::config::Shared>("ops-service", |a| &a.common)
-    else {
+    let Ok(args) = service_http::config::load::<OpsArgs>("ops-service", |a| &a.common) else {
         return std::process::ExitCode::from(2);
     };
-    let (config, internal) = match OpsConfig::from_env()
-        .and_then(|c| Ok((c, ops_service::config::internal_listen_addr_from_env()?)))
-    {
+    let internal = args.internal_listen_addr;
+    let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(reason = %e, "invalid configuration");
