@@ -284,23 +284,7 @@ pub fn value(v: &str) -> String {
     {
         return v.to_owned();
     }
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(s, "\\u{{{:x}}}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
+    logfmt::quoted(v, usize::MAX)
 }
 
 /// `2026-11-23T14:41:12.886Z`: RFC 3339, UTC, milliseconds.

@@ -1,9 +1,8 @@
 //! The filters' logfmt values: every log line of the filters (auth,
 //! validation, metrics) quotes and escapes its values here, by the rule the
-//! backends' logs follow too (`service_log::value`): `\"`, `\\`, `\n`,
-//! `\r`, `\t`, and `\u{hex}` for any other control character.
-
-use std::fmt::Write as _;
+//! backends' logs follow too (`service_log::value`), from the shared
+//! `logfmt` crate: `\"`, `\\`, `\n`, `\r`, `\t`, and `\u{hex}` for any
+//! other control character.
 
 /// Longest value (in characters) a line carries; longer values are cut.
 pub const MAX_VALUE_CHARS: usize = 256;
@@ -17,23 +16,7 @@ pub fn quote(value: &str) -> String {
 /// A logfmt value in double quotes, escaped, bounded to `max_chars`
 /// characters (counted before escaping).
 pub fn quote_bounded(value: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars().take(max_chars) {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    logfmt::quoted(value, max_chars)
 }
 
 /// ` trace_id="<32 hex>"`, the field written after `request_id`, when
