@@ -124,36 +124,9 @@ pub struct AppState {
     pub usage: Arc<usage::KeyUsage>,
 }
 
-/// Why the service could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// A setting is invalid (the message names it).
-    Config(String),
-    /// The database could not be opened.
-    Database(store::StoreError),
-    /// The listen address could not be bound.
-    Listen(std::io::Error),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Config(e) => write!(f, "configuration: {e}"),
-            Self::Database(e) => write!(f, "database: {e}"),
-            Self::Listen(e) => write!(f, "listen: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl StartError {
-    /// Whether the database could not be reached (or was not ready):
-    /// retrying the start later may work.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Database(e) if e.is_unavailable())
-    }
-}
+/// Why the service could not start: the pricing services' one type
+/// ([`StartError::Config`] for the signing settings).
+pub use services::StartError;
 
 /// Validates the signing settings, opens (migrates, seeds) the database and
 /// builds the state. The one startup path of `main` and the tests.

@@ -5,17 +5,12 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Ok(args) = service_http::config::load::<auth_service::config::Args>("auth-service", |a| {
-        &a.service.common
-    }) else {
+    let Ok(config) = service_http::config::load(
+        "auth-service",
+        |a: &auth_service::config::Args| &a.service.common,
+        auth_service::config::Args::into_config,
+    ) else {
         return ExitCode::FAILURE;
-    };
-    let config = match args.into_config() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Invalid configuration");
-            return ExitCode::FAILURE;
-        }
     };
     tracing::info!(
         environment = %config.service.environment,

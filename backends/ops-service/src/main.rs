@@ -5,16 +5,15 @@ use ops_service::{build, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let Ok(args) = service_http::config::load::<OpsArgs>("ops-service", |a| &a.common) else {
+    let Ok((config, internal)) = service_http::config::load(
+        "ops-service",
+        |a: &OpsArgs| &a.common,
+        |a| {
+            let internal = a.internal_listen_addr;
+            Ok((a.into_config()?, internal))
+        },
+    ) else {
         return std::process::ExitCode::from(2);
-    };
-    let internal = args.internal_listen_addr;
-    let config = match args.into_config() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(reason = %e, "invalid configuration");
-            return std::process::ExitCode::from(2);
-        }
     };
     let server = match build(config).await {
         Ok(s) => s.bind_internal(internal).await,

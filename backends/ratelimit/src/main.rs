@@ -12,17 +12,12 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Ok(args) =
-        service_http::config::load::<ratelimit::config::Args>("ratelimit-service", |a| &a.common)
-    else {
+    let Ok(config) = service_http::config::load(
+        "ratelimit-service",
+        |a: &ratelimit::config::Args| &a.common,
+        ratelimit::config::Args::into_config,
+    ) else {
         return ExitCode::FAILURE;
-    };
-    let config = match args.into_config() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Invalid configuration");
-            return ExitCode::FAILURE;
-        }
     };
     let storage = if config.redis_url.is_some() {
         "redis"

@@ -92,25 +92,33 @@ impl DatabaseArgs {
     }
 }
 
-/// Parses `T` from the process environment and command line, then
-/// installs the logger for `service` (with `T`'s [`LogArgs`]) and the
-/// shutdown settings. On an error the logger is installed from the `LOG_*`
-/// variables alone, the error is logged as `Invalid configuration` and
-/// returned.
-pub fn load<T: Parser>(service: &'static str, common: fn(&T) -> &CommonArgs) -> Result<T, String> {
-    match from_env::<T>() {
+/// Parses `T` from the process environment and command line, installs
+/// the logger for `service` (with `T`'s [`LogArgs`]) and the shutdown
+/// settings, then turns `T` into what the service runs with (`convert`,
+/// where checks between variables go). On an error the logger is
+/// installed from the `LOG_*` variables alone when `T` did not parse, the
+/// error is logged as `Invalid configuration` and returned.
+pub fn load<T: Parser, C>(
+    service: &'static str,
+    common: fn(&T) -> &CommonArgs,
+    convert: impl FnOnce(T) -> Result<C, String>,
+) -> Result<C, String> {
+    let converted = match from_env::<T>() {
         Ok(args) => {
             let c = common(&args);
             service_log::init_with(service, c.log.settings());
             c.apply_shutdown();
-            Ok(args)
+            convert(args)
         }
         Err(e) => {
             service_log::init(service);
-            tracing::error!(error = %e, "Invalid configuration");
             Err(e)
         }
-    }
+    };
+    converted.map_err(|e| {
+        tracing::error!(error = %e, "Invalid configuration");
+        e
+    })
 }
 
 /// `T` from the process environment, command-line flags winning. `--help`

@@ -11,13 +11,18 @@ pub use crate::routes::AppState;
 /// Why a service could not start.
 #[derive(Debug)]
 pub enum StartError {
+    /// A setting is invalid (the message names it).
+    Config(String),
+    /// The database could not be opened.
     Database(store::StoreError),
+    /// The listen address could not be bound.
     Listen(std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Config(e) => write!(f, "configuration: {e}"),
             Self::Database(e) => write!(f, "database: {e}"),
             Self::Listen(e) => write!(f, "listen: {e}"),
         }
@@ -80,15 +85,12 @@ pub async fn run_main(
     default_listen: &str,
     start: StartFn,
 ) -> std::process::ExitCode {
-    let Ok(args) = service_http::config::load::<crate::config::Args>(service, |a| &a.common) else {
+    let Ok(config) = service_http::config::load(
+        service,
+        |a: &crate::config::Args| &a.common,
+        |a| a.into_config(default_listen),
+    ) else {
         return std::process::ExitCode::FAILURE;
-    };
-    let config = match args.into_config(default_listen) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Invalid configuration");
-            return std::process::ExitCode::FAILURE;
-        }
     };
     tracing::info!(
         environment = %config.environment,
