@@ -10,8 +10,15 @@ use super::*;
     after_help = AFTER_HELP
 )]
 pub(crate) struct Cli {
-    /// Database URL; default DATABASE_URL, else sqlite://var/pricing.db.
-    #[arg(long, global = true, value_name = "URL")]
+    /// Database URL; default sqlite://var/pricing.db (an empty value counts
+    /// as unset).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub(crate) database_url: Option<String>,
     /// Print JSON instead of text (one object per line for list/history).
     #[arg(long, global = true)]

@@ -163,7 +163,8 @@ impl Ctx {
         let url = self
             .url
             .clone()
-            .unwrap_or_else(store::database_url_from_env);
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| store::DEFAULT_DATABASE_URL.to_owned());
         let mut options = StoreOptions::new(url);
         options.max_connections = 2;
         Ok(Store::connect_with(options).await?)

@@ -60,14 +60,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
     ..sqlx::migrate!("./migrations")
 };
 
-/// `DATABASE_URL` from the environment, else [`DEFAULT_DATABASE_URL`].
-pub fn database_url_from_env() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
-}
-
 // ---------------------------------------------------------------------------
 // Records
 // ---------------------------------------------------------------------------
