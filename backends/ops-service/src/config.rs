@@ -88,10 +88,10 @@ pub struct OpsArgs {
     #[arg(long, env = "OPS_BACKENDS", value_name = "NAMES")]
     pub ops_backends: Option<String>,
     /// Database to ping.
-    #[arg(long, env = "DATABASE_URL", value_name = "URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Redis to ping; checked only when set.
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
     /// Upper bound in milliseconds on each probe and each scrape.
     #[arg(long, env = "OPS_PROBE_TIMEOUT_MS", value_name = "MS",

@@ -76,7 +76,7 @@ pub struct Args {
           default_value = "1000", value_parser = positive)]
     pub rate_limits_reload_ms: u64,
     /// Redis for counters shared by every replica; memory when unset.
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
     /// CA bundle for a rediss:// URL.
     #[arg(long, env = "REDIS_CA_FILE", value_name = "FILE")]

@@ -67,7 +67,7 @@ pub struct Shared {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct DatabaseArgs {
     /// Database URL (`sqlite://…` or `postgres://…`).
-    #[arg(long, env = "DATABASE_URL", value_name = "URL",
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL",
           default_value = store::DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Most pooled connections (0 counts as 1).
