@@ -201,33 +201,10 @@ fn database_error_kind(e: &sqlx::Error) -> &'static str {
     }
 }
 
-/// Files for a `rediss://` `REDIS_URL`, from the variables the rate-limit
-/// service reads: `REDIS_CA_FILE` (PEM bundle the server certificate must
-/// chain to; the system roots without it), `REDIS_CLIENT_CERT_FILE` and
-/// `REDIS_CLIENT_KEY_FILE` (mutual TLS).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedisTlsFiles {
-    pub ca_file: Option<PathBuf>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-}
-
-impl RedisTlsFiles {
-    /// Read from the environment (empty values count as unset).
-    pub fn from_env() -> Self {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(PathBuf::from)
-        };
-        Self {
-            ca_file: var("REDIS_CA_FILE"),
-            client_cert_file: var("REDIS_CLIENT_CERT_FILE"),
-            client_key_file: var("REDIS_CLIENT_KEY_FILE"),
-        }
-    }
-}
+/// Files for a `rediss://` `REDIS_URL` (`REDIS_CA_FILE`,
+/// `REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`), declared once with
+/// the rate-limit service's; `RedisTlsFiles::from_env` reads them.
+pub use service_http::config::RedisTls as RedisTlsFiles;
 
 /// `PING` over a fresh connection to `REDIS_URL`
 /// (`redis[s]://[user:password@]host[:port][/db]`, TLS files from

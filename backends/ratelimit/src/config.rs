@@ -28,27 +28,10 @@ pub enum FailureMode {
     Deny,
 }
 
-/// Files for a `rediss://` connection, each a PEM file read when the
-/// service starts (`REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE`,
-/// `REDIS_CLIENT_KEY_FILE`). With no CA file the server certificate is
-/// checked against the system roots.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedisTls {
-    /// CA bundle the Redis server certificate must chain to (replaces the
-    /// system roots).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (chain) for mutual TLS; needs `client_key_file`.
-    pub client_cert_file: Option<PathBuf>,
-    /// Private key of `client_cert_file`.
-    pub client_key_file: Option<PathBuf>,
-}
-
-impl RedisTls {
-    /// Whether any file is set.
-    pub fn is_set(&self) -> bool {
-        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
-    }
-}
+/// Files for a `rediss://` connection (`REDIS_CA_FILE`,
+/// `REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`), declared once for
+/// this service and the ops service's Redis probe.
+pub use service_http::config::RedisTls;
 
 /// `url` with its password replaced by `***`, for logs.
 pub use service_http::config::redact_url;
@@ -78,15 +61,8 @@ pub struct Args {
     /// Redis for counters shared by every replica; memory when unset.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
-    /// CA bundle for a rediss:// URL.
-    #[arg(long, env = "REDIS_CA_FILE", value_name = "FILE")]
-    pub redis_ca_file: Option<PathBuf>,
-    /// Client certificate for a rediss:// URL (with its key).
-    #[arg(long, env = "REDIS_CLIENT_CERT_FILE", value_name = "FILE")]
-    pub redis_client_cert_file: Option<PathBuf>,
-    /// Private key of the client certificate.
-    #[arg(long, env = "REDIS_CLIENT_KEY_FILE", value_name = "FILE")]
-    pub redis_client_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub redis_tls: RedisTls,
     /// `allow` or `deny` when Redis is down.
     #[arg(long, env = "RATE_LIMIT_FAILURE_MODE", value_name = "MODE",
           default_value = "allow", value_parser = failure_mode)]
@@ -131,11 +107,7 @@ impl Args {
             }),
             reload_interval: Duration::from_millis(self.rate_limits_reload_ms),
             redis_url: self.redis_url,
-            redis_tls: RedisTls {
-                ca_file: self.redis_ca_file,
-                client_cert_file: self.redis_client_cert_file,
-                client_key_file: self.redis_client_key_file,
-            },
+            redis_tls: self.redis_tls,
             failure_mode: self.rate_limit_failure_mode,
             storage_timeout: Duration::from_millis(self.rate_limit_storage_timeout_ms),
             key_prefix: self.rate_limit_key_prefix,

@@ -92,6 +92,52 @@ impl DatabaseArgs {
     }
 }
 
+/// Files for a `rediss://` `REDIS_URL`, each a PEM file: the CA bundle
+/// the server certificate must chain to (the system roots without it) and
+/// a client certificate and key for mutual TLS. The rate-limit service
+/// flattens it into its variables; the ops service's Redis probe reads it
+/// alone ([`RedisTls::from_env`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct RedisTls {
+    /// CA bundle the Redis server certificate must chain to.
+    #[arg(long = "redis-ca-file", env = "REDIS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (chain) for mutual TLS; needs the key.
+    #[arg(
+        long = "redis-client-cert-file",
+        env = "REDIS_CLIENT_CERT_FILE",
+        value_name = "FILE"
+    )]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// Private key of the client certificate.
+    #[arg(
+        long = "redis-client-key-file",
+        env = "REDIS_CLIENT_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+impl RedisTls {
+    /// Whether any file is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
+    }
+
+    /// The three variables alone, from the process environment (empty
+    /// values count as unset; paths cannot be malformed).
+    pub fn from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            tls: RedisTls,
+        }
+        from_lookup::<Only>(|name| std::env::var(name).ok())
+            .map(|o| o.tls)
+            .unwrap_or_default()
+    }
+}
+
 /// Parses `T` from the process environment and command line, installs
 /// the logger for `service` (with `T`'s [`LogArgs`]) and the shutdown
 /// settings, then turns `T` into what the service runs with (`convert`,
