@@ -155,7 +155,7 @@ fmt: rust ## Format the code
 lint: rust ## rustfmt check and clippy (native, and wasm for the filters)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(WASM_FILTERS) -p filter-core -p pricing -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(WASM_FILTERS) -p filter-core -p filter-host -p logfmt -p pricing -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p auth-filter --features trap-on-marked-request -- -D warnings
 
 .PHONY: test

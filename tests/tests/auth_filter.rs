@@ -868,8 +868,15 @@ fn shipped_failure_policy() -> String {
         .map(str::trim)
         .filter(|l| l.starts_with("failure_policy:"))
         .collect();
-    assert_eq!(policies.len(), 1, "one policy for every filter: {policies:?}");
-    policies.first().map(|l| (*l).to_owned()).unwrap_or_default()
+    assert_eq!(
+        policies.len(),
+        1,
+        "one policy for every filter: {policies:?}"
+    );
+    policies
+        .first()
+        .map(|l| (*l).to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
