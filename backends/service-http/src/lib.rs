@@ -41,6 +41,8 @@ pub mod metrics;
 pub mod probes;
 mod request_id;
 mod serve;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use error::{envelope_response, health_ok, health_unavailable, AppError};
 pub use json::{is_json_content_type, read_body_limited, ApiJson, JsonBody};

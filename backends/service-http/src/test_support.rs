@@ -1,0 +1,114 @@
+//! Helpers for the backends' own tests (feature `test-support`, for
+//! dev-dependencies only): the SIGTERM sequence every service binary goes
+//! through as Kubernetes stops a pod.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// `GET url` on a fresh connection: status and JSON body (`Null` when the
+/// body is not JSON), or `None` when nothing answers.
+pub async fn get_json(url: &str) -> Option<(u16, serde_json::Value)> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let r = client.get(url).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.unwrap_or_default()))
+}
+
+/// A service binary the test started, serving HTTP on `127.0.0.1:port`.
+pub struct ServiceUnderTest {
+    /// How failures name it, e.g. "the ops service".
+    pub name: &'static str,
+    pub port: u16,
+    pub child: Child,
+}
+
+impl ServiceUnderTest {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `GET path`, which must answer.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        get_json(&self.url(path))
+            .await
+            .unwrap_or_else(|| panic!("{} does not answer {path}", self.name))
+    }
+
+    /// Waits (20 s at most) until `/health/live` answers, then checks that
+    /// `/health/live`, `/health/ready` and `/health` are 200 `healthy`.
+    pub async fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_json(&self.url("/health/live")).await.is_none() {
+            assert!(Instant::now() < deadline, "{} never answered", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for probe in ["/health/live", "/health/ready", "/health"] {
+            let (status, body) = self.get(probe).await;
+            assert_eq!(status, 200, "{probe}: {body}");
+            assert_eq!(body["status"], "healthy", "{probe}: {body}");
+        }
+    }
+
+    /// Sends SIGTERM and checks the drain: readiness turns 503 within 1 s
+    /// while liveness stays 200, then the process exits 0 (within 10 s)
+    /// and the HTTP port refuses connections. The service must run with a
+    /// `SHUTDOWN_DELAY_SECONDS` longer than 1 s.
+    pub async fn sigterm_and_check_the_drain(&mut self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let (status, body) = get_json(&self.url("/health/ready"))
+                .await
+                .expect("still accepting during the delay");
+            if status == 503 {
+                assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE", "{body}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "readiness still {status} 1 s after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = self.get("/health/live").await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &serde_json::json!("healthy"))
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(0), "{status:?}");
+        assert!(get_json(&self.url("/health/live")).await.is_none());
+    }
+}
+
+impl Drop for ServiceUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
