@@ -349,7 +349,7 @@ fn tracing(s: &Settings) -> Tracing {
             typed_config: Typed::new(OpenTelemetryConfig {
                 grpc_service: GrpcService {
                     envoy_grpc: EnvoyGrpc {
-                        cluster_name: "otel_collector",
+                        cluster_name: "otel_collector".into(),
                     },
                     timeout: Some("1s".into()),
                 },

@@ -1,20 +1,23 @@
 //! The Istio resources that repeat gateway facts, generated from the same
 //! values as the Envoy shapes: the local-reply EnvoyFilter (the same
-//! `local_reply_config`) and the three WasmPlugins (the filters' own config
-//! types as `pluginConfig`). `gateway-config istio` writes them into
+//! `local_reply_config`), the three WasmPlugins (the filters' own config
+//! types as `pluginConfig`), the rate-limit EnvoyFilter (the same filter,
+//! domain and descriptors) and the bootstrap override with the same
+//! `stats_config`. `gateway-config istio` writes them into
 //! deploy/base/istio; `gateway-config istio --check` (and this crate's
 //! tests) fail when the checked-in files differ from the generated ones.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use filter_core::auth::{JwtAlgorithm, JwtConfig};
 use filter_core::metrics::MetricsConfig;
 use serde::Serialize;
 
-use crate::envoy::{LocalReplyConfig, Typed};
+use crate::envoy::{HttpFilter, LocalReplyConfig, RateLimitPolicy, StatsConfig, Typed};
 use crate::parts;
 use crate::plugins::{self, AuthTarget};
-use crate::settings::Error;
+use crate::settings::{default_rate_limit_timeout, Error};
 
 const NAMESPACE: &str = "borrow-rate";
 /// The ingress gateway's pod label (ingress-gateway.yaml).
@@ -34,6 +37,33 @@ struct Resource<S> {
 struct Metadata {
     name: &'static str,
     namespace: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<PartOf>,
+}
+
+impl Metadata {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            namespace: NAMESPACE,
+            labels: None,
+        }
+    }
+
+    fn part_of_gateway(name: &'static str) -> Self {
+        Self {
+            labels: Some(PartOf {
+                part_of: GATEWAY_LABEL,
+            }),
+            ..Self::new(name)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PartOf {
+    #[serde(rename = "app.kubernetes.io/part-of")]
+    part_of: &'static str,
 }
 
 // ---------------------------------------------------------------- local replies
@@ -65,10 +95,48 @@ struct ConfigPatch {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct PatchMatch {
     context: &'static str,
-    listener: ListenerMatch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<ListenerMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_configuration: Option<RouteConfigurationMatch>,
 }
+
+impl PatchMatch {
+    /// The gateway's HTTP connection manager, or with `sub_filter` one of
+    /// its HTTP filters.
+    fn hcm(sub_filter: Option<&'static str>) -> Self {
+        Self {
+            context: "GATEWAY",
+            listener: Some(ListenerMatch {
+                filter_chain: FilterChainMatch {
+                    filter: FilterMatch {
+                        name: HCM,
+                        sub_filter: sub_filter.map(|name| SubFilterMatch { name }),
+                    },
+                },
+            }),
+            route_configuration: None,
+        }
+    }
+
+    /// Every virtual host of the gateway's routes.
+    fn any_virtual_host() -> Self {
+        Self {
+            context: "GATEWAY",
+            listener: None,
+            route_configuration: Some(RouteConfigurationMatch {
+                vhost: VirtualHostMatch {
+                    route: RouteMatch { action: "ANY" },
+                },
+            }),
+        }
+    }
+}
+
+const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,8 +150,31 @@ struct FilterChainMatch {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct FilterMatch {
     name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_filter: Option<SubFilterMatch>,
+}
+
+#[derive(Serialize)]
+struct SubFilterMatch {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct RouteConfigurationMatch {
+    vhost: VirtualHostMatch,
+}
+
+#[derive(Serialize)]
+struct VirtualHostMatch {
+    route: RouteMatch,
+}
+
+#[derive(Serialize)]
+struct RouteMatch {
+    action: &'static str,
 }
 
 #[derive(Serialize)]
@@ -93,9 +184,17 @@ struct Patch {
 }
 
 #[derive(Serialize)]
-struct PatchValue {
-    name: &'static str,
-    typed_config: Typed<HcmPatch>,
+#[serde(untagged)]
+enum PatchValue {
+    /// Merged into the HTTP connection manager.
+    NetworkFilter {
+        name: &'static str,
+        typed_config: Typed<HcmPatch>,
+    },
+    /// An HTTP filter inserted into the chain.
+    HttpFilter(HttpFilter),
+    /// Merged into a virtual host.
+    VirtualHost { rate_limits: Vec<RateLimitPolicy> },
 }
 
 /// The part of the HTTP connection manager the patch merges in.
@@ -117,44 +216,186 @@ const LOCAL_REPLY_HEADER: &str = "\
 # (envoy/gateway-config/src/parts.rs).
 ";
 
-fn local_reply() -> Resource<EnvoyFilterSpec> {
+/// An EnvoyFilter on the gateway pods.
+fn envoy_filter(name: &'static str, config_patches: Vec<ConfigPatch>) -> Resource<EnvoyFilterSpec> {
     Resource {
         api_version: "networking.istio.io/v1alpha3",
         kind: "EnvoyFilter",
-        metadata: Metadata {
-            name: "borrow-rate-local-reply",
-            namespace: NAMESPACE,
-        },
+        metadata: Metadata::new(name),
         spec: EnvoyFilterSpec {
             workload_selector: WorkloadSelector {
                 labels: Labels {
                     istio: GATEWAY_LABEL,
                 },
             },
-            config_patches: vec![ConfigPatch {
-                apply_to: "NETWORK_FILTER",
-                match_: PatchMatch {
-                    context: "GATEWAY",
-                    listener: ListenerMatch {
-                        filter_chain: FilterChainMatch {
-                            filter: FilterMatch {
-                                name: "envoy.filters.network.http_connection_manager",
-                            },
-                        },
-                    },
-                },
-                patch: Patch {
-                    operation: "MERGE",
-                    value: PatchValue {
-                        name: "envoy.filters.network.http_connection_manager",
-                        typed_config: Typed::new(HcmPatch {
-                            local_reply_config: parts::local_reply_config(),
-                        }),
-                    },
-                },
-            }],
+            config_patches,
         },
     }
+}
+
+fn local_reply() -> Resource<EnvoyFilterSpec> {
+    envoy_filter(
+        "borrow-rate-local-reply",
+        vec![ConfigPatch {
+            apply_to: "NETWORK_FILTER",
+            match_: PatchMatch::hcm(None),
+            patch: Patch {
+                operation: "MERGE",
+                value: PatchValue::NetworkFilter {
+                    name: HCM,
+                    typed_config: Typed::new(HcmPatch {
+                        local_reply_config: parts::local_reply_config(),
+                    }),
+                },
+            },
+        }],
+    )
+}
+
+// ---------------------------------------------------------------- rate limits
+
+const RATE_LIMIT_HEADER: &str = "\
+# Rate limiting on the ingress gateway (ingress-gateway.yaml), the same two
+# layers, domain and descriptors as the compose and local shapes
+# (envoy/gateway-config, parts.rs; docs/rate-limiting.md):
+#   * a token bucket per gateway pod and client, sized from each key's own
+#     limit, kept by the auth WasmPlugin itself (its `local_rate_limit`
+#     section, wasm-plugins.yaml): a backstop that holds while the
+#     rate-limit service is down;
+#   * the global limit from the rate-limit service (Envoy RLS v3, counters in
+#     Redis), shared by every gateway pod, inserted before the router, so it
+#     runs after the auth WasmPlugin (AUTHN), which sets x-client-id and
+#     x-client-rate-limit.
+# The filter is parts::rate_limit_filter with the defaults of
+# RATE_LIMIT_TIMEOUT_MS (0.1s) and RATE_LIMIT_FAILURE_MODE (allow:
+# failure_mode_deny false, an unreachable rate-limit service lets requests
+# through), calling the rate-limit Service's gRPC port; the 429 already says
+# \"rate limited\" (envelope + Retry-After), so no x-envoy-ratelimited.
+";
+
+fn rate_limit() -> Resource<EnvoyFilterSpec> {
+    let cluster = format!("outbound|8090||ratelimit-service.{NAMESPACE}.svc.cluster.local");
+    envoy_filter(
+        "borrow-rate-ratelimit",
+        vec![
+            ConfigPatch {
+                apply_to: "HTTP_FILTER",
+                match_: PatchMatch::hcm(Some("envoy.filters.http.router")),
+                patch: Patch {
+                    operation: "INSERT_BEFORE",
+                    value: PatchValue::HttpFilter(parts::rate_limit_filter_to(
+                        &cluster,
+                        &default_rate_limit_timeout(),
+                        false,
+                    )),
+                },
+            },
+            ConfigPatch {
+                apply_to: "VIRTUAL_HOST",
+                match_: PatchMatch::any_virtual_host(),
+                patch: Patch {
+                    operation: "MERGE",
+                    value: PatchValue::VirtualHost {
+                        rate_limits: parts::rate_limit_descriptors(),
+                    },
+                },
+            },
+        ],
+    )
+}
+
+// ---------------------------------------------------------------- stats
+
+const STATS_HEADER: &str = "\
+# Metrics of the gateway's wasm filters on the ingress gateway.
+#
+# The filters encode labels in metric names (docs/architecture.md,
+# \"Metrics\"); Envoy extracts them with stats_tags, which live in the
+# bootstrap: custom_bootstrap.json is the same stats_config as every other
+# shape (envoy/gateway-config, parts::stats_config: tags, and the
+# microsecond bucket bounds of the two duration histograms). The gateway
+# pods (ingress-gateway.yaml) load this ConfigMap through their
+# `sidecar.istio.io/bootstrapOverride` annotation and keep the filters'
+# metrics in their Prometheus output with `proxyStatsMatcher`
+# (`proxy.istio.io/config` annotation).
+#
+# Prometheus scrapes each gateway pod's own gateway-metrics container,
+# which reads its pod's Envoy on localhost (ingress-gateway.yaml). The
+# Service below serves only the public /metrics route: the ops service reads
+# one gateway pod's Prometheus port through it (ENVOY_ADMIN_URL in
+# deploy/base/kubernetes/config.yaml); nothing scrapes it.
+";
+
+/// Istio's Envoy Prometheus port on the gateway pods.
+const ENVOY_PROMETHEUS_PORT: u16 = 15090;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigMap {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    data: BTreeMap<&'static str, String>,
+}
+
+/// The part of the bootstrap Istio merges in.
+#[derive(Serialize)]
+struct BootstrapOverride {
+    stats_config: StatsConfig,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceSpec {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    selector: Labels,
+    ports: Vec<ServicePort>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServicePort {
+    name: &'static str,
+    port: u16,
+    target_port: u16,
+    protocol: &'static str,
+}
+
+fn stats() -> Result<String, Error> {
+    let bootstrap = serde_json::to_string_pretty(&BootstrapOverride {
+        stats_config: parts::stats_config(),
+    })
+    .map_err(|e| Error(format!("JSON: {e}")))?;
+    let config_map = ConfigMap {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: Metadata::part_of_gateway("borrow-rate-gateway-bootstrap"),
+        data: BTreeMap::from([("custom_bootstrap.json", format!("{bootstrap}\n"))]),
+    };
+    let service = Resource {
+        api_version: "v1",
+        kind: "Service",
+        metadata: Metadata::part_of_gateway("borrow-rate-gateway-stats"),
+        spec: ServiceSpec {
+            type_: "ClusterIP",
+            selector: Labels {
+                istio: GATEWAY_LABEL,
+            },
+            ports: vec![ServicePort {
+                name: "http-envoy-prom",
+                port: ENVOY_PROMETHEUS_PORT,
+                target_port: ENVOY_PROMETHEUS_PORT,
+                protocol: "TCP",
+            }],
+        },
+    };
+    Ok(format!(
+        "{}{STATS_HEADER}{}---\n{}",
+        crate::RENDERED_HEADER,
+        crate::to_yaml(&config_map)?,
+        crate::to_yaml(&service)?
+    ))
 }
 
 // ---------------------------------------------------------------- wasm plugins
@@ -189,10 +430,7 @@ fn wasm_plugin<C>(
     Resource {
         api_version: "extensions.istio.io/v1alpha1",
         kind: "WasmPlugin",
-        metadata: Metadata {
-            name,
-            namespace: NAMESPACE,
-        },
+        metadata: Metadata::new(name),
         spec: WasmPluginSpec {
             selector: Selector {
                 match_labels: Labels {
@@ -334,6 +572,15 @@ pub fn files() -> Result<Vec<(&'static str, String)>, Error> {
             ),
         ),
         ("wasm-plugins.yaml", wasm_plugins()?),
+        (
+            "ratelimit.yaml",
+            format!(
+                "{}{RATE_LIMIT_HEADER}{}",
+                crate::RENDERED_HEADER,
+                crate::to_yaml(&rate_limit())?
+            ),
+        ),
+        ("stats.yaml", stats()?),
     ])
 }
 
@@ -369,6 +616,26 @@ mod tests {
         if let Err(e) = write_or_check(&dir, true) {
             panic!("{e}");
         }
+    }
+
+    /// The bootstrap override embeds stats_config as JSON text: it reads
+    /// back as the rendered shapes' stats_config.
+    #[test]
+    fn the_bootstrap_override_holds_the_shapes_stats_config() {
+        let text = stats().unwrap_or_default();
+        let docs: Vec<serde_json::Value> = text
+            .split("\n---\n")
+            .filter_map(|d| serde_norway::from_str(d).ok())
+            .collect();
+        let json = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap")
+            .and_then(|d| d["data"]["custom_bootstrap.json"].as_str())
+            .unwrap_or_default();
+        let boot: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        let want = serde_json::to_value(parts::stats_config()).unwrap_or_default();
+        assert!(want.is_object());
+        assert_eq!(boot["stats_config"], want);
     }
 
     #[test]

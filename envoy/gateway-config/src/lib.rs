@@ -3,8 +3,9 @@
 //! One builder yields every deployment shape (local `make run`,
 //! docker-compose, the e2e tests' variants, the benchmarks') from
 //! [`Settings`], and the Istio resources that repeat gateway facts (the
-//! local-reply EnvoyFilter, the WasmPlugins' plugin configurations) come
-//! from the same values, so the shapes cannot disagree. The wasm filters'
+//! local-reply and rate-limit EnvoyFilters, the WasmPlugins' plugin
+//! configurations, the bootstrap override's stats_config) come from the
+//! same values, so the shapes cannot disagree. The wasm filters'
 //! plugin configurations are the filters' own config types (filters/core),
 //! serialised.
 

@@ -81,7 +81,8 @@ enum Command {
         set: Vec<String>,
     },
     /// Write the generated Istio resources (local-reply.yaml,
-    /// wasm-plugins.yaml) into DIR, or check that DIR holds them unchanged.
+    /// wasm-plugins.yaml, ratelimit.yaml, stats.yaml) into DIR, or check
+    /// that DIR holds them unchanged.
     Istio {
         #[arg(long, default_value = "deploy/base/istio")]
         dir: PathBuf,

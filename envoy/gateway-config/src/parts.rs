@@ -258,6 +258,17 @@ pub fn local_reply_config() -> LocalReplyConfig {
 /// here, and the 429 already says "rate limited" (no
 /// x-envoy-ratelimited).
 pub fn rate_limit_filter(timeout: &str, failure_mode_deny: bool) -> HttpFilter {
+    rate_limit_filter_to("rate_limit_service", timeout, failure_mode_deny)
+}
+
+/// [`rate_limit_filter`] calling the rate-limit service through
+/// `cluster_name` (Istio names the cluster after the Service:
+/// `outbound|8090||ratelimit-service.<namespace>.svc.cluster.local`).
+pub fn rate_limit_filter_to(
+    cluster_name: &str,
+    timeout: &str,
+    failure_mode_deny: bool,
+) -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.ratelimit",
         typed_config: HttpFilterConfig::RateLimit(Typed::new(RateLimit {
@@ -275,7 +286,7 @@ pub fn rate_limit_filter(timeout: &str, failure_mode_deny: bool) -> HttpFilter {
                 transport_api_version: "V3",
                 grpc_service: GrpcService {
                     envoy_grpc: EnvoyGrpc {
-                        cluster_name: "rate_limit_service",
+                        cluster_name: cluster_name.to_owned(),
                     },
                     timeout: Some(timeout.to_owned()),
                 },

@@ -287,7 +287,10 @@ impl Settings {
             }
         };
         let timeout_ms = positive(
-            &get("RATE_LIMIT_TIMEOUT_MS", "100"),
+            &get(
+                "RATE_LIMIT_TIMEOUT_MS",
+                &DEFAULT_RATE_LIMIT_TIMEOUT_MS.to_string(),
+            ),
             "RATE_LIMIT_TIMEOUT_MS",
         )?;
         if timeout_ms > 60_000 {
@@ -484,6 +487,15 @@ impl Settings {
 }
 
 /// Milliseconds as an Envoy duration without trailing zeros (`0.1s`, `2s`).
+/// RATE_LIMIT_TIMEOUT_MS when it is not set.
+pub const DEFAULT_RATE_LIMIT_TIMEOUT_MS: u64 = 100;
+
+/// The rate-limit filter's `timeout` when RATE_LIMIT_TIMEOUT_MS is not set
+/// (`0.1s`).
+pub fn default_rate_limit_timeout() -> String {
+    duration_ms(DEFAULT_RATE_LIMIT_TIMEOUT_MS)
+}
+
 fn duration_ms(ms: u64) -> String {
     let frac = format!("{:03}", ms % 1000);
     let frac = frac.trim_end_matches('0');

@@ -107,7 +107,7 @@ pub struct GrpcService {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvoyGrpc {
-    pub cluster_name: &'static str,
+    pub cluster_name: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
