@@ -2,7 +2,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
@@ -75,15 +74,16 @@ impl TokenIssuer {
                 let key = EncodingKey::from_ec_pem(private_key_pem.as_bytes()).map_err(|e| {
                     format!("JWT_ES256_PRIVATE_KEY_FILE: not a PKCS#8 P-256 private key: {e}")
                 })?;
-                let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
-                    .map_err(|e| format!("JWT_ES256_PRIVATE_KEY_FILE: unusable key: {e}"))?;
-                let kid = key_id
-                    .clone()
-                    .unwrap_or_else(|| jwk.thumbprint(ThumbprintHash::SHA256));
-                jwk.common.key_id = Some(kid.clone());
-                jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+                // The kid is the key's thumbprint unless configured: the
+                // rule `gatewayctl jwks` follows too (es256-jwk).
+                let mut jwk = es256_jwk::public_jwk(private_key_pem)
+                    .map_err(|e| format!("JWT_ES256_PRIVATE_KEY_FILE: {e}"))?;
+                if let Some(kid) = key_id {
+                    jwk.common.key_id = Some(kid.clone());
+                }
+                let kid = jwk.common.key_id.clone();
                 let mut header = Header::new(Algorithm::ES256);
-                header.kid = Some(kid);
+                header.kid = kid;
                 let jwks = serde_json::json!({ "keys": [jwk] });
                 (key, header, Some(jwks))
             }

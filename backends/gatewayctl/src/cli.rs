@@ -42,6 +42,17 @@ pub(crate) enum Command {
     /// Pricing clients and their terms.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// The public JWKS of ES256 (P-256) keys for the auth WasmPlugin: the
+    /// overlays' auth-jwks.yaml patch, or {"keys":[...]} with --json. Each
+    /// kid is the key's RFC 7638 thumbprint, as in the auth service's
+    /// tokens. No database is opened.
+    Jwks {
+        /// PEM files: public keys, or PKCS#8 private keys of which only the
+        /// public half is used (never printed). Several keys = several
+        /// kids accepted (key rotation).
+        #[arg(required = true, value_name = "PEM")]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

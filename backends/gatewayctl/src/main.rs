@@ -13,6 +13,7 @@
 //! gatewayctl stocks upsert --ticker T --base-rate D --volatility-index D --event-risk-factor D --min-rate D
 //! gatewayctl clients list
 //! gatewayctl clients upsert --client-id ID --markup-percentage D --fee-type FLAT|PERCENTAGE --fee-amount D
+//! gatewayctl jwks PEM...                                (the auth WasmPlugin's JWKS; see [`jwks`])
 //! ```
 //!
 //! Global options: `--database-url URL` (else `DATABASE_URL`, else
@@ -42,6 +43,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod catalog;
 mod cli;
+mod jwks;
 mod keys;
 mod values;
 
@@ -172,15 +174,19 @@ impl Ctx {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let ctx = Ctx {
-        url: cli.database_url,
-        json: cli.json,
-        actor: actor(cli.actor.as_deref())?,
+    // The database commands share a context; `jwks` reads only its files.
+    let ctx = || -> Result<Ctx, Failure> {
+        Ok(Ctx {
+            url: cli.database_url.clone(),
+            json: cli.json,
+            actor: actor(cli.actor.as_deref())?,
+        })
     };
     match cli.command {
-        Command::Keys(cmd) => keys(&ctx, cmd).await,
-        Command::Stocks(cmd) => stocks(&ctx, cmd).await,
-        Command::Clients(cmd) => clients(&ctx, cmd).await,
+        Command::Keys(cmd) => keys(&ctx()?, cmd).await,
+        Command::Stocks(cmd) => stocks(&ctx()?, cmd).await,
+        Command::Clients(cmd) => clients(&ctx()?, cmd).await,
+        Command::Jwks { ref files } => jwks::jwks(files, cli.json),
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod cli;
+mod jwks;
 mod keys;
 mod stocks_clients;
 mod updates;
