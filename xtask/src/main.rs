@@ -3,6 +3,7 @@
 //!   cargo xtask check-deploy [alerts|dashboards|compose|envoy|kubernetes|images|all]…
 //!   cargo xtask run [start|stop|status]
 //!   cargo xtask wasm-drop-callbacks FILE.wasm CALLBACK…
+//!   cargo xtask bench <calculation|e2e|open-loop|breakdown|chain|validation|memory|callgrind|all> | soak
 
 use std::process::ExitCode;
 
@@ -38,9 +39,12 @@ enum Task {
     /// certs/ and envoy/rendered/compose.yaml, which docker-compose up mounts
     /// (from $GATEWAY_ENV_FILE, default .env.example).
     ComposeConfig,
-    /// Benchmark helpers.
+    /// The benchmarks of BENCHMARKS.md (loopback, bounded).
     #[command(subcommand)]
-    Bench(Bench),
+    Bench(xtask::bench::Cmd),
+    /// Soak of the whole stack: no failed request, bounded RSS growth,
+    /// audit rows = calculations (SOAK_SECONDS, default 300).
+    Soak,
     /// Remove proxy-wasm callback exports a filter leaves to the SDK's
     /// no-op default from a built .wasm, in place.
     WasmDropCallbacks {
@@ -50,38 +54,14 @@ enum Task {
     },
 }
 
-#[derive(Subcommand)]
-enum Bench {
-    /// The filter-chain benchmark's Envoy configurations: WORK/<variant>.yaml
-    /// from WORK/full.yaml (scripts/bench-chain.sh).
-    ChainConfigs {
-        work: std::path::PathBuf,
-        /// The benchmark's API key (the native api_key_auth variant).
-        key: String,
-        /// The JWT secret (the native jwt_authn variant).
-        secret: String,
-        /// An older auth_filter.wasm for the *-before variants.
-        #[arg(default_value = "")]
-        before_wasm: String,
-    },
-    /// The end-to-end breakdown's Envoy configurations: WORK/<variant>.yaml
-    /// from WORK/full.yaml (scripts/bench-e2e-breakdown.sh).
-    BreakdownConfigs { work: std::path::PathBuf },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = cli.root.clone().unwrap_or_else(repo_root);
     let result = match cli.task {
         Task::CheckDeploy { checks } => check_deploy::run(&root, &checks),
         Task::WasmDropCallbacks { file, callbacks } => xtask::wasm_drop::run(&file, &callbacks),
-        Task::Bench(Bench::ChainConfigs {
-            work,
-            key,
-            secret,
-            before_wasm,
-        }) => xtask::bench::chain_configs(&work, &key, &secret, &before_wasm),
-        Task::Bench(Bench::BreakdownConfigs { work }) => xtask::bench::breakdown_configs(&work),
+        Task::Bench(cmd) => xtask::bench::run(&root, cmd),
+        Task::Soak => xtask::bench::soak(&root),
         Task::ComposeConfig => check_deploy::compose_config(&root),
         Task::Run { action } => run::run(&root, action).map_err(|e| anyhow::anyhow!("run: {e:#}")),
     };

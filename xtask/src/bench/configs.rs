@@ -1,26 +1,29 @@
-//! `cargo xtask bench breakdown-configs WORK`: the end-to-end breakdown's
-//! variants (the full config minus one part each).
+//! The Envoy configurations of the benchmarks that run the gateway's own
+//! rendered config (BENCHMARKS.md), as edits of the local shape rendered on
+//! :8100 / admin :9911 ([`render_local`]):
 //!
-//! `cargo xtask bench chain-configs WORK KEY SECRET [BEFORE_WASM]`: the
-//! Envoy configurations of the filter-chain benchmark (scripts/bench-chain.sh,
-//! BENCHMARKS.md), written as WORK/<variant>.yaml from WORK/full.yaml (the
-//! local shape rendered on :8100 / admin :9911).
+//! * the filter-chain benchmark's variants ([`chain_documents`], `cargo
+//!   xtask bench chain`): every API route goes to the same upstream, a
+//!   second listener of this Envoy that answers with a direct response, so
+//!   only the chain (and one fixed proxy hop, the same for every variant)
+//!   is measured. A direct response on the route itself would not do:
+//!   Envoy applies route rate limits only to routes with a cluster, so the
+//!   global rate-limit filter would never call the rate-limit service;
+//! * the end-to-end breakdown's variants ([`breakdown_variants`], `cargo
+//!   xtask bench breakdown`): the full config minus one part each.
 //!
-//! Every API route goes to the same upstream: a second listener of this
-//! Envoy that answers with a direct response, so only the chain (and one
-//! fixed proxy hop, the same for every variant) is measured. A direct
-//! response on the route itself would not do: Envoy applies route rate
-//! limits only to routes with a cluster, so the global rate-limit filter
-//! would never call the rate-limit service.
+//! xtask/tests/bench_configs.rs runs `envoy --mode validate` on every one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use gateway_config::envoy::Port;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::util::{yaml_docs, View};
+use crate::util::View;
 
 /// The SPEC §4 checks as far as Lua patterns take them (no JSON parser in
 /// Envoy's Lua: a weaker check than the wasm validator, which parses).
@@ -309,22 +312,64 @@ pub fn with_bench_upstream(full: &Value) -> Result<Value> {
     Ok(full)
 }
 
-/// Writes WORK/<variant>.yaml for every variant.
-pub fn chain_configs(work: &Path, key: &str, secret: &str, before_wasm: &str) -> Result<()> {
-    let full = yaml_docs(&work.join("full.yaml"))?
+/// The local shape of the gateway's config as the benchmarks run it:
+/// listener :8100, admin :9911, no TLS, the built filters; `env` over the
+/// process environment (e.g. JWT_SECRET_KEY).
+pub fn render_local(root: &Path, env: &[(&str, String)]) -> Result<Value> {
+    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    options.tls = false;
+    options.listener_port = Port::Number(8100);
+    options.admin_port = Port::Number(9911);
+    options.wasm_dir = Some(super::common::wasm_dir(root).display().to_string());
+    let mut vars: BTreeMap<String, String> = std::env::vars().collect();
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let (text, warnings) =
+        gateway_config::render(&options, &vars).map_err(|e| anyhow::anyhow!("render: {e}"))?;
+    for w in warnings {
+        eprintln!("gateway-config: warning: {w}");
+    }
+    crate::util::yaml_docs_str(&text, "the rendered local config")?
         .into_iter()
         .next()
-        .context("full.yaml is empty")?;
-    let variants = variants(&full, key, secret, before_wasm)?;
-    let base = with_bench_upstream(&full)?;
-    for (name, filters) in variants {
-        let mut d = base.clone();
-        hcm(&mut d)["http_filters"] = Value::Array(filters);
+        .context("the rendered local config is empty")
+}
+
+/// Every chain variant's whole config, from the rendered `full`.
+pub fn chain_documents(
+    full: &Value,
+    key: &str,
+    secret: &str,
+    before_wasm: &str,
+) -> Result<BTreeMap<String, Value>> {
+    let base = with_bench_upstream(full)?;
+    Ok(variants(full, key, secret, before_wasm)?
+        .into_iter()
+        .map(|(name, filters)| {
+            let mut d = base.clone();
+            hcm(&mut d)["http_filters"] = Value::Array(filters);
+            (name, d)
+        })
+        .collect())
+}
+
+fn write_all(work: &Path, docs: BTreeMap<String, Value>) -> Result<()> {
+    for (name, d) in docs {
         let path = work.join(format!("{name}.yaml"));
         std::fs::write(&path, serde_norway::to_string(&d)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Writes WORK/<variant>.yaml for every chain variant.
+pub fn write_chain(
+    work: &Path,
+    full: &Value,
+    key: &str,
+    secret: &str,
+    before_wasm: &str,
+) -> Result<()> {
+    write_all(work, chain_documents(full, key, secret, before_wasm)?)
 }
 
 /// Edits the auth filter's plugin settings wherever it is in `filters`.
@@ -361,7 +406,7 @@ fn envoy_local_bucket_filter() -> Value {
     })
 }
 
-/// The end-to-end breakdown's variants (scripts/bench-e2e-breakdown.sh):
+/// The end-to-end breakdown's variants (`cargo xtask bench breakdown`):
 /// the full config minus one part each.
 pub fn breakdown_variants(full: &Value) -> Result<BTreeMap<String, Value>> {
     let drop_filter = |d: &mut Value, name: &str| {
@@ -413,18 +458,12 @@ pub fn breakdown_variants(full: &Value) -> Result<BTreeMap<String, Value>> {
     Ok(out)
 }
 
-/// Writes WORK/<variant>.yaml for every breakdown variant.
-pub fn breakdown_configs(work: &Path) -> Result<()> {
-    let full = yaml_docs(&work.join("full.yaml"))?
-        .into_iter()
-        .next()
-        .context("full.yaml is empty")?;
-    for (name, d) in breakdown_variants(&full)? {
-        let path = work.join(format!("{name}.yaml"));
-        std::fs::write(&path, serde_norway::to_string(&d)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+/// Writes WORK/full.yaml and WORK/<variant>.yaml for every breakdown
+/// variant.
+pub fn write_breakdown(work: &Path, full: &Value) -> Result<()> {
+    let mut docs = breakdown_variants(full)?;
+    docs.insert("full".into(), full.clone());
+    write_all(work, docs)
 }
 
 #[cfg(test)]
