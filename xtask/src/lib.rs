@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod check_deploy;
+pub mod prometheus_rule;
 pub mod run;
 pub mod util;
 pub mod wasm_drop;

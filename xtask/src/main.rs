@@ -3,6 +3,7 @@
 //!   cargo xtask check-deploy [alerts|dashboards|compose|envoy|kubernetes|images|all]…
 //!   cargo xtask run [start|stop|status]
 //!   cargo xtask wasm-drop-callbacks FILE.wasm CALLBACK…
+//!   cargo xtask prometheus-rule [--check]
 //!   cargo xtask bench <calculation|e2e|open-loop|breakdown|chain|validation|memory|callgrind|all> | soak
 
 use std::process::ExitCode;
@@ -45,6 +46,12 @@ enum Task {
     /// Soak of the whole stack: no failed request, bounded RSS growth,
     /// audit rows = calculations (SOAK_SECONDS, default 300).
     Soak,
+    /// deploy/prometheus/prometheus-rule.yaml from alerts.yml; with
+    /// --check, fail when the committed file differs instead.
+    PrometheusRule {
+        #[arg(long)]
+        check: bool,
+    },
     /// Remove proxy-wasm callback exports a filter leaves to the SDK's
     /// no-op default from a built .wasm, in place.
     WasmDropCallbacks {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::CheckDeploy { checks } => check_deploy::run(&root, &checks),
         Task::WasmDropCallbacks { file, callbacks } => xtask::wasm_drop::run(&file, &callbacks),
+        Task::PrometheusRule { check } => xtask::prometheus_rule::run(&root, check),
         Task::Bench(cmd) => xtask::bench::run(&root, cmd),
         Task::Soak => xtask::bench::soak(&root),
         Task::ComposeConfig => check_deploy::compose_config(&root),

