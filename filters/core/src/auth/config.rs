@@ -35,7 +35,8 @@ pub struct AuthConfig {
     #[serde(default = "default_true")]
     pub strip_credential_header: bool,
     /// Paths that need no credential. An entry ending in `/*` matches exactly
-    /// one further path segment made of `[A-Za-z0-9_-]`.
+    /// one further path segment made of `[A-Za-z0-9_-]`. Default: the
+    /// endpoint table's public routes ([`crate::endpoint::public_paths`]).
     #[serde(default = "default_public_paths")]
     pub public_paths: Vec<String>,
     /// Cache of API key verification answers and verified tokens.
@@ -231,17 +232,7 @@ fn default_verify_timeout_ms() -> u64 {
     1000
 }
 fn default_public_paths() -> Vec<String> {
-    [
-        "/health",
-        "/health/*",
-        "/metrics",
-        "/monitoring/metrics",
-        "/docs",
-        "/openapi.json",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+    crate::endpoint::public_paths()
 }
 fn default_positive_ttl() -> u64 {
     30

@@ -177,15 +177,7 @@ impl Settings {
         let path = path.split(['?', '#']).next().unwrap_or("");
         self.public_paths
             .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => path.strip_prefix(prefix).is_some_and(|segment| {
-                    !segment.is_empty()
-                        && segment
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                }),
-                None => path == pattern,
-            })
+            .any(|pattern| crate::endpoint::path_matches(pattern, path))
     }
 }
 
