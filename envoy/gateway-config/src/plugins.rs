@@ -12,16 +12,6 @@ use serde::Serialize;
 
 use crate::settings::{Error, Settings};
 
-/// Paths that need no credential.
-pub const PUBLIC_PATHS: [&str; 6] = [
-    "/health",
-    "/health/*",
-    "/metrics",
-    "/monitoring/metrics",
-    "/docs",
-    "/openapi.json",
-];
-
 /// The docs page's own files (Swagger UI), public like the page itself:
 /// backends/ops-service/src/docs_page.rs (ASSETS). Exact paths, because a
 /// `/*` public path only matches a segment without dots.
@@ -65,10 +55,10 @@ pub fn auth(target: AuthTarget) -> AuthConfig {
         verify_path: VERIFY_PATH.to_owned(),
         verify_timeout_ms: VERIFY_TIMEOUT_MS,
         strip_credential_header: true,
-        public_paths: PUBLIC_PATHS
-            .iter()
-            .chain(DOCS_PAGE_PATHS.iter())
-            .map(|p| (*p).to_owned())
+        // The endpoint table's public routes, and the docs page's files.
+        public_paths: filter_core::endpoint::public_paths()
+            .into_iter()
+            .chain(DOCS_PAGE_PATHS.iter().map(|p| (*p).to_owned()))
             .collect(),
         cache: CacheConfig::default(),
         jwt: Some(target.jwt),
