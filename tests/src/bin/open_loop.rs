@@ -1,5 +1,5 @@
 //! Open-loop load generator with latency correction, for the end-to-end
-//! benchmarks (`scripts/bench-open-loop.sh`, BENCHMARKS.md).
+//! benchmarks (`cargo xtask bench open-loop`, `chain` and `soak`, BENCHMARKS.md).
 //!
 //! Requests are scheduled at a constant rate, whatever the answers do (a
 //! closed-loop tool such as wrk waits for each answer and so hides queueing);

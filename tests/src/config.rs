@@ -1,0 +1,137 @@
+//! Envoy configurations for the suites: the gateway's own (rendered by
+//! gateway-config), pieces of it, a wasm filter entry and a plain proxy.
+
+use gateway_config::envoy::Port;
+
+use crate::wasm_file;
+
+/// One piece of the gateway's Envoy configuration (gateway-config's
+/// `parts`) as a `key:` section re-indented by `indent` spaces: `stats_config`,
+/// `access_log` or `local_reply_config`, for configurations that embed them.
+pub fn gateway_part(key: &str, indent: usize) -> String {
+    use gateway_config::{parts, to_yaml};
+    use std::collections::BTreeMap;
+    let yaml = match key {
+        "stats_config" => to_yaml(&BTreeMap::from([(key, parts::stats_config())])),
+        "access_log" => to_yaml(&BTreeMap::from([(key, parts::access_log())])),
+        "local_reply_config" => to_yaml(&BTreeMap::from([(key, parts::local_reply_config())])),
+        other => panic!("no gateway part {other}"),
+    }
+    .unwrap_or_else(|e| panic!("{key}: {e}"));
+    yaml.lines()
+        .map(|l| format!("{}{l}", " ".repeat(indent)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An HTTP filter list entry loading the built `<name>.wasm` with a JSON
+/// plugin configuration (V8 runtime, fail closed).
+pub fn wasm_filter(name: &str, config: &str) -> String {
+    format!(
+        r#"
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{config}'
+                vm_config:
+                  vm_id: {name}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {file} }} }}
+                fail_open: false"#,
+        file = wasm_file(name).display()
+    )
+}
+
+/// A minimal Envoy config: one listener routing everything to one
+/// upstream port, for tests of the harness itself and as a template.
+pub fn plain_proxy_config(upstream_port: u16) -> String {
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
+"#
+    )
+}
+
+/// The `local` gateway config exactly as `make run` renders it
+/// (gateway-config, `--shape local`, TLS off, the three built filters),
+/// with the clusters pointed at `upstreams` (`(cluster, "host:port")`), the
+/// rate-limit service's health port, and `sets` as `NAME=VALUE` overrides
+/// of the environment. Listener and admin ports are left as placeholders
+/// for [`Envoy::start`].
+pub fn render_local_gateway(
+    upstreams: &[(&str, String)],
+    rate_limit_health_port: u16,
+    sets: &[String],
+) -> String {
+    let wasm = wasm_file("auth_filter");
+    wasm_file("validation_filter");
+    wasm_file("metrics_filter");
+    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    options.tls = false;
+    options.wasm_dir = wasm.parent().map(|d| d.display().to_string());
+    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
+    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
+    options.rate_limit_health_port = Some(rate_limit_health_port);
+    options.upstreams = upstreams
+        .iter()
+        .map(|(cluster, addr)| format!("{cluster}={addr}"))
+        .collect();
+    render_gateway(&options, sets, true).unwrap_or_else(|e| panic!("render failed: {e}"))
+}
+
+/// The gateway config for `options`, with `sets` (`NAME=VALUE`) as the
+/// SPEC §9 variables, over the process environment when `inherit_env`.
+pub fn render_gateway(
+    options: &gateway_config::Options,
+    sets: &[String],
+    inherit_env: bool,
+) -> Result<String, gateway_config::Error> {
+    let mut env: std::collections::BTreeMap<String, String> = if inherit_env {
+        std::env::vars().collect()
+    } else {
+        Default::default()
+    };
+    for set in sets {
+        let (k, v) = set
+            .split_once('=')
+            .ok_or_else(|| gateway_config::Error(format!("expected NAME=VALUE, got {set}")))?;
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    gateway_config::render(options, &env).map(|(yaml, _warnings)| yaml)
+}
