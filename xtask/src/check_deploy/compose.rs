@@ -10,9 +10,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{Ctx, Errors, BACKENDS, SPEC_VARS};
-use crate::util::{
-    canonical, env_file, output, pylist, read, walk, yaml_docs, yaml_docs_str, yaml_file, View,
-};
+use crate::util::{env_file, output, pylist, read, walk, yaml_docs_str, yaml_file, View};
 
 pub fn check(ctx: &Ctx) -> Result<&'static str> {
     let compose_bin = ctx.need("docker-compose", "apt-get install docker-compose")?;
@@ -555,7 +553,7 @@ fn check_compose(
         }
     }
 
-    check_istio_agreement(ctx, &envoy, &env, errors)?;
+    check_rendered_filters(&envoy, &env, errors)?;
 
     // --- Grafana: provisioning and dashboards mounted where the provider
     // looks.
@@ -603,75 +601,18 @@ fn check_compose(
     Ok(())
 }
 
-/// The rate-limit domain (set) and descriptor actions (sorted, canonical
-/// JSON) configured anywhere in `node`.
-fn rl_shape(node: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
-    let nodes = walk(node);
-    let domain = nodes
-        .iter()
-        .filter(|n| n["name"] == "envoy.filters.http.ratelimit" && n.has("typed_config"))
-        .map(|n| n["typed_config"]["domain"].text())
-        .collect();
-    let actions = nodes
-        .iter()
-        .filter(|n| n.has("rate_limits") && !n.has("descriptors"))
-        .map(|n| canonical(&n["rate_limits"]))
-        .collect();
-    (domain, actions)
-}
-
-/// The typed_config of the first filter named `name`, without `skip`.
-fn filter_cfg(node: &Value, name: &str, skip: &[&str]) -> Option<serde_json::Map<String, Value>> {
-    walk(node)
-        .into_iter()
-        .find(|n| n["name"] == name && n.has("typed_config"))
-        .map(|n| {
-            n["typed_config"]
-                .o()
-                .iter()
-                .filter(|(k, _)| !skip.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-}
-
-/// Kubernetes/Istio use the same rate-limit descriptors, domain, filter
-/// settings, stats tags and local replies as the rendered config.
-fn check_istio_agreement(
-    ctx: &Ctx,
+/// The rendered config hands each wasm filter a JSON configuration, and
+/// has the filters the switches in `env` call for. (The Istio resources that
+/// repeat the rendered config's facts — the rate-limit and local-reply
+/// EnvoyFilters, the bootstrap override's stats_config, the WasmPlugins'
+/// pluginConfig — are generated from the same values by
+/// envoy/gateway-config, whose tests and `gateway-config istio --check`
+/// fail when the checked-in files differ, so they are not compared here.)
+fn check_rendered_filters(
     envoy: &Value,
     env: &BTreeMap<String, String>,
     errors: &mut Errors,
 ) -> Result<()> {
-    let istio: Vec<Value> = yaml_docs(&ctx.path("deploy/base/istio/ratelimit.yaml"))?
-        .into_iter()
-        .filter(|d| d["kind"] == "EnvoyFilter")
-        .collect();
-    let istio = Value::Array(istio);
-    if istio.a().is_empty() {
-        errors.push("deploy/base/istio/ratelimit.yaml has no EnvoyFilter");
-    } else if walk(envoy)
-        .iter()
-        .any(|n| n["name"] == "envoy.filters.http.ratelimit")
-    {
-        let (a, b) = (rl_shape(&istio), rl_shape(envoy));
-        if a != b {
-            errors.push(format!(
-                "rate-limit domain/descriptors differ: Istio {a:?} vs rendered {b:?}"
-            ));
-        }
-        let name = "envoy.filters.http.ratelimit";
-        let skip = ["rate_limit_service", "failure_mode_deny"];
-        if filter_cfg(&istio, name, &skip) != filter_cfg(envoy, name, &skip) {
-            errors.push(format!(
-                "{name}: deploy/base/istio/ratelimit.yaml differs from the rendered config"
-            ));
-        }
-    }
-    // The WasmPlugins' pluginConfig and the local-reply EnvoyFilter are
-    // generated from the same values as the rendered config
-    // (envoy/gateway-config; its tests fail when the checked-in files
-    // differ), so they are not compared here.
     let mut rendered_cfg: BTreeMap<String, Value> = BTreeMap::new();
     for n in walk(envoy) {
         let cfg = &n["typed_config"]["config"];
@@ -711,25 +652,5 @@ fn check_istio_agreement(
             pylist(lacking)
         ));
     }
-
-    let stats_cm: Vec<Value> = yaml_docs(&ctx.path("deploy/base/istio/stats.yaml"))?
-        .into_iter()
-        .filter(|d| d["kind"] == "ConfigMap")
-        .collect();
-    match stats_cm.first() {
-        Some(cm) => {
-            let boot: Value = serde_json::from_str(cm["data"]["custom_bootstrap.json"].s())
-                .context("deploy/base/istio/stats.yaml: custom_bootstrap.json is not JSON")?;
-            for key in ["stats_tags", "histogram_bucket_settings"] {
-                if boot["stats_config"][key] != envoy["stats_config"][key] {
-                    errors.push(format!(
-                        "stats_config.{key} of deploy/base/istio/stats.yaml differs from the rendered config's"
-                    ));
-                }
-            }
-        }
-        None => errors.push("deploy/base/istio/stats.yaml has no bootstrap ConfigMap"),
-    }
-
     Ok(())
 }
