@@ -3,6 +3,8 @@
 //! the stats tags and histogram buckets, the rate-limit filter and its
 //! descriptors.
 
+use filter_core::endpoint::Endpoint;
+
 use crate::envoy::*;
 
 // ---------------------------------------------------------------- stats
@@ -327,10 +329,12 @@ pub fn rate_limit_descriptors() -> Vec<RateLimitPolicy> {
             },
         ],
     }];
-    for (route, prefix) in [
-        ("rates", "/api/v1/rates/"),
-        ("calculate-locate", "/api/v1/calculate-locate"),
-        ("auth-token", "/api/v1/auth/token"),
+    // The route names are the limits file's; the prefixes the endpoint
+    // table's.
+    for (route, endpoint) in [
+        ("rates", Endpoint::Rates),
+        ("calculate-locate", Endpoint::CalculateLocate),
+        ("auth-token", Endpoint::AuthToken),
     ] {
         policies.push(RateLimitPolicy {
             stage: 0,
@@ -341,7 +345,7 @@ pub fn rate_limit_descriptors() -> Vec<RateLimitPolicy> {
                     expect_match: None,
                     headers: vec![HeaderMatcher::string(
                         ":path",
-                        StringMatcher::Prefix(prefix.to_owned()),
+                        StringMatcher::Prefix(endpoint.prefix().to_owned()),
                     )],
                 },
                 client_id(),

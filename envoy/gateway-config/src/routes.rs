@@ -171,7 +171,7 @@ fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
         Endpoint::Rates => api_route(
             name,
             PathMatch::SafeRegex(Regex {
-                regex: "/api/v1/rates/[^/]+".into(),
+                regex: format!("{}[^/]+", endpoint.prefix()),
             }),
             method,
             RouteAction {
@@ -179,7 +179,7 @@ fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
                 prefix_rewrite: None,
                 regex_rewrite: Some(RegexRewrite {
                     pattern: Regex {
-                        regex: "^/api/v1/rates/".into(),
+                        regex: format!("^{}", endpoint.prefix()),
                     },
                     substitution: "/rates/",
                 }),
@@ -251,7 +251,7 @@ fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
         // /health/live and /health/ready).
         Endpoint::HealthDetailed => Vec::new(),
         Endpoint::HealthService => {
-            ops_route(name, PathMatch::Prefix("/health/".into()), method).to_vec()
+            ops_route(name, PathMatch::Prefix(endpoint.prefix().into()), method).to_vec()
         }
         Endpoint::Metrics
         | Endpoint::MonitoringMetrics
@@ -263,7 +263,7 @@ fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
         // (plugins::DOCS_PAGE_PATHS).
         Endpoint::Docs => [
             ops_route(name, exact(), method),
-            ops_route("/docs/{file}", PathMatch::Prefix("/docs/".into()), method),
+            ops_route("/docs/{file}", PathMatch::Prefix(format!("{name}/")), method),
         ]
         .concat(),
 

@@ -140,6 +140,13 @@ impl Endpoint {
         }
     }
 
+    /// The template up to its parameter (`/api/v1/rates/`), or the whole
+    /// template when it has none: what a prefix match on the route uses.
+    pub fn prefix(self) -> &'static str {
+        let template = self.template();
+        template.split('{').next().unwrap_or(template)
+    }
+
     /// A path of the route: the template with a sample value for its
     /// parameter (`/api/v1/rates/AAPL`), for the tests that compare the
     /// table with its copies.

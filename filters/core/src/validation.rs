@@ -131,7 +131,7 @@ impl RequestValidation {
         let method = host.request_header(":method").unwrap_or_default();
         match endpoint {
             Endpoint::Rates if method == "GET" || method == "HEAD" => {
-                let raw = one_segment_after(&path, "/api/v1/rates/").unwrap_or_default();
+                let raw = one_segment_after(&path, Endpoint::Rates.prefix()).unwrap_or_default();
                 match Ticker::parse(raw) {
                     Ok(_) => Flow::Continue,
                     Err(e) => {
