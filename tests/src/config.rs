@@ -75,16 +75,26 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
+  clusters:{upstream}
+"#,
+        upstream = static_cluster("upstream", upstream_port)
+    )
+}
+
+/// A `clusters:` list entry: cluster `name` with the one endpoint
+/// 127.0.0.1:`port` (static, 1 s connect timeout), indented for
+/// `static_resources.clusters`.
+pub fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"
+  - name: {name}
     type: STATIC
     connect_timeout: 1s
     load_assignment:
-      cluster_name: upstream
+      cluster_name: {name}
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
-"#
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
     )
 }
 

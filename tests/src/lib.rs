@@ -12,12 +12,14 @@
 //! * [`servers`]: private Redis and PostgreSQL servers a test may crash;
 //! * [`config`]: Envoy configurations (the rendered gateway, pieces of it,
 //!   a plain proxy);
-//! * [`http`]: HTTP/1.1 responses read off the wire.
+//! * [`http`]: HTTP/1.1 responses read off the wire;
+//! * [`stand_in`]: backends' stand-ins served on port 0, and a client.
 
 pub mod config;
 pub mod envoy;
 pub mod http;
 pub mod servers;
+pub mod stand_in;
 pub mod upstream;
 
 use std::net::TcpListener;
@@ -25,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use config::{
-    gateway_part, plain_proxy_config, render_gateway, render_local_gateway, wasm_filter,
+    gateway_part, plain_proxy_config, render_gateway, render_local_gateway, static_cluster,
+    wasm_filter,
 };
 pub use envoy::{envoy_validate, wait_until_healthy, Envoy};
 pub use http::{dechunk, parse_response};

@@ -27,6 +27,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use e2e::stand_in::{client, health_routes, serve};
 use ops_service::{build, Backend, OpsConfig};
 use serde_json::Value;
 
@@ -97,15 +98,6 @@ const ROUTES_JSON: &str = r#"{"configs":[{"@type":"type.googleapis.com/envoy.adm
   {"name":"/api/v1/calculate-locate","match":{"path":"/api/v1/calculate-locate"},"route":{"cluster":"calculation_service"}},
   {"name":"/health","match":{"path":"/health"},"direct_response":{"status":200}}]}]}}]}"#;
 
-async fn spawn(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    addr
-}
-
 /// A fake Envoy admin interface serving recorded answers.
 async fn fake_envoy_admin() -> SocketAddr {
     let router = Router::new()
@@ -126,18 +118,12 @@ async fn fake_envoy_admin() -> SocketAddr {
                 },
             ),
         );
-    spawn(router).await
+    serve(router).await
 }
 
 /// A backend answering `/health` healthy and `/metrics` with `metrics`.
 async fn fake_backend(metrics: &'static str) -> SocketAddr {
-    let router = Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status":"healthy","version":"0.1.0"})) }),
-        )
-        .route("/metrics", get(move || async move { metrics }));
-    spawn(router).await
+    serve(health_routes(Router::new(), metrics)).await
 }
 
 /// A backend whose `/health` fails (database unreachable).
@@ -146,7 +132,7 @@ async fn failing_backend() -> SocketAddr {
         "/health",
         get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "{}") }),
     );
-    spawn(router).await
+    serve(router).await
 }
 
 /// A loopback address nothing listens on.
@@ -250,14 +236,6 @@ fn backends(addrs: [SocketAddr; 4]) -> Vec<Backend> {
             critical,
         })
         .collect()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 async fn get_text(url: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {

@@ -9,23 +9,6 @@ use ops_service::{build_on, OpsConfig};
 
 use super::{backends, client, fake_backend, tempdir};
 
-/// Where the built filters are: this build's target directory, or the
-/// filters' own target directory.
-pub fn wasm_dir() -> Option<PathBuf> {
-    let root = e2e::repo_root();
-    [
-        e2e::target_dir().join("wasm32-wasip1/release"),
-        root.join("target/filters/wasm32-wasip1/release"),
-        root.join("target/wasm32-wasip1/release"),
-    ]
-    .into_iter()
-    .find(|d| {
-        ["auth_filter", "validation_filter", "metrics_filter"]
-            .iter()
-            .all(|f| d.join(format!("{f}.wasm")).exists())
-    })
-}
-
 pub const JWT_SECRET: &str = "schemathesis-run-secret-0123456789abcdef";
 
 /// The gateway's own Envoy configuration (gateway-config, local shape, TLS
@@ -62,9 +45,10 @@ pub struct GatewayStack {
 
 /// Starts a [`GatewayStack`] and waits (bounded) until it answers.
 pub async fn gateway_stack() -> GatewayStack {
-    let Some(wasm) = wasm_dir() else {
-        panic!("the filters are not built: run `make wasm`");
-    };
+    for filter in ["auth_filter", "validation_filter", "metrics_filter"] {
+        e2e::wasm_file(filter); // built, or a message saying how
+    }
+    let wasm = e2e::wasm_dir();
     let dir = tempdir("schemathesis-db");
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();

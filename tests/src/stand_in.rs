@@ -1,0 +1,45 @@
+//! Stand-ins for the backends: axum routers served on a free loopback
+//! port for the rest of the test, and the HTTP client the suites talk to
+//! them with.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+
+/// Serves `router` on 127.0.0.1, port 0, in the background: its address.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// `router` plus a backend's `/health` (healthy, version 0.1.0).
+pub fn with_health(router: Router) -> Router {
+    router.route(
+        "/health",
+        get(|| async { axum::Json(serde_json::json!({"status":"healthy","version":"0.1.0"})) }),
+    )
+}
+
+/// [`with_health`] plus `/metrics` answering `metrics`.
+pub fn health_routes(router: Router, metrics: &'static str) -> Router {
+    with_health(router).route("/metrics", get(move || async move { metrics }))
+}
+
+/// An HTTP client that never goes through a proxy, with a 10 s timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
