@@ -8,6 +8,8 @@
 //! * the docs page's files the auth filter lets through
 //!   (gateway-config `DOCS_PAGE_PATHS`) and the files the ops service
 //!   serves (`docs_page::ASSETS`);
+//! * the Istio VirtualService (deploy/base/istio/gateway.yaml), written by
+//!   hand for Istio's route model;
 //! * the route tables of docs/gateway.md and docs/architecture.md.
 //!
 //! No Envoy and no backend is started: `cargo test -p e2e --test endpoint_table`.
@@ -119,5 +121,92 @@ fn the_docs_route_tables_name_every_endpoint() {
             missing.is_empty(),
             "{file} ({heading}) does not name {missing:?}"
         );
+    }
+}
+
+/// The routes of the VirtualService `borrow-rate-api`.
+fn virtual_service_routes() -> Vec<Value> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/istio/gateway.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    text.split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).expect("YAML"))
+        .find(|d| d["kind"] == "VirtualService")
+        .expect("a VirtualService in deploy/base/istio/gateway.yaml")["spec"]["http"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether a VirtualService string match holds for `value`. Regexes are
+/// RE2 full matches; this reads the one form the file uses, a literal
+/// prefix and one segment (`/api/v1/rates/[^/]+`).
+fn string_match(m: &Value, value: &str) -> bool {
+    if let Some(exact) = m["exact"].as_str() {
+        return value == exact;
+    }
+    if let Some(prefix) = m["prefix"].as_str() {
+        return value.starts_with(prefix);
+    }
+    if let Some(regex) = m["regex"].as_str() {
+        let prefix = regex
+            .strip_suffix("[^/]+")
+            .filter(|p| !p.contains(['[', '(', '*', '+', '?', '.', '^', '$', '\\']))
+            .unwrap_or_else(|| panic!("extend string_match for the regex {regex:?}"));
+        return value
+            .strip_prefix(prefix)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    }
+    panic!("unknown string match {m}")
+}
+
+/// The first route of `routes` a request with only a method and a path
+/// (no other header) takes.
+fn istio_route<'a>(routes: &'a [Value], method: &str, path: &str) -> Option<&'a Value> {
+    routes.iter().find(|r| match r["match"].as_array() {
+        None => true,
+        Some(matches) => matches.iter().any(|m| {
+            m["headers"].is_null()
+                && (m["uri"].is_null() || string_match(&m["uri"], path))
+                && (m["method"].is_null() || string_match(&m["method"], method))
+        }),
+    })
+}
+
+/// Every endpoint of the table is served in the Istio shape with its
+/// method; another method is a 405 naming it (or, on the ops service's
+/// routes, the ops service's own 405); a path outside the table is a 404.
+#[test]
+fn the_istio_virtual_service_routes_every_endpoint_of_the_table() {
+    let routes = virtual_service_routes();
+    let status = |r: &Value| r["directResponse"]["status"].as_u64();
+    for e in Endpoint::ALL {
+        let path = e.example_path();
+        let r = istio_route(&routes, e.method(), &path)
+            .unwrap_or_else(|| panic!("{} {path}: no route", e.method()));
+        assert!(
+            r["route"].is_array() || status(r) == Some(200),
+            "{} {path}: route {} does not serve it",
+            e.method(),
+            r["name"]
+        );
+        let other = if e.method() == "GET" { "POST" } else { "GET" };
+        let r = istio_route(&routes, other, &path)
+            .unwrap_or_else(|| panic!("{other} {path}: no route"));
+        let to_ops = r["route"][0]["destination"]["host"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("ops-service."));
+        if !to_ops {
+            assert_eq!(status(r), Some(405), "{other} {path}: route {}", r["name"]);
+            assert_eq!(
+                r["headers"]["response"]["set"]["allow"].as_str(),
+                Some(e.method()),
+                "{other} {path}"
+            );
+        }
+    }
+    for path in ["/", "/api/v1/rates/AAPL/x", "/internal/v1/keys/verify"] {
+        let r = istio_route(&routes, "GET", path).unwrap_or_else(|| panic!("{path}"));
+        assert_eq!(status(r), Some(404), "{path}: route {}", r["name"]);
     }
 }
