@@ -39,3 +39,52 @@ pub fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// A response read in full by reqwest, or a transport failure as status 0
+/// with the error in the body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A header that must be present and a number.
+    pub fn number(&self, name: &str) -> u64 {
+        self.header(name)
+            .unwrap_or_else(|| panic!("no {name}: {:?}", self.headers))
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not a number: {:?}", self.headers))
+    }
+
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Sends `request` and reads the whole answer.
+pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.text().await.unwrap_or_default();
+            Answer {
+                status,
+                headers,
+                body,
+            }
+        }
+        Err(e) => Answer {
+            status: 0,
+            headers: Default::default(),
+            body: e.to_string(),
+        },
+    }
+}

@@ -12,12 +12,15 @@
 //! * [`servers`]: private Redis and PostgreSQL servers a test may crash;
 //! * [`config`]: Envoy configurations (the rendered gateway, pieces of it,
 //!   a plain proxy);
-//! * [`http`]: HTTP/1.1 responses read off the wire;
+//! * [`http`]: HTTP responses, read off the wire or by reqwest;
+//! * [`local`]: the `local` gateway in front of in-process services
+//!   (unique names, a database, the cluster list, gatewayctl);
 //! * [`stand_in`]: backends' stand-ins served on port 0, and a client.
 
 pub mod config;
 pub mod envoy;
 pub mod http;
+pub mod local;
 pub mod servers;
 pub mod stand_in;
 pub mod upstream;
@@ -31,7 +34,7 @@ pub use config::{
     wasm_filter,
 };
 pub use envoy::{envoy_validate, wait_until_healthy, Envoy};
-pub use http::{dechunk, parse_response};
+pub use http::{answer, dechunk, parse_response, Answer};
 pub use servers::{postgres_binaries_or_skip, PrivatePostgres, PrivateRedis, ServerCert};
 pub use upstream::{CountingUpstream, RecordedRequest};
 

@@ -6,97 +6,20 @@
 //! within the revocation window (60 s; in practice the 30 s positive TTL of
 //! the filter's key-status cache), and the key too.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use e2e::{free_port, CountingUpstream, Envoy};
+use e2e::local::{gatewayctl_json, local_upstreams, loopback, sqlite_database, unique};
+use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
 
 const SECRET: &str = "token-revocation-test-secret-0123456789abcdef";
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// gatewayctl as built by this workspace (`cargo test` builds it for its own
-/// tests; `make build` into target/server).
-fn gatewayctl() -> PathBuf {
-    let target = e2e::target_dir();
-    for dir in ["debug", "server"] {
-        let p = target.join(dir).join("gatewayctl");
-        if p.exists() {
-            return p;
-        }
-    }
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "-q", "-p", "gatewayctl"])
-        .current_dir(e2e::repo_root())
-        .status()
-        .expect("cargo build -p gatewayctl");
-    assert!(status.success());
-    target.join("debug/gatewayctl")
-}
-
-fn run_gatewayctl(database_url: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(gatewayctl())
-        .args(["--database-url", database_url, "--actor", "revocation-test"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gatewayctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// gatewayctl's `--actor` in the audit log.
+const ACTOR: &str = "revocation-test";
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-struct Answer {
-    status: u16,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-async fn answer(request: reqwest::RequestBuilder) -> Answer {
-    match request.send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            Answer {
-                status,
-                body: r.text().await.unwrap_or_default(),
-            }
-        }
-        Err(e) => Answer {
-            status: 0,
-            body: e.to_string(),
-        },
-    }
+    e2e::stand_in::client()
 }
 
 /// `POST /api/v1/calculate-locate` as `client_id`, with the credential
@@ -122,31 +45,28 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test]
 async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
-    let dir = std::env::temp_dir().join(unique("token-revocation"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    let (dir, database_url) = sqlite_database("token-revocation");
     let auth_config = auth_service::config::Config::hs256(
-        services::Config::new(addr(0), database_url.clone()),
+        services::Config::new(loopback(0), database_url.clone()),
         SECRET,
     );
     let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
     let upstream = CountingUpstream::start().await;
     let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: addr(0),
-        http_addr: addr(0),
+        grpc_addr: loopback(0),
+        http_addr: loopback(0),
         key_prefix: unique("revocation"),
         ..ratelimit::Config::default()
     })
     .await
     .unwrap();
     let yaml = e2e::render_local_gateway(
-        &[
-            ("data_service", addr(upstream.port).to_string()),
-            ("calculation_service", addr(upstream.port).to_string()),
-            ("auth_service", auth_server.addr.to_string()),
-            ("ops_service", addr(free_port()).to_string()),
-            ("rate_limit_service", rls.grpc_addr.to_string()),
-        ],
+        &local_upstreams(
+            loopback(upstream.port),
+            loopback(upstream.port),
+            auth_server.addr,
+            rls.grpc_addr,
+        ),
         rls.http_addr.port(),
         &[
             format!("JWT_SECRET_KEY={SECRET}"),
@@ -157,24 +77,18 @@ async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
 
     // A key made with gatewayctl, with a limit well above this test's pace.
     let client_id = unique("revoked_token_client");
-    let created: Value = serde_json::from_str(
-        run_gatewayctl(
-            &database_url,
-            &[
-                "--json",
-                "keys",
-                "create",
-                "--client-id",
-                &client_id,
-                "--rate-limit-per-minute",
-                "1000",
-            ],
-        )
-        .lines()
-        .last()
-        .unwrap(),
-    )
-    .unwrap();
+    let created = gatewayctl_json(
+        &database_url,
+        ACTOR,
+        &[
+            "keys",
+            "create",
+            "--client-id",
+            &client_id,
+            "--rate-limit-per-minute",
+            "1000",
+        ],
+    );
     let key = created["key"].as_str().unwrap().to_owned();
     let key_id = created["key_id"].as_str().unwrap().to_owned();
 
@@ -229,13 +143,7 @@ async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
 
     // Revoke; poll once a second until both the token and the key are
     // refused.
-    let revoked: Value = serde_json::from_str(
-        run_gatewayctl(&database_url, &["--json", "keys", "revoke", &key_id])
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let revoked = gatewayctl_json(&database_url, ACTOR, &["keys", "revoke", &key_id]);
     assert_eq!(revoked["status"], "revoked", "{revoked}");
     let at = Instant::now();
     let window = Duration::from_secs(60);

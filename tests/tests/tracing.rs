@@ -10,12 +10,11 @@
 //! and the access log line of the request carries that trace id.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, CountingUpstream, Envoy};
+use e2e::local::{gatewayctl_json, local_upstreams, loopback, sqlite_database, unique};
+use e2e::{CountingUpstream, Envoy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -26,19 +25,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use serde_json::Value;
 
 const SECRET: &str = "tracing-test-secret-0123456789abcdef0123";
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// One span as received: the exporting service, its name, its trace id.
 #[derive(Debug, Clone)]
@@ -90,7 +76,7 @@ impl TraceService for Receiver {
 /// The receiver on a loopback port.
 async fn start_receiver() -> (Receiver, SocketAddr) {
     let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind(addr(0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(loopback(0)).await.unwrap();
     let local = listener.local_addr().unwrap();
     let service = TraceServiceServer::new(receiver.clone());
     tokio::spawn(async move {
@@ -103,38 +89,19 @@ async fn start_receiver() -> (Receiver, SocketAddr) {
     (receiver, local)
 }
 
-/// gatewayctl as built by this workspace.
-fn gatewayctl() -> PathBuf {
-    let target = e2e::target_dir();
-    for dir in ["debug", "server"] {
-        let p = target.join(dir).join("gatewayctl");
-        if p.exists() {
-            return p;
-        }
-    }
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "-q", "-p", "gatewayctl"])
-        .current_dir(e2e::repo_root())
-        .status()
-        .expect("cargo build -p gatewayctl");
-    assert!(status.success());
-    target.join("debug/gatewayctl")
-}
-
 fn create_key(database_url: &str, client_id: &str) -> String {
-    let out = std::process::Command::new(gatewayctl())
-        .args(["--database-url", database_url, "--actor", "tracing-test"])
-        .args(["--json", "keys", "create", "--client-id", client_id])
-        .args(["--rate-limit-per-minute", "1000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gatewayctl: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let created = gatewayctl_json(
+        database_url,
+        "tracing-test",
+        &[
+            "keys",
+            "create",
+            "--client-id",
+            client_id,
+            "--rate-limit-per-minute",
+            "1000",
+        ],
     );
-    let created: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     created["key"].as_str().unwrap().to_owned()
 }
 
@@ -161,35 +128,34 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     );
     assert!(service_log::tracing_enabled());
 
-    let dir = std::env::temp_dir().join(unique("tracing"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
-    let (calc_server, _calc) =
-        services::start_calculation_service(&services::Config::new(addr(0), database_url.clone()))
-            .await
-            .unwrap();
+    let (dir, database_url) = sqlite_database("tracing");
+    let (calc_server, _calc) = services::start_calculation_service(&services::Config::new(
+        loopback(0),
+        database_url.clone(),
+    ))
+    .await
+    .unwrap();
     let auth_config = auth_service::config::Config::hs256(
-        services::Config::new(addr(0), database_url.clone()),
+        services::Config::new(loopback(0), database_url.clone()),
         SECRET,
     );
     let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
     let upstream = CountingUpstream::start().await;
     let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: addr(0),
-        http_addr: addr(0),
+        grpc_addr: loopback(0),
+        http_addr: loopback(0),
         key_prefix: unique("tracing"),
         ..ratelimit::Config::default()
     })
     .await
     .unwrap();
     let yaml = e2e::render_local_gateway(
-        &[
-            ("data_service", addr(upstream.port).to_string()),
-            ("calculation_service", calc_server.addr.to_string()),
-            ("auth_service", auth_server.addr.to_string()),
-            ("ops_service", addr(free_port()).to_string()),
-            ("rate_limit_service", rls.grpc_addr.to_string()),
-        ],
+        &local_upstreams(
+            loopback(upstream.port),
+            calc_server.addr,
+            auth_server.addr,
+            rls.grpc_addr,
+        ),
         rls.http_addr.port(),
         &[
             format!("JWT_SECRET_KEY={SECRET}"),

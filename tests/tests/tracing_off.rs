@@ -4,11 +4,11 @@
 //! OTLP receiver gets nothing, even for a request that brings its own
 //! `traceparent` (whose trace id still reaches the backends' log lines).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::local::loopback;
 use e2e::{free_port, Envoy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -17,10 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use serde_json::Value;
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// Counts every export call.
 #[derive(Clone, Default)]
@@ -43,7 +39,7 @@ async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
     // gateway's renderer read.
     std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
     let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind(addr(0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(loopback(0)).await.unwrap();
     let service = TraceServiceServer::new(receiver.clone());
     tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -60,15 +56,15 @@ async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
     std::fs::create_dir_all(&dir).unwrap();
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
     let (data_server, _data) =
-        services::start_data_service(&services::Config::new(addr(0), database_url))
+        services::start_data_service(&services::Config::new(loopback(0), database_url))
             .await
             .unwrap();
     let yaml = e2e::render_local_gateway(
         &[
             ("data_service", data_server.addr.to_string()),
-            ("calculation_service", addr(free_port()).to_string()),
-            ("auth_service", addr(free_port()).to_string()),
-            ("ops_service", addr(free_port()).to_string()),
+            ("calculation_service", loopback(free_port()).to_string()),
+            ("auth_service", loopback(free_port()).to_string()),
+            ("ops_service", loopback(free_port()).to_string()),
         ],
         free_port(),
         &[

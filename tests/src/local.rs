@@ -1,0 +1,94 @@
+//! The `local` gateway in front of services the test runs in its own
+//! process: unique names, loopback addresses, a SQLite database of its
+//! own, the cluster list, and `gatewayctl` on that database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{free_port, repo_root, scratch_dir, target_dir};
+
+/// `<tag>_<pid>_<n>`: a name no other test or run uses (a client id, a
+/// Redis key prefix).
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// 127.0.0.1:`port` (0: any free port when bound).
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A new SQLite database file in a scratch directory of its own: the
+/// directory (to remove afterwards) and the database URL.
+pub fn sqlite_database(tag: &str) -> (PathBuf, String) {
+    let dir = scratch_dir(tag);
+    let url = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
+    (dir, url)
+}
+
+/// The clusters of [`crate::render_local_gateway`]: the data and
+/// calculation services, the auth service and the rate-limit service's
+/// gRPC port at these addresses, the ops service at a closed port.
+pub fn local_upstreams(
+    data: SocketAddr,
+    calculation: SocketAddr,
+    auth: SocketAddr,
+    rate_limit_grpc: SocketAddr,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("data_service", data.to_string()),
+        ("calculation_service", calculation.to_string()),
+        ("auth_service", auth.to_string()),
+        ("ops_service", loopback(free_port()).to_string()),
+        ("rate_limit_service", rate_limit_grpc.to_string()),
+    ]
+}
+
+/// gatewayctl as built by this workspace (`cargo test` builds it for its
+/// own tests; `make build` into target/server), built when missing.
+pub fn gatewayctl() -> PathBuf {
+    let target = target_dir();
+    for dir in ["debug", "server"] {
+        let p = target.join(dir).join("gatewayctl");
+        if p.exists() {
+            return p;
+        }
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "-q", "-p", "gatewayctl"])
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo build -p gatewayctl");
+    assert!(status.success());
+    target.join("debug/gatewayctl")
+}
+
+/// `gatewayctl --database-url <database_url> --actor <actor> <args>`,
+/// which must succeed: its standard output.
+pub fn run_gatewayctl(database_url: &str, actor: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(gatewayctl())
+        .args(["--database-url", database_url, "--actor", actor])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("gatewayctl: {e}"));
+    assert!(
+        out.status.success(),
+        "gatewayctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`run_gatewayctl`] with `--json`: the last line of its output, parsed.
+pub fn gatewayctl_json(database_url: &str, actor: &str, args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = ["--json"].iter().chain(args).copied().collect();
+    let out = run_gatewayctl(database_url, actor, &args);
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("gatewayctl --json: {e}: {out}"))
+}
