@@ -92,3 +92,15 @@ pub fn gatewayctl_json(database_url: &str, actor: &str, args: &[&str]) -> serde_
     let last = out.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("gatewayctl --json: {e}: {out}"))
 }
+
+/// The rate-limit service's settings for a test: gRPC and HTTP on free
+/// loopback ports, a key prefix of its own (`tag` made unique), the rest
+/// as default.
+pub fn rate_limit_config(tag: &str) -> ratelimit::Config {
+    ratelimit::Config {
+        grpc_addr: loopback(0),
+        http_addr: loopback(0),
+        key_prefix: unique(tag),
+        ..ratelimit::Config::default()
+    }
+}

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, run_gatewayctl, sqlite_database, unique,
+    gatewayctl_json, local_upstreams, loopback, rate_limit_config, run_gatewayctl, sqlite_database,
+    unique,
 };
 use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
@@ -54,9 +55,6 @@ impl Stack {
         let (auth_server, auth) = auth_service::start(&auth_config).await.unwrap();
         let upstream = CountingUpstream::start().await;
         let rls = ratelimit::spawn(ratelimit::Config {
-            grpc_addr: loopback(0),
-            http_addr: loopback(0),
-            key_prefix: unique("climits"),
             redis_url: options.redis_url.clone(),
             limits_file: options.limits_file.clone(),
             reload_interval: Duration::from_millis(200),
@@ -65,7 +63,7 @@ impl Stack {
             } else {
                 ratelimit::config::FailureMode::Allow
             },
-            ..ratelimit::Config::default()
+            ..rate_limit_config("climits")
         })
         .await
         .unwrap();

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use e2e::local::{gatewayctl_json, local_upstreams, loopback, sqlite_database, unique};
+use e2e::local::{
+    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database, unique,
+};
 use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
 
@@ -52,14 +54,9 @@ async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
     );
     let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
     let upstream = CountingUpstream::start().await;
-    let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: loopback(0),
-        http_addr: loopback(0),
-        key_prefix: unique("revocation"),
-        ..ratelimit::Config::default()
-    })
-    .await
-    .unwrap();
+    let rls = ratelimit::spawn(rate_limit_config("revocation"))
+        .await
+        .unwrap();
     let yaml = e2e::render_local_gateway(
         &local_upstreams(
             loopback(upstream.port),

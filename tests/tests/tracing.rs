@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::local::{gatewayctl_json, local_upstreams, loopback, sqlite_database, unique};
+use e2e::local::{gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database};
 use e2e::{CountingUpstream, Envoy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -141,14 +141,9 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     );
     let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
     let upstream = CountingUpstream::start().await;
-    let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: loopback(0),
-        http_addr: loopback(0),
-        key_prefix: unique("tracing"),
-        ..ratelimit::Config::default()
-    })
-    .await
-    .unwrap();
+    let rls = ratelimit::spawn(rate_limit_config("tracing"))
+        .await
+        .unwrap();
     let yaml = e2e::render_local_gateway(
         &local_upstreams(
             loopback(upstream.port),
