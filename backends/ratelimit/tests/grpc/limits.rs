@@ -4,8 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_key_with_limit_n_gets_n_ok_answers_then_over_limit() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (rls, mut c) = start(config()).await;
     let id = unique("client");
     for expected_remaining in (0..3).rev() {
         let r = ask(&mut c, &[("client_id", &id), ("client_limit", "3")]).await;
@@ -40,8 +39,7 @@ async fn a_key_with_limit_n_gets_n_ok_answers_then_over_limit() {
 
 #[tokio::test]
 async fn clients_are_counted_separately() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (_rls, mut c) = start(config()).await;
     let (a, b) = (unique("a"), unique("b"));
     assert!(is_ok(
         &ask(&mut c, &[("client_id", &a), ("client_limit", "1")]).await
@@ -56,13 +54,11 @@ async fn clients_are_counted_separately() {
 
 #[tokio::test]
 async fn the_default_limit_applies_when_the_key_has_none_and_its_own_limit_overrides_it() {
-    let rls = ratelimit::spawn(Config {
+    let (_rls, mut c) = start(Config {
         default_per_minute: 2,
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let plain = unique("plain");
     for _ in 0..2 {
         let r = ask(&mut c, &[("client_id", &plain)]).await;

@@ -5,21 +5,19 @@ use super::*;
 #[tokio::test]
 async fn unauthenticated_traffic_is_limited_per_source_address() {
     let file = limits_file(&new_format(ADDRESS_2));
-    let rls = ratelimit::spawn(Config {
+    let (_rls, mut c) = start(Config {
         limits_file: Some(file),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
-    let a = [("unauthenticated", "true"), ("remote_address", "192.0.2.1")];
+    .await;
+    let a = address("192.0.2.1");
     assert!(is_ok(&ask(&mut c, &a).await));
     assert!(is_ok(&ask(&mut c, &a).await));
     let r = ask(&mut c, &a).await;
     assert!(is_over(&r));
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("2"));
     assert!(header(&r, "retry-after").is_some());
-    let b = [("unauthenticated", "true"), ("remote_address", "192.0.2.2")];
+    let b = address("192.0.2.2");
     assert!(
         is_ok(&ask(&mut c, &b).await),
         "another address has its own budget"
@@ -29,39 +27,32 @@ async fn unauthenticated_traffic_is_limited_per_source_address() {
 #[tokio::test]
 async fn a_changed_limits_file_applies_without_restart() {
     let file = limits_file(&new_format(&ADDRESS_2.replace(": 2 }", ": 1 }")));
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         limits_file: Some(file.clone()),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
-    let addr = [
-        ("unauthenticated", "true"),
-        ("remote_address", "198.51.100.7"),
-    ];
+    .await;
+    let addr = address("198.51.100.7");
     assert!(is_ok(&ask(&mut c, &addr).await));
     assert!(is_over(&ask(&mut c, &addr).await));
 
     // Rewrite with a later modification time and a higher limit.
     tokio::time::sleep(Duration::from_millis(20)).await;
     std::fs::write(&file, new_format(&ADDRESS_2.replace(": 2 }", ": 3 }"))).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rls.shared.metrics().reloads.get() == 0 {
-        assert!(Instant::now() < deadline, "limits file was not reloaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_counted("limits file was not reloaded", || {
+        rls.shared.metrics().reloads.get()
+    })
+    .await;
     let r = ask(&mut c, &addr).await;
     assert!(is_ok(&r), "{r:?}");
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
 
     // A broken file is rejected and the limits in force stay.
     std::fs::write(&file, new_format(&ADDRESS_2.replace(": 2 }", ": -1 }"))).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rls.shared.metrics().reload_errors.get() == 0 {
-        assert!(Instant::now() < deadline, "broken file was not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_counted("broken file was not noticed", || {
+        rls.shared.metrics().reload_errors.get()
+    })
+    .await;
     let r = ask(&mut c, &addr).await;
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
 }
@@ -171,14 +162,12 @@ async fn the_keys_own_limit_beats_the_file_entry_for_its_client() {
 
 #[tokio::test]
 async fn a_route_descriptor_is_limited_by_its_nested_client_node_and_every_policy_is_listed() {
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         default_per_minute: 5,
         limits_file: Some(limits_file(&new_format(ROUTE_LOCATE_2))),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let id = unique("route");
     let client = [("client_id", id.as_str())];
     let locate = [("route", "calculate-locate"), ("client_id", id.as_str())];
@@ -209,16 +198,13 @@ async fn a_route_descriptor_is_limited_by_its_nested_client_node_and_every_polic
 
 #[tokio::test]
 async fn shadow_mode_counts_and_reports_but_never_refuses() {
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         default_per_minute: 10,
         limits_file: Some(limits_file(&new_format(
             "  - key: route\n    value: rates\n    descriptors:\n      - key: client_id\n        shadow_mode: true\n        rate_limit: { unit: minute, requests_per_unit: 1 }\n",
         ))),
         ..config()
-    })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    }).await;
     let id = unique("shadow");
     let client = [("client_id", id.as_str())];
     let rates = [("route", "rates"), ("client_id", id.as_str())];
@@ -322,10 +308,7 @@ async fn ietf_headers_on_ok_and_over_limit_match_the_x_ratelimit_headers() {
         Some(reset.to_string().as_str())
     );
 
-    let addr = [
-        ("unauthenticated", "true"),
-        ("remote_address", "203.0.113.9"),
-    ];
+    let addr = address("203.0.113.9");
     let r = ask(&mut c, &addr).await;
     assert_eq!(header(&r, "ratelimit-policy"), Some("\"address\";q=2;w=60"));
     assert_eq!(ietf_ratelimit(&r).1, 1);
@@ -334,17 +317,12 @@ async fn ietf_headers_on_ok_and_over_limit_match_the_x_ratelimit_headers() {
 #[tokio::test]
 async fn a_malformed_file_names_line_and_field_and_the_previous_limits_stay_while_reloading() {
     let file = limits_file(&new_format(ADDRESS_2));
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         limits_file: Some(file.clone()),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
-    let addr = [
-        ("unauthenticated", "true"),
-        ("remote_address", "192.0.2.77"),
-    ];
+    .await;
+    let addr = address("192.0.2.77");
     assert!(is_ok(&ask(&mut c, &addr).await));
 
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -353,11 +331,10 @@ async fn a_malformed_file_names_line_and_field_and_the_previous_limits_stay_whil
         new_format(&ADDRESS_2.replace("unit: minute", "unit: minutes")),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rls.shared.metrics().reload_errors.get() == 0 {
-        assert!(Instant::now() < deadline, "broken file was not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_counted("broken file was not noticed", || {
+        rls.shared.metrics().reload_errors.get()
+    })
+    .await;
     let err = ratelimit::limits::LimitsFile::load(&file).unwrap_err();
     assert_eq!(
         err,
@@ -401,8 +378,7 @@ async fn a_file_for_another_domain_is_refused() {
 
 #[tokio::test]
 async fn a_request_for_another_domain_is_not_limited() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (rls, mut c) = start(config()).await;
     let r = c
         .should_rate_limit(RateLimitRequest {
             domain: "other".to_owned(),
@@ -423,17 +399,12 @@ async fn an_old_format_file_is_converted() {
     let file = limits_file(&format!(
         "unauthenticated:\n  per_minute: 1\nclients:\n  {id}:\n    per_minute: 2\n"
     ));
-    let rls = ratelimit::spawn(Config {
+    let (_rls, mut c) = start(Config {
         limits_file: Some(file),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
-    let addr = [
-        ("unauthenticated", "true"),
-        ("remote_address", "192.0.2.99"),
-    ];
+    .await;
+    let addr = address("192.0.2.99");
     assert!(is_ok(&ask(&mut c, &addr).await));
     assert!(is_over(&ask(&mut c, &addr).await));
     let r = ask(&mut c, &[("client_id", &id)]).await;
@@ -444,16 +415,14 @@ async fn an_old_format_file_is_converted() {
 async fn route_and_client_limits_keep_separate_redis_counters_named_by_node_and_window() {
     let Some(url) = redis_url() else { return };
     let prefix = unique("nodes");
-    let rls = ratelimit::spawn(Config {
+    let (_rls, mut c) = start(Config {
         redis_url: Some(url.clone()),
         key_prefix: prefix.clone(),
         default_per_minute: 5,
         limits_file: Some(limits_file(&new_format(ROUTE_LOCATE_2))),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let id = unique("rc");
     let client = [("client_id", id.as_str())];
     let locate = [("route", "calculate-locate"), ("client_id", id.as_str())];
@@ -488,8 +457,7 @@ async fn route_and_client_limits_keep_separate_redis_counters_named_by_node_and_
 
 #[tokio::test]
 async fn a_descriptor_matching_no_rule_is_allowed_without_headers() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (rls, mut c) = start(config()).await;
     let r = ask(&mut c, &[("path", "/health")]).await;
     assert!(is_ok(&r));
     assert!(header(&r, "x-ratelimit-limit").is_none());
@@ -498,8 +466,7 @@ async fn a_descriptor_matching_no_rule_is_allowed_without_headers() {
 
 #[tokio::test]
 async fn an_empty_domain_is_an_invalid_argument() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (_rls, mut c) = start(config()).await;
     let err = c
         .should_rate_limit(RateLimitRequest {
             domain: String::new(),

@@ -124,15 +124,34 @@ async fn ask_all(
     .into_inner()
 }
 
+/// The service on `config`, and a client of it.
+async fn start(config: Config) -> (Running, RateLimitServiceClient<Channel>) {
+    let rls = ratelimit::spawn(config).await.unwrap();
+    let c = client(&rls).await;
+    (rls, c)
+}
+
 async fn with_file(body: &str) -> (Running, RateLimitServiceClient<Channel>) {
-    let rls = ratelimit::spawn(Config {
+    start(Config {
         limits_file: Some(limits_file(&new_format(body))),
         ..config()
     })
     .await
-    .unwrap();
-    let c = client(&rls).await;
-    (rls, c)
+}
+
+/// The descriptor of an unauthenticated request from `ip`.
+fn address(ip: &str) -> [(&'static str, &str); 2] {
+    [("unauthenticated", "true"), ("remote_address", ip)]
+}
+
+/// Waits (5 s at most) until `count` is above zero: a reload, a reload
+/// error.
+async fn wait_until_counted(what: &str, count: impl Fn() -> u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() == 0 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `RateLimit: "<policy>";r=<remaining>;t=<reset>` split into its parts.

@@ -4,13 +4,11 @@ use super::*;
 
 #[tokio::test]
 async fn redis_down_allows_requests_by_default_and_health_reports_503() {
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         redis_url: Some(dead_redis()),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let id = unique("down");
     for _ in 0..3 {
         let r = ask(&mut c, &[("client_id", &id), ("client_limit", "1")]).await;
@@ -27,14 +25,12 @@ async fn redis_down_allows_requests_by_default_and_health_reports_503() {
 
 #[tokio::test]
 async fn redis_down_denies_requests_when_configured_to() {
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         redis_url: Some(dead_redis()),
         failure_mode: FailureMode::Deny,
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let r = ask(&mut c, &[("client_id", &unique("deny"))]).await;
     assert!(is_over(&r));
     assert_eq!(header(&r, "retry-after"), Some("1"));
@@ -96,13 +92,11 @@ async fn losing_redis_fails_open_and_counting_resumes_when_it_returns() {
         .unwrap()
         .to_owned();
     let proxy = RedisProxy::start(&target, 0).await;
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let id = unique("flaky");
     let d = [("client_id", id.as_str()), ("client_limit", "2")];
     let r = ask(&mut c, &d).await;

@@ -262,8 +262,7 @@ async fn counters_live_in_a_tls_redis_reached_with_an_acl_user() {
         ..config()
     };
     let prefix = config.key_prefix.clone();
-    let rls = ratelimit::spawn(config).await.unwrap();
-    let mut c = client(&rls).await;
+    let (rls, mut c) = start(config).await;
     let id = unique("tls");
     let d = [("client_id", id.as_str()), ("client_limit", "3")];
     for left in (0..3).rev() {
@@ -313,14 +312,12 @@ async fn mutual_tls_presents_the_client_certificate_redis_requires() {
         client_key_file: Some(redis.pki.path("client.key")),
         ..redis.pki.tls()
     };
-    let rls = ratelimit::spawn(Config {
+    let (rls, mut c) = start(Config {
         redis_url: Some(redis.url(USER, PASSWORD)),
         redis_tls: with_cert,
         ..config()
     })
-    .await
-    .unwrap();
-    let mut c = client(&rls).await;
+    .await;
     let d = [("client_id", "mtls"), ("client_limit", "1")];
     assert!(is_ok(&ask(&mut c, &d).await));
     assert!(is_over(&ask(&mut c, &d).await));

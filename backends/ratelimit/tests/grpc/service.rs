@@ -4,8 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn health_and_metrics_answer_over_http() {
-    let rls = ratelimit::spawn(config()).await.unwrap();
-    let mut c = client(&rls).await;
+    let (rls, mut c) = start(config()).await;
     let id = unique("m");
     ask(&mut c, &[("client_id", &id), ("client_limit", "1")]).await;
     ask(&mut c, &[("client_id", &id), ("client_limit", "1")]).await;
