@@ -5,7 +5,7 @@
 //!     cargo bench -p filter-core --bench hot_paths [-- CASE [ITERATIONS]]
 //!
 //! prints nanoseconds per request for each case (or one case). Under
-//! callgrind (`filters/core/bench/callgrind.sh`) it gives instruction
+//! callgrind (`cargo xtask bench callgrind`) it gives instruction
 //! counts, which do not depend on what else the machine is doing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
