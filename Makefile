@@ -102,26 +102,14 @@ check-deploy: test-tools wasm ## Offline checks of the deployment artifacts (als
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes)
-	$(call apt_ensure,$(APT_BENCH))
-	$(CARGO) bench -p pricing --bench fee
-	scripts/bench-calculation.sh
-	scripts/bench-e2e.sh
-	BENCH_ROUNDS=2 BENCH_SECONDS=4 scripts/bench-e2e-breakdown.sh
-	CHAIN_ROUNDS=4 CHAIN_SECONDS=3 PLOT_SECONDS=3 PLOT_RATES="1000 2000 4000 6000 8000" SCALE_ROUNDS=2 scripts/bench-chain.sh
-	$${CARGO_TARGET_DIR:-target}/server/ratelimit-bench --secs 5
-	BENCH_METRICS=1 BENCH_ROUNDS=3 BENCH_SECONDS=3 $(CARGO) test -q -p e2e --test auth_filter benchmark -- --ignored --nocapture
-	filters/validation/bench/bench.sh 4 3
-	filters/core/bench/callgrind.sh
-	filters/validation/bench/memory.sh 2
+bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes; needs wrk, curl, taskset, gnuplot, valgrind)
+	$(CARGO) xtask bench all
 
 # --- soak -----------------------------------------------------------------------
 
 .PHONY: soak
 soak: build wasm envoy ## 5-minute soak of the whole stack: no failed request, RSS growth < 10 %, audit rows = calculations
-	$(call apt_ensure,curl:curl)
-	$(CARGO) build -q --profile server -p e2e --bin open_loop
-	scripts/soak.sh
+	$(CARGO) xtask soak
 
 # --- deployment helpers ---------------------------------------------------------
 
