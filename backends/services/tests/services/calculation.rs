@@ -4,8 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn spec_worked_examples_price_to_the_cent() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, _| {
         let a = stack
             .calculate(locate("AAPL", json!(100000), json!(30), "test123"))
             .await;
@@ -24,15 +23,13 @@ async fn spec_worked_examples_price_to_the_cent() {
         assert!(g.text.contains(r#""markup":232.83"#));
         assert!(g.text.contains(r#""transaction_fees":125.00"#));
         assert!(g.text.contains(r#""borrow_rate_used":0.6475"#));
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn every_violated_field_is_listed_in_one_400() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, _| {
         let all_bad = stack
             .calculate(locate("TOOLONG", json!(0), json!(400), "a b"))
             .await;
@@ -97,65 +94,55 @@ async fn every_violated_field_is_listed_in_one_400() {
             assert_eq!(a.status, 200, "{}", a.text);
         }
         assert_eq!(stack.calc_state.store.audit_count().await.unwrap(), 2);
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn transport_errors_are_envelopes_with_their_codes() {
-    let db = TestDb::sqlite();
-    let stack = Stack::start(&db.url).await;
-    let body = locate("AAPL", json!(100000), json!(30), "test123").to_string();
-    let r = stack
-        .http
-        .post(stack.calc.url("/calculate-locate"))
-        .header("content-type", "text/plain")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    Answer::from(r)
-        .await
-        .assert_envelope(415, "UNSUPPORTED_MEDIA_TYPE");
-    let big = format!(r#"{{"ticker":"{}"}}"#, "A".repeat(9000));
-    stack
-        .calculate_raw(&big, &[])
-        .await
-        .assert_envelope(413, "PAYLOAD_TOO_LARGE");
-    let r = stack
-        .http
-        .get(stack.calc.url("/nowhere"))
-        .send()
-        .await
-        .unwrap();
-    Answer::from(r).await.assert_envelope(404, "NOT_FOUND");
-    let r = stack
-        .http
-        .get(stack.calc.url("/calculate-locate"))
-        .send()
-        .await
-        .unwrap();
-    Answer::from(r)
-        .await
-        .assert_envelope(405, "METHOD_NOT_ALLOWED");
-    let r = stack
-        .http
-        .delete(stack.data.url("/rates/AAPL"))
-        .send()
-        .await
-        .unwrap();
-    Answer::from(r)
-        .await
-        .assert_envelope(405, "METHOD_NOT_ALLOWED");
-    stack.stop().await;
-    db.cleanup().await;
+    on_sqlite(async |stack| {
+        let body = locate("AAPL", json!(100000), json!(30), "test123").to_string();
+        let r = stack
+            .http
+            .post(stack.calc.url("/calculate-locate"))
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        Answer::from(r)
+            .await
+            .assert_envelope(415, "UNSUPPORTED_MEDIA_TYPE");
+        let big = format!(r#"{{"ticker":"{}"}}"#, "A".repeat(9000));
+        stack
+            .calculate_raw(&big, &[])
+            .await
+            .assert_envelope(413, "PAYLOAD_TOO_LARGE");
+        // Unknown paths and wrong methods, on either service.
+        for (request, status, code) in [
+            (stack.http.get(stack.calc.url("/nowhere")), 404, "NOT_FOUND"),
+            (
+                stack.http.get(stack.calc.url("/calculate-locate")),
+                405,
+                "METHOD_NOT_ALLOWED",
+            ),
+            (
+                stack.http.delete(stack.data.url("/rates/AAPL")),
+                405,
+                "METHOD_NOT_ALLOWED",
+            ),
+        ] {
+            Answer::from(request.send().await.unwrap())
+                .await
+                .assert_envelope(status, code);
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_incoming_request_id_is_echoed_and_used_in_errors_and_audit() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, _| {
         let body = locate("AAPL", json!(100000), json!(30), "test123").to_string();
         let ok = stack
             .calculate_raw(
@@ -190,15 +177,13 @@ async fn the_incoming_request_id_is_echoed_and_used_in_errors_and_audit() {
         let generated = stack.calculate_raw("{}", &[]).await;
         generated.assert_envelope(400, "VALIDATION_ERROR");
         assert_eq!(generated.request_id.as_deref().map(str::len), Some(36));
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn unknown_ticker_and_unknown_client_are_404_with_their_codes() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, _| {
         stack
             .calculate(locate("ZZZZ", json!(100), json!(30), "test123"))
             .await
@@ -208,42 +193,40 @@ async fn unknown_ticker_and_unknown_client_are_404_with_their_codes() {
             .await
             .assert_envelope(404, "CLIENT_NOT_FOUND");
         assert_eq!(stack.calc_state.store.audit_count().await.unwrap(), 0);
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn pricing_another_client_is_forbidden_unless_admin() {
-    let db = TestDb::sqlite();
-    let stack = Stack::start(&db.url).await;
-    let body = locate("AAPL", json!(100000), json!(30), "client123").to_string();
-    stack
-        .calculate_raw(
-            &body,
-            &[("x-client-id", "test123"), ("x-client-scopes", "")],
-        )
-        .await
-        .assert_envelope(403, "FORBIDDEN");
-    let admin = stack
-        .calculate_raw(
-            &body,
-            &[
-                ("x-client-id", "test123"),
-                ("x-client-scopes", "read admin"),
-            ],
-        )
-        .await;
-    assert_eq!(admin.status, 200, "{}", admin.text);
-    let own = stack
-        .calculate_raw(&body, &[("x-client-id", "client123")])
-        .await;
-    assert_eq!(own.status, 200);
-    let internal = stack.calculate_raw(&body, &[]).await;
-    assert_eq!(internal.status, 200);
-    assert_eq!(stack.calc_state.store.audit_count().await.unwrap(), 3);
-    stack.stop().await;
-    db.cleanup().await;
+    on_sqlite(async |stack| {
+        let body = locate("AAPL", json!(100000), json!(30), "client123").to_string();
+        stack
+            .calculate_raw(
+                &body,
+                &[("x-client-id", "test123"), ("x-client-scopes", "")],
+            )
+            .await
+            .assert_envelope(403, "FORBIDDEN");
+        let admin = stack
+            .calculate_raw(
+                &body,
+                &[
+                    ("x-client-id", "test123"),
+                    ("x-client-scopes", "read admin"),
+                ],
+            )
+            .await;
+        assert_eq!(admin.status, 200, "{}", admin.text);
+        let own = stack
+            .calculate_raw(&body, &[("x-client-id", "client123")])
+            .await;
+        assert_eq!(own.status, 200);
+        let internal = stack.calculate_raw(&body, &[]).await;
+        assert_eq!(internal.status, 200);
+        assert_eq!(stack.calc_state.store.audit_count().await.unwrap(), 3);
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -283,48 +266,47 @@ async fn two_hundred_concurrent_calculations_write_exactly_two_hundred_audit_row
 
 #[tokio::test]
 async fn health_and_metrics_answer() {
-    let db = TestDb::sqlite();
-    let stack = Stack::start(&db.url).await;
-    for server in [&stack.data, &stack.calc] {
-        let r = stack.http.get(server.url("/health")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(
-            v,
-            json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION")})
+    on_sqlite(async |stack| {
+        for server in [&stack.data, &stack.calc] {
+            let r = stack.http.get(server.url("/health")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(
+                v,
+                json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION")})
+            );
+        }
+        stack
+            .calculate(locate("AAPL", json!(100), json!(30), "test123"))
+            .await;
+        let text = stack
+            .http
+            .get(stack.calc.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains(r#"pricing_backend_requests_total{endpoint="/calculate-locate",method="POST",service="calculation_service",status_code="200"} 1"#),
+            "{text}"
         );
-    }
-    stack
-        .calculate(locate("AAPL", json!(100), json!(30), "test123"))
-        .await;
-    let text = stack
-        .http
-        .get(stack.calc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains(r#"pricing_backend_requests_total{endpoint="/calculate-locate",method="POST",service="calculation_service",status_code="200"} 1"#),
-        "{text}"
-    );
-    assert!(text.contains(
-        r#"pricing_backend_audit_writes_total{result="success",service="calculation_service"} 1"#
-    ));
-    assert!(
-        text.contains(r#"pricing_backend_request_duration_seconds_count{endpoint="/calculate-locate",service="calculation_service"} 1"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "pricing_backend_build_info{{service=\"calculation_service\",version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        )),
-        "{text}"
-    );
-    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
-    stack.stop().await;
-    db.cleanup().await;
+        assert!(text.contains(
+            r#"pricing_backend_audit_writes_total{result="success",service="calculation_service"} 1"#
+        ));
+        assert!(
+            text.contains(r#"pricing_backend_request_duration_seconds_count{endpoint="/calculate-locate",service="calculation_service"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "pricing_backend_build_info{{service=\"calculation_service\",version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    })
+    .await;
 }

@@ -14,8 +14,7 @@ async fn all_eight_seed_tickers_answer_with_their_exact_spec_rate() {
         ("BRK.B", "0.00224", "EASY", "12.0", "0"),
         ("KO", "0.0025", "EASY", "10.0", "0"),
     ];
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, db| {
         for (ticker, rate, status, vol, event) in expected {
             let r = stack
                 .http
@@ -45,15 +44,13 @@ async fn all_eight_seed_tickers_answer_with_their_exact_spec_rate() {
             let updated = v["last_updated"].as_str().unwrap();
             assert!(store::time::parse_rfc3339(updated).is_some(), "{updated}");
         }
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn rates_reject_a_bad_ticker_and_report_an_unknown_one() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, _| {
         let (status, body, headers) = stack.rate("ZZZZ").await;
         assert_eq!(status, 404);
         assert_eq!(body["error"]["code"], "TICKER_NOT_FOUND");
@@ -65,15 +62,13 @@ async fn rates_reject_a_bad_ticker_and_report_an_unknown_one() {
         assert_eq!(status, 400);
         assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
         assert_eq!(body["error"]["details"][0]["field"], "ticker");
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_changed_stock_is_served_within_five_seconds() {
-    for db in databases().await {
-        let stack = Stack::start(&db.url).await;
+    on_every_database(async |stack, db| {
         let (_, before, _) = stack.rate("KO").await;
         assert_eq!(before["current_rate"], json!(0.0025));
         // Another process (gatewayctl) changes the row.
@@ -105,7 +100,6 @@ async fn a_changed_stock_is_served_within_five_seconds() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         other.close().await;
-        stack.stop().await;
-        db.cleanup().await;
-    }
+    })
+    .await;
 }

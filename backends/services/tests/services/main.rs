@@ -120,6 +120,27 @@ async fn databases() -> Vec<TestDb> {
     dbs
 }
 
+/// Runs `test` against a fresh [`Stack`] on each of [`databases`] (and
+/// that database), then
+/// stops the stack and drops the database.
+async fn on_every_database(test: impl AsyncFn(&Stack, &TestDb)) {
+    for db in databases().await {
+        let stack = Stack::start(&db.url).await;
+        test(&stack, &db).await;
+        stack.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// [`on_every_database`] on SQLite only.
+async fn on_sqlite(test: impl AsyncFn(&Stack)) {
+    let db = TestDb::sqlite();
+    let stack = Stack::start(&db.url).await;
+    test(&stack).await;
+    stack.stop().await;
+    db.cleanup().await;
+}
+
 /// Both services on port 0 over one database.
 struct Stack {
     data: Server,
