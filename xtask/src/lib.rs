@@ -7,6 +7,7 @@ pub mod check_deploy;
 pub mod clean;
 pub mod fuzz;
 pub mod lint;
+pub mod measure;
 pub mod prometheus_rule;
 pub mod run;
 pub mod setup;

@@ -4,6 +4,7 @@
 //!   cargo xtask run [start|stop|status]
 //!   cargo xtask wasm-drop-callbacks FILE.wasm CALLBACK…
 //!   cargo xtask prometheus-rule [--check]
+//!   cargo xtask measure --key KEY [--seconds S] [--threads N]
 //!   cargo xtask bench <calculation|e2e|open-loop|breakdown|chain|validation|memory|callgrind|all> | soak
 //!   cargo xtask setup TOOLS…
 //!   cargo xtask wasm [--test-variant] | wasm-images
@@ -50,6 +51,9 @@ enum Task {
     /// Soak of the whole stack: no failed request, bounded RSS growth,
     /// audit rows = calculations (SOAK_SECONDS, default 300).
     Soak,
+    /// Resource figures of a running `cargo xtask run` stack (docs/deploy.md,
+    /// "Resources"): a bounded load on loopback, RSS and CPU from /proc.
+    Measure(xtask::measure::Args),
     /// deploy/prometheus/prometheus-rule.yaml from alerts.yml; with
     /// --check, fail when the committed file differs instead.
     PrometheusRule {
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         Task::CheckDeploy { checks } => check_deploy::run(&root, &checks),
         Task::WasmDropCallbacks { file, callbacks } => xtask::wasm_drop::run(&file, &callbacks),
         Task::PrometheusRule { check } => xtask::prometheus_rule::run(&root, check),
+        Task::Measure(args) => xtask::measure::run(&root, &args),
         Task::Setup { tools } => xtask::setup::run(&root, &tools),
         Task::Wasm {
             test_variant: false,
