@@ -102,6 +102,11 @@ fn pending(step: Step) -> PendingVerification {
     }
 }
 
+/// The auth service's answer to a key verification: `status` and `body`.
+fn answered(status: u16, body: &[u8]) -> VerifyAnswer<'_> {
+    VerifyAnswer::Response { status, body }
+}
+
 fn reply_of(actions: &Actions) -> (u16, Value) {
     let reply = actions.reply.as_ref().expect("a local reply");
     (reply.status, serde_json::from_str(&reply.body).unwrap())
@@ -180,10 +185,7 @@ fn try_key(auth: &Authenticator, host: &RecordingHost, key: &str) -> u16 {
             auth.on_verify_response(
                 host,
                 &p,
-                VerifyAnswer::Response {
-                    status: if key == KEY { 200 } else { 404 },
-                    body: &body,
-                },
+                answered(if key == KEY { 200 } else { 404 }, &body),
             )
         }
     };

@@ -61,14 +61,7 @@ fn valid_key_sets_identity_headers_strips_the_key_and_is_cached() {
     assert_eq!(body, format!(r#"{{"key_hash":"{KEY_HASH}"}}"#));
     assert!(!body.contains(KEY));
     let body = active_body(Some("2027-01-01T00:00:00Z"));
-    let actions = auth.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 200,
-            body: &body,
-        },
-    );
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-client-id"), Some("test123"));
     assert_eq!(header(&actions, "x-client-scopes"), Some("admin"));
@@ -94,14 +87,7 @@ fn credential_header_is_kept_when_stripping_is_off() {
     let auth = Authenticator::new(settings(json!({"strip_credential_header": false})));
     let p = pending(auth.on_request(&host, &request("/x", Some(KEY), None)));
     let body = active_body(None);
-    let actions = auth.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 200,
-            body: &body,
-        },
-    );
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
     assert!(!actions.remove_headers.contains(&"x-api-key"));
     assert!(header(&actions, "x-client-rate-limit").is_some());
 }
@@ -113,14 +99,7 @@ fn unknown_key_is_refused_and_remembered_briefly() {
     let req = request("/api/v1/calculate-locate", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = unknown_key_body();
-    let actions = auth.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 404,
-            body: &body,
-        },
-    );
+    let actions = auth.on_verify_response(&host, &p, answered(404, &body));
     let (status, envelope) = reply_of(&actions);
     assert_eq!(status, 401);
     assert_eq!(envelope["error"]["message"], "Invalid API key");
@@ -148,14 +127,7 @@ fn revoked_and_expired_keys_get_their_own_status() {
         host.shared.borrow_mut().clear();
         let auth = Authenticator::new(settings(json!({})));
         let p = pending(auth.on_request(&host, &req));
-        let actions = auth.on_verify_response(
-            &host,
-            &p,
-            VerifyAnswer::Response {
-                status: 200,
-                body: &body,
-            },
-        );
+        let actions = auth.on_verify_response(&host, &p, answered(200, &body));
         let (status, envelope) = reply_of(&actions);
         assert_eq!(status, 401);
         assert_eq!(envelope["error"]["message"], message);
@@ -175,14 +147,7 @@ fn cached_key_stops_working_when_its_expiry_passes() {
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = active_body(Some("2026-11-23T10:00:05Z"));
-    let ok = auth.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 200,
-            body: &body,
-        },
-    );
+    let ok = auth.on_verify_response(&host, &p, answered(200, &body));
     assert!(ok.reply.is_none());
     host.advance_ms(5_000);
     let actions = done(auth.on_request(&host, &req));
@@ -200,14 +165,8 @@ fn unreachable_service_fails_closed_with_503_for_unknown_keys() {
     let p = pending(auth.on_request(&host, &request("/api/v1/rates/AAPL", Some(KEY), None)));
     let failures = [
         VerifyAnswer::Failed,
-        VerifyAnswer::Response {
-            status: 503,
-            body: b"upstream connect error",
-        },
-        VerifyAnswer::Response {
-            status: 404,
-            body: b"not found",
-        },
+        answered(503, b"upstream connect error"),
+        answered(404, b"not found"),
         VerifyAnswer::Response {
             status: 200,
             body: b"{\"client_id\":\"a b\",\"status\":\"active\"}",
@@ -243,14 +202,7 @@ fn known_key_keeps_working_for_the_stale_window_while_the_service_is_down() {
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(auth.on_request(&host, &req));
     let body = active_body(None);
-    auth.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 200,
-            body: &body,
-        },
-    );
+    auth.on_verify_response(&host, &p, answered(200, &body));
 
     host.advance_ms(15_000); // past the 10 s TTL, inside the 30 s stale window
     let p = pending(auth.on_request(&host, &req));

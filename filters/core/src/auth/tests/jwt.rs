@@ -65,14 +65,7 @@ fn key_verified_by_one_worker_is_used_by_another_without_asking_again() {
     let req = request("/api/v1/rates/AAPL", Some(KEY), None);
     let p = pending(worker_a.on_request(&host, &req));
     let body = active_body(None);
-    worker_a.on_verify_response(
-        &host,
-        &p,
-        VerifyAnswer::Response {
-            status: 200,
-            body: &body,
-        },
-    );
+    worker_a.on_verify_response(&host, &p, answered(200, &body));
     let actions = done(worker_b.on_request(&host, &req));
     assert_eq!(header(&actions, "x-client-id"), Some("test123"));
     // Local copies age like the shared entry: after the TTL both ask again.
@@ -202,24 +195,28 @@ fn es256_tokens_need_a_known_kid_and_the_matching_key() {
     );
 }
 
+/// An HS256 token of `client123` (valid for ten minutes) whose claims
+/// `change` alters: refused as an invalid token with `detail`.
+fn assert_changed_claims_refused(change: impl FnOnce(&mut Value), detail: &str) {
+    let mut c = claims("client123", NOW_S + 600);
+    change(&mut c);
+    assert_refused(
+        hs_config(),
+        &hs_token(c),
+        AttemptStatus::InvalidToken,
+        detail,
+    );
+}
+
+/// `claim` set to `value`: refused with `detail`.
+fn assert_claim_refused(claim: &str, value: Value, detail: &str) {
+    assert_changed_claims_refused(|c| c[claim] = value, detail);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn wrong_issuer_or_audience_is_refused() {
-    let mut c = claims("client123", NOW_S + 600);
-    c["iss"] = json!("someone-else");
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "wrong_issuer",
-    );
-    let mut c = claims("client123", NOW_S + 600);
-    c["aud"] = json!("another-api");
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "wrong_audience",
-    );
+    assert_claim_refused("iss", json!("someone-else"), "wrong_issuer");
+    assert_claim_refused("aud", json!("another-api"), "wrong_audience");
     let mut c = claims("client123", NOW_S + 600);
     c["aud"] = json!(["another-api", "borrow-rate-api"]);
     let (actions, _) = jwt_outcome(hs_config(), &hs_token(c), NOW_S);
@@ -231,48 +228,22 @@ fn wrong_issuer_or_audience_is_refused() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn required_claims_must_be_present_and_numeric() {
-    let mut c = claims("client123", NOW_S + 600);
-    c["exp"] = json!((NOW_S + 600).to_string());
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "invalid_claims",
-    );
-    let mut c = claims("client123", NOW_S + 600);
-    c["nbf"] = json!("0");
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "invalid_claims",
-    );
+    for (claim, value, detail) in [
+        ("exp", json!((NOW_S + 600).to_string()), "invalid_claims"),
+        ("nbf", json!("0"), "invalid_claims"),
+        ("nbf", json!(NOW_S + 120), "not_yet_valid"),
+        ("sub", json!("bad\r\nx-client-id: admin"), "invalid_claims"),
+    ] {
+        assert_claim_refused(claim, value, detail);
+    }
     for missing in ["exp", "iss", "aud", "sub"] {
-        let mut c = claims("client123", NOW_S + 600);
-        c.as_object_mut().unwrap().remove(missing);
-        assert_refused(
-            hs_config(),
-            &hs_token(c),
-            AttemptStatus::InvalidToken,
+        assert_changed_claims_refused(
+            |c| {
+                c.as_object_mut().unwrap().remove(missing);
+            },
             "invalid_claims",
         );
     }
-    let mut c = claims("client123", NOW_S + 600);
-    c["nbf"] = json!(NOW_S + 120);
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "not_yet_valid",
-    );
-    let mut c = claims("client123", NOW_S + 600);
-    c["sub"] = json!("bad\r\nx-client-id: admin");
-    assert_refused(
-        hs_config(),
-        &hs_token(c),
-        AttemptStatus::InvalidToken,
-        "invalid_claims",
-    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
