@@ -48,14 +48,7 @@ fn now() -> u64 {
 }
 
 async fn verify(server: &Server, key_hash: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(server.url("/internal/v1/keys/verify"))
-        .header("content-type", "application/json")
-        .body(json!({ "key_hash": key_hash }).to_string())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    verify_body(server, &json!({ "key_hash": key_hash }).to_string()).await
 }
 
 async fn exchange(server: &Server, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -157,14 +150,8 @@ async fn malformed_hash_or_body_is_a_validation_error() {
     let (status, body) = verify(&server, "brl_notahash").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["details"][0]["field"], "key_hash");
-    let resp = reqwest::Client::new()
-        .post(server.url("/internal/v1/keys/verify"))
-        .header("content-type", "application/json")
-        .body(r#"{"key_hash":"00","key":"brl_x"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
+    let (status, _) = verify_body(&server, r#"{"key_hash":"00","key":"brl_x"}"#).await;
+    assert_eq!(status, 400);
     server.shutdown().await;
 }
 
@@ -184,18 +171,7 @@ async fn token_is_issued_for_a_gateway_authenticated_api_key() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    let token = body["access_token"].as_str().unwrap();
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["borrow-rate-gateway"]);
-    validation.set_audience(&["borrow-rate-api"]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = decode::<Value>(
-        token,
-        &DecodingKey::from_secret(SECRET.as_bytes()),
-        &validation,
-    )
-    .unwrap();
-    let claims = data.claims;
+    let claims = hs256_claims(body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], "test123");
     assert_eq!(claims["scope"], "admin");
     assert_eq!(claims["rate_limit_per_minute"], 120);
@@ -462,9 +438,13 @@ async fn verify_body(server: &Server, body: &str) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
+/// The claims of an HS256 token the service issued: signature, issuer,
+/// audience and the required claims checked.
 fn hs256_claims(token: &str) -> Value {
     let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["borrow-rate-gateway"]);
     validation.set_audience(&["borrow-rate-api"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     decode::<Value>(
         token,
         &DecodingKey::from_secret(SECRET.as_bytes()),
