@@ -14,7 +14,6 @@ use crate::util::{output, pylist, read, run, yaml_docs, yaml_file, View};
 
 pub fn check(ctx: &Ctx) -> Result<&'static str> {
     let promtool = ctx.need("promtool", "apt-get install prometheus")?;
-    let py = ctx.python()?;
     let rules_ok =
         output(
             ctx.cmd(&promtool)
@@ -37,16 +36,7 @@ pub fn check(ctx: &Ctx) -> Result<&'static str> {
     .map_err(|e| e.context("promtool check config deploy/prometheus/prometheus.yml"))?;
     // The PrometheusRule is generated from alerts.yml: a fresh generation
     // must equal the committed file.
-    let fresh = ctx.tmp("prometheus-rule.yaml");
-    run(ctx
-        .cmd(&py)
-        .arg("deploy/prometheus/generate-rule.py")
-        .arg("--out")
-        .arg(&fresh))
-    .map_err(|e| e.context("deploy/prometheus/generate-rule.py failed"))?;
-    if read(&fresh)? != read(&ctx.path("deploy/prometheus/prometheus-rule.yaml"))? {
-        bail!("deploy/prometheus/prometheus-rule.yaml differs from alerts.yml: run .venv/bin/python deploy/prometheus/generate-rule.py");
-    }
+    crate::prometheus_rule::check(&ctx.root)?;
     let mut errors = Errors::default();
     check_rules(ctx, &mut errors)?;
     errors.finish("alerts")?;
