@@ -668,77 +668,40 @@ async fn an_invalid_metrics_config_keeps_envoy_from_starting_with(recorder: Reco
 // Each behaviour with either filter recording
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code() {
-    request_counters_rise_by_exactly_the_requests_sent_per_status_code_with(
-        Recorder::MetricsFilter,
-    )
-    .await;
+/// Each check twice: `<check>` with the metrics filter recording, and
+/// `<check>_when_the_auth_filter_records` with the auth filter recording
+/// (as the rendered gateway runs it); `<check>_with` holds the check.
+macro_rules! with_either_recorder {
+    ($($check:ident, $when_auth:ident, $with:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            $with(Recorder::MetricsFilter).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $when_auth() {
+            $with(Recorder::AuthFilter).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code_when_the_auth_filter_records(
-) {
-    request_counters_rise_by_exactly_the_requests_sent_per_status_code_with(Recorder::AuthFilter)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s() {
-    durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_with(
-        Recorder::MetricsFilter,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_when_the_auth_filter_records(
-) {
-    durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_with(
-        Recorder::AuthFilter,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_requests_are_counted_per_service_and_outcome() {
-    backend_requests_are_counted_per_service_and_outcome_with(Recorder::MetricsFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_requests_are_counted_per_service_and_outcome_when_the_auth_filter_records() {
-    backend_requests_are_counted_per_service_and_outcome_with(Recorder::AuthFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_requests_are_counted_and_logged() {
-    rate_limited_requests_are_counted_and_logged_with(Recorder::MetricsFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_requests_are_counted_and_logged_when_the_auth_filter_records() {
-    rate_limited_requests_are_counted_and_logged_with(Recorder::AuthFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_requests_and_backend_failures_are_logged_with_the_request_id() {
-    slow_requests_and_backend_failures_are_logged_with_the_request_id_with(Recorder::MetricsFilter)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_requests_and_backend_failures_are_logged_with_the_request_id_when_the_auth_filter_records(
-) {
-    slow_requests_and_backend_failures_are_logged_with_the_request_id_with(Recorder::AuthFilter)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_metrics_config_keeps_envoy_from_starting() {
-    an_invalid_metrics_config_keeps_envoy_from_starting_with(Recorder::MetricsFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_metrics_config_keeps_envoy_from_starting_when_the_auth_filter_records() {
-    an_invalid_metrics_config_keeps_envoy_from_starting_with(Recorder::AuthFilter).await;
+with_either_recorder! {
+    request_counters_rise_by_exactly_the_requests_sent_per_status_code,
+    request_counters_rise_by_exactly_the_requests_sent_per_status_code_when_the_auth_filter_records,
+    request_counters_rise_by_exactly_the_requests_sent_per_status_code_with;
+    durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s,
+    durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_when_the_auth_filter_records,
+    durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_with;
+    backend_requests_are_counted_per_service_and_outcome,
+    backend_requests_are_counted_per_service_and_outcome_when_the_auth_filter_records,
+    backend_requests_are_counted_per_service_and_outcome_with;
+    rate_limited_requests_are_counted_and_logged,
+    rate_limited_requests_are_counted_and_logged_when_the_auth_filter_records,
+    rate_limited_requests_are_counted_and_logged_with;
+    slow_requests_and_backend_failures_are_logged_with_the_request_id,
+    slow_requests_and_backend_failures_are_logged_with_the_request_id_when_the_auth_filter_records,
+    slow_requests_and_backend_failures_are_logged_with_the_request_id_with;
+    an_invalid_metrics_config_keeps_envoy_from_starting,
+    an_invalid_metrics_config_keeps_envoy_from_starting_when_the_auth_filter_records,
+    an_invalid_metrics_config_keeps_envoy_from_starting_with;
 }
