@@ -52,18 +52,10 @@ pub fn wasm_filter(name: &str, config: &str) -> String {
 pub fn plain_proxy_config(upstream_port: u16) -> String {
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+{ADMIN}
 static_resources:
   listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
+{listener}
           route_config:
             virtual_hosts:
             - name: all
@@ -72,11 +64,10 @@ static_resources:
               - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
           http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{ROUTER}
   clusters:{upstream}
 "#,
+        listener = http_listener("main", LISTENER_PORT, "ingress"),
         upstream = static_cluster("upstream", upstream_port)
     )
 }
@@ -145,3 +136,34 @@ pub fn render_gateway(
     }
     gateway_config::render(options, &env).map(|(yaml, _warnings)| yaml)
 }
+
+/// The first lines of a configuration: Envoy's admin API on 127.0.0.1 at
+/// the `{{ADMIN_PORT}}` placeholder [`crate::Envoy::start`] fills.
+pub const ADMIN: &str =
+    "admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } }";
+
+/// The listener port placeholder [`crate::Envoy::start`] fills.
+pub const LISTENER_PORT: &str = "{{LISTENER_PORT}}";
+
+/// A `static_resources.listeners` entry up to its HTTP connection
+/// manager's `stat_prefix`: listener `name` on 127.0.0.1:`port` (a number
+/// or [`LISTENER_PORT`]) with one filter chain. The manager's other fields
+/// follow, indented by ten spaces.
+pub fn http_listener(name: &str, port: &str, stat_prefix: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {stat_prefix}"#
+    )
+}
+
+/// The router, the last entry of an HTTP connection manager's
+/// `http_filters` (indented by ten spaces).
+pub const ROUTER: &str = r#"          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"#;

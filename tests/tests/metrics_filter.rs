@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use e2e::config::{http_listener, ADMIN, LISTENER_PORT, ROUTER};
 use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use tokio::net::TcpListener;
 
@@ -191,20 +192,12 @@ fn gateway_yaml(api: u16, stall: u16, recorder: Recorder, config: &str) -> Strin
     .concat();
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+{ADMIN}
 stats_flush_interval: 0.2s
 {stats}
 static_resources:
   listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: public_http
+{listener}
           generate_request_id: true
           always_set_request_id_in_response: true
 {local_reply}
@@ -239,11 +232,10 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
               max_request_bytes: 65536
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{ROUTER}
   clusters:{clusters}
-"#
+"#,
+        listener = http_listener("main", LISTENER_PORT, "public_http")
     )
 }
 

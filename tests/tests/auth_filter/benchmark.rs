@@ -71,9 +71,7 @@ fn bench_upstream_listener(port: u16) -> String {
               - match: {{ prefix: "/" }}
                 direct_response: {{ status: 200, body: {{ inline_string: "{{\"status\":\"success\"}}" }} }}
           http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{ROUTER}
 "#
     )
 }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use auth_service::{AppState, Signing};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use e2e::{wasm_file, wasm_filter, CountingUpstream, Envoy};
+use e2e::config::{http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::{static_cluster, wasm_file, wasm_filter, CountingUpstream, Envoy};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use services::common::Server;
@@ -97,22 +98,14 @@ fn envoy_yaml_with(
     let configuration = serde_json::to_string(&plugin_config.to_string()).unwrap();
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+{ADMIN}
 stats_config:
   stats_tags:
   - tag_name: status
     regex: '(\.status=(.*?);)'
 static_resources:
   listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
+{listener}
           route_config:
             virtual_hosts:
             - name: all
@@ -137,18 +130,8 @@ static_resources:
                   vm_id: auth
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: "{wasm}" }} }}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
+{ROUTER}
+  clusters:{upstream}
   - name: auth_service
     type: STATIC
     connect_timeout: 0.25s
@@ -158,6 +141,8 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {auth_port} }} }} }}
 "#,
+        listener = http_listener("main", LISTENER_PORT, "ingress"),
+        upstream = static_cluster("upstream", upstream_port),
         wasm = wasm.display()
     )
 }

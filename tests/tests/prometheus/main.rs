@@ -34,6 +34,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use e2e::config::{http_listener, ADMIN, LISTENER_PORT};
 use e2e::stand_in::{health_routes, serve};
 use e2e::{static_cluster, wasm_filter};
 use ops_service::{Backend, OpsConfig};
@@ -115,20 +116,12 @@ fn envoy_config(data: SocketAddr, calc: SocketAddr, auth: SocketAddr, ops: Socke
     let stats_config = e2e::gateway_part("stats_config", 0);
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+{ADMIN}
 stats_flush_interval: 1s
 {stats_config}
 static_resources:
   listeners:
-  - name: public
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: public
+{listener}
           route_config:
             name: public
             virtual_hosts:
@@ -159,6 +152,7 @@ static_resources:
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:{c1}{c2}{c3}{c4}
 "#,
+        listener = http_listener("public", LISTENER_PORT, "public"),
         // As the rendered gateway runs it: the auth filter records the
         // metrics too.
         auth_filter = wasm_filter("auth_filter", r#"{"metrics": {"slow_request_ms": 500}}"#),
