@@ -102,7 +102,7 @@ check-deploy: test-tools wasm ## Offline checks of the deployment artifacts (als
 # --- bench --------------------------------------------------------------------
 
 .PHONY: bench
-bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes; needs wrk, curl, taskset, gnuplot, valgrind)
+bench: build wasm envoy ## Every benchmark of BENCHMARKS.md, bounded (about 15 minutes; installs wrk, curl, taskset, gnuplot, valgrind when missing)
 	$(CARGO) xtask bench all
 
 # --- soak -----------------------------------------------------------------------

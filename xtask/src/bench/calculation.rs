@@ -40,7 +40,7 @@ impl Settings {
 }
 
 pub fn run(root: &Path, s: &Settings) -> Result<()> {
-    require(root, &[("wrk", "wrk"), ("curl", "curl")])?;
+    require(&[("wrk", "wrk"), ("curl", "curl")])?;
     let service = binary(root, "calculation-service")?;
     let tmp = tempfile::Builder::new().prefix("bench-calc.").tempdir()?;
     let db_url = setting(

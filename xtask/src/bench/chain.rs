@@ -45,7 +45,7 @@
 //! PLOT_RATES ("1000 2000 4000 6000 8000 10000"), PLOT_SECONDS (4, after a
 //! 1 s warm-up on the same connections), SCALE_ROUNDS (3), PAIR_ROUNDS (5),
 //! CHAIN_PAIRS, CHAIN_DEBUG (keep each run's bench_upstream stats in
-//! WORK/stats-<label>.txt). Loopback only.
+//! WORK/stats-<label>.txt), PLOT_PNG (docs/latency.png). Loopback only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -228,13 +228,16 @@ impl Bench {
 /// The value of the one admin stat `filter` matches (0 when none).
 fn admin_stat(filter: &str) -> u64 {
     crate::run::http_get(&format!("http://127.0.0.1:9911/stats?filter={filter}"))
-        .and_then(|(_, body)| {
-            body.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
+        .and_then(|(_, body)| stat_value(&body))
         .unwrap_or(0)
+}
+
+/// The value of the first `name: value` line of an admin stats answer
+/// (which may come chunked: the chunk sizes have no colon).
+fn stat_value(body: &str) -> Option<u64> {
+    body.lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .find_map(|(_, v)| v.trim().parse().ok())
 }
 
 /// The listener answers and every backend host is healthy (the first
@@ -254,7 +257,7 @@ pub fn run(root: &Path, s: &Settings) -> Result<()> {
     if s.part("plot") {
         tools.push(("gnuplot", "gnuplot-nox"));
     }
-    require(root, &tools)?;
+    require(&tools)?;
     let envoy = envoy_bin(root)?;
     let gen = open_loop(root)?;
     let db_dir = tempfile::Builder::new()
@@ -576,7 +579,9 @@ fn plot(b: &Bench, s: &Settings, gen: &Path, body: &str) -> Result<()> {
             .collect();
         std::fs::write(b.work.join(format!("latency-{v}.dat")), dat)?;
     }
-    let png = b.root.join("docs/latency.png");
+    let png = std::env::var_os("PLOT_PNG")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| b.root.join("docs/latency.png"), PathBuf::from);
     let w = |v: &str| {
         b.work
             .join(format!("latency-{v}.dat"))
@@ -612,7 +617,7 @@ plot "{bare}" with linespoints lw 2 title "(a) bare Envoy", \
     if !gp.wait()?.success() {
         bail!("bench: gnuplot failed");
     }
-    println!("wrote docs/latency.png");
+    println!("wrote {}", png.display());
     Ok(())
 }
 
@@ -762,6 +767,16 @@ mod tests {
             t.contains("| wasm-key | bare | 110.0 | 50.0 | +60.0 | 0.45 | 3 |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn stats_are_read_chunked_or_not() {
+        assert_eq!(stat_value("cluster.x.upstream_rq_total: 12\n"), Some(12));
+        assert_eq!(
+            stat_value("31\r\ncluster.x.upstream_rq_total: 7\n\r\n0\r\n\r\n"),
+            Some(7)
+        );
+        assert_eq!(stat_value(""), None);
     }
 
     #[test]

@@ -10,25 +10,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{is_executable, tool};
+use crate::setup::debian::{self, Need};
+use crate::util::is_executable;
 
-/// Fails with the Debian package of every command of `tools`
-/// (`(command, package)`) that is not installed.
-pub fn require(root: &Path, tools: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&(&str, &str)> = tools
-        .iter()
-        .filter(|(cmd, _)| tool(root, cmd).is_none())
-        .collect();
-    if !missing.is_empty() {
-        let cmds: Vec<&str> = missing.iter().map(|(c, _)| *c).collect();
-        let pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-        bail!(
-            "bench: {} not found; install the Debian package(s): apt-get install {}",
-            cmds.join(", "),
-            pkgs.join(" ")
-        );
+/// Installs the Debian packages of the commands of `needs` that are
+/// missing (`cargo xtask setup`'s installer, as `cargo xtask run` does).
+pub fn require(needs: &[Need]) -> Result<()> {
+    let missing = debian::missing(needs);
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    debian::ensure(needs).with_context(|| {
+        format!(
+            "bench: installing the Debian package(s) {} failed (apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        )
+    })
 }
 
 /// A setting from the environment (empty counts as unset), else `default`.

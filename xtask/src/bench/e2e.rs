@@ -46,7 +46,7 @@ impl E2e {
 }
 
 pub fn e2e(root: &Path, s: &E2e) -> Result<()> {
-    require(root, &[("wrk", "wrk"), ("curl", "curl")])?;
+    require(&[("wrk", "wrk"), ("curl", "curl")])?;
     let stack = Stack::start(root, &[])?;
     let dir = stack.run_dir.join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -93,7 +93,7 @@ impl OpenLoop {
 }
 
 pub fn open_loop_bench(root: &Path, s: &OpenLoop) -> Result<()> {
-    require(root, &[("curl", "curl")])?;
+    require(&[("curl", "curl")])?;
     let gen = open_loop(root)?;
     let stack = Stack::start(root, &[])?;
     println!("| endpoint | offered req/s | achieved | ok | non-2xx | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
@@ -157,7 +157,7 @@ struct Row {
 }
 
 pub fn breakdown(root: &Path, s: &Breakdown) -> Result<()> {
-    require(root, &[("wrk", "wrk"), ("curl", "curl")])?;
+    require(&[("wrk", "wrk"), ("curl", "curl")])?;
     let envoy = envoy_bin(root)?;
     let stack = Stack::start(root, &[])?;
     let work = stack.run_dir.join("breakdown");

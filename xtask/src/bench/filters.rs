@@ -126,7 +126,7 @@ struct Sample {
 }
 
 pub fn validation(root: &Path, rounds: u32, seconds: u32, specs: &[String]) -> Result<()> {
-    require(root, &[("wrk", "wrk"), ("taskset", "util-linux")])?;
+    require(&[("wrk", "wrk"), ("taskset", "util-linux")])?;
     let envoy = envoy_bin(root)?;
     let work = tempfile::Builder::new()
         .prefix("bench-filters.")
@@ -246,7 +246,7 @@ fn validation_table(samples: &[(String, Sample)]) -> String {
 }
 
 pub fn memory(root: &Path, rounds: u32, files: &[String]) -> Result<()> {
-    require(root, &[("wrk", "wrk")])?;
+    require(&[("wrk", "wrk")])?;
     let envoy = envoy_bin(root)?;
     let files = if files.is_empty() {
         built(
@@ -319,7 +319,7 @@ pub fn memory(root: &Path, rounds: u32, files: &[String]) -> Result<()> {
 }
 
 pub fn callgrind(root: &Path, n: u64) -> Result<()> {
-    require(root, &[("valgrind", "valgrind")])?;
+    require(&[("valgrind", "valgrind")])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = crate::util::run(
         Command::new(cargo)

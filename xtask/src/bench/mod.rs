@@ -123,6 +123,7 @@ fn cargo(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<()> {
 
 /// What `make bench` runs, with its shortened rounds.
 fn all(root: &Path) -> Result<()> {
+    common::require(crate::setup::debian::BENCH)?;
     step("cargo bench -p pricing --bench fee");
     cargo(root, &["bench", "-p", "pricing", "--bench", "fee"], &[])?;
     step("cargo xtask bench calculation");

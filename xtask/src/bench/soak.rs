@@ -90,7 +90,7 @@ fn tally(lines: &[String]) -> (u64, u64) {
 }
 
 pub fn run(root: &Path, s: &Settings) -> Result<()> {
-    require(root, &[("curl", "curl")])?;
+    require(&[("curl", "curl")])?;
     let gen = open_loop(root)?;
     let db_dir = tempfile::Builder::new().prefix("soak-db.").tempdir()?;
     let db_url = format!("sqlite://{}/pricing.db", db_dir.path().display());
