@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::setup::debian::{self, Need};
-use crate::util::is_executable;
+use crate::util::{cargo, is_executable, quiet_step, target_dir};
 
 /// Installs the Debian packages of the commands of `needs` that are
 /// missing (`cargo xtask setup`'s installer, as `cargo xtask run` does).
@@ -52,14 +52,6 @@ pub fn list_setting(name: &str, default: &str) -> Vec<String> {
     v.split_whitespace().map(str::to_owned).collect()
 }
 
-/// Cargo's target directory (`$CARGO_TARGET_DIR`, relative to the root).
-pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|v| !v.is_empty())
-        .map(|v| root.join(PathBuf::from(v)))
-        .unwrap_or_else(|| root.join("target"))
-}
-
 /// The native binaries (`$BIN_DIR`, default target/server).
 pub fn bin_dir(root: &Path) -> PathBuf {
     std::env::var_os("BIN_DIR")
@@ -89,24 +81,16 @@ pub fn binary(root: &Path, name: &str) -> Result<PathBuf> {
 pub fn open_loop(root: &Path) -> Result<PathBuf> {
     let p = bin_dir(root).join("open_loop");
     if !is_executable(&p) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .current_dir(root)
-            .args([
-                "build",
-                "-q",
-                "--profile",
-                "server",
-                "-p",
-                "e2e",
-                "--bin",
-                "open_loop",
-            ])
-            .status()
-            .context("cannot run cargo")?;
-        if !st.success() {
-            bail!("bench: building open_loop failed");
-        }
+        quiet_step(cargo().current_dir(root).args([
+            "build",
+            "-q",
+            "--profile",
+            "server",
+            "-p",
+            "e2e",
+            "--bin",
+            "open_loop",
+        ]))?;
     }
     Ok(p)
 }

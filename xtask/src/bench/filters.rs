@@ -320,9 +320,8 @@ pub fn memory(root: &Path, rounds: u32, files: &[String]) -> Result<()> {
 
 pub fn callgrind(root: &Path, n: u64) -> Result<()> {
     require(&[("valgrind", "valgrind")])?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = crate::util::run(
-        Command::new(cargo)
+        crate::util::cargo()
             .current_dir(root)
             .args(["bench", "-q", "-p", "filter-core", "--bench", "hot_paths"])
             .args(["--no-run", "--message-format=json"]),

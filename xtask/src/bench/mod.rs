@@ -27,7 +27,7 @@ mod stack;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 pub use common::{envoy_validate, wasm_dir};
 
@@ -103,28 +103,24 @@ pub fn soak(root: &Path) -> Result<()> {
     soak::run(root, &soak::Settings::from_env()?)
 }
 
+/// A heading before a benchmark (the commands `all` runs print
+/// themselves).
 fn step(what: &str) {
     println!("\n=== {what}");
 }
 
 fn cargo(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(&cargo)
-        .current_dir(root)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .status()
-        .context("cannot run cargo")?;
-    if !st.success() {
-        bail!("cargo {} failed", args.join(" "));
-    }
-    Ok(())
+    crate::util::step(
+        crate::util::cargo()
+            .current_dir(root)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    )
 }
 
 /// What `make bench` runs, with its shortened rounds.
 fn all(root: &Path) -> Result<()> {
     common::require(crate::setup::debian::BENCH)?;
-    step("cargo bench -p pricing --bench fee");
     cargo(root, &["bench", "-p", "pricing", "--bench", "fee"], &[])?;
     step("cargo xtask bench calculation");
     calculation::run(root, &calculation::Settings::from_env()?)?;
@@ -140,12 +136,8 @@ fn all(root: &Path) -> Result<()> {
     shortened.plot_rates.retain(|r| r != "10000");
     shortened.scale_rounds = 2;
     chain::run(root, &chain::Settings::from_env(shortened)?)?;
-    step("ratelimit-bench --secs 5");
     let rl = common::binary(root, "ratelimit-bench")?;
-    if !Command::new(&rl).args(["--secs", "5"]).status()?.success() {
-        bail!("ratelimit-bench failed");
-    }
-    step("cargo test -p e2e --test auth_filter benchmark (BENCH_METRICS=1, 3 rounds of 3 s)");
+    crate::util::step(Command::new(&rl).args(["--secs", "5"]))?;
     cargo(
         root,
         &[
