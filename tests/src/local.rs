@@ -104,3 +104,18 @@ pub fn rate_limit_config(tag: &str) -> ratelimit::Config {
         ..ratelimit::Config::default()
     }
 }
+
+/// The auth service on a free loopback port over `database_url`, signing
+/// HS256 tokens with `secret`: its server and state.
+pub async fn start_auth_service(
+    database_url: &str,
+    secret: &str,
+) -> (services::common::Server, auth_service::AppState) {
+    let config = auth_service::Config::hs256(
+        services::Config::new(loopback(0), database_url.to_owned()),
+        secret,
+    );
+    auth_service::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("auth service: {e}"))
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use e2e::local::{
     gatewayctl_json, local_upstreams, loopback, rate_limit_config, run_gatewayctl, sqlite_database,
-    unique,
+    start_auth_service, unique,
 };
 use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
@@ -48,11 +48,7 @@ struct StackOptions {
 impl Stack {
     async fn start(options: StackOptions) -> Stack {
         let (dir, database_url) = sqlite_database("client-limits");
-        let auth_config = auth_service::config::Config::hs256(
-            services::Config::new(loopback(0), database_url.clone()),
-            SECRET,
-        );
-        let (auth_server, auth) = auth_service::start(&auth_config).await.unwrap();
+        let (auth_server, auth) = start_auth_service(&database_url, SECRET).await;
         let upstream = CountingUpstream::start().await;
         let rls = ratelimit::spawn(ratelimit::Config {
             redis_url: options.redis_url.clone(),

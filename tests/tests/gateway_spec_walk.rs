@@ -133,12 +133,7 @@ async fn start() -> Walk {
         services::state::start_calculation_service(&services::Config::new(any, db.clone()))
             .await
             .expect("calculation service");
-    let (auth, auth_state) = auth_service::start(&auth_service::Config::hs256(
-        services::Config::new(any, db.clone()),
-        SECRET,
-    ))
-    .await
-    .expect("auth service");
+    let (auth, auth_state) = e2e::local::start_auth_service(&db, SECRET).await;
     let rls = ratelimit::spawn(ratelimit::Config {
         grpc_addr: any,
         http_addr: any,

@@ -307,12 +307,8 @@ async fn every_http_service_answers_liveness_and_readiness_and_ops_keeps_its_dep
     let (calc, _) = services::start_calculation_service(&config())
         .await
         .unwrap();
-    let (auth, _) = auth_service::start(&auth_service::Config::hs256(
-        config(),
-        "a-secret-of-at-least-32-characters-long",
-    ))
-    .await
-    .unwrap();
+    let (auth, _) =
+        e2e::local::start_auth_service(&db, "a-secret-of-at-least-32-characters-long").await;
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let rls = ratelimit::spawn(ratelimit::Config {
         grpc_addr: any,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database, unique,
+    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database,
+    start_auth_service, unique,
 };
 use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
@@ -48,11 +49,7 @@ fn claims(token: &str) -> Value {
 #[tokio::test]
 async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
     let (dir, database_url) = sqlite_database("token-revocation");
-    let auth_config = auth_service::config::Config::hs256(
-        services::Config::new(loopback(0), database_url.clone()),
-        SECRET,
-    );
-    let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
+    let (auth_server, _auth) = start_auth_service(&database_url, SECRET).await;
     let upstream = CountingUpstream::start().await;
     let rls = ratelimit::spawn(rate_limit_config("revocation"))
         .await

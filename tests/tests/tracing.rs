@@ -13,7 +13,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::local::{gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database};
+use e2e::local::{
+    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database,
+    start_auth_service,
+};
 use e2e::{CountingUpstream, Envoy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -135,11 +138,7 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     ))
     .await
     .unwrap();
-    let auth_config = auth_service::config::Config::hs256(
-        services::Config::new(loopback(0), database_url.clone()),
-        SECRET,
-    );
-    let (auth_server, _auth) = auth_service::start(&auth_config).await.unwrap();
+    let (auth_server, _auth) = start_auth_service(&database_url, SECRET).await;
     let upstream = CountingUpstream::start().await;
     let rls = ratelimit::spawn(rate_limit_config("tracing"))
         .await

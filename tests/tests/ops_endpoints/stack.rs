@@ -58,11 +58,7 @@ pub async fn gateway_stack() -> GatewayStack {
     let (calc, calc_state) = services::start_calculation_service(&service_config)
         .await
         .unwrap();
-    let auth_config = auth_service::config::Config::hs256(
-        services::Config::new(any_port, database_url.clone()),
-        JWT_SECRET,
-    );
-    let (auth, auth_state) = auth_service::start(&auth_config).await.unwrap();
+    let (auth, auth_state) = e2e::local::start_auth_service(&database_url, JWT_SECRET).await;
     let key = auth_state
         .store
         .create_api_key(&store::NewApiKey {
