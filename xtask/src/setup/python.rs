@@ -86,15 +86,6 @@ pub fn envoy(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// PyYAML in .venv (deploy/prometheus/generate-rule.py).
-pub fn pyyaml(root: &Path) -> Result<()> {
-    ensure_venv(root)?;
-    if !imports(root, "yaml") {
-        quiet_step(&mut pip_install(root, &["pyyaml"]))?;
-    }
-    Ok(())
-}
-
 /// The Python tools of the offline deploy checks and the browser test.
 pub fn pytools(root: &Path) -> Result<()> {
     ensure_venv(root)?;
