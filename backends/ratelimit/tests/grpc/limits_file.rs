@@ -57,9 +57,10 @@ async fn a_changed_limits_file_applies_without_restart() {
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
 }
 
-#[tokio::test]
-async fn a_bad_limits_file_stops_the_service_from_starting() {
-    let file = limits_file(&new_format(&ADDRESS_2.replace(": 2 }", ": 0 }")));
+/// The service does not start on a limits file holding `body`; its error
+/// is the file's path, a space and `error`.
+async fn assert_refused_at_start(body: &str, error: &str) {
+    let file = limits_file(body);
     let err = ratelimit::build(Config {
         limits_file: Some(file.clone()),
         ..config()
@@ -67,14 +68,17 @@ async fn a_bad_limits_file_stops_the_service_from_starting() {
     .await
     .err()
     .unwrap();
-    assert_eq!(
-        err,
-        format!(
-            "{} line 7: descriptors[0].descriptors[0].rate_limit.requests_per_unit: \
-             must be at least 1 (a limit of 0 would refuse every request)",
-            file.display()
-        )
-    );
+    assert_eq!(err, format!("{} {error}", file.display()));
+}
+
+#[tokio::test]
+async fn a_bad_limits_file_stops_the_service_from_starting() {
+    assert_refused_at_start(
+        &new_format(&ADDRESS_2.replace(": 2 }", ": 0 }")),
+        "line 7: descriptors[0].descriptors[0].rate_limit.requests_per_unit: \
+         must be at least 1 (a limit of 0 would refuse every request)",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -359,21 +363,11 @@ async fn a_malformed_file_names_line_and_field_and_the_previous_limits_stay_whil
 
 #[tokio::test]
 async fn a_file_for_another_domain_is_refused() {
-    let file = limits_file(&new_format(ADDRESS_2).replace("borrow_rate_gateway", "other"));
-    let err = ratelimit::build(Config {
-        limits_file: Some(file.clone()),
-        ..config()
-    })
-    .await
-    .err()
-    .unwrap();
-    assert_eq!(
-        err,
-        format!(
-            "{} line 1: domain: \"other\" is not this service's domain (expected borrow_rate_gateway)",
-            file.display()
-        )
-    );
+    assert_refused_at_start(
+        &new_format(ADDRESS_2).replace("borrow_rate_gateway", "other"),
+        "line 1: domain: \"other\" is not this service's domain (expected borrow_rate_gateway)",
+    )
+    .await;
 }
 
 #[tokio::test]
