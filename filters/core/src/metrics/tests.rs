@@ -29,6 +29,23 @@ fn record_times(
     }
 }
 
+/// A new cache and host after recording `request` once with the default
+/// configuration.
+fn recorded_once(request: FinishedRequest) -> (MetricCache, RecordingHost) {
+    let mut cache = MetricCache::new();
+    let host = RecordingHost::default();
+    record_request(&mut cache, &host, &MetricsConfig::default(), &request);
+    (cache, host)
+}
+
+/// Whether any `backend*` metric was defined.
+fn defines_backend_metrics(host: &RecordingHost) -> bool {
+    host.metrics
+        .borrow()
+        .iter()
+        .any(|(_, n)| n.starts_with("backend"))
+}
+
 const RATES_200: &str =
     "http_requests_total.endpoint=/api/v1/rates/{ticker};.method=GET;.status_code=200;";
 
@@ -77,11 +94,7 @@ fn a_request_counts_once_and_records_its_duration_in_microseconds() {
         [1_234, 1_234]
     );
     assert!(host.logs.borrow().is_empty());
-    assert!(!host
-        .metrics
-        .borrow()
-        .iter()
-        .any(|(_, n)| n.starts_with("backend")));
+    assert!(!defines_backend_metrics(&host));
 }
 
 #[test]
@@ -185,31 +198,13 @@ fn upstream_failures_are_backend_errors_even_without_latency() {
 
 #[test]
 fn local_replies_never_touch_backend_metrics() {
-    let mut cache = MetricCache::new();
-    let host = RecordingHost::default();
-    record_request(
-        &mut cache,
-        &host,
-        &MetricsConfig::default(),
-        &finished(400, Origin::Local, Some("calculation_service")),
-    );
-    assert!(!host
-        .metrics
-        .borrow()
-        .iter()
-        .any(|(_, n)| n.starts_with("backend")));
+    let (_, host) = recorded_once(finished(400, Origin::Local, Some("calculation_service")));
+    assert!(!defines_backend_metrics(&host));
 }
 
 #[test]
 fn a_429_counts_as_rate_limit_exceeded_and_is_logged() {
-    let mut cache = MetricCache::new();
-    let host = RecordingHost::default();
-    record_request(
-        &mut cache,
-        &host,
-        &MetricsConfig::default(),
-        &finished(429, Origin::Local, None),
-    );
+    let (mut cache, host) = recorded_once(finished(429, Origin::Local, None));
     cache.flush(&host);
     assert_eq!(host.counter("rate_limit_exceeded_total"), 1);
     assert!(host.logs.borrow()[0].starts_with("level=WARN msg=\"Rate limit exceeded\""));
