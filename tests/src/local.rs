@@ -119,3 +119,25 @@ pub async fn start_auth_service(
         .await
         .unwrap_or_else(|e| panic!("auth service: {e}"))
 }
+
+/// Serves `receiver` as an OTLP/gRPC `TraceService` (the collector's) on a
+/// free loopback port for the rest of the test: its address.
+pub async fn serve_trace_receiver<S>(receiver: S) -> SocketAddr
+where
+    S: opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService,
+{
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let listener = tokio::net::TcpListener::bind(loopback(0))
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await;
+    });
+    addr
+}

@@ -14,13 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database,
-    start_auth_service,
+    gatewayctl_json, local_upstreams, loopback, rate_limit_config, serve_trace_receiver,
+    sqlite_database, start_auth_service,
 };
 use e2e::{CountingUpstream, Envoy};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -79,16 +77,7 @@ impl TraceService for Receiver {
 /// The receiver on a loopback port.
 async fn start_receiver() -> (Receiver, SocketAddr) {
     let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind(loopback(0)).await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let service = TraceServiceServer::new(receiver.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
+    let local = serve_trace_receiver(receiver.clone()).await;
     (receiver, local)
 }
 

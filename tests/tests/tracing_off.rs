@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::local::loopback;
+use e2e::local::{loopback, serve_trace_receiver};
 use e2e::{free_port, Envoy};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -39,15 +37,7 @@ async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
     // gateway's renderer read.
     std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
     let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind(loopback(0)).await.unwrap();
-    let service = TraceServiceServer::new(receiver.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
+    serve_trace_receiver(receiver.clone()).await;
 
     service_log::init("backends-under-test");
     assert!(!service_log::tracing_enabled());
