@@ -126,9 +126,13 @@ fn all(root: &Path) -> Result<()> {
     calculation::run(root, &calculation::Settings::from_env()?)?;
     step("cargo xtask bench e2e");
     e2e::e2e(root, &e2e::E2e::from_env()?)?;
-    step("cargo xtask bench breakdown (2 rounds of 4 s)");
-    e2e::breakdown(root, &e2e::Breakdown::from_env(2, 4)?)?;
-    step("cargo xtask bench chain (4 rounds of 3 s; plot 3 s per point to 8 000 req/s; 2 scale rounds)");
+    let breakdown = e2e::Breakdown::from_env(2, 4)?;
+    step(&format!(
+        "cargo xtask bench breakdown ({} rounds of {} s)",
+        breakdown.rounds, breakdown.seconds
+    ));
+    e2e::breakdown(root, &breakdown)?;
+    step("cargo xtask bench chain");
     let mut shortened = chain::Settings::defaults();
     shortened.rounds = 4;
     shortened.seconds = 3;
