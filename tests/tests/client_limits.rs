@@ -36,6 +36,8 @@ struct Stack {
     _servers: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// One instance, the memory backend, no limits file, fail open, the
+/// production 100 ms decision timeout, unless changed.
 struct StackOptions {
     instances: usize,
     redis_url: Option<String>,
@@ -43,6 +45,18 @@ struct StackOptions {
     failure_mode_deny: bool,
     /// RATE_LIMIT_TIMEOUT_MS of the gateway.
     decision_timeout_ms: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            instances: 1,
+            redis_url: None,
+            limits_file: None,
+            failure_mode_deny: false,
+            decision_timeout_ms: 100,
+        }
+    }
 }
 
 impl Stack {
@@ -406,11 +420,9 @@ async fn keys_at_5_1000_and_20000_a_minute_get_exactly_their_limit_per_window_at
     // and a failed one is a refusal. One scenario at a
     // time, so the machine serves about 700 requests a second.
     let one = Stack::start(StackOptions {
-        instances: 1,
-        redis_url: None,
-        limits_file: None,
         failure_mode_deny: true,
         decision_timeout_ms: 5000,
+        ..StackOptions::default()
     })
     .await;
     every_key_gets_its_limit(&one, "one instance, memory").await;
@@ -418,9 +430,9 @@ async fn keys_at_5_1000_and_20000_a_minute_get_exactly_their_limit_per_window_at
     let two = Stack::start(StackOptions {
         instances: 2,
         redis_url: redis.clone(),
-        limits_file: None,
         failure_mode_deny: true,
         decision_timeout_ms: 5000,
+        ..StackOptions::default()
     })
     .await;
     let two_label = if redis.is_some() {
@@ -433,14 +445,7 @@ async fn keys_at_5_1000_and_20000_a_minute_get_exactly_their_limit_per_window_at
 
 #[tokio::test]
 async fn a_limit_raised_with_gatewayctl_applies_through_the_gateway_within_the_revocation_window() {
-    let stack = Stack::start(StackOptions {
-        instances: 1,
-        redis_url: None,
-        limits_file: None,
-        failure_mode_deny: false,
-        decision_timeout_ms: 100,
-    })
-    .await;
+    let stack = Stack::start(StackOptions::default()).await;
     let envoy = &stack.envoys[0];
     let (key, key_id, _) = stack.key("update", Some(3)).await;
     for _ in 0..3 {
@@ -510,11 +515,8 @@ async fn a_route_limit_from_the_descriptor_file_applies_and_a_bad_file_keeps_it(
     let file = dir.join("limits.yaml");
     write(&file, ROUTE_LIMITS);
     let stack = Stack::start(StackOptions {
-        instances: 1,
-        redis_url: None,
         limits_file: Some(file.clone()),
-        failure_mode_deny: false,
-        decision_timeout_ms: 100,
+        ..StackOptions::default()
     })
     .await;
     let envoy = &stack.envoys[0];
@@ -594,11 +596,8 @@ descriptors:
 "#,
     );
     let stack = Stack::start(StackOptions {
-        instances: 1,
-        redis_url: None,
         limits_file: Some(file),
-        failure_mode_deny: false,
-        decision_timeout_ms: 100,
+        ..StackOptions::default()
     })
     .await;
     let envoy = &stack.envoys[0];
@@ -674,14 +673,7 @@ fn assert_ietf_fields(a: &Answer, limit: u64) {
 
 #[tokio::test]
 async fn answers_carry_the_rate_limit_headers_from_the_service_and_from_the_local_bucket() {
-    let mut stack = Stack::start(StackOptions {
-        instances: 1,
-        redis_url: None,
-        limits_file: None,
-        failure_mode_deny: false,
-        decision_timeout_ms: 100,
-    })
-    .await;
+    let mut stack = Stack::start(StackOptions::default()).await;
     let envoy = &stack.envoys[0];
 
     // The rate-limit service's decisions, on 200 and on 429.
