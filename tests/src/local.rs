@@ -50,6 +50,23 @@ pub fn local_upstreams(
     ]
 }
 
+/// [`crate::render_local_gateway`] for `clusters` and the rate-limit
+/// service `rls`, with tokens signed by `secret`, health checks every
+/// 500 ms, and the `extra` settings (`NAME=VALUE`).
+pub fn local_gateway(
+    clusters: &[(&str, String)],
+    rls: &ratelimit::Running,
+    secret: &str,
+    extra: &[String],
+) -> String {
+    let mut sets = vec![
+        format!("JWT_SECRET_KEY={secret}"),
+        "HEALTH_CHECK_INTERVAL_MS=500".to_owned(),
+    ];
+    sets.extend_from_slice(extra);
+    crate::render_local_gateway(clusters, rls.http_addr.port(), &sets)
+}
+
 /// gatewayctl as built by this workspace (`cargo test` builds it for its
 /// own tests; `make build` into target/server), built when missing.
 pub fn gatewayctl() -> PathBuf {
@@ -127,12 +144,7 @@ where
     S: opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService,
 {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-    let listener = tokio::net::TcpListener::bind(loopback(0))
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let (listener, addr) = crate::stand_in::bind().await;
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(receiver))

@@ -8,14 +8,20 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 
-/// Serves `router` on 127.0.0.1, port 0, in the background: its address.
-pub async fn serve(router: Router) -> SocketAddr {
+/// A listener on 127.0.0.1, port 0, and its address.
+pub async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    (listener, addr)
+}
+
+/// Serves `router` on 127.0.0.1, port 0, in the background: its address.
+pub async fn serve(router: Router) -> SocketAddr {
+    let (listener, addr) = bind().await;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, rate_limit_config, run_gatewayctl, sqlite_database,
-    start_auth_service, unique,
+    gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config, run_gatewayctl,
+    sqlite_database, start_auth_service, unique,
 };
 use e2e::{answer, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
@@ -79,17 +79,16 @@ impl Stack {
         .unwrap();
         let mut envoys = Vec::new();
         for _ in 0..options.instances {
-            let yaml = e2e::render_local_gateway(
+            let yaml = local_gateway(
                 &local_upstreams(
                     loopback(upstream.port),
                     loopback(upstream.port),
                     auth_server.addr,
                     rls.grpc_addr,
                 ),
-                rls.http_addr.port(),
+                &rls,
+                SECRET,
                 &[
-                    format!("JWT_SECRET_KEY={SECRET}"),
-                    "HEALTH_CHECK_INTERVAL_MS=500".into(),
                     format!("RATE_LIMIT_TIMEOUT_MS={}", options.decision_timeout_ms),
                     format!(
                         "RATE_LIMIT_FAILURE_MODE={}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, rate_limit_config, sqlite_database,
+    gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config, sqlite_database,
     start_auth_service, unique,
 };
 use e2e::{answer, Answer, CountingUpstream, Envoy};
@@ -54,18 +54,16 @@ async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
     let rls = ratelimit::spawn(rate_limit_config("revocation"))
         .await
         .unwrap();
-    let yaml = e2e::render_local_gateway(
+    let yaml = local_gateway(
         &local_upstreams(
             loopback(upstream.port),
             loopback(upstream.port),
             auth_server.addr,
             rls.grpc_addr,
         ),
-        rls.http_addr.port(),
-        &[
-            format!("JWT_SECRET_KEY={SECRET}"),
-            "HEALTH_CHECK_INTERVAL_MS=500".into(),
-        ],
+        &rls,
+        SECRET,
+        &[],
     );
     let envoy = Envoy::start(&yaml).await;
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::local::{
-    gatewayctl_json, local_upstreams, loopback, rate_limit_config, serve_trace_receiver,
-    sqlite_database, start_auth_service,
+    gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config,
+    serve_trace_receiver, sqlite_database, start_auth_service,
 };
 use e2e::{CountingUpstream, Envoy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
@@ -132,19 +132,16 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     let rls = ratelimit::spawn(rate_limit_config("tracing"))
         .await
         .unwrap();
-    let yaml = e2e::render_local_gateway(
+    let yaml = local_gateway(
         &local_upstreams(
             loopback(upstream.port),
             calc_server.addr,
             auth_server.addr,
             rls.grpc_addr,
         ),
-        rls.http_addr.port(),
-        &[
-            format!("JWT_SECRET_KEY={SECRET}"),
-            "HEALTH_CHECK_INTERVAL_MS=500".into(),
-            format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"),
-        ],
+        &rls,
+        SECRET,
+        &[format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}")],
     );
     assert!(yaml.contains("envoy.tracers.opentelemetry"));
     let envoy = Envoy::start(&yaml).await;
