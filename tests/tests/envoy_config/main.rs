@@ -5,7 +5,6 @@
 //! configuration, read back as YAML.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use e2e::{envoy_validate, repo_root, wasm_file};
 use gateway_config::{Options, Shape};
@@ -56,18 +55,6 @@ fn render_ok(args: &[&str], sets: &[(&str, &str)]) -> String {
 /// The rendered configuration, parsed.
 fn parsed(yaml: &str) -> Value {
     serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
-}
-
-/// A self-signed certificate made by the project's certificate tool
-/// (`cargo xtask gen-cert`), once per run.
-fn cert_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gateway-config-certs-{}", std::process::id()));
-        xtask::cert::ensure(&dir).unwrap_or_else(|e| panic!("gen-cert: {e:#}"));
-        dir
-    })
-    .clone()
 }
 
 fn wasm_dir() -> PathBuf {
@@ -155,7 +142,7 @@ fn endpoints(c: &Value) -> Vec<String> {
 #[test]
 fn every_rendered_variant_passes_envoy_validate() {
     let wasm = wasm_dir().display().to_string();
-    let certs = cert_dir().display().to_string();
+    let certs = e2e::gateway_cert_dir().display().to_string();
     let mut variants = Vec::new();
     for shape in ["local", "compose"] {
         for tls in ["on", "off"] {

@@ -24,12 +24,9 @@ mod tls;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use e2e::{free_port, render_gateway, repo_root, CountingUpstream, Envoy};
+use e2e::{free_port, render_gateway, CountingUpstream, Envoy};
 use gateway_config::envoy::Port;
 use gateway_config::{Options, Shape};
 use serde_json::Value;
@@ -37,20 +34,6 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------
 // Rendering and starting the gateway
 // ---------------------------------------------------------------------------
-
-fn cert_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gateway-tls-certs-{}", std::process::id()));
-        let status = Command::new(repo_root().join("scripts/gen-cert.sh"))
-            .arg(&dir)
-            .status()
-            .expect("scripts/gen-cert.sh runs");
-        assert!(status.success(), "scripts/gen-cert.sh failed");
-        dir
-    })
-    .clone()
-}
 
 /// The four clusters of the gateway.
 const CLUSTERS: [&str; 4] = [
@@ -97,7 +80,7 @@ impl Setup {
             Some(p) => {
                 options.tls = true;
                 options.tls_port = Port::Number(p);
-                options.cert_dir = Some(cert_dir().display().to_string());
+                options.cert_dir = Some(e2e::gateway_cert_dir().display().to_string());
             }
             None => options.tls = false,
         }
