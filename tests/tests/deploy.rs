@@ -558,3 +558,34 @@ async fn the_gateway_pods_pre_stop_fails_envoys_health_check_and_closes_keep_ali
     }
     assert_eq!(upstream.count(), 2 * hooks);
 }
+
+/// deploy/schemas/generate.py (the CRD schema generator, Python because it
+/// reads cloudcoil's models) is tested by its own unittest file, which needs
+/// no cloudcoil: its strictness rule and that every vendored schema is what
+/// the rule leaves.
+#[test]
+fn the_crd_schema_generator_s_own_tests_pass() {
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "deploy/schemas",
+            "-p",
+            "test_*.py",
+        ])
+        .current_dir(repo_root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "deploy/schemas/test_generate.py:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Ran ") && !stderr.contains("Ran 0 tests"),
+        "no test found: {stderr}"
+    );
+}
