@@ -269,7 +269,15 @@ fn the_istio_shape_routes_the_docs_page_files_and_lets_exactly_them_through_with
     }
     let gateway =
         std::fs::read_to_string(repo_root().join("deploy/base/istio/gateway.yaml")).unwrap();
-    assert!(gateway.contains("- uri: { prefix: /docs/ }"));
+    let docs_files_routed = gateway
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).unwrap())
+        .filter(|d| d["kind"] == "VirtualService")
+        .flat_map(|d| d["spec"]["http"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["route"].is_array())
+        .flat_map(|r| r["match"].as_array().cloned().unwrap_or_default())
+        .any(|m| m["uri"]["prefix"] == "/docs/");
+    assert!(docs_files_routed, "no VirtualService route for /docs/");
 }
 
 #[test]

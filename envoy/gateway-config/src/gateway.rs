@@ -311,10 +311,7 @@ fn hcm(s: &Settings, tls: bool, stat_prefix: &'static str) -> Result<NetworkFilt
                 name: "public_routes",
                 validate_clusters: Some(true),
                 response_headers_to_add: if tls {
-                    vec![HeaderValueOption::overwrite(
-                        "strict-transport-security",
-                        "max-age=31536000; includeSubDomains",
-                    )]
+                    vec![HeaderValueOption::overwrite(HSTS.0, HSTS.1)]
                 } else {
                     Vec::new()
                 },
@@ -359,6 +356,20 @@ fn tracing(s: &Settings) -> Tracing {
     }
 }
 
+/// HSTS on every answer of the TLS listener (and of every Istio route).
+pub(crate) const HSTS: (&str, &str) = (
+    "strict-transport-security",
+    "max-age=31536000; includeSubDomains",
+);
+
+/// The CORS policy of every routed route (here and in the Istio
+/// VirtualService, istio.rs).
+pub(crate) const CORS_ALLOW_METHODS: &str = "GET, POST, OPTIONS";
+pub(crate) const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-api-key, x-request-id";
+pub(crate) const CORS_EXPOSE_HEADERS: &str =
+    "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset";
+pub(crate) const CORS_MAX_AGE_SECONDS: &str = "600";
+
 fn cors_policy(s: &Settings) -> BTreeMap<&'static str, Typed<CorsPolicy>> {
     let mut map = BTreeMap::new();
     if s.cors_origins.is_empty() {
@@ -378,11 +389,10 @@ fn cors_policy(s: &Settings) -> BTreeMap<&'static str, Typed<CorsPolicy>> {
                     }
                 })
                 .collect(),
-            allow_methods: "GET, POST, OPTIONS",
-            allow_headers: "authorization, content-type, x-api-key, x-request-id",
-            expose_headers:
-                "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
-            max_age: "600",
+            allow_methods: CORS_ALLOW_METHODS,
+            allow_headers: CORS_ALLOW_HEADERS,
+            expose_headers: CORS_EXPOSE_HEADERS,
+            max_age: CORS_MAX_AGE_SECONDS,
             allow_credentials: false,
             // A preflight from another origin is answered here too (without
             // CORS headers, so the browser refuses), never forwarded.

@@ -1,23 +1,31 @@
 //! The Istio resources that repeat gateway facts, generated from the same
-//! values as the Envoy shapes: the local-reply EnvoyFilter (the same
-//! `local_reply_config`), the three WasmPlugins (the filters' own config
-//! types as `pluginConfig`), the rate-limit EnvoyFilter (the same filter,
-//! domain and descriptors) and the bootstrap override with the same
-//! `stats_config`. `gateway-config istio` writes them into
-//! deploy/base/istio; `gateway-config istio --check` (and this crate's
-//! tests) fail when the checked-in files differ from the generated ones.
+//! values as the Envoy shapes: the Gateway and the VirtualService (the
+//! Envoy routes of routes.rs, endpoint by endpoint of the endpoint table,
+//! with their backends, rewrites, timeouts and retries, the same CORS
+//! policy and HSTS header), the DestinationRule, the local-reply
+//! EnvoyFilter (the same `local_reply_config`), the three WasmPlugins (the
+//! filters' own config types as `pluginConfig`), the rate-limit
+//! EnvoyFilter (the same filter, domain and descriptors) and the bootstrap
+//! override with the same `stats_config`. `gateway-config istio` writes
+//! them into deploy/base/istio; `gateway-config istio --check` (and this
+//! crate's tests) fail when the checked-in files differ from the generated
+//! ones.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use filter_core::auth::{JwtAlgorithm, JwtConfig};
+use filter_core::endpoint::Endpoint;
 use filter_core::metrics::MetricsConfig;
 use serde::Serialize;
 
-use crate::envoy::{HttpFilter, LocalReplyConfig, RateLimitPolicy, StatsConfig, Typed};
-use crate::parts;
+use crate::envoy::{
+    DataSource, HeaderMatch, HttpFilter, LocalReplyConfig, PathMatch, RateLimitPolicy, Route,
+    StatsConfig, StringMatcher, Typed,
+};
 use crate::plugins::{self, AuthTarget};
-use crate::settings::{default_rate_limit_timeout, Error};
+use crate::settings::{default_rate_limit_timeout, Error, UPSTREAMS};
+use crate::{gateway, parts, routes};
 
 const NAMESPACE: &str = "borrow-rate";
 /// The ingress gateway's pod label (ingress-gateway.yaml).
@@ -560,9 +568,544 @@ fn wasm_plugins() -> Result<String, Error> {
     ))
 }
 
+// ---------------------------------------------------------------- gateway and routes
+
+const GATEWAY_HEADER: &str = "\
+# Public entry point in Kubernetes: our ingress gateway (ingress-gateway.yaml,
+# an Envoy injected by Istio) with the gateway's three wasm filters
+# (wasm-plugins.yaml) and the global rate limit (ratelimit.yaml).
+#
+# The VirtualService's routes are the Envoy shapes' (envoy/gateway-config,
+# src/routes.rs), endpoint by endpoint of the endpoint table
+# (filters/core/src/endpoint.rs; docs/architecture.md \"Routes\"): the same
+# match, method, backend, rewrite, timeout and retries; a known path with
+# another method is 405 with `Allow`, anything else 404; local-reply.yaml
+# gives those replies their request id. The operator endpoints share one
+# route to the ops service (which answers another method itself). CORS
+# preflights are answered by Envoy's CORS filter from their route's policy
+# (a direct-response route would not be), never forwarded
+# (unmatchedPreflights IGNORE; an admitted preflight is answered too).
+#
+# As the Envoy shape's TLS listener does: HTTPS only (plain HTTP is
+# redirected, 301), HSTS on every answer of a route (the Envoy shape sets it
+# on its route configuration), and CORS for the origins of CORS_ORIGINS
+# (borrow-rate-config; cargo xtask check-deploy holds the two equal; the
+# overlays' cors.yaml patch the routes http[0, 3, 5, 7, 9]: cors-preflight,
+# rates, calculate-locate, auth-token, ops) with the Envoy shape's methods,
+# headers and max age. Access logs: telemetry.yaml.
+#
+# The HTTPS server's certificate: Secret borrow-rate-tls (tls.crt, tls.key)
+# in this namespace, created out of band (docs/deploy.md); rotated by
+# replacing it, no restart.
+#
+# The DestinationRule: circuit breakers and outlier detection per backend,
+# matching the Envoy clusters of the compose and local shapes.
+";
+
+/// The VirtualService's name (the overlays patch it by name).
+const VIRTUAL_SERVICE: &str = "borrow-rate-api";
+/// The Gateway's name, and the ingress gateway's.
+const GATEWAY: &str = "borrow-rate-gateway";
+/// The HTTPS server's Secret.
+const TLS_SECRET: &str = "borrow-rate-tls";
+/// The base's CORS_ORIGINS (deploy/base/kubernetes/config.yaml; the
+/// overlays patch both).
+const BASE_CORS_ORIGINS: [&str; 1] = ["https://app.example.com"];
+
+#[derive(Serialize)]
+struct GatewaySpec {
+    selector: Labels,
+    servers: Vec<Server>,
+}
+
+#[derive(Serialize)]
+struct Server {
+    port: ServerPort,
+    hosts: Vec<&'static str>,
+    tls: ServerTls,
+}
+
+#[derive(Serialize)]
+struct ServerPort {
+    number: u16,
+    name: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServerTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    https_redirect: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_name: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_protocol_version: Option<&'static str>,
+}
+
+fn gateway() -> Resource<GatewaySpec> {
+    Resource {
+        api_version: "networking.istio.io/v1",
+        kind: "Gateway",
+        metadata: Metadata::new(GATEWAY),
+        spec: GatewaySpec {
+            selector: Labels {
+                istio: GATEWAY_LABEL,
+            },
+            servers: vec![
+                Server {
+                    port: ServerPort {
+                        number: 80,
+                        name: "http",
+                        protocol: "HTTP",
+                    },
+                    hosts: vec!["*"],
+                    tls: ServerTls {
+                        https_redirect: Some(true),
+                        ..ServerTls::default()
+                    },
+                },
+                Server {
+                    port: ServerPort {
+                        number: 443,
+                        name: "https",
+                        protocol: "HTTPS",
+                    },
+                    hosts: vec!["*"],
+                    tls: ServerTls {
+                        mode: Some("SIMPLE"),
+                        credential_name: Some(TLS_SECRET),
+                        min_protocol_version: Some("TLSV1_2"),
+                        ..ServerTls::default()
+                    },
+                },
+            ],
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct VirtualServiceSpec {
+    hosts: Vec<&'static str>,
+    gateways: Vec<&'static str>,
+    http: Vec<HttpRoute>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpRoute {
+    name: String,
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    match_: Vec<HttpMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewrite: Option<Rewrite>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    route: Vec<RouteDestination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direct_response: Option<IstioDirectResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<Retries>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cors_policy: Option<IstioCorsPolicy>,
+    headers: ResponseHeaders,
+}
+
+#[derive(Serialize, Default, PartialEq)]
+struct HttpMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri: Option<IstioStringMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<IstioStringMatch>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<&'static str, IstioStringMatch>,
+}
+
+#[derive(Serialize, Clone, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum IstioStringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Rewrite {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri_regex_rewrite: Option<UriRegexRewrite>,
+}
+
+#[derive(Serialize)]
+struct UriRegexRewrite {
+    #[serde(rename = "match")]
+    match_: String,
+    rewrite: &'static str,
+}
+
+#[derive(Serialize)]
+struct RouteDestination {
+    destination: Destination,
+}
+
+#[derive(Serialize)]
+struct Destination {
+    host: String,
+    port: PortNumber,
+}
+
+#[derive(Serialize)]
+struct PortNumber {
+    number: u16,
+}
+
+#[derive(Serialize)]
+struct IstioDirectResponse {
+    status: u16,
+    body: DirectBody,
+}
+
+#[derive(Serialize)]
+struct DirectBody {
+    string: String,
+}
+
+#[derive(Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Retries {
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_try_timeout: Option<&'static str>,
+    retry_on: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IstioCorsPolicy {
+    allow_origins: Vec<IstioStringMatch>,
+    allow_methods: Vec<&'static str>,
+    allow_headers: Vec<&'static str>,
+    expose_headers: Vec<&'static str>,
+    max_age: String,
+    allow_credentials: bool,
+    unmatched_preflights: &'static str,
+}
+
+#[derive(Serialize)]
+struct ResponseHeaders {
+    response: HeaderSet,
+}
+
+#[derive(Serialize)]
+struct HeaderSet {
+    set: BTreeMap<&'static str, String>,
+}
+
+/// The Envoy shape's CORS policy (gateway.rs) for the base's origins.
+fn cors_policy() -> IstioCorsPolicy {
+    let list = |s: &'static str| s.split(", ").collect();
+    IstioCorsPolicy {
+        allow_origins: BASE_CORS_ORIGINS
+            .iter()
+            .map(|o| IstioStringMatch::Exact((*o).to_owned()))
+            .collect(),
+        allow_methods: list(gateway::CORS_ALLOW_METHODS),
+        allow_headers: list(gateway::CORS_ALLOW_HEADERS),
+        expose_headers: list(gateway::CORS_EXPOSE_HEADERS),
+        max_age: format!("{}s", gateway::CORS_MAX_AGE_SECONDS),
+        allow_credentials: false,
+        // A preflight from another origin is answered too (without CORS
+        // headers), never forwarded: the Envoy shape's
+        // forward_not_matching_preflights false.
+        unmatched_preflights: "IGNORE",
+    }
+}
+
+/// The Service of an Envoy cluster (settings::UPSTREAMS, the compose
+/// shape's address: the Service name and port).
+fn destination(cluster: &str) -> Result<RouteDestination, Error> {
+    let (name, port) = UPSTREAMS
+        .iter()
+        .find(|(c, _, _)| *c == cluster)
+        .and_then(|(_, _, compose)| compose.split_once(':'))
+        .ok_or_else(|| Error(format!("no upstream for the cluster {cluster}")))?;
+    let number = port
+        .parse()
+        .map_err(|e| Error(format!("{cluster}: port {port}: {e}")))?;
+    Ok(RouteDestination {
+        destination: Destination {
+            host: format!("{name}.{NAMESPACE}.svc.cluster.local"),
+            port: PortNumber { number },
+        },
+    })
+}
+
+/// An Envoy route's match in Istio's terms (`None`: it matches any
+/// request, as Istio's route without a match does).
+fn http_match(m: &crate::envoy::RouteMatch) -> Result<Option<HttpMatch>, Error> {
+    let mut out = HttpMatch {
+        uri: match &m.path {
+            PathMatch::Prefix(p) if p == "/" => None,
+            PathMatch::Prefix(p) => Some(IstioStringMatch::Prefix(p.clone())),
+            PathMatch::Path(p) => Some(IstioStringMatch::Exact(p.clone())),
+            PathMatch::SafeRegex(r) => Some(IstioStringMatch::Regex(r.regex.clone())),
+        },
+        ..HttpMatch::default()
+    };
+    for h in &m.headers {
+        match (h.name, &h.spec) {
+            (":method", HeaderMatch::StringMatch(StringMatcher::Exact(method))) => {
+                out.method = Some(IstioStringMatch::Exact(method.clone()));
+            }
+            (name, HeaderMatch::PresentMatch(true)) => {
+                out.headers
+                    .insert(name, IstioStringMatch::Regex(".+".to_owned()));
+            }
+            (name, _) => return Err(Error(format!("no Istio match for the header {name}"))),
+        }
+    }
+    if !m.query_parameters.is_empty() {
+        return Err(Error("no Istio match for query parameters".to_owned()));
+    }
+    Ok((out != HttpMatch::default()).then_some(out))
+}
+
+/// An Envoy route in Istio's terms, named `name`.
+fn http_route(name: String, r: &Route) -> Result<HttpRoute, Error> {
+    let mut set: BTreeMap<&'static str, String> = r
+        .response_headers_to_add
+        .iter()
+        .map(|h| (h.header.key, h.header.value.clone()))
+        .collect();
+    set.insert(gateway::HSTS.0, gateway::HSTS.1.to_owned());
+    let mut out = HttpRoute {
+        name,
+        match_: http_match(&r.match_)?.into_iter().collect(),
+        rewrite: None,
+        route: Vec::new(),
+        direct_response: None,
+        timeout: None,
+        retries: None,
+        cors_policy: None,
+        headers: ResponseHeaders {
+            response: HeaderSet { set },
+        },
+    };
+    if let Some(action) = &r.route {
+        out.route = vec![destination(action.cluster)?];
+        out.rewrite = match (action.prefix_rewrite, &action.regex_rewrite) {
+            (None, None) => None,
+            (uri, regex) => Some(Rewrite {
+                uri,
+                uri_regex_rewrite: regex.as_ref().map(|r| UriRegexRewrite {
+                    match_: r.pattern.regex.clone(),
+                    rewrite: r.substitution,
+                }),
+            }),
+        };
+        out.timeout = Some(action.timeout);
+        out.retries = action.retry_policy.as_ref().map(|p| Retries {
+            attempts: p.num_retries,
+            per_try_timeout: p.per_try_timeout,
+            retry_on: p.retry_on,
+        });
+        out.cors_policy = Some(cors_policy());
+    }
+    if let Some(d) = &r.direct_response {
+        let body = match &d.body {
+            Some(DataSource::InlineString(s)) => s.clone(),
+            _ => return Err(Error(format!("{}: no inline body", out.name))),
+        };
+        out.direct_response = Some(IstioDirectResponse {
+            status: d.status,
+            body: DirectBody { string: body },
+        });
+    }
+    Ok(out)
+}
+
+/// The Istio route name of an endpoint: its template's literal segments
+/// after /api/v1 (`/api/v1/auth/token` → `auth-token`).
+fn route_name(endpoint: Endpoint) -> String {
+    if endpoint == Endpoint::Unmatched {
+        return "not-found".to_owned();
+    }
+    let template = endpoint.template();
+    template
+        .strip_prefix("/api/v1")
+        .unwrap_or(template)
+        .split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+const OPS_CLUSTER: &str = "ops_service";
+
+/// The VirtualService's routes: the CORS preflight, then the Envoy routes
+/// of each endpoint of the table (routes.rs) in the table's order, the
+/// operator endpoints' as one route `ops` (their 405s left to the ops
+/// service), then the 404.
+fn virtual_service_routes() -> Result<Vec<HttpRoute>, Error> {
+    let mut http = vec![http_route(
+        "cors-preflight".to_owned(),
+        &routes::cors_preflight(),
+    )?];
+    let mut ops: Option<usize> = None;
+    for endpoint in Endpoint::ALL.into_iter().chain([Endpoint::Unmatched]) {
+        let envoy = routes::endpoint_routes(endpoint);
+        let to_ops = envoy
+            .iter()
+            .any(|r| r.route.as_ref().is_some_and(|a| a.cluster == OPS_CLUSTER));
+        let name = route_name(endpoint);
+        for r in &envoy {
+            if !to_ops {
+                // The served route, then the 405 of the same path.
+                let name = match &r.direct_response {
+                    Some(d) if d.status == 405 => format!("{name}-method-not-allowed"),
+                    _ => name.clone(),
+                };
+                http.push(http_route(name, r)?);
+                continue;
+            }
+            if r.route.is_none() {
+                continue;
+            }
+            // One route for every operator endpoint, matching each path
+            // with any method.
+            let mut route = http_route("ops".to_owned(), r)?;
+            let mut matches = std::mem::take(&mut route.match_);
+            for m in &mut matches {
+                m.method = None;
+            }
+            match ops {
+                None => {
+                    route.match_ = matches;
+                    ops = Some(http.len());
+                    http.push(route);
+                }
+                Some(i) => {
+                    let first = &mut http[i];
+                    if first.timeout != route.timeout || first.retries != route.retries {
+                        return Err(Error(format!(
+                            "{}: the operator endpoints' routes differ in timeout or retries",
+                            endpoint.template()
+                        )));
+                    }
+                    first.match_.extend(matches);
+                }
+            }
+        }
+    }
+    Ok(http)
+}
+
+fn virtual_service() -> Result<Resource<VirtualServiceSpec>, Error> {
+    Ok(Resource {
+        api_version: "networking.istio.io/v1",
+        kind: "VirtualService",
+        metadata: Metadata::new(VIRTUAL_SERVICE),
+        spec: VirtualServiceSpec {
+            hosts: vec!["*"],
+            gateways: vec![GATEWAY],
+            http: virtual_service_routes()?,
+        },
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DestinationRuleSpec {
+    host: String,
+    traffic_policy: TrafficPolicy,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrafficPolicy {
+    connection_pool: ConnectionPool,
+    outlier_detection: OutlierDetection,
+}
+
+#[derive(Serialize)]
+struct ConnectionPool {
+    tcp: TcpPool,
+    http: HttpPool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TcpPool {
+    max_connections: u32,
+    connect_timeout: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpPool {
+    http1_max_pending_requests: u32,
+    http2_max_requests: u32,
+    max_retries: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutlierDetection {
+    consecutive_5xx_errors: u32,
+    interval: &'static str,
+    base_ejection_time: &'static str,
+    max_ejection_percent: u32,
+}
+
+fn destination_rule() -> Resource<DestinationRuleSpec> {
+    Resource {
+        api_version: "networking.istio.io/v1",
+        kind: "DestinationRule",
+        metadata: Metadata::new("backends"),
+        spec: DestinationRuleSpec {
+            host: format!("*.{NAMESPACE}.svc.cluster.local"),
+            traffic_policy: TrafficPolicy {
+                connection_pool: ConnectionPool {
+                    tcp: TcpPool {
+                        max_connections: 512,
+                        connect_timeout: "1s",
+                    },
+                    http: HttpPool {
+                        http1_max_pending_requests: 256,
+                        http2_max_requests: 512,
+                        max_retries: 16,
+                    },
+                },
+                outlier_detection: OutlierDetection {
+                    consecutive_5xx_errors: 5,
+                    interval: "10s",
+                    base_ejection_time: "30s",
+                    max_ejection_percent: 50,
+                },
+            },
+        },
+    }
+}
+
+fn gateway_file() -> Result<String, Error> {
+    Ok(format!(
+        "{}{GATEWAY_HEADER}{}---\n{}---\n{}",
+        crate::RENDERED_HEADER,
+        crate::to_yaml(&gateway())?,
+        crate::to_yaml(&virtual_service()?)?,
+        crate::to_yaml(&destination_rule())?
+    ))
+}
+
 /// The generated files of deploy/base/istio: (file name, contents).
 pub fn files() -> Result<Vec<(&'static str, String)>, Error> {
     Ok(vec![
+        ("gateway.yaml", gateway_file()?),
         (
             "local-reply.yaml",
             format!(
@@ -616,6 +1159,104 @@ mod tests {
         if let Err(e) = write_or_check(&dir, true) {
             panic!("{e}");
         }
+    }
+
+    /// Whether an Istio string match holds for `value` (regexes are RE2
+    /// full matches).
+    fn string_match(m: &serde_json::Value, value: &str) -> bool {
+        if let Some(exact) = m["exact"].as_str() {
+            return value == exact;
+        }
+        if let Some(prefix) = m["prefix"].as_str() {
+            return value.starts_with(prefix);
+        }
+        let regex = m["regex"].as_str().unwrap_or_else(|| panic!("{m}"));
+        regex::Regex::new(&format!("^(?:{regex})$")).is_ok_and(|re| re.is_match(value))
+    }
+
+    /// The first route a request with only a method and a path (no other
+    /// header) takes.
+    fn istio_route<'a>(
+        routes: &'a [serde_json::Value],
+        method: &str,
+        path: &str,
+    ) -> Option<&'a serde_json::Value> {
+        routes.iter().find(|r| match r["match"].as_array() {
+            None => true,
+            Some(matches) => matches.iter().any(|m| {
+                m["headers"].is_null()
+                    && (m["uri"].is_null() || string_match(&m["uri"], path))
+                    && (m["method"].is_null() || string_match(&m["method"], method))
+            }),
+        })
+    }
+
+    /// The Istio shape serves every endpoint of the table with its method
+    /// on the Envoy shape's backend; another method is a 405 naming it (on
+    /// the operator endpoints' route, the ops service's own 405); a path
+    /// outside the table is a 404.
+    #[test]
+    fn the_virtual_service_routes_every_endpoint_as_the_envoy_routes_do() {
+        let vs = virtual_service().unwrap_or_else(|e| panic!("{e}"));
+        let vs = serde_json::to_value(&vs).unwrap_or_default();
+        let routes = vs["spec"]["http"].as_array().cloned().unwrap_or_default();
+        let status = |r: &serde_json::Value| r["directResponse"]["status"].as_u64();
+        let host = |r: &serde_json::Value| {
+            r["route"][0]["destination"]["host"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        for e in Endpoint::ALL {
+            let path = e.example_path();
+            let envoy = routes::endpoint_routes(match e {
+                Endpoint::HealthDetailed => Endpoint::HealthService,
+                _ => e,
+            });
+            let want = envoy
+                .iter()
+                .find_map(|r| r.route.as_ref())
+                .and_then(|a| destination(a.cluster).ok())
+                .map(|d| d.destination.host);
+            let r = istio_route(&routes, e.method(), &path)
+                .unwrap_or_else(|| panic!("{} {path}: no route", e.method()));
+            assert_eq!(host(r), want, "{} {path}: route {}", e.method(), r["name"]);
+            if want.is_none() {
+                assert_eq!(status(r), Some(200), "{} {path}", e.method());
+            }
+            let other = if e.method() == "GET" { "POST" } else { "GET" };
+            let r = istio_route(&routes, other, &path)
+                .unwrap_or_else(|| panic!("{other} {path}: no route"));
+            if r["name"] != "ops" {
+                assert_eq!(status(r), Some(405), "{other} {path}: route {}", r["name"]);
+                assert_eq!(
+                    r["headers"]["response"]["set"]["allow"].as_str(),
+                    Some(e.method()),
+                    "{other} {path}"
+                );
+            }
+        }
+        for path in ["/", "/api/v1/rates/AAPL/x", "/internal/v1/keys/verify"] {
+            let r = istio_route(&routes, "GET", path).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!(status(r), Some(404), "{path}: route {}", r["name"]);
+        }
+        // The overlays' cors.yaml patch the CORS origins of these routes by
+        // index.
+        let with_cors: Vec<(usize, &str)> = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r["corsPolicy"].is_object())
+            .map(|(i, r)| (i, r["name"].as_str().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            with_cors,
+            [
+                (0, "cors-preflight"),
+                (3, "rates"),
+                (5, "calculate-locate"),
+                (7, "auth-token"),
+                (9, "ops")
+            ]
+        );
     }
 
     /// The bootstrap override embeds stats_config as JSON text: it reads

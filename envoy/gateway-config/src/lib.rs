@@ -3,6 +3,7 @@
 //! One builder yields every deployment shape (local `make run`,
 //! docker-compose, the e2e tests' variants, the benchmarks') from
 //! [`Settings`], and the Istio resources that repeat gateway facts (the
+//! Gateway and the VirtualService with the same routes, the
 //! local-reply and rate-limit EnvoyFilters, the WasmPlugins' plugin
 //! configurations, the bootstrap override's stats_config) come from the
 //! same values, so the shapes cannot disagree. The wasm filters'

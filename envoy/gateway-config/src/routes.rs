@@ -107,33 +107,39 @@ fn ops_route(name: &str, path: PathMatch, method: &str) -> [Route; 2] {
     )
 }
 
+/// The CORS preflight route: a route entry (the CORS filter skips
+/// direct-response routes) to the ops service, which no preflight reaches.
+pub(crate) fn cors_preflight() -> Route {
+    Route {
+        name: Some("cors_preflight".into()),
+        match_: RouteMatch {
+            path: PathMatch::Prefix("/".into()),
+            headers: vec![
+                HeaderMatcher::method("OPTIONS"),
+                HeaderMatcher::present("origin", true),
+                HeaderMatcher::present("access-control-request-method", true),
+            ],
+            query_parameters: Vec::new(),
+        },
+        route: Some(RouteAction {
+            cluster: "ops_service",
+            prefix_rewrite: None,
+            regex_rewrite: None,
+            timeout: "1s",
+            retry_policy: None,
+        }),
+        direct_response: None,
+        response_headers_to_add: Vec::new(),
+    }
+}
+
 pub fn routes(s: &Settings) -> Vec<Route> {
     let mut routes = Vec::new();
     if !s.cors_origins.is_empty() {
         // CORS preflight: answered by the CORS filter, which skips
         // direct-response routes and so needs a route entry here. No
         // preflight reaches the cluster (forward_not_matching_preflights).
-        routes.push(Route {
-            name: Some("cors_preflight".into()),
-            match_: RouteMatch {
-                path: PathMatch::Prefix("/".into()),
-                headers: vec![
-                    HeaderMatcher::method("OPTIONS"),
-                    HeaderMatcher::present("origin", true),
-                    HeaderMatcher::present("access-control-request-method", true),
-                ],
-                query_parameters: Vec::new(),
-            },
-            route: Some(RouteAction {
-                cluster: "ops_service",
-                prefix_rewrite: None,
-                regex_rewrite: None,
-                timeout: "1s",
-                retry_policy: None,
-            }),
-            direct_response: None,
-            response_headers_to_add: Vec::new(),
-        });
+        routes.push(cors_preflight());
     }
     for endpoint in Endpoint::ALL {
         routes.extend(endpoint_routes(endpoint));
@@ -146,7 +152,7 @@ pub fn routes(s: &Settings) -> Vec<Route> {
 /// The routes of one entry of the endpoint table. Route names are the
 /// metric `endpoint` templates; the match below is exhaustive, so an entry
 /// added to the table without a route does not compile.
-fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
+pub(crate) fn endpoint_routes(endpoint: Endpoint) -> Vec<Route> {
     let name = endpoint.template();
     let method = endpoint.method();
     let exact = || PathMatch::Path(name.into());
