@@ -40,6 +40,27 @@ async fn spawn(config: Config) -> (Server, auth_service::AppState) {
     auth_service::start(&config).await.unwrap()
 }
 
+async fn create_key(state: &auth_service::AppState, key: NewApiKey) -> store::CreatedApiKey {
+    state.store.create_api_key(&key).await.unwrap()
+}
+
+async fn revoke(state: &auth_service::AppState, key_id: &str) {
+    state.store.revoke_api_key(key_id).await.unwrap();
+}
+
+async fn get_text(server: &Server, path: &str) -> String {
+    reqwest::get(server.url(path))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(server: &Server, path: &str) -> T {
+    serde_json::from_str(&get_text(server, path).await).unwrap()
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -75,16 +96,16 @@ async fn exchange(server: &Server, headers: &[(&str, &str)]) -> (u16, Value) {
 #[tokio::test]
 async fn verify_reports_an_active_key_with_its_limits_and_scopes() {
     let (server, state) = spawn(config("active")).await;
-    let created = state
-        .store
-        .create_api_key(&NewApiKey {
+    let created = create_key(
+        &state,
+        NewApiKey {
             client_id: "test123".into(),
             scopes: vec!["admin".into()],
             rate_limit_per_minute: Some(120),
             expires_at: Some("2099-01-01T00:00:00Z".into()),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let (status, body) = verify(&server, &store::keys::hash_key(&created.key)).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -99,39 +120,23 @@ async fn verify_reports_an_active_key_with_its_limits_and_scopes() {
 #[tokio::test]
 async fn verify_reports_revoked_and_expired_keys() {
     let (server, state) = spawn(config("revoked")).await;
-    let revoked = state
-        .store
-        .create_api_key(&NewApiKey {
-            client_id: "client123".into(),
-            ..NewApiKey::default()
-        })
-        .await
-        .unwrap();
-    state
-        .store
-        .revoke_api_key(&revoked.record.key_id)
-        .await
-        .unwrap();
-    let expired = state
-        .store
-        .create_api_key(&NewApiKey {
+    let revoked = new_key(&state, "client123").await;
+    revoke(&state, &revoked.record.key_id).await;
+    let expired = create_key(
+        &state,
+        NewApiKey {
             client_id: "big_fund".into(),
             expires_at: Some("2020-01-01T00:00:00Z".into()),
             ..NewApiKey::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let (status, body) = verify(&server, &revoked.record.key_hash).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("revoked")));
     let (status, body) = verify(&server, &expired.record.key_hash).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("expired")));
     assert_eq!(body["client_id"], "big_fund");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server, "/metrics").await;
     assert!(metrics.contains("auth_key_verifications_total{result=\"revoked\"} 1"));
     // Every verification call is timed, in the shared 50 µs to 10 s buckets.
     assert!(
@@ -188,12 +193,7 @@ async fn token_is_issued_for_a_gateway_authenticated_api_key() {
     assert_eq!(exp - iat, 900);
     assert!(iat.abs_diff(now()) <= 5);
     assert_eq!(state.metrics.tokens_issued(), 1);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server, "/metrics").await;
     assert!(metrics.contains("jwt_tokens_issued_total 1\n"), "{metrics}");
     server.shutdown().await;
 }
@@ -223,12 +223,7 @@ async fn es256_tokens_verify_against_the_published_jwks() {
         key_id: Some("k1".into()),
     };
     let (server, _state) = spawn(cfg).await;
-    let jwks: JwkSet = reqwest::get(server.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = get_json(&server, "/.well-known/jwks.json").await;
     let (status, body) = exchange_for_key(&server, "big_fund", &[]).await;
     assert_eq!(status, 200);
     let token = body["access_token"].as_str().unwrap();
@@ -259,12 +254,7 @@ async fn hs256_never_publishes_a_jwks() {
 #[tokio::test]
 async fn health_reports_the_version() {
     let (server, _state) = spawn(config("health")).await;
-    let body: Value = reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = get_json(&server, "/health").await;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     server.shutdown().await;
@@ -321,14 +311,14 @@ async fn wait_last_used(
 }
 
 async fn new_key(state: &auth_service::AppState, client_id: &str) -> store::CreatedApiKey {
-    state
-        .store
-        .create_api_key(&NewApiKey {
+    create_key(
+        state,
+        NewApiKey {
             client_id: client_id.into(),
             ..NewApiKey::default()
-        })
-        .await
-        .unwrap()
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -337,11 +327,7 @@ async fn a_verified_key_records_its_last_use_at_most_once_a_minute() {
     let used = new_key(&state, "test123").await;
     let barrier = new_key(&state, "test123").await;
     let revoked = new_key(&state, "test123").await;
-    state
-        .store
-        .revoke_api_key(&revoked.record.key_id)
-        .await
-        .unwrap();
+    revoke(&state, &revoked.record.key_id).await;
     assert_eq!(last_used(&state, &used.record.key_id).await, None);
 
     let before = now();
@@ -461,16 +447,16 @@ fn hs256_claims(token: &str) -> Value {
 #[tokio::test]
 async fn verify_by_key_id_answers_like_verify_by_hash() {
     let (server, state) = spawn(config("by-id")).await;
-    let created = state
-        .store
-        .create_api_key(&NewApiKey {
+    let created = create_key(
+        &state,
+        NewApiKey {
             client_id: "big_fund".into(),
             scopes: vec!["admin".into()],
             rate_limit_per_minute: Some(600),
             expires_at: None,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let key_id = created.record.key_id.clone();
     let by_id = json!({ "key_id": key_id }).to_string();
     let (status, body) = verify_body(&server, &by_id).await;
@@ -485,7 +471,7 @@ async fn verify_by_key_id_answers_like_verify_by_hash() {
         (status, body)
     );
 
-    state.store.revoke_api_key(&key_id).await.unwrap();
+    revoke(&state, &key_id).await;
     let (status, body) = verify_body(&server, &by_id).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("revoked")));
     assert_eq!(body["key_id"], key_id.as_str());
