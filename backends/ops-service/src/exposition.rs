@@ -204,40 +204,9 @@ pub fn scrape_errors_family(counts: &[(String, u64)]) -> MetricFamily {
 mod tests {
     use super::*;
 
-    const ENVOY: &str = r#"# TYPE envoy_cluster_upstream_cx_overflow counter
-envoy_cluster_upstream_cx_overflow{envoy_cluster_name="data_service"} 3
-# TYPE envoy_cluster_upstream_rq_pending_overflow counter
-envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="data_service"} 7
-# TYPE envoy_cluster_upstream_rq_retry counter
-envoy_cluster_upstream_rq_retry{envoy_cluster_name="data_service"} 2
-# TYPE envoy_cluster_upstream_rq_retry_overflow counter
-envoy_cluster_upstream_rq_retry_overflow{envoy_cluster_name="data_service"} 1
-# TYPE envoy_cluster_outlier_detection_ejections_enforced_total counter
-envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="data_service"} 4
-# TYPE envoy_server_memory_allocated gauge
-envoy_server_memory_allocated{} 12345
-# TYPE envoy_listener_admin_downstream_cx_total counter
-envoy_listener_admin_downstream_cx_total{} 9
-# TYPE http_requests_total counter
-http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="200"} 5
-# TYPE envoy_cluster_membership_healthy gauge
-envoy_cluster_membership_healthy{envoy_cluster_name="data_service"} 1
-# TYPE envoy_cluster_membership_total gauge
-envoy_cluster_membership_total{envoy_cluster_name="data_service"} 2
-# TYPE rate_limit_exceeded_total counter
-rate_limit_exceeded_total{} 6
-# TYPE http_request_duration_seconds histogram
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="5000"} 1
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="25000"} 4
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10000000"} 5
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 5
-http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 61234.5
-http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5
-# TYPE envoy_cluster_upstream_rq_time histogram
-envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="data_service",le="0.5"} 1
-envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="data_service"} 3
-envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
-"#;
+    /// Recorded Envoy `/stats/prometheus` text, shared with the end-to-end
+    /// tests' fake Envoy admin (`tests/tests/ops_endpoints`).
+    const ENVOY: &str = include_str!("../testdata/envoy_stats.prom");
 
     fn names(families: &[MetricFamily]) -> Vec<&str> {
         families.iter().map(|f| f.name()).collect()
@@ -296,15 +265,18 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
                 "envoy_cluster_upstream_rq_retry",
                 "envoy_cluster_upstream_rq_retry_overflow",
                 "envoy_cluster_outlier_detection_ejections_enforced_total",
-                "http_requests_total",
                 "envoy_cluster_membership_healthy",
                 "envoy_cluster_membership_total",
+                "http_requests_total",
+                "authentication_attempts_total",
                 "rate_limit_exceeded_total",
+                "backend_requests_total",
                 "http_request_duration_seconds",
+                "backend_request_duration_seconds",
             ]
         );
         let text = render(kept);
-        assert!(text.contains("\nrate_limit_exceeded_total 6\n"), "{text}");
+        assert!(text.contains("\nrate_limit_exceeded_total 5\n"), "{text}");
         assert!(!text.contains("envoy_server_memory_allocated"));
         assert!(!text.contains("admin"));
         assert!(!text.contains("upstream_rq_time"));
@@ -314,16 +286,18 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
     fn seconds_histograms_from_the_gateway_are_rescaled() {
         let text = render(gateway(ENVOY));
         for line in [
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.005"} 1"#,
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.025"} 4"#,
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10"} 5"#,
-            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 5"#,
-            r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.0612345"#,
-            r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 5"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.005"} 30"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.01"} 38"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="0.025"} 41"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10"} 42"#,
+            r#"http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 42"#,
+            r#"http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 0.1842505"#,
+            r#"http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 42"#,
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
         }
-        assert_eq!(text.matches("le=\"+Inf\"").count(), 1, "{text}");
+        // one `+Inf` bucket per histogram series (two series in the text)
+        assert_eq!(text.matches("le=\"+Inf\"").count(), 2, "{text}");
     }
 
     #[test]
@@ -363,13 +337,21 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 1
         assert!(text.contains("jwt_tokens_issued_total 4\n"));
         // a family of another type under the same name is not merged in
         assert!(!text.contains("jwt_tokens_issued_total{x="), "{text}");
-        // both http_requests_total series sit in one contiguous group
+        // the gateway's two http_requests_total series and the data
+        // service's one sit in one contiguous group
         let lines: Vec<&str> = text.lines().collect();
         let first = lines
             .iter()
             .position(|l| l.starts_with("http_requests_total{"))
             .unwrap();
-        assert!(lines[first + 1].starts_with("http_requests_total{endpoint=\"/rates/{ticker}\""));
+        let group = &lines[first..first + 3];
+        assert!(
+            group.iter().all(|l| l.starts_with("http_requests_total{")),
+            "{text}"
+        );
+        assert!(group
+            .iter()
+            .any(|l| l.starts_with("http_requests_total{endpoint=\"/rates/{ticker}\"")));
     }
 
     #[test]

@@ -32,55 +32,9 @@ use ops_service::{build, Backend, OpsConfig};
 use serde_json::Value;
 
 /// Envoy 1.40 `/stats/prometheus` shape with the filters' metrics (wasm
-/// histograms in microseconds) and admin-only statistics that must not leak.
-const ENVOY_STATS: &str = r#"# TYPE envoy_cluster_upstream_cx_overflow counter
-envoy_cluster_upstream_cx_overflow{envoy_cluster_name="calculation_service"} 0
-envoy_cluster_upstream_cx_overflow{envoy_cluster_name="data_service"} 2
-# TYPE envoy_cluster_upstream_rq_pending_overflow counter
-envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="data_service"} 11
-# TYPE envoy_cluster_upstream_rq_retry counter
-envoy_cluster_upstream_rq_retry{envoy_cluster_name="data_service"} 3
-# TYPE envoy_cluster_outlier_detection_ejections_enforced_total counter
-envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="data_service"} 1
-# TYPE envoy_cluster_membership_healthy gauge
-envoy_cluster_membership_healthy{envoy_cluster_name="data_service"} 1
-# TYPE envoy_cluster_membership_total gauge
-envoy_cluster_membership_total{envoy_cluster_name="data_service"} 2
-# TYPE envoy_server_memory_allocated gauge
-envoy_server_memory_allocated{} 7340032
-# TYPE envoy_http_downstream_rq_total counter
-envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="admin"} 17
-# TYPE envoy_server_hot_restart_epoch gauge
-envoy_server_hot_restart_epoch{} 0
-# TYPE http_requests_total counter
-http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="200"} 40
-http_requests_total{endpoint="/api/v1/rates/{ticker}",method="GET",status_code="404"} 2
-# TYPE authentication_attempts_total counter
-authentication_attempts_total{status="success"} 42
-authentication_attempts_total{status="invalid_key"} 3
-# TYPE rate_limit_exceeded_total counter
-rate_limit_exceeded_total{} 5
-# TYPE backend_requests_total counter
-backend_requests_total{service="data_service",status="success"} 42
-# TYPE http_request_duration_seconds histogram
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="5000"} 30
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10000"} 38
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="25000"} 41
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="10000000"} 42
-http_request_duration_seconds_bucket{endpoint="/api/v1/rates/{ticker}",le="+Inf"} 42
-http_request_duration_seconds_sum{endpoint="/api/v1/rates/{ticker}"} 184250.5
-http_request_duration_seconds_count{endpoint="/api/v1/rates/{ticker}"} 42
-# TYPE backend_request_duration_seconds histogram
-backend_request_duration_seconds_bucket{service="data_service",le="5000"} 40
-backend_request_duration_seconds_bucket{service="data_service",le="+Inf"} 42
-backend_request_duration_seconds_sum{service="data_service"} 90000
-backend_request_duration_seconds_count{service="data_service"} 42
-# TYPE envoy_cluster_upstream_rq_time histogram
-envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="data_service",le="0.5"} 4
-envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="data_service",le="+Inf"} 42
-envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="data_service"} 99.5
-envoy_cluster_upstream_rq_time_count{envoy_cluster_name="data_service"} 42
-"#;
+/// histograms in microseconds) and admin-only statistics that must not leak;
+/// the same recorded text the ops service's `exposition` unit tests read.
+const ENVOY_STATS: &str = include_str!("../../../backends/ops-service/testdata/envoy_stats.prom");
 
 const CLUSTERS_JSON: &str = r#"{"cluster_statuses":[
  {"name":"data_service","host_statuses":[
