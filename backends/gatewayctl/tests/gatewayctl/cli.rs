@@ -37,58 +37,10 @@ async fn bad_arguments_get_one_line_and_exit_code_1_never_a_panic() {
         &["keys", "create", "--client-id", "c", "--scope", "Admin!"],
         &["keys", "frobnicate"],
         &["keys", "rotate", "k", "--grace-hours", "99999"],
-        &[
-            "stocks",
-            "upsert",
-            "--ticker",
-            "TOOLONG",
-            "--base-rate",
-            "1",
-            "--volatility-index",
-            "1",
-            "--event-risk-factor",
-            "1",
-            "--min-rate",
-            "1",
-        ],
-        &[
-            "stocks",
-            "upsert",
-            "--ticker",
-            "AB",
-            "--base-rate",
-            "abc",
-            "--volatility-index",
-            "1",
-            "--event-risk-factor",
-            "1",
-            "--min-rate",
-            "1",
-        ],
-        &[
-            "clients",
-            "upsert",
-            "--client-id",
-            "c",
-            "--markup-percentage",
-            "1",
-            "--fee-type",
-            "WEIRD",
-            "--fee-amount",
-            "1",
-        ],
-        &[
-            "clients",
-            "upsert",
-            "--client-id",
-            "c",
-            "--markup-percentage",
-            "-1",
-            "--fee-type",
-            "FLAT",
-            "--fee-amount",
-            "1",
-        ],
+        &stock_upsert(["TOOLONG", "1", "1", "1", "1"]),
+        &stock_upsert(["AB", "abc", "1", "1", "1"]),
+        &client_upsert(["c", "1", "WEIRD", "1"]),
+        &client_upsert(["c", "-1", "FLAT", "1"]),
         &["--database-url", "mysql://x", "keys", "list"],
     ];
     for args in cases {
@@ -171,37 +123,13 @@ async fn every_command_prints_json_with_the_documented_fields() {
         assert_eq!(db.json_lines(&["keys", "list"]).len(), 2);
 
         // stocks and clients: upserts print the object the lists print.
-        let stock = db.json(&[
-            "stocks",
-            "upsert",
-            "--ticker",
-            "rivn",
-            "--base-rate",
-            "0.0200",
-            "--volatility-index",
-            "50",
-            "--event-risk-factor",
-            "2",
-            "--min-rate",
-            "0.0010",
-        ]);
+        let stock = db.json(&stock_upsert(RIVN));
         assert_eq!(stock["ticker"], "RIVN");
         assert_eq!(stock["current_rate"], "0.033");
         assert_eq!(stock["borrow_status"], "MEDIUM");
         let listed = db.json_lines(&["stocks", "list"]);
         assert!(listed.contains(&stock), "{stock} not in the list");
-        let client = db.json(&[
-            "clients",
-            "upsert",
-            "--client-id",
-            "desk7",
-            "--markup-percentage",
-            "3.5",
-            "--fee-type",
-            "flat",
-            "--fee-amount",
-            "2",
-        ]);
+        let client = db.json(&client_upsert(["desk7", "3.5", "flat", "2"]));
         assert_eq!(client["fee_type"], "FLAT");
         assert!(db.json_lines(&["clients", "list"]).contains(&client));
 

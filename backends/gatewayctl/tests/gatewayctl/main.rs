@@ -158,6 +158,45 @@ impl Db {
     }
 }
 
+/// `stocks upsert` with its five fields: ticker, base rate, volatility
+/// index, event risk factor and floor rate.
+fn stock_upsert([ticker, base, volatility, event, min]: [&str; 5]) -> Vec<&str> {
+    vec![
+        "stocks",
+        "upsert",
+        "--ticker",
+        ticker,
+        "--base-rate",
+        base,
+        "--volatility-index",
+        volatility,
+        "--event-risk-factor",
+        event,
+        "--min-rate",
+        min,
+    ]
+}
+
+/// A stock the seed does not have; it prices to 0.033 (MEDIUM).
+const RIVN: [&str; 5] = ["rivn", "0.0200", "50", "2", "0.0010"];
+
+/// `clients upsert` with its four fields: client id, markup percentage,
+/// fee type and fee amount.
+fn client_upsert([client_id, markup, fee_type, fee_amount]: [&str; 4]) -> Vec<&str> {
+    vec![
+        "clients",
+        "upsert",
+        "--client-id",
+        client_id,
+        "--markup-percentage",
+        markup,
+        "--fee-type",
+        fee_type,
+        "--fee-amount",
+        fee_amount,
+    ]
+}
+
 fn last_line(s: &str) -> &str {
     s.lines().last().unwrap()
 }
