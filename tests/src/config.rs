@@ -76,16 +76,28 @@ static_resources:
 /// 127.0.0.1:`port` (static, 1 s connect timeout), indented for
 /// `static_resources.clusters`.
 pub fn static_cluster(name: &str, port: u16) -> String {
+    cluster(name, "1s", Some(&port.to_string()))
+}
+
+/// A static `clusters:` list entry: cluster `name` connecting within
+/// `connect_timeout` (`0.5s`) to its one endpoint 127.0.0.1:`port` (a
+/// number or a placeholder such as [`ADMIN_PORT`]), or with no endpoint at
+/// all when `port` is `None`.
+pub fn cluster(name: &str, connect_timeout: &str, port: Option<&str>) -> String {
+    let endpoints = match port {
+        Some(port) => format!(
+            "[{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]"
+        ),
+        None => "[]".to_owned(),
+    };
     format!(
         r#"
   - name: {name}
     type: STATIC
-    connect_timeout: 1s
+    connect_timeout: {connect_timeout}
     load_assignment:
       cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+      endpoints: {endpoints}"#
     )
 }
 
@@ -106,8 +118,8 @@ pub fn render_local_gateway(
     let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
     options.tls = false;
     options.wasm_dir = wasm.parent().map(|d| d.display().to_string());
-    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
-    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
+    options.listener_port = Port::Placeholder(LISTENER_PORT.into());
+    options.admin_port = Port::Placeholder(ADMIN_PORT.into());
     options.rate_limit_health_port = Some(rate_limit_health_port);
     options.upstreams = upstreams
         .iter()
@@ -144,6 +156,9 @@ pub const ADMIN: &str =
 
 /// The listener port placeholder [`crate::Envoy::start`] fills.
 pub const LISTENER_PORT: &str = "{{LISTENER_PORT}}";
+
+/// The admin port placeholder [`crate::Envoy::start`] fills.
+pub const ADMIN_PORT: &str = "{{ADMIN_PORT}}";
 
 /// A `static_resources.listeners` entry up to its HTTP connection
 /// manager's `stat_prefix`: listener `name` on 127.0.0.1:`port` (a number

@@ -122,17 +122,21 @@ pub fn rate_limit_config(tag: &str) -> ratelimit::Config {
     }
 }
 
-/// The auth service on a free loopback port over `database_url`, signing
-/// HS256 tokens with `secret`: its server and state.
+/// The auth service's settings for a test: a free loopback port,
+/// `database_url`, HS256 tokens signed with `secret`.
+pub fn auth_service_config(database_url: &str, secret: &str) -> auth_service::Config {
+    auth_service::Config::hs256(
+        services::Config::new(loopback(0), database_url.to_owned()),
+        secret,
+    )
+}
+
+/// The auth service of [`auth_service_config`]: its server and state.
 pub async fn start_auth_service(
     database_url: &str,
     secret: &str,
 ) -> (services::common::Server, auth_service::AppState) {
-    let config = auth_service::Config::hs256(
-        services::Config::new(loopback(0), database_url.to_owned()),
-        secret,
-    );
-    auth_service::start(&config)
+    auth_service::start(&auth_service_config(database_url, secret))
         .await
         .unwrap_or_else(|e| panic!("auth service: {e}"))
 }

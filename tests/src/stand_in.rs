@@ -28,6 +28,20 @@ pub async fn serve(router: Router) -> SocketAddr {
     addr
 }
 
+/// A TCP server on 127.0.0.1, port 0, that accepts connections and never
+/// answers (an upstream timeout): its port, and the task holding the
+/// connections (abort it, or drop it with the test).
+pub async fn stalling_upstream() -> (u16, tokio::task::JoinHandle<()>) {
+    let (listener, addr) = bind().await;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr.port(), task)
+}
+
 /// `router` plus a backend's `/health` (healthy, version 0.1.0).
 pub fn with_health(router: Router) -> Router {
     router.route(

@@ -14,20 +14,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::{repo_root, target_dir};
+use e2e::config::{cluster, http_listener, ADMIN, ADMIN_PORT, LISTENER_PORT, ROUTER};
+use e2e::{repo_root, wasm_dir};
 use filter_core::auth::Settings;
 use filter_core::metrics::MetricsConfig;
 use filter_core::validation::ValidationConfig;
 use serde_json::Value;
 use xtask::check_deploy::{self, Check, Ctx};
-
-/// Where the built filters are: `$WASM_DIR`, else the release output of
-/// `cargo build --target wasm32-wasip1` (as [`e2e::wasm_file`] finds them).
-fn wasm_dir() -> PathBuf {
-    std::env::var_os("WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release"))
-}
 
 fn check(section: Check) {
     let mut ctx = Ctx::new(&repo_root()).expect("scratch directory");
@@ -37,34 +30,23 @@ fn check(section: Check) {
     }
 }
 
-#[test]
-fn every_alert_fires_above_its_runbook_threshold_and_stays_silent_below_it() {
-    check(Check::Alerts);
+/// One test for each named check of `cargo xtask check-deploy`.
+macro_rules! check_deploy_tests {
+    ($($test:ident: $section:ident,)*) => {$(
+        #[test]
+        fn $test() {
+            check(Check::$section);
+        }
+    )*};
 }
 
-#[test]
-fn every_dashboard_query_parses_and_names_only_metrics_the_gateway_exports() {
-    check(Check::Dashboards);
-}
-
-#[test]
-fn compose_file_is_accepted_and_agrees_with_the_rendered_envoy_config() {
-    check(Check::Compose);
-}
-
-#[test]
-fn envoy_accepts_the_compose_shaped_config() {
-    check(Check::Envoy);
-}
-
-#[test]
-fn kubernetes_manifests_validate_and_meet_the_deployment_requirements() {
-    check(Check::Kubernetes);
-}
-
-#[test]
-fn images_are_multi_stage_non_root_and_build_every_binary_the_manifests_run() {
-    check(Check::Images);
+check_deploy_tests! {
+    every_alert_fires_above_its_runbook_threshold_and_stays_silent_below_it: Alerts,
+    every_dashboard_query_parses_and_names_only_metrics_the_gateway_exports: Dashboards,
+    compose_file_is_accepted_and_agrees_with_the_rendered_envoy_config: Compose,
+    envoy_accepts_the_compose_shaped_config: Envoy,
+    kubernetes_manifests_validate_and_meet_the_deployment_requirements: Kubernetes,
+    images_are_multi_stage_non_root_and_build_every_binary_the_manifests_run: Images,
 }
 
 /// The YAML documents of a manifest file, as JSON values.
@@ -323,36 +305,28 @@ fn the_istio_auth_plugin_verifies_es256_with_public_keys_only() {
 /// Envoy standing in for a gateway pod's istio-proxy: Istio's Prometheus
 /// listener (`:15090`, here `{{LISTENER_PORT}}`) forwards `/stats/prometheus`
 /// to the admin interface, as Istio's bootstrap does.
-const ISTIO_PROMETHEUS_LISTENER: &str = r#"
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } }
+fn istio_prometheus_listener() -> String {
+    format!(
+        r#"
+{ADMIN}
 static_resources:
   listeners:
-  - name: prometheus
-    address: { socket_address: { address: 127.0.0.1, port_value: {{LISTENER_PORT}} } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: stats
+{listener}
           route_config:
             virtual_hosts:
             - name: backend
               domains: ["*"]
               routes:
-              - match: { prefix: "/stats/prometheus" }
-                route: { cluster: prometheus_stats }
+              - match: {{ prefix: "/stats/prometheus" }}
+                route: {{ cluster: prometheus_stats }}
           http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-  clusters:
-  - name: prometheus_stats
-    type: STATIC
-    load_assignment:
-      cluster_name: prometheus_stats
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } } } }] }]
-"#;
+{ROUTER}
+  clusters:{admin}
+"#,
+        listener = http_listener("prometheus", LISTENER_PORT, "stats"),
+        admin = cluster("prometheus_stats", "1s", Some(ADMIN_PORT))
+    )
+}
 
 /// The gateway pods' `gateway-metrics` container, configured exactly as each
 /// overlay renders it (read by the ops service's own configuration code;
@@ -363,7 +337,7 @@ static_resources:
 /// its own), so Envoy is its only scrape target.
 #[tokio::test]
 async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend() {
-    let envoy = e2e::Envoy::start(ISTIO_PROMETHEUS_LISTENER).await;
+    let envoy = e2e::Envoy::start(&istio_prometheus_listener()).await;
     let local = format!("127.0.0.1:{}", envoy.port);
     for overlay in overlays() {
         let docs = rendered(&overlay);

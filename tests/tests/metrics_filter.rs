@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use e2e::config::{http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::stand_in::stalling_upstream;
 use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
-use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------
 // Prometheus text format (0.0.4), read by the ops service's reader
@@ -146,18 +146,6 @@ fn the_parser_reads_labels_with_braces_escapes_and_special_values() {
 // The gateway under test
 // ---------------------------------------------------------------------------
 
-fn static_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 0.5s
-    load_assignment:
-      cluster_name: {name}
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]"#
-    )
-}
-
 /// Which filter records the metrics.
 #[derive(Clone, Copy)]
 enum Recorder {
@@ -182,12 +170,13 @@ fn gateway_yaml(api: u16, stall: u16, recorder: Recorder, config: &str) -> Strin
         ),
     };
     let validation = wasm_filter("validation_filter", "{}");
+    let cluster = |name, port: u16| cluster(name, "0.5s", Some(&port.to_string()));
     let clusters = [
-        static_cluster("data_service", api),
-        static_cluster("calculation_service", api),
-        static_cluster("auth_service", api),
-        static_cluster("stall_service", stall),
-        static_cluster("closed_service", free_port()),
+        cluster("data_service", api),
+        cluster("calculation_service", api),
+        cluster("auth_service", api),
+        cluster("stall_service", stall),
+        cluster("closed_service", free_port()),
     ]
     .concat();
     format!(
@@ -249,14 +238,7 @@ struct Gateway {
 impl Gateway {
     async fn start(recorder: Recorder, config: &str) -> Gateway {
         let upstream = CountingUpstream::start().await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stall = listener.local_addr().unwrap().port();
-        let stall_task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let (stall, stall_task) = stalling_upstream().await;
         let envoy = Envoy::start(&gateway_yaml(upstream.port, stall, recorder, config)).await;
         Gateway {
             envoy,
@@ -278,6 +260,14 @@ impl Gateway {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The status of `POST /api/v1/calculate-locate` with `body`.
+    async fn calculate_status(&self, body: &str) -> u16 {
+        self.post_json("/api/v1/calculate-locate", body)
+            .await
+            .status()
+            .as_u16()
     }
 
     async fn scrape(&self) -> Exposition {
@@ -360,19 +350,9 @@ async fn request_counters_rise_by_exactly_the_requests_sent_per_status_code_with
         );
     }
     for _ in 0..2 {
-        assert_eq!(
-            gw.post_json("/api/v1/calculate-locate", VALID)
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(gw.calculate_status(VALID).await, 200);
     }
-    assert_eq!(
-        gw.post_json("/api/v1/calculate-locate", "{}")
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(gw.calculate_status("{}").await, 400);
     for i in 0..4 {
         assert_eq!(gw.get(&format!("/random/path/{i}")).await.status(), 404);
     }
@@ -413,12 +393,7 @@ async fn durations_are_histograms_with_microsecond_buckets_from_100_us_to_10_s_w
     for _ in 0..4 {
         assert_eq!(gw.get("/api/v1/rates/KO").await.status(), 200);
     }
-    assert_eq!(
-        gw.post_json("/api/v1/calculate-locate", VALID)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(gw.calculate_status(VALID).await, 200);
     let e = gw
         .scrape_until(|e| {
             e.value(
@@ -530,19 +505,9 @@ async fn backend_requests_are_counted_per_service_and_outcome_with(recorder: Rec
     for _ in 0..2 {
         assert_eq!(gw.get("/api/v1/rates/GME").await.status(), 200);
     }
-    assert_eq!(
-        gw.post_json("/api/v1/calculate-locate", VALID)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(gw.calculate_status(VALID).await, 200);
     // Rejected by validation: never reaches calculation_service.
-    assert_eq!(
-        gw.post_json("/api/v1/calculate-locate", "[]")
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(gw.calculate_status("[]").await, 400);
     assert_eq!(gw.get("/health/closed").await.status(), 503);
     assert_eq!(gw.get("/health/stall").await.status(), 504);
 

@@ -8,28 +8,12 @@
 
 use std::time::Duration;
 
+use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT};
+use e2e::stand_in::stalling_upstream;
 use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-
-use tokio::net::TcpListener;
-
-fn static_cluster(name: &str, port: Option<u16>) -> String {
-    let endpoints = match port {
-        Some(port) => format!(
-            "[{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]"
-        ),
-        None => "[]".to_owned(),
-    };
-    format!(
-        r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 0.5s
-    load_assignment: {{ cluster_name: {name}, endpoints: {endpoints} }}"#
-    )
-}
 
 /// Ports of the upstreams the test gateway routes to.
 struct Upstreams {
@@ -47,30 +31,23 @@ fn gateway_yaml(up: &Upstreams, validation_config: &str, metrics_config: &str) -
     let local_reply = gateway_part("local_reply_config", 10);
     let metrics = wasm_filter("metrics_filter", metrics_config);
     let validation = wasm_filter("validation_filter", validation_config);
+    let cluster =
+        |name, port: Option<u16>| cluster(name, "0.5s", port.map(|p| p.to_string()).as_deref());
     let clusters = [
-        static_cluster("data_service", Some(up.api)),
-        static_cluster("calculation_service", Some(up.api)),
-        static_cluster("stall_service", Some(up.stall)),
-        static_cluster("closed_service", Some(up.closed)),
-        static_cluster("empty_service", None),
+        cluster("data_service", Some(up.api)),
+        cluster("calculation_service", Some(up.api)),
+        cluster("stall_service", Some(up.stall)),
+        cluster("closed_service", Some(up.closed)),
+        cluster("empty_service", None),
     ]
     .concat();
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{ADMIN_PORT}}}} }} }}
+{ADMIN}
 {stats}
 static_resources:
   listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
-    per_connection_buffer_limit_bytes: 32768
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: public_http
+{listener}
           generate_request_id: true
           preserve_external_request_id: false
           always_set_request_id_in_response: true
@@ -108,22 +85,12 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
               suppress_envoy_headers: true
+    # the listener's, after its filter chain
+    per_connection_buffer_limit_bytes: 32768
   clusters:{clusters}
-"#
+"#,
+        listener = http_listener("main", LISTENER_PORT, "public_http")
     )
-}
-
-/// A TCP server that accepts connections and never answers.
-async fn stalling_upstream() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    (port, task)
 }
 
 struct Gateway {

@@ -55,14 +55,7 @@ fn bench_yaml_with(
 /// A listener answering every request with the benchmark's direct response.
 fn bench_upstream_listener(port: u16) -> String {
     format!(
-        r#"  - name: bench_upstream
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench_upstream
+        r#"{listener}
           route_config:
             virtual_hosts:
             - name: all
@@ -72,7 +65,8 @@ fn bench_upstream_listener(port: u16) -> String {
                 direct_response: {{ status: 200, body: {{ inline_string: "{{\"status\":\"success\"}}" }} }}
           http_filters:
 {ROUTER}
-"#
+"#,
+        listener = http_listener("bench_upstream", &port.to_string(), "bench_upstream")
     )
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use auth_service::{AppState, Signing};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use e2e::config::{http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT, ROUTER};
 use e2e::{static_cluster, wasm_file, wasm_filter, CountingUpstream, Envoy};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -40,21 +40,11 @@ BEcAwQYDnteOaB1UnklBxFJ+GAXY9hP1iAKSkrfsEbnLzdMNLsKGY1FX
 ";
 const EC_DER_B64: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPVzhHez0N6sGqXzGIZ6WfZITSOVS7FEWd7EbM7AfX2qhRANCAARw04d8U/fRM1nyBHJ2fIjA37mUPlYjBEcAwQYDnteOaB1UnklBxFJ+GAXY9hP1iAKSkrfsEbnLzdMNLsKGY1FX";
 
-fn db_url(tag: &str) -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "auth-filter-e2e-{}-{tag}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    format!("sqlite://{}/auth.db", dir.display())
-}
-
+/// The auth service over a new SQLite database of its own, signing with
+/// `signing`.
 async fn start_auth_service(tag: &str, signing: Signing) -> (Server, AppState) {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = auth_service::Config::hs256(services::Config::new(addr, db_url(tag)), SECRET);
+    let (_dir, database_url) = e2e::local::sqlite_database(&format!("auth-filter-{tag}"));
+    let mut config = e2e::local::auth_service_config(&database_url, SECRET);
     config.signing = signing;
     auth_service::start(&config).await.unwrap()
 }
@@ -131,18 +121,11 @@ static_resources:
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: "{wasm}" }} }}
 {ROUTER}
-  clusters:{upstream}
-  - name: auth_service
-    type: STATIC
-    connect_timeout: 0.25s
-    load_assignment:
-      cluster_name: auth_service
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {auth_port} }} }} }}
+  clusters:{upstream}{auth}
 "#,
         listener = http_listener("main", LISTENER_PORT, "ingress"),
         upstream = static_cluster("upstream", upstream_port),
+        auth = cluster("auth_service", "0.25s", Some(&auth_port.to_string())),
         wasm = wasm.display()
     )
 }
