@@ -92,9 +92,13 @@ fn algorithm(v: &str) -> Result<String, String> {
     }
 }
 
-impl Args {
+/// `Args::config_from_env()` reads the configuration from the environment;
+/// the error names the offending variable.
+impl service_http::config::ServiceArgs for Args {
+    type Config = Config;
+
     /// The [`Config`] these values mean: the ES256 key file is read here.
-    pub fn into_config(self) -> Result<Config, String> {
+    fn into_config(self) -> Result<Config, String> {
         let service = self.service.into_config(DEFAULT_LISTEN)?;
         let signing = if self.jwt_algorithm == "ES256" {
             let path = self
@@ -156,11 +160,5 @@ impl Config {
             token_ttl: Duration::from_secs(900),
             key_use_interval: crate::usage::DEFAULT_KEY_USE_INTERVAL,
         }
-    }
-
-    /// Reads the environment ([`Args`]). The error names the offending
-    /// variable.
-    pub fn from_env() -> Result<Self, String> {
-        service_http::config::from_env::<Args>()?.into_config()
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_http::config::{between, http_url, socket_addr, CommonArgs};
+use service_http::config::{between, http_url, socket_addr, CommonArgs, ServiceArgs};
 
 /// A backend that the ops service checks (`/health`) and scrapes (`/metrics`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,9 +99,13 @@ pub struct OpsArgs {
     pub ops_probe_timeout_ms: u64,
 }
 
-impl OpsArgs {
+/// `OpsArgs::config_from_env()` reads the configuration from the
+/// environment; errors name the variable at fault.
+impl ServiceArgs for OpsArgs {
+    type Config = OpsConfig;
+
     /// The [`OpsConfig`] these values mean.
-    pub fn into_config(self) -> Result<OpsConfig, String> {
+    fn into_config(self) -> Result<OpsConfig, String> {
         let wanted: Vec<String> = match self.ops_backends.as_deref() {
             None => BACKEND_NAMES.iter().map(|n| (*n).to_owned()).collect(),
             Some("none") => Vec::new(),
@@ -144,20 +148,15 @@ impl OpsArgs {
 }
 
 impl OpsConfig {
-    /// Reads [`OpsArgs`] from the process environment. Errors name the
-    /// variable at fault.
-    pub fn from_env() -> Result<Self, String> {
-        service_http::config::from_env::<OpsArgs>()?.into_config()
-    }
-
-    /// [`OpsConfig::from_env`] with the variables looked up by `lookup`.
+    /// The configuration from the variables looked up by `lookup`
+    /// ([`OpsArgs`]).
     ///
     /// `OPS_BACKENDS` is a comma-separated list of [`BACKEND_NAMES`] (unset:
     /// all four) or `none`: the gateway pods' `gateway-metrics` container
     /// sets `none`, so it serves its own pod's Envoy metrics and checks and
     /// scrapes no backend (each backend pod is scraped on its own).
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        service_http::config::from_lookup::<OpsArgs>(lookup)?.into_config()
+        OpsArgs::config_from_lookup(lookup)
     }
 }
 
@@ -165,12 +164,8 @@ impl OpsConfig {
 mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<OpsConfig, String> {
-        OpsConfig::from_vars(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+    fn config(pairs: &[(&str, &str)]) -> Result<OpsConfig, String> {
+        OpsConfig::from_vars(service_http::config::vars(pairs))
     }
 
     fn backend_names(c: &OpsConfig) -> Vec<&str> {

@@ -2,6 +2,7 @@
 
 use ops_service::config::OpsArgs;
 use ops_service::{build, shutdown_signal};
+use service_http::config::ServiceArgs;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use service_http::config::{positive, socket_addr, CommonArgs};
+use service_http::config::{positive, socket_addr, CommonArgs, ServiceArgs};
 
 /// Default gRPC address (Envoy's `rate_limit_service` cluster).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8090";
@@ -93,9 +93,13 @@ fn failure_mode(v: &str) -> Result<FailureMode, String> {
     }
 }
 
-impl Args {
+/// `Args::config_from_env()` reads the configuration from the environment;
+/// errors name the variable at fault.
+impl ServiceArgs for Args {
+    type Config = Config;
+
     /// The [`Config`] these values mean; checks the Redis TLS files.
-    pub fn into_config(self) -> Result<Config, String> {
+    fn into_config(self) -> Result<Config, String> {
         let d = Config::default();
         let c = Config {
             grpc_addr: self.grpc_listen_addr.unwrap_or(d.grpc_addr),
@@ -194,30 +198,12 @@ fn parse_addr(s: &str) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-impl Config {
-    /// Reads the configuration from the environment ([`Args`]). Errors
-    /// name the variable at fault.
-    pub fn from_env() -> Result<Self, String> {
-        service_http::config::from_env::<Args>()?.into_config()
-    }
-
-    /// Same as [`Config::from_env`] with an explicit variable source.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        service_http::config::from_lookup::<Args>(get)?.into_config()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn from(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| m.get(k).cloned())
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        Args::config_from_lookup(service_http::config::vars(pairs))
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 use std::process::ExitCode;
 
+use service_http::config::ServiceArgs;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let Ok(config) = service_http::config::load(

@@ -185,6 +185,40 @@ pub fn from_lookup<T: Parser>(lookup: impl Fn(&str) -> Option<String>) -> Result
     parse(lookup, Vec::new())
 }
 
+/// A lookup for [`from_lookup`] answering the variables `pairs` sets
+/// (tests, fixed sets): the first pair with the name wins.
+pub fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+/// A service's variables that mean one configuration once checked
+/// together: [`ServiceArgs::into_config`] is where the checks between
+/// variables go, the provided functions read the variables first.
+pub trait ServiceArgs: Parser {
+    /// What the service runs with.
+    type Config;
+
+    /// The configuration these values mean.
+    fn into_config(self) -> Result<Self::Config, String>;
+
+    /// The configuration from the process environment and command line
+    /// ([`from_env`]). Errors name the variable at fault.
+    fn config_from_env() -> Result<Self::Config, String> {
+        from_env::<Self>()?.into_config()
+    }
+
+    /// The configuration from the variables `lookup` gives
+    /// ([`from_lookup`]).
+    fn config_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self::Config, String> {
+        from_lookup::<Self>(lookup)?.into_config()
+    }
+}
+
 fn parse<T: Parser>(
     lookup: impl Fn(&str) -> Option<String>,
     cli: Vec<OsString>,
@@ -318,7 +352,6 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[derive(Debug, Parser)]
     struct Demo {
@@ -328,9 +361,8 @@ mod tests {
         demo_limit: u64,
     }
 
-    fn demo(vars: &[(&str, &str)]) -> Result<Demo, String> {
-        let m: HashMap<&str, &str> = vars.iter().copied().collect();
-        from_lookup(|k| m.get(k).map(|v| (*v).to_owned()))
+    fn demo(pairs: &[(&str, &str)]) -> Result<Demo, String> {
+        from_lookup(vars(pairs))
     }
 
     #[test]
