@@ -601,6 +601,20 @@ mod tests {
         Store::connect("sqlite::memory:").await.unwrap()
     }
 
+    /// A memory store holding one key of client `test123`, created by the
+    /// unknown actor.
+    async fn store_with_a_key() -> (Store, CreatedApiKey) {
+        let store = memory_store().await;
+        let created = store
+            .create_api_key(&NewApiKey {
+                client_id: "test123".into(),
+                ..NewApiKey::default()
+            })
+            .await
+            .unwrap();
+        (store, created)
+    }
+
     #[tokio::test]
     async fn every_key_operation_appends_one_numbered_event_by_its_actor() {
         let store = memory_store().await;
@@ -697,14 +711,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_rotation_writes_nothing() {
-        let store = memory_store().await;
-        let created = store
-            .create_api_key(&NewApiKey {
-                client_id: "test123".into(),
-                ..NewApiKey::default()
-            })
-            .await
-            .unwrap();
+        let (store, created) = store_with_a_key().await;
         let id = created.record.key_id;
         let next = store
             .rotate_api_key_by(&id, Duration::from_secs(3600), "ops")
@@ -729,14 +736,7 @@ mod tests {
 
     #[tokio::test]
     async fn use_is_recorded_only_forward_in_time() {
-        let store = memory_store().await;
-        let created = store
-            .create_api_key(&NewApiKey {
-                client_id: "test123".into(),
-                ..NewApiKey::default()
-            })
-            .await
-            .unwrap();
+        let (store, created) = store_with_a_key().await;
         let id = &created.record.key_id;
         assert!(store
             .record_api_key_use(id, "2030-01-01T00:01:00Z")
