@@ -393,12 +393,7 @@ mod tests {
             "{text}"
         );
         #[cfg(target_os = "linux")]
-        for name in [
-            "process_cpu_seconds_total",
-            "process_resident_memory_bytes",
-            "process_open_fds",
-            "process_start_time_seconds",
-        ] {
+        for name in service_http::metrics::PROCESS_FAMILIES {
             assert!(own_names.iter().any(|n| n == name), "{name}: {text}");
         }
     }

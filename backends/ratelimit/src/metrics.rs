@@ -364,12 +364,7 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
         #[cfg(target_os = "linux")]
-        for name in [
-            "process_cpu_seconds_total",
-            "process_resident_memory_bytes",
-            "process_open_fds",
-            "process_start_time_seconds",
-        ] {
+        for name in service_http::metrics::PROCESS_FAMILIES {
             assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
         }
     }

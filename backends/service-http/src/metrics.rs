@@ -6,10 +6,8 @@
 //! count only its own requests. [`registry`] registers, besides the
 //! service's own families:
 //!
-//! * the `process_*` families of the crate's `ProcessCollector` (Linux):
-//!   `process_cpu_seconds_total`, `process_resident_memory_bytes`,
-//!   `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
-//!   `process_start_time_seconds`, `process_threads`;
+//! * the `process_*` families of the crate's `ProcessCollector` (Linux),
+//!   [`PROCESS_FAMILIES`];
 //! * `<name>_build_info{version="…"} 1`.
 //!
 //! Duration histograms use [`DURATION_BUCKETS`] (50 µs to 10 s).
@@ -23,6 +21,18 @@ use prometheus::{IntGaugeVec, Opts, Registry, TextEncoder};
 pub const DURATION_BUCKETS: [f64; 17] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
+];
+
+/// The families of the process collector every [`registry`] holds on
+/// Linux.
+pub const PROCESS_FAMILIES: [&str; 7] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+    "process_threads",
 ];
 
 /// A fresh registry holding the process collector (on Linux) and the gauge
@@ -88,12 +98,7 @@ mod tests {
     #[test]
     fn process_metrics_are_exported_on_linux() {
         let text = encode(&registry("x_build_info", "0", &[]));
-        for name in [
-            "process_cpu_seconds_total",
-            "process_resident_memory_bytes",
-            "process_open_fds",
-            "process_start_time_seconds",
-        ] {
+        for name in PROCESS_FAMILIES {
             assert!(
                 text.contains(&format!("\n{name} ")),
                 "{name} missing:\n{text}"
