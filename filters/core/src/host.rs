@@ -65,8 +65,13 @@ pub trait Host {
 
     /// Reads a shared-data value.
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
-    /// Writes a shared-data value (best effort).
-    fn shared_set(&self, key: &str, value: &[u8]);
+    /// Writes a shared-data value (best effort): an unconditional
+    /// [`Host::shared_set_if_unchanged`], a refused write logged at debug.
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        if self.shared_set_if_unchanged(key, value, None) == SharedWrite::Failed {
+            self.log(LogLevel::Debug, "filter: shared data write failed");
+        }
+    }
     /// Reads a shared-data value together with its version (Envoy's CAS
     /// number), for a later [`Host::shared_set_if_unchanged`]. `(None,
     /// None)` when the key does not exist.
@@ -307,13 +312,6 @@ impl Host for RecordingHost {
     fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
         self.shared_reads.set(self.shared_reads.get() + 1);
         self.shared.borrow().get(key).cloned()
-    }
-    fn shared_set(&self, key: &str, value: &[u8]) {
-        self.shared_writes.set(self.shared_writes.get() + 1);
-        self.bump_version(key);
-        self.shared
-            .borrow_mut()
-            .insert(key.to_owned(), value.to_vec());
     }
     fn shared_get_versioned(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         self.shared_reads.set(self.shared_reads.get() + 1);

@@ -128,15 +128,6 @@ impl Host for ProxyHost {
             .and_then(|(value, _)| value)
     }
 
-    fn shared_set(&self, key: &str, value: &[u8]) {
-        if hostcalls::set_shared_data(key, Some(value), None).is_err() {
-            let _ = hostcalls::log(
-                proxy_wasm::types::LogLevel::Debug,
-                "filter: shared data write failed",
-            );
-        }
-    }
-
     fn shared_get_versioned(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         hostcalls::get_shared_data(key).unwrap_or((None, None))
     }
