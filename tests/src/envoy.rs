@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{envoy_bin, free_port, scratch_dir};
+use crate::{envoy_bin, free_port, scratch_dir, Answer};
 
 /// `envoy --mode validate` on a config (placeholders filled with free ports).
 pub fn envoy_validate(yaml: &str) -> Result<(), String> {
@@ -198,6 +198,40 @@ impl Envoy {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
 
+    /// Sends a request (`send`) every 200 ms until its answer is `ready`,
+    /// for at most `within` (the active health checks pass a while after
+    /// Envoy is up): that answer. Panics with the last answer and Envoy's
+    /// log.
+    pub async fn until_answer<F, Fut>(
+        &self,
+        within: Duration,
+        mut send: F,
+        ready: impl Fn(&Answer) -> bool,
+    ) -> Answer
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Answer>,
+    {
+        let ready = &ready;
+        crate::poll(within, Duration::from_millis(200), || {
+            let answer = send();
+            async move {
+                let a = answer.await;
+                if ready(&a) {
+                    Ok(a)
+                } else {
+                    Err(format!(
+                        "gateway not ready: {} {}\n{}",
+                        a.status,
+                        a.body,
+                        self.log()
+                    ))
+                }
+            }
+        })
+        .await
+    }
+
     /// The process id, for tests that signal Envoy.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -234,8 +268,7 @@ impl Drop for Envoy {
 /// Loading the wasm filters blocks Envoy's main thread for seconds, so the
 /// first checks may have timed out.
 pub async fn wait_until_healthy(envoy: &Envoy, except: &[&str], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    crate::poll(within, Duration::from_millis(100), || async move {
         let clusters = envoy.admin_get("/clusters").await;
         let unhealthy: Vec<&str> = clusters
             .lines()
@@ -243,12 +276,10 @@ pub async fn wait_until_healthy(envoy: &Envoy, except: &[&str], within: Duration
             .filter(|l| !except.iter().any(|c| l.starts_with(&format!("{c}::"))))
             .collect();
         if unhealthy.is_empty() && clusters.contains("::health_flags::") {
-            return;
+            Ok(())
+        } else {
+            Err(format!("backends not healthy: {unhealthy:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "backends not healthy: {unhealthy:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }

@@ -40,6 +40,44 @@ pub fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// Checks an answer against the one error envelope (SPEC §6): `status`
+/// is `expected`, the content type is JSON, the body is
+/// `{"status":"error","error":{"code":<code>,"message":…,"request_id":…}}`
+/// with a message, and its request id is the (non-empty) `x-request-id`
+/// header (`header` looks a header up by its lower-case name). The parsed
+/// body, or what is amiss.
+pub fn check_envelope<'a>(
+    status: u16,
+    header: impl Fn(&str) -> Option<&'a str>,
+    body: &str,
+    expected: u16,
+    code: &str,
+) -> Result<serde_json::Value, String> {
+    let content_type = header("content-type");
+    let request_id = header("x-request-id");
+    if status != expected {
+        return Err(format!("status {status} (expected {expected}): {body}"));
+    }
+    if !content_type.is_some_and(|c| c.starts_with("application/json")) {
+        return Err(format!("content-type {content_type:?}: {body}"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body}"))?;
+    if v["status"] != "error" || v["error"]["code"] != code {
+        return Err(format!("expected a {code} envelope, got {body}"));
+    }
+    if v["error"]["message"].as_str().is_none_or(str::is_empty) {
+        return Err(format!("no message: {body}"));
+    }
+    match request_id {
+        Some(rid) if !rid.is_empty() && v["error"]["request_id"] == rid => Ok(v),
+        _ => Err(format!(
+            "request_id {} is not the x-request-id header {request_id:?}",
+            v["error"]["request_id"]
+        )),
+    }
+}
+
 /// A response read in full by reqwest, or a transport failure as status 0
 /// with the error in the body.
 pub struct Answer {
@@ -60,6 +98,12 @@ impl Answer {
             .unwrap_or_else(|| panic!("no {name}: {:?}", self.headers))
             .parse()
             .unwrap_or_else(|_| panic!("{name} is not a number: {:?}", self.headers))
+    }
+
+    /// Asserts the error envelope of [`check_envelope`]: the parsed body.
+    pub fn assert_envelope(&self, status: u16, code: &str) -> serde_json::Value {
+        check_envelope(self.status, |h| self.header(h), &self.body, status, code)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The body as JSON (`Null` when it is not JSON).
@@ -87,4 +131,17 @@ pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
             body: e.to_string(),
         },
     }
+}
+
+/// Sends `request` and reads the body as text; panics on a transport
+/// failure.
+pub async fn text(request: reqwest::RequestBuilder) -> String {
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request failed: {e}"));
+    response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading the body: {e}"))
 }

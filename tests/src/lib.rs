@@ -28,15 +28,29 @@ pub mod upstream;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 pub use config::{
     gateway_part, plain_proxy_config, render_gateway, render_local_gateway, static_cluster,
     wasm_filter,
 };
 pub use envoy::{envoy_validate, wait_until_healthy, Envoy};
-pub use http::{answer, dechunk, parse_response, Answer};
+pub use http::{answer, check_envelope, dechunk, parse_response, text, Answer};
 pub use servers::{postgres_binaries_or_skip, PrivatePostgres, PrivateRedis, ServerCert};
 pub use upstream::{CountingUpstream, RecordedRequest};
+
+/// The identity headers the gateway sets for upstreams: a client's own
+/// copies never reach a backend. The suites pin the list here, apart from
+/// the auth filter's own (`filter_core::auth::INTERNAL_HEADERS`), so that
+/// a header dropped there fails them.
+pub const IDENTITY_HEADERS: [&str; 6] = [
+    "x-client-id",
+    "x-client-scopes",
+    "x-auth-method",
+    "x-client-rate-limit",
+    "x-client-tier",
+    "x-api-key-id",
+];
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
@@ -105,6 +119,24 @@ pub fn wasm_file(lib_name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Tries `attempt` every `every` until it succeeds, for at most `within`:
+/// its value. Panics with the last failure (the `Err` of `attempt`) when
+/// the time is up.
+pub async fn poll<T, F, Fut>(within: Duration, every: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A TCP port free on 127.0.0.1 right now.

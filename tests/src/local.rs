@@ -67,6 +67,52 @@ pub fn local_gateway(
     crate::render_local_gateway(clusters, rls.http_addr.port(), &sets)
 }
 
+/// The services behind the `local` gateway that a test runs in its own
+/// process: the auth service (tokens signed by a secret), a counting
+/// upstream standing in for the data service, and a rate-limit service of
+/// its own.
+pub struct LocalServices {
+    pub auth: services::common::Server,
+    pub upstream: crate::CountingUpstream,
+    pub rls: ratelimit::Running,
+    secret: String,
+}
+
+impl LocalServices {
+    /// The auth service over `database_url` signing with `secret`, the
+    /// upstream, and the rate-limit service of [`rate_limit_config`]`(tag)`.
+    pub async fn start(database_url: &str, secret: &str, tag: &str) -> LocalServices {
+        let (auth, _state) = start_auth_service(database_url, secret).await;
+        let upstream = crate::CountingUpstream::start().await;
+        let rls = ratelimit::spawn(rate_limit_config(tag))
+            .await
+            .unwrap_or_else(|e| panic!("rate-limit service: {e}"));
+        LocalServices {
+            auth,
+            upstream,
+            rls,
+            secret: secret.to_owned(),
+        }
+    }
+
+    /// [`local_gateway`] in front of these, the calculation service at
+    /// `calculation` (the upstream when `None`), with the `extra` settings.
+    pub fn gateway(&self, calculation: Option<SocketAddr>, extra: &[String]) -> String {
+        let upstream = loopback(self.upstream.port);
+        local_gateway(
+            &local_upstreams(
+                upstream,
+                calculation.unwrap_or(upstream),
+                self.auth.addr,
+                self.rls.grpc_addr,
+            ),
+            &self.rls,
+            &self.secret,
+            extra,
+        )
+    }
+}
+
 /// gatewayctl as built by this workspace (`cargo test` builds it for its
 /// own tests; `make build` into target/server), built when missing.
 pub fn gatewayctl() -> PathBuf {

@@ -45,32 +45,17 @@ impl Reply {
     /// Checks status and, for errors, the SPEC §6 envelope with its
     /// `x-request-id`.
     fn check(&self, status: u16, code: Option<&str>) -> Result<(), String> {
-        if self.status != status {
-            return Err(format!(
+        match code {
+            Some(code) => {
+                e2e::check_envelope(self.status, |h| self.header(h), &self.body, status, code)
+                    .map(|_| ())
+            }
+            None if self.status != status => Err(format!(
                 "status {} (expected {status}): {}",
                 self.status, self.body
-            ));
+            )),
+            None => Ok(()),
         }
-        let Some(code) = code else { return Ok(()) };
-        if !self
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("application/json"))
-        {
-            return Err(format!("content-type {:?}", self.header("content-type")));
-        }
-        let v: Value = serde_json::from_str(&self.body)
-            .map_err(|e| format!("not JSON ({e}): {}", self.body))?;
-        if v["status"] != "error" || v["error"]["code"] != code {
-            return Err(format!("expected {code} envelope, got {}", self.body));
-        }
-        let rid = self.header("x-request-id").ok_or("no x-request-id")?;
-        if rid.is_empty() || v["error"]["request_id"] != rid {
-            return Err(format!(
-                "request_id {} != x-request-id {rid}",
-                v["error"]["request_id"]
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -368,73 +353,7 @@ async fn every_attack_in_the_catalogue_gets_its_documented_answer_and_nothing_sl
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(claims().to_string())
     );
-    c.bearer("jwt_alg_none", &none).await;
-    c.bearer(
-        "jwt_hs256_signed_with_an_es256_public_key",
-        &hs256(&claims(), None, EC_PUBLIC_PEM.as_bytes()),
-    )
-    .await;
-    c.bearer(
-        "jwt_signed_with_another_secret",
-        &hs256(&claims(), None, b"not-the-gateway-secret-0123456789abcdef"),
-    )
-    .await;
     let secret = SECRET.as_bytes();
-    c.bearer(
-        "jwt_unknown_kid",
-        &hs256(&claims(), Some("k-unknown"), secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_kid_with_path_characters",
-        &hs256(&claims(), Some("../../../../etc/passwd"), secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_kid_with_sql_characters",
-        &hs256(&claims(), Some("' OR '1'='1'; --"), secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_expired",
-        &hs256(&with(claims(), "exp", json!(now() - 3600)), None, secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_nbf_in_the_future",
-        &hs256(&with(claims(), "nbf", json!(now() + 3600)), None, secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_exp_as_a_string",
-        &hs256(
-            &with(claims(), "exp", json!((now() + 600).to_string())),
-            None,
-            secret,
-        ),
-    )
-    .await;
-    c.bearer(
-        "jwt_nbf_as_a_string",
-        &hs256(&with(claims(), "nbf", json!("yesterday")), None, secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_missing_exp",
-        &hs256(&without(claims(), "exp"), None, secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_wrong_issuer",
-        &hs256(&with(claims(), "iss", json!("evil-issuer")), None, secret),
-    )
-    .await;
-    c.bearer(
-        "jwt_wrong_audience",
-        &hs256(&with(claims(), "aud", json!("another-api")), None, secret),
-    )
-    .await;
-    c.bearer("jwt_bad_base64", "eyJ!!!.@@@.###").await;
     let payload = claims().to_string();
     let duplicated = payload.replacen(
         r#""sub":"test123""#,
@@ -442,11 +361,69 @@ async fn every_attack_in_the_catalogue_gets_its_documented_answer_and_nothing_sl
         1,
     );
     assert_ne!(payload, duplicated);
-    c.bearer(
-        "jwt_duplicated_claims",
-        &hs256_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &duplicated),
-    )
-    .await;
+    let refused_tokens = [
+        ("jwt_alg_none", none),
+        (
+            "jwt_hs256_signed_with_an_es256_public_key",
+            hs256(&claims(), None, EC_PUBLIC_PEM.as_bytes()),
+        ),
+        (
+            "jwt_signed_with_another_secret",
+            hs256(&claims(), None, b"not-the-gateway-secret-0123456789abcdef"),
+        ),
+        (
+            "jwt_unknown_kid",
+            hs256(&claims(), Some("k-unknown"), secret),
+        ),
+        (
+            "jwt_kid_with_path_characters",
+            hs256(&claims(), Some("../../../../etc/passwd"), secret),
+        ),
+        (
+            "jwt_kid_with_sql_characters",
+            hs256(&claims(), Some("' OR '1'='1'; --"), secret),
+        ),
+        (
+            "jwt_expired",
+            hs256(&with(claims(), "exp", json!(now() - 3600)), None, secret),
+        ),
+        (
+            "jwt_nbf_in_the_future",
+            hs256(&with(claims(), "nbf", json!(now() + 3600)), None, secret),
+        ),
+        (
+            "jwt_exp_as_a_string",
+            hs256(
+                &with(claims(), "exp", json!((now() + 600).to_string())),
+                None,
+                secret,
+            ),
+        ),
+        (
+            "jwt_nbf_as_a_string",
+            hs256(&with(claims(), "nbf", json!("yesterday")), None, secret),
+        ),
+        (
+            "jwt_missing_exp",
+            hs256(&without(claims(), "exp"), None, secret),
+        ),
+        (
+            "jwt_wrong_issuer",
+            hs256(&with(claims(), "iss", json!("evil-issuer")), None, secret),
+        ),
+        (
+            "jwt_wrong_audience",
+            hs256(&with(claims(), "aud", json!("another-api")), None, secret),
+        ),
+        ("jwt_bad_base64", "eyJ!!!.@@@.###".to_owned()),
+        (
+            "jwt_duplicated_claims",
+            hs256_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &duplicated),
+        ),
+    ];
+    for (name, token) in &refused_tokens {
+        c.bearer(name, token).await;
+    }
     let huge = format!(
         "{}{}",
         hs256(&claims(), None, secret),
@@ -460,44 +437,30 @@ async fn every_attack_in_the_catalogue_gets_its_documented_answer_and_nothing_sl
     .await;
 
     // --- API keys
-    c.rates_with("api_key_empty", "x-api-key: ", unauthorized)
-        .await;
-    c.rates_with(
-        "api_key_of_10_kb",
-        &format!("x-api-key: brl_{}", "a".repeat(10 * 1024)),
-        unauthorized,
-    )
-    .await;
     let mut off_by_one = valid.clone();
     let last = off_by_one.pop().unwrap();
     off_by_one.push(if last == 'a' { 'b' } else { 'a' });
-    c.rates_with(
-        "api_key_one_character_off",
-        &format!("x-api-key: {off_by_one}"),
-        unauthorized,
-    )
-    .await;
-    let revoked = c.revoked.clone();
-    c.rates_with(
-        "api_key_revoked",
-        &format!("x-api-key: {revoked}"),
-        unauthorized,
-    )
-    .await;
-    let expired = c.expired.clone();
-    c.rates_with(
-        "api_key_expired",
-        &format!("x-api-key: {expired}"),
-        unauthorized,
-    )
-    .await;
     let other = c.other_client.clone();
-    c.rates_with(
-        "two_api_key_headers",
-        &format!("x-api-key: {valid}\r\nx-api-key: {other}"),
-        unauthorized,
-    )
-    .await;
+    let refused_keys = [
+        ("api_key_empty", "x-api-key: ".to_owned()),
+        (
+            "api_key_of_10_kb",
+            format!("x-api-key: brl_{}", "a".repeat(10 * 1024)),
+        ),
+        (
+            "api_key_one_character_off",
+            format!("x-api-key: {off_by_one}"),
+        ),
+        ("api_key_revoked", format!("x-api-key: {}", c.revoked)),
+        ("api_key_expired", format!("x-api-key: {}", c.expired)),
+        (
+            "two_api_key_headers",
+            format!("x-api-key: {valid}\r\nx-api-key: {other}"),
+        ),
+    ];
+    for (name, header) in &refused_keys {
+        c.rates_with(name, header, unauthorized).await;
+    }
     c.case(
         "api_key_in_the_query_string",
         &format!("GET /api/v1/rates/AAPL?api_key={valid}&x-api-key={valid} HTTP/1.1"),

@@ -18,7 +18,7 @@ use e2e::local::{
     gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config, run_gatewayctl,
     sqlite_database, start_auth_service, unique,
 };
-use e2e::{answer, Answer, CountingUpstream, Envoy};
+use e2e::{answer, text, Answer, CountingUpstream, Envoy};
 use serde_json::Value;
 
 const SECRET: &str = "client-limits-test-secret-0123456789abcdef";
@@ -114,22 +114,15 @@ impl Stack {
         // active health checks of the upstream and the rate-limit service
         // have passed); a key of its own so no test key is spent.
         let warm = stack.key("warmup", Some(1_000_000)).await.0;
+        let client = http();
         for envoy in &stack.envoys {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let a = send(&http(), envoy, &warm, Route::Rates).await;
-                if a.status == 200 && a.header("x-ratelimit-limit").is_some() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "gateway not ready: {} {}\n{}",
-                    a.status,
-                    a.body,
-                    envoy.log()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            envoy
+                .until_answer(
+                    Duration::from_secs(30),
+                    || send(&client, envoy, &warm, Route::Rates),
+                    |a| a.status == 200 && a.header("x-ratelimit-limit").is_some(),
+                )
+                .await;
         }
         stack
     }
@@ -636,14 +629,7 @@ descriptors:
 }
 
 async fn reload_errors(stack: &Stack) -> u64 {
-    let text = http()
-        .get(stack.rls_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text(http().get(stack.rls_url("/metrics"))).await;
     text.lines()
         .find(|l| l.starts_with("ratelimit_limits_reload_errors_total"))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

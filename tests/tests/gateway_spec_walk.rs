@@ -9,56 +9,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, Envoy};
+use e2e::{answer, free_port, Answer, Envoy};
 use serde_json::{json, Value};
 use store::NewApiKey;
 
 const SECRET: &str = "spec-walk-hs256-secret-0123456789abcdef";
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-    fn assert_envelope(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "expected {code}; body {}", self.body);
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "content-type {:?} for {}",
-            self.header("content-type"),
-            self.body
-        );
-        let v = self.json();
-        assert_eq!(v["status"], "error", "{}", self.body);
-        assert_eq!(v["error"]["code"], code, "{}", self.body);
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{}",
-            self.body
-        );
-        let rid = self
-            .header("x-request-id")
-            .expect("x-request-id on every response");
-        assert!(!rid.is_empty());
-        assert_eq!(
-            v["error"]["request_id"], rid,
-            "request_id equals x-request-id"
-        );
-        v
-    }
-}
 
 /// `cluster.<name>.upstream_rq_total` from Envoy's admin stats.
 async fn upstream_requests(envoy: &Envoy, cluster: &str) -> u64 {
@@ -70,18 +25,6 @@ async fn upstream_requests(envoy: &Envoy, cluster: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&stat))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Reply {
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let body = r.text().await.unwrap_or_default();
-    Reply {
-        status,
-        headers,
-        body,
-    }
 }
 
 struct Walk {
@@ -101,15 +44,15 @@ impl Walk {
     fn url(&self, path: &str) -> String {
         self.envoy.url(path)
     }
-    async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+    async fn get(&self, path: &str, key: Option<&str>) -> Answer {
         let mut r = self.client.get(self.url(path));
         if let Some(k) = key {
             r = r.header("x-api-key", k);
         }
-        send(r).await
+        answer(r).await
     }
-    async fn calculate(&self, key: &str, body: &Value) -> Reply {
-        send(
+    async fn calculate(&self, key: &str, body: &Value) -> Answer {
+        answer(
             self.client
                 .post(self.url("/api/v1/calculate-locate"))
                 .header("x-api-key", key)
@@ -263,7 +206,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     );
 
     // Token exchange, then the JWT instead of the key.
-    let r = send(
+    let r = answer(
         w.client
             .post(w.url("/api/v1/auth/token"))
             .header("x-api-key", &w.test123),
@@ -274,7 +217,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 900);
     let token = v["access_token"].as_str().expect("access_token").to_owned();
-    let r = send(w.client.get(w.url("/api/v1/rates/GME")).bearer_auth(&token)).await;
+    let r = answer(w.client.get(w.url("/api/v1/rates/GME")).bearer_auth(&token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"current_rate\":0.6475"), "{}", r.body);
 
@@ -298,14 +241,14 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     assert_eq!(r.json()["status"], "success");
 
     // Worked example 2 (client123's own key, through a JWT of it).
-    let r = send(
+    let r = answer(
         w.client
             .post(w.url("/api/v1/auth/token"))
             .header("x-api-key", &w.client123),
     )
     .await;
     let token123 = r.json()["access_token"].as_str().unwrap().to_owned();
-    let r = send(
+    let r = answer(
         w.client
             .post(w.url("/api/v1/calculate-locate"))
             .bearer_auth(&token123)
@@ -337,7 +280,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
         .await
         .assert_envelope(401, "UNAUTHORIZED");
     let forged = format!("{}x", &token[..token.len() - 1]);
-    send(
+    answer(
         w.client
             .get(w.url("/api/v1/rates/AAPL"))
             .bearer_auth(forged),
@@ -348,7 +291,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     // CORS: a preflight carries no credentials and is answered before
     // authentication; even a 401 carries the CORS headers; other origins
     // get none.
-    let r = send(
+    let r = answer(
         w.client
             .request(reqwest::Method::OPTIONS, w.url("/api/v1/calculate-locate"))
             .header("origin", "https://app.example.com")
@@ -364,7 +307,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     assert!(r
         .header("access-control-allow-methods")
         .is_some_and(|m| m.contains("POST")));
-    let r = send(
+    let r = answer(
         w.client
             .get(w.url("/api/v1/rates/AAPL"))
             .header("origin", "https://app.example.com"),
@@ -375,7 +318,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
         r.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
-    let r = send(
+    let r = answer(
         w.client
             .get(w.url("/api/v1/rates/AAPL"))
             .header("x-api-key", &w.test123)
@@ -408,7 +351,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     .assert_envelope(404, "CLIENT_NOT_FOUND");
 
     // 405: a known path, the wrong method.
-    send(
+    answer(
         w.client
             .post(w.url("/api/v1/rates/AAPL"))
             .header("x-api-key", &w.test123),
@@ -423,7 +366,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
         r#"{{"ticker":"AAPL","position_value":100,"loan_days":1,"client_id":"test123","pad":"{}"}}"#,
         "x".repeat(9000)
     );
-    send(
+    answer(
         w.client
             .post(w.url("/api/v1/calculate-locate"))
             .header("x-api-key", &w.test123)
@@ -432,7 +375,7 @@ async fn the_spec_walk_through_the_rendered_local_gateway() {
     )
     .await
     .assert_envelope(413, "PAYLOAD_TOO_LARGE");
-    send(
+    answer(
         w.client
             .post(w.url("/api/v1/calculate-locate"))
             .header("x-api-key", &w.test123)

@@ -7,24 +7,10 @@
 //! for an authenticated caller. A local_reply_config maps 429 to the SPEC §6
 //! envelope, as the gateway's listener does.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use e2e::{CountingUpstream, Envoy};
+use e2e::local::{rate_limit_config, unique};
+use e2e::{answer, Answer, CountingUpstream, Envoy};
 use ratelimit::{Config, Running};
 use serde_json::{json, Value};
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The gateway's rate-limit filter and descriptors (gateway-config's
 /// `parts`, with RATE_LIMIT_TIMEOUT_MS' default 100 ms; fail open unless
@@ -143,35 +129,8 @@ fn envoy_config_with(
         .replace("\"__LISTENER_PORT__\"", "{{LISTENER_PORT}}")
 }
 
-fn rls_config() -> Config {
-    Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        key_prefix: unique("e2e"),
-        ..Config::default()
-    }
-}
-
 async fn rls(config: Config) -> Running {
     ratelimit::spawn(config).await.unwrap()
-}
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn header_u64(&self, name: &str) -> u64 {
-        self.header(name)
-            .unwrap_or_else(|| panic!("no {name} header: {:?}", self.headers))
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} is not an integer"))
-    }
 }
 
 async fn get(envoy: &Envoy, client: Option<(&str, Option<u64>)>) -> Answer {
@@ -182,15 +141,7 @@ async fn get(envoy: &Envoy, client: Option<(&str, Option<u64>)>) -> Answer {
             req = req.header("x-client-rate-limit", l.to_string());
         }
     }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let body = r.text().await.unwrap();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    answer(req).await
 }
 
 fn assert_rate_limited_envelope(a: &Answer) {
@@ -202,7 +153,7 @@ fn assert_rate_limited_envelope(a: &Answer) {
     let request_id = a.header("x-request-id").expect("x-request-id on a 429");
     assert!(!request_id.is_empty());
     assert_eq!(body["error"]["request_id"], request_id);
-    let retry = a.header_u64("retry-after");
+    let retry = a.number("retry-after");
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
 }
 
@@ -214,7 +165,7 @@ async fn the_fragment_passes_envoy_validation() {
 
 #[tokio::test]
 async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envelope() {
-    let service = rls(rls_config()).await;
+    let service = rls(rate_limit_config("e2e")).await;
     let upstream = CountingUpstream::start().await;
     let envoy = Envoy::start(&envoy_config(upstream.port, service.grpc_addr.port())).await;
     let client = unique("client");
@@ -222,20 +173,17 @@ async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envel
     for expected_remaining in [2u64, 1, 0] {
         let a = get(&envoy, Some((&client, Some(3)))).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.header_u64("x-ratelimit-limit"), 3);
-        assert_eq!(a.header_u64("x-ratelimit-remaining"), expected_remaining);
-        let reset = a.header_u64("x-ratelimit-reset");
+        assert_eq!(a.number("x-ratelimit-limit"), 3);
+        assert_eq!(a.number("x-ratelimit-remaining"), expected_remaining);
+        let reset = a.number("x-ratelimit-reset");
         assert!((1..=60).contains(&reset), "reset {reset}");
         assert!(a.header("retry-after").is_none());
     }
     let a = get(&envoy, Some((&client, Some(3)))).await;
     assert_rate_limited_envelope(&a);
-    assert_eq!(a.header_u64("x-ratelimit-limit"), 3);
-    assert_eq!(a.header_u64("x-ratelimit-remaining"), 0);
-    assert_eq!(
-        a.header_u64("x-ratelimit-reset"),
-        a.header_u64("retry-after")
-    );
+    assert_eq!(a.number("x-ratelimit-limit"), 3);
+    assert_eq!(a.number("x-ratelimit-remaining"), 0);
+    assert_eq!(a.number("x-ratelimit-reset"), a.number("retry-after"));
     assert!(a.header("x-envoy-ratelimited").is_none());
     assert_eq!(
         upstream.count(),
@@ -248,19 +196,18 @@ async fn a_key_with_limit_n_gets_n_successes_then_429_with_headers_and_the_envel
     // Another client has its own budget; the default applies without an own limit.
     let other = get(&envoy, Some((&unique("other"), None))).await;
     assert_eq!(other.status, 200);
-    assert_eq!(other.header_u64("x-ratelimit-limit"), 60);
-    assert_eq!(other.header_u64("x-ratelimit-remaining"), 59);
+    assert_eq!(other.number("x-ratelimit-limit"), 60);
+    assert_eq!(other.number("x-ratelimit-remaining"), 59);
 }
 
 #[tokio::test]
 async fn unauthenticated_requests_are_limited_per_source_address() {
-    let dir = std::env::temp_dir().join(unique("rl-e2e"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = e2e::scratch_dir("rl-e2e");
     let file = dir.join("limits.yaml");
     std::fs::write(&file, "unauthenticated:\n  per_minute: 2\n").unwrap();
     let service = rls(Config {
         limits_file: Some(file),
-        ..rls_config()
+        ..rate_limit_config("e2e")
     })
     .await;
     let upstream = CountingUpstream::start().await;
@@ -268,8 +215,8 @@ async fn unauthenticated_requests_are_limited_per_source_address() {
     for remaining in [1u64, 0] {
         let a = get(&envoy, None).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.header_u64("x-ratelimit-limit"), 2);
-        assert_eq!(a.header_u64("x-ratelimit-remaining"), remaining);
+        assert_eq!(a.number("x-ratelimit-limit"), 2);
+        assert_eq!(a.number("x-ratelimit-remaining"), remaining);
     }
     let a = get(&envoy, None).await;
     assert_rate_limited_envelope(&a);
@@ -288,7 +235,7 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
     // Two service replicas on the same Redis (and key prefix), one per Envoy.
     let config = Config {
         redis_url: Some(redis_url),
-        ..rls_config()
+        ..rate_limit_config("e2e")
     };
     let rls_a = rls(config.clone()).await;
     let rls_b = rls(config).await;
@@ -303,7 +250,7 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
         if a.status == 429 {
             assert_rate_limited_envelope(&a);
         } else {
-            assert_eq!(a.header_u64("x-ratelimit-limit"), 4);
+            assert_eq!(a.number("x-ratelimit-limit"), 4);
         }
         statuses.push(a.status);
     }
@@ -320,7 +267,7 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
 #[tokio::test]
 async fn with_failure_mode_deny_a_stopped_rate_limit_service_means_429_and_nothing_reaches_upstream(
 ) {
-    let service = rls(rls_config()).await;
+    let service = rls(rate_limit_config("e2e")).await;
     let upstream = CountingUpstream::start().await;
     let envoy = Envoy::start(&envoy_config_with(
         upstream.port,
@@ -377,7 +324,7 @@ async fn bench_latency_added_by_the_rate_limit_filters() {
         .and_then(|p| p.parse().ok());
     let service = rls(Config {
         default_per_minute: 1_000_000_000,
-        ..rls_config()
+        ..rate_limit_config("e2e")
     })
     .await;
     let rls_port = external.unwrap_or(service.grpc_addr.port());

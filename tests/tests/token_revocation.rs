@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use e2e::local::{
-    gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config, sqlite_database,
-    start_auth_service, unique,
-};
-use e2e::{answer, Answer, CountingUpstream, Envoy};
+use e2e::local::{gatewayctl_json, sqlite_database, unique, LocalServices};
+use e2e::{answer, Answer, Envoy};
 use serde_json::Value;
 
 const SECRET: &str = "token-revocation-test-secret-0123456789abcdef";
@@ -49,22 +46,14 @@ fn claims(token: &str) -> Value {
 #[tokio::test]
 async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
     let (dir, database_url) = sqlite_database("token-revocation");
-    let (auth_server, _auth) = start_auth_service(&database_url, SECRET).await;
-    let upstream = CountingUpstream::start().await;
-    let rls = ratelimit::spawn(rate_limit_config("revocation"))
-        .await
-        .unwrap();
-    let yaml = local_gateway(
-        &local_upstreams(
-            loopback(upstream.port),
-            loopback(upstream.port),
-            auth_server.addr,
-            rls.grpc_addr,
-        ),
-        &rls,
-        SECRET,
-        &[],
-    );
+    let services = LocalServices::start(&database_url, SECRET, "revocation").await;
+    let yaml = services.gateway(None, &[]);
+    let LocalServices {
+        auth: auth_server,
+        upstream,
+        rls: _rls,
+        ..
+    } = services;
     let envoy = Envoy::start(&yaml).await;
 
     // A key made with gatewayctl, with a limit well above this test's pace.
@@ -85,21 +74,13 @@ async fn a_token_stops_within_the_revocation_window_once_its_key_is_revoked() {
     let key_id = created["key_id"].as_str().unwrap().to_owned();
 
     // Ready once the key answers through the gateway (health checks passed).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let a = locate(&envoy, &client_id, ("x-api-key", &key)).await;
-        if a.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway not ready: {} {}\n{}",
-            a.status,
-            a.body,
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    envoy
+        .until_answer(
+            Duration::from_secs(30),
+            || locate(&envoy, &client_id, ("x-api-key", &key)),
+            |a| a.status == 200,
+        )
+        .await;
 
     // Exchange the key for a token: it names the key (the gateway's id,
     // never one the client sends).

@@ -11,13 +11,10 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::local::{
-    gatewayctl_json, local_gateway, local_upstreams, loopback, rate_limit_config,
-    serve_trace_receiver, sqlite_database, start_auth_service,
-};
-use e2e::{CountingUpstream, Envoy};
+use e2e::local::{gatewayctl_json, loopback, serve_trace_receiver, sqlite_database, LocalServices};
+use e2e::Envoy;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -127,20 +124,9 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     ))
     .await
     .unwrap();
-    let (auth_server, _auth) = start_auth_service(&database_url, SECRET).await;
-    let upstream = CountingUpstream::start().await;
-    let rls = ratelimit::spawn(rate_limit_config("tracing"))
-        .await
-        .unwrap();
-    let yaml = local_gateway(
-        &local_upstreams(
-            loopback(upstream.port),
-            calc_server.addr,
-            auth_server.addr,
-            rls.grpc_addr,
-        ),
-        &rls,
-        SECRET,
+    let services = LocalServices::start(&database_url, SECRET, "tracing").await;
+    let yaml = services.gateway(
+        Some(calc_server.addr),
         &[format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}")],
     );
     assert!(yaml.contains("envoy.tracers.opentelemetry"));
@@ -151,11 +137,7 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     e2e::wait_until_healthy(&envoy, &["ops_service"], Duration::from_secs(30)).await;
 
     // The first request of this key: the auth filter asks the auth service.
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = e2e::stand_in::client();
     let response = client
         .post(envoy.url("/api/v1/calculate-locate"))
         .header("content-type", "application/json")
@@ -177,18 +159,16 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
     assert_eq!(status, 200, "{body}\n{}", envoy.log());
 
     // The access log line names the trace.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        if let Some(line) = access_line(&envoy.log(), &request_id) {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log line:\n{}",
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (gateway, rid) = (&envoy, request_id.as_str());
+    let line = e2e::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async move {
+            access_line(&gateway.log(), rid)
+                .ok_or_else(|| format!("no access log line:\n{}", gateway.log()))
+        },
+    )
+    .await;
     let trace_id = line["trace_id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(trace_id.len(), 32, "{line}");
     assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
@@ -206,24 +186,28 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
             s.service == "backends-under-test" && s.name == "POST /calculate-locate"
         }),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        service_log::flush();
-        let spans: Vec<Received> = receiver.0.lock().unwrap().clone();
-        let missing: Vec<&str> = wanted
-            .iter()
-            .filter(|(_, is)| !spans.iter().any(|s| s.trace_id == trace_id && is(s)))
-            .map(|(what, _)| *what)
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trace {trace_id}: no span from {missing:?}; received: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (receiver, wanted, trace_id) = (&receiver, &wanted, trace_id.as_str());
+    e2e::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async move {
+            service_log::flush();
+            let spans: Vec<Received> = receiver.0.lock().unwrap().clone();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|(_, is)| !spans.iter().any(|s| s.trace_id == trace_id && is(s)))
+                .map(|(what, _)| *what)
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "trace {trace_id}: no span from {missing:?}; received: {spans:#?}"
+                ))
+            }
+        },
+    )
+    .await;
 
     // The filters' lines carry the trace id of their request too.
     for (credential, body, status, msg) in [
@@ -245,27 +229,32 @@ async fn one_request_is_one_trace_from_envoy_through_auth_rate_limit_and_calcula
             .unwrap();
         assert_eq!(r.status().as_u16(), status);
         let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = envoy.log();
-            let access = access_line(&log, &request_id);
-            let line = log
-                .lines()
-                .find(|l| l.contains(&format!("msg=\"{msg}\"")) && l.contains(&request_id));
-            if let (Some(access), Some(line)) = (access, line) {
-                let trace_id = access["trace_id"].as_str().unwrap_or_default();
-                assert_eq!(trace_id.len(), 32, "{access}");
-                assert!(
-                    line.ends_with(&format!(
-                        "request_id=\"{request_id}\" trace_id=\"{trace_id}\""
-                    )),
-                    "{line}"
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "no {msg} line:\n{log}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (gateway, rid) = (&envoy, request_id.as_str());
+        let (access, line) = e2e::poll(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async move {
+                let log = gateway.log();
+                let access = access_line(&log, rid);
+                let line = log
+                    .lines()
+                    .find(|l| l.contains(&format!("msg=\"{msg}\"")) && l.contains(rid))
+                    .map(str::to_owned);
+                match (access, line) {
+                    (Some(access), Some(line)) => Ok((access, line)),
+                    _ => Err(format!("no {msg} line:\n{log}")),
+                }
+            },
+        )
+        .await;
+        let trace_id = access["trace_id"].as_str().unwrap_or_default();
+        assert_eq!(trace_id.len(), 32, "{access}");
+        assert!(
+            line.ends_with(&format!(
+                "request_id=\"{request_id}\" trace_id=\"{trace_id}\""
+            )),
+            "{line}"
+        );
     }
     drop(envoy);
     let _ = std::fs::remove_dir_all(&dir);

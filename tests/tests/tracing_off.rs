@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::local::{loopback, serve_trace_receiver};
 use e2e::{free_port, Envoy};
@@ -71,43 +71,45 @@ async fn without_an_otlp_endpoint_nothing_is_rendered_installed_or_exported() {
     }
     let envoy = Envoy::start(&yaml).await;
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let request_id = loop {
-        let r = client
-            .get(envoy.url("/api/v1/rates/AAPL"))
-            .header(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break r.headers()["x-request-id"].to_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "{}", envoy.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let client = e2e::stand_in::client();
+    let (gateway, client) = (&envoy, &client);
+    let request_id = e2e::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async move {
+            let r = client
+                .get(gateway.url("/api/v1/rates/AAPL"))
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                Ok(r.headers()["x-request-id"].to_str().unwrap().to_owned())
+            } else {
+                Err(gateway.log())
+            }
+        },
+    )
+    .await;
 
     // The access log line is there, without a trace id.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        let found = envoy
-            .log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["msg"] == "Access" && v["request_id"] == request_id.as_str());
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no access log line");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rid = request_id.as_str();
+    let line = e2e::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async move {
+            gateway
+                .log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["msg"] == "Access" && v["request_id"] == rid)
+                .ok_or_else(|| "no access log line".to_owned())
+        },
+    )
+    .await;
     assert!(
         line["trace_id"].is_null() || line["trace_id"] == "-",
         "{line}"

@@ -46,12 +46,7 @@ async fn valid_key_reaches_upstream_as_its_client_with_spoofed_headers_and_key_r
     // The second request is answered from the cache: the auth service is
     // asked once.
     assert_eq!(gw.status_with_key(&key).await, 200);
-    let verifications = reqwest::get(gw.auth.as_ref().unwrap().url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let verifications = e2e::text(gw.client.get(gw.auth.as_ref().unwrap().url("/metrics"))).await;
     assert!(
         verifications.contains("auth_key_verifications_total{result=\"active\"} 1\n"),
         "{verifications}"

@@ -81,14 +81,7 @@ async fn operators_promql_answers_plausible_values_from_a_real_prometheus() {
         );
     }
 
-    let gateway_metrics = client()
-        .get(envoy.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let gateway_metrics = e2e::text(client().get(envoy.url("/metrics"))).await;
     assert!(
         gateway_metrics.contains("http_request_duration_seconds_bucket{"),
         "{gateway_metrics}"

@@ -102,24 +102,26 @@ impl Prometheus {
 
     /// Polls a query until it has a sample for which `accept` holds.
     pub async fn wait_for(&self, promql: &str, accept: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(45);
-        loop {
-            let values: Vec<f64> = self
-                .query(promql)
-                .await
-                .iter()
-                .filter_map(|s| s["value"][1].as_str()?.parse().ok())
-                .collect();
-            if let Some(v) = values.iter().copied().find(|v| accept(*v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{promql}` never gave an acceptable value (last {values:?})\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let accept = &accept;
+        e2e::poll(
+            Duration::from_secs(45),
+            Duration::from_millis(500),
+            || async move {
+                let values: Vec<f64> = self
+                    .query(promql)
+                    .await
+                    .iter()
+                    .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+                    .collect();
+                values.iter().copied().find(|v| accept(*v)).ok_or_else(|| {
+                    format!(
+                        "`{promql}` never gave an acceptable value (last {values:?})\n{}",
+                        self.log()
+                    )
+                })
+            },
+        )
+        .await
     }
 
     pub async fn scrape_health(&self) -> Value {
