@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn a_calculation_is_retried_only_when_it_never_reached_a_backend() {
-    let v = parsed(&render_ok(
-        &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let v = rendered(&["--shape", "local"]);
     let post = route(&v, "/api/v1/calculate-locate", "calculation_service");
     assert_eq!(
         post["route"]["retry_policy"]["retry_on"],
@@ -36,10 +33,7 @@ fn a_calculation_is_retried_only_when_it_never_reached_a_backend() {
 
 #[test]
 fn every_backend_cluster_has_timeouts_breakers_budget_outlier_detection_and_health_checks() {
-    let v = parsed(&render_ok(
-        &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let v = rendered(&["--shape", "local"]);
     for name in [
         "data_service",
         "calculation_service",
@@ -76,10 +70,7 @@ fn every_backend_cluster_has_timeouts_breakers_budget_outlier_detection_and_heal
 #[test]
 fn the_admin_interface_listens_on_loopback_in_every_shape() {
     for shape in ["local", "compose"] {
-        let v = parsed(&render_ok(
-            &["--shape", shape],
-            &[("JWT_SECRET_KEY", SECRET)],
-        ));
+        let v = rendered(&["--shape", shape]);
         assert_eq!(
             v["admin"]["address"]["socket_address"]["address"], "127.0.0.1",
             "{shape}"
@@ -89,10 +80,7 @@ fn the_admin_interface_listens_on_loopback_in_every_shape() {
 
 #[test]
 fn edge_hardening_settings_are_in_every_listener() {
-    let v = parsed(&render_ok(
-        &["--shape", "compose", "--tls", "on"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let v = rendered(&["--shape", "compose", "--tls", "on"]);
     let hcms = public_hcms(&v);
     assert_eq!(hcms.len(), 2, "plain and TLS listeners");
     for hcm in &hcms {
@@ -128,14 +116,8 @@ fn edge_hardening_settings_are_in_every_listener() {
 
 #[test]
 fn local_and_compose_shapes_differ_only_in_addresses_and_paths() {
-    let local = parsed(&render_ok(
-        &["--shape", "local"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
-    let compose = parsed(&render_ok(
-        &["--shape", "compose"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let local = rendered(&["--shape", "local"]);
+    let compose = rendered(&["--shape", "compose"]);
     // Blank out what legitimately differs: addresses, file paths, the
     // cluster type that follows from DNS names, the node id and the
     // compose-only admin listener and cluster. Everything else must be

@@ -57,6 +57,11 @@ fn parsed(yaml: &str) -> Value {
     serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
 }
 
+/// The configuration for `args` with only the JWT secret set, parsed.
+fn rendered(args: &[&str]) -> Value {
+    parsed(&render_ok(args, &[("JWT_SECRET_KEY", SECRET)]))
+}
+
 fn wasm_dir() -> PathBuf {
     let auth = wasm_file("auth_filter");
     wasm_file("validation_filter");

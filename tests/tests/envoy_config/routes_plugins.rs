@@ -22,10 +22,7 @@ fn plugin_configurations_follow_the_environment() {
 
 #[test]
 fn the_docs_page_files_are_routed_to_the_ops_service_and_exactly_they_are_public() {
-    let v = parsed(&render_ok(
-        &["--shape", "local", "--tls", "off"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let v = rendered(&["--shape", "local", "--tls", "off"]);
     let docs = route(&v, "/docs/{file}", "ops_service");
     assert_eq!(docs["match"]["prefix"], "/docs/");
     let public: Vec<String> = plugin_config(&v, "auth_filter").expect("auth filter")
@@ -89,10 +86,7 @@ fn the_per_instance_bucket_is_the_auth_filters_own_sized_from_each_keys_limit() 
 
 #[test]
 fn per_route_descriptors_name_each_api_route_with_the_client() {
-    let v = parsed(&render_ok(
-        &["--shape", "local", "--tls", "off"],
-        &[("JWT_SECRET_KEY", SECRET)],
-    ));
+    let v = rendered(&["--shape", "local", "--tls", "off"]);
     let limits = public_hcms(&v)[0]["route_config"]["virtual_hosts"][0]["rate_limits"].clone();
     let actions: Vec<Value> = limits
         .as_array()
