@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::stack::{gateway_stack, GatewayStack};
+use super::stack::{gateway_stack, get_with_key, GatewayStack};
 use super::{client, get_text, ops_all_up};
 
 #[tokio::test]
@@ -124,12 +124,7 @@ async fn the_docs_page_authorizes_and_tries_out_a_locate_fee_in_a_real_browser()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = client()
-        .get(envoy.url("/docs/nope.js"))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with_key(&envoy, "/docs/nope.js", &key).await;
     assert_eq!(r.status().as_u16(), 404);
 
     let shot = if std::env::var("UPDATE_DOCS_SCREENSHOT").as_deref() == Ok("1") {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::stack::{gateway_stack, GatewayStack};
-use super::{assert_valid_exposition, client, get_text, tempdir};
+use super::stack::{gateway_stack, get_with_key, GatewayStack};
+use super::{assert_valid_exposition, get_text, tempdir};
 
 fn schemathesis() -> Option<PathBuf> {
     let p = e2e::repo_root().join(".venv/bin/schemathesis");
@@ -78,12 +78,7 @@ async fn schemathesis_finds_no_server_errors_and_no_undocumented_answers_through
     } = gateway_stack().await;
 
     // The operator endpoints through the real gateway and its real admin API.
-    let r = client()
-        .get(envoy.url("/discovery/services"))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with_key(&envoy, "/discovery/services", &key).await;
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.unwrap();
     let data_service = v["services"]

@@ -43,6 +43,16 @@ pub struct GatewayStack {
     pub _servers: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// `GET <path>` through `envoy` with the API key `key`.
+pub async fn get_with_key(envoy: &e2e::Envoy, path: &str, key: &str) -> reqwest::Response {
+    client()
+        .get(envoy.url(path))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Starts a [`GatewayStack`] and waits (bounded) until it answers.
 pub async fn gateway_stack() -> GatewayStack {
     for filter in ["auth_filter", "validation_filter", "metrics_filter"] {
@@ -107,12 +117,7 @@ pub async fn gateway_stack() -> GatewayStack {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     for path in ["/api/v1/rates/AAPL", "/discovery/services"] {
         loop {
-            let r = client()
-                .get(envoy.url(path))
-                .header("x-api-key", &key)
-                .send()
-                .await
-                .unwrap();
+            let r = get_with_key(&envoy, path, &key).await;
             let status = r.status().as_u16();
             let body = r.text().await.unwrap();
             if status == 200 {
