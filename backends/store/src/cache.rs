@@ -33,6 +33,26 @@ impl<T: Clone> TtlCache<T> {
         }
     }
 
+    /// The entry for `key` while younger than `ttl`, else what `fetch`
+    /// reads, kept (aged from before the read) when found: absent keys are
+    /// not cached.
+    pub(crate) async fn read_through(
+        cache: &Mutex<Self>,
+        key: &str,
+        ttl: Duration,
+        fetch: impl std::future::Future<Output = Result<Option<T>>>,
+    ) -> Result<Option<T>> {
+        if let Some(v) = Self::get(cache, key, ttl) {
+            return Ok(Some(v));
+        }
+        let fetched_at = Instant::now();
+        let value = fetch.await?;
+        if let Some(v) = &value {
+            Self::put(cache, key, fetched_at, v.clone());
+        }
+        Ok(value)
+    }
+
     pub(crate) fn forget(cache: &Mutex<Self>, key: &str) {
         if let Ok(mut c) = cache.lock() {
             c.entries.remove(key);

@@ -29,15 +29,13 @@ impl Store {
     /// A client through the in-process cache (same staleness bound as
     /// stocks). Unknown clients are not cached.
     pub async fn client_cached(&self, client_id: &str) -> Result<Option<Client>> {
-        if let Some(c) = TtlCache::get(&self.clients, client_id, self.cache_ttl) {
-            return Ok(Some(c));
-        }
-        let fetched_at = Instant::now();
-        let client = self.client(client_id).await?;
-        if let Some(c) = &client {
-            TtlCache::put(&self.clients, client_id, fetched_at, c.clone());
-        }
-        Ok(client)
+        TtlCache::read_through(
+            &self.clients,
+            client_id,
+            self.cache_ttl,
+            self.client(client_id),
+        )
+        .await
     }
 
     /// All clients, by id.

@@ -42,15 +42,7 @@ impl Store {
     /// A stock through the in-process cache (entries at most
     /// [`StoreOptions::rate_cache_ttl`] old). Unknown tickers are not cached.
     pub async fn stock_cached(&self, ticker: &str) -> Result<Option<Stock>> {
-        if let Some(s) = TtlCache::get(&self.stocks, ticker, self.cache_ttl) {
-            return Ok(Some(s));
-        }
-        let fetched_at = Instant::now();
-        let stock = self.stock(ticker).await?;
-        if let Some(s) = &stock {
-            TtlCache::put(&self.stocks, ticker, fetched_at, s.clone());
-        }
-        Ok(stock)
+        TtlCache::read_through(&self.stocks, ticker, self.cache_ttl, self.stock(ticker)).await
     }
 
     /// All stocks, by ticker.
