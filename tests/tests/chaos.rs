@@ -348,6 +348,23 @@ impl Ports {
     }
 }
 
+/// One dependency's outage under the load: `stop` it, leave it down for
+/// [`PAUSE`], `start` it again (noted in `returned_at` as `name`) and give
+/// the gateway [`SETTLE`]: the new instance.
+async fn outage<T>(
+    returned_at: &mut Vec<(&'static str, Instant)>,
+    name: &'static str,
+    stop: impl std::future::Future<Output = ()>,
+    start: impl std::future::Future<Output = T>,
+) -> T {
+    stop.await;
+    tokio::time::sleep(PAUSE).await;
+    let back = start.await;
+    returned_at.push((name, Instant::now()));
+    tokio::time::sleep(SETTLE).await;
+    back
+}
+
 async fn create_key(store: &store::Store) -> String {
     store
         .create_api_key(&NewApiKey {
@@ -386,33 +403,33 @@ async fn under_load_each_dependency_stops_and_returns_without_a_lost_audit_row_o
     let mut returned_at = Vec::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    calc.shutdown().await;
-    tokio::time::sleep(PAUSE).await;
-    let (calc, _) = services::state::start_calculation_service(&service(ports.calc))
-        .await
-        .unwrap();
-    returned_at.push(("calculation service", Instant::now()));
-    tokio::time::sleep(SETTLE).await;
-
-    auth.shutdown().await;
-    tokio::time::sleep(PAUSE).await;
-    let (auth, _) = auth_service::start(&auth_config).await.unwrap();
-    returned_at.push(("auth service", Instant::now()));
-    tokio::time::sleep(SETTLE).await;
-
-    rls.stop().await;
-    tokio::time::sleep(PAUSE).await;
-    let rls = ratelimit::spawn(rls_config.clone()).await.unwrap();
-    returned_at.push(("rate-limit service", Instant::now()));
-    tokio::time::sleep(SETTLE).await;
-
-    data.shutdown().await;
-    tokio::time::sleep(PAUSE).await;
-    let (data, _) = services::state::start_data_service(&service(ports.data))
-        .await
-        .unwrap();
-    returned_at.push(("data service", Instant::now()));
-    tokio::time::sleep(SETTLE).await;
+    let calc = outage(
+        &mut returned_at,
+        "calculation service",
+        calc.shutdown(),
+        async {
+            services::state::start_calculation_service(&service(ports.calc))
+                .await
+                .unwrap()
+                .0
+        },
+    )
+    .await;
+    let auth = outage(&mut returned_at, "auth service", auth.shutdown(), async {
+        auth_service::start(&auth_config).await.unwrap().0
+    })
+    .await;
+    let rls = outage(&mut returned_at, "rate-limit service", rls.stop(), async {
+        ratelimit::spawn(rls_config.clone()).await.unwrap()
+    })
+    .await;
+    let data = outage(&mut returned_at, "data service", data.shutdown(), async {
+        services::state::start_data_service(&service(ports.data))
+            .await
+            .unwrap()
+            .0
+    })
+    .await;
 
     let answers = load.stop().await;
     assert_nothing_lost(&answers, &returned_at, &db, &envoy.log(), false).await;
