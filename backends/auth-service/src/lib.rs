@@ -34,10 +34,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pricing::{ErrorCode, ErrorEnvelope};
 use serde::{Deserialize, Serialize};
-use service_http::metrics::prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
-};
-use service_http::metrics::{register, DURATION_BUCKETS};
+use service_http::metrics::prometheus::{Histogram, IntCounter, IntCounterVec, Opts, Registry};
+use service_http::metrics::{duration_histogram, register};
 use service_http::{
     health_ok, health_unavailable, liveness, readiness, serve_with, ApiJson, AppError, RequestId,
     Server, REQUEST_ID_HEADER,
@@ -77,17 +75,13 @@ impl Default for AuthMetrics {
             &["result"],
         )
         .expect("valid metric options");
-        let verify_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "auth_key_verification_duration_seconds",
-                "Time to answer one key verification call of the gateway.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-        )
-        .expect("valid metric options");
+        let verify_duration = duration_histogram(
+            &registry,
+            "auth_key_verification_duration_seconds",
+            "Time to answer one key verification call of the gateway.",
+        );
         register(&registry, &tokens_issued);
         register(&registry, &verifications);
-        register(&registry, &verify_duration);
         Self {
             tokens_issued,
             verified_active: verifications.with_label_values(&["active"]),

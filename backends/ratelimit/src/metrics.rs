@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use service_http::metrics::prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-use service_http::metrics::{encode, register, registry, DURATION_BUCKETS};
+use service_http::metrics::{duration_histogram, encode, register, registry};
 
 /// Per client seen in its current window: hits counted and the limit.
 /// Entries whose window has ended are dropped, so the label set stays
@@ -224,15 +224,11 @@ impl Default for Metrics {
             SERIES_MAX,
         );
         register(&registry, &detailed.counter);
-        let latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "ratelimit_decision_duration_seconds",
-                "Time to answer one ShouldRateLimit call.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-        )
-        .expect("valid metric options");
-        register(&registry, &latency);
+        let latency = duration_histogram(
+            &registry,
+            "ratelimit_decision_duration_seconds",
+            "Time to answer one ShouldRateLimit call.",
+        );
         Self {
             ok: decisions.with_label_values(&["ok"]),
             over_limit: decisions.with_label_values(&["over_limit"]),

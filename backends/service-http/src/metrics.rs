@@ -15,7 +15,7 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 pub use prometheus;
-use prometheus::{IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Histogram, HistogramOpts, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Upper bounds (seconds) of every duration histogram: 50 µs to 10 s.
 pub const DURATION_BUCKETS: [f64; 17] = [
@@ -67,6 +67,16 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Reg
     }
 }
 
+/// A duration histogram (seconds, [`DURATION_BUCKETS`]) registered in
+/// `registry`.
+pub fn duration_histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let histogram =
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()))
+            .expect("valid metric options");
+    register(registry, &histogram);
+    histogram
+}
+
 /// The registry in the Prometheus text format (0.0.4).
 pub fn encode(registry: &Registry) -> String {
     TextEncoder::new()
@@ -82,7 +92,7 @@ pub fn metrics_response(text: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{HistogramOpts, HistogramVec};
+    use prometheus::HistogramVec;
 
     #[test]
     fn build_info_is_one_with_the_version_and_const_labels() {
