@@ -214,7 +214,7 @@ impl Authenticator {
         let now = host.now_ms();
         // Ages are judged against the latest time the clock may stand for,
         // so a coarse host clock never stretches a TTL.
-        let judged = now.saturating_add(host.clock_slack_ms());
+        let judged = judged_ms(host, now);
         let policy = &self.settings.cache;
         let local = self
             .keys
@@ -297,7 +297,7 @@ impl Authenticator {
             request_id: &pending.request_id,
         };
         let now = host.now_ms();
-        let judged = now.saturating_add(host.clock_slack_ms());
+        let judged = judged_ms(host, now);
         match interpret_answer(answer, judged / 1000, pending.key_id()) {
             Some((kind, key_id)) => match &pending.lookup {
                 Lookup::Key { key_hash, key } => {
@@ -400,15 +400,10 @@ impl Authenticator {
                 expires_at,
                 key_id,
             } => {
-                let judged = now_ms.saturating_add(host.clock_slack_ms());
-                if expires_at.is_some_and(|exp| judged / 1000 >= exp) {
-                    return self.reject(
-                        host,
-                        AttemptStatus::ExpiredKey,
-                        detail,
-                        Some(client_id),
-                        req,
-                    );
+                if let Some(expired) =
+                    self.reject_if_expired(host, *expires_at, detail, client_id, req, now_ms)
+                {
+                    return expired;
                 }
                 self.allow(
                     host,
@@ -443,15 +438,14 @@ impl Authenticator {
         // The clock may lag real time by the slack: judge expiry at the
         // latest time it may stand for.
         let now_ms = host.now_ms();
-        let judged_ms = now_ms.saturating_add(host.clock_slack_ms());
-        let now = judged_ms / 1000;
+        let judged = judged_ms(host, now_ms);
+        let now = judged / 1000;
         let usable = |entry: &CacheEntry| match &entry.kind {
             EntryKind::Valid {
                 expires_at: Some(exp),
                 ..
             } => {
-                entry.stored_at_ms <= judged_ms
-                    && now <= exp.saturating_add(verifier.leeway_seconds())
+                entry.stored_at_ms <= judged && now <= exp.saturating_add(verifier.leeway_seconds())
             }
             _ => false,
         };
@@ -535,7 +529,7 @@ impl Authenticator {
                 req,
             ));
         };
-        let judged = now_ms.saturating_add(host.clock_slack_ms());
+        let judged = judged_ms(host, now_ms);
         let policy = &self.settings.cache;
         let fresh = |entry: &CacheEntry| entry.key_freshness(policy, judged) == Freshness::Fresh;
         if let Some(status) = self.key_ids.get_local(key_id).filter(|e| fresh(e)) {
@@ -607,15 +601,10 @@ impl Authenticator {
                 expires_at,
                 ..
             } => {
-                let judged = now_ms.saturating_add(host.clock_slack_ms());
-                if expires_at.is_some_and(|exp| judged / 1000 >= exp) {
-                    return self.reject(
-                        host,
-                        AttemptStatus::ExpiredKey,
-                        Some(detail),
-                        Some(client_id),
-                        req,
-                    );
+                if let Some(expired) =
+                    self.reject_if_expired(host, *expires_at, Some(detail), client_id, req, now_ms)
+                {
+                    return expired;
                 }
                 if owner != client_id {
                     return self.reject(
@@ -681,6 +670,29 @@ impl Authenticator {
         }
     }
 
+    /// The refusal of a key that has expired by the time the clock may stand
+    /// for (`judged_ms`); `None` while it is still valid.
+    fn reject_if_expired(
+        &self,
+        host: &dyn Host,
+        expires_at: Option<u64>,
+        detail: Option<&str>,
+        client_id: &str,
+        req: &IncomingRequest<'_>,
+        now_ms: u64,
+    ) -> Option<Actions> {
+        let expired = expires_at.is_some_and(|exp| judged_ms(host, now_ms) / 1000 >= exp);
+        expired.then(|| {
+            self.reject(
+                host,
+                AttemptStatus::ExpiredKey,
+                detail,
+                Some(client_id),
+                req,
+            )
+        })
+    }
+
     fn reject(
         &self,
         host: &dyn Host,
@@ -708,6 +720,13 @@ impl Authenticator {
         );
         Actions::deny(Denial::Rejected(status), req.request_id)
     }
+}
+
+/// The latest time (ms) the host clock, read as `now_ms`, may stand for:
+/// ages and expiries are judged against it, so a coarse clock never
+/// stretches a TTL or a key's life.
+fn judged_ms(host: &dyn Host, now_ms: u64) -> u64 {
+    now_ms.saturating_add(host.clock_slack_ms())
 }
 
 /// Turns the auth service's answer into a cacheable verdict and the key's
