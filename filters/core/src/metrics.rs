@@ -124,17 +124,12 @@ impl MetricsConfig {
     /// Parses the plugin configuration; an empty configuration means the
     /// defaults. The error names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        let config: Self = crate::plugin_config::parse_config(raw)
-            .map_err(|e| format!("invalid metrics filter configuration: {e}"))?;
-        if let Some((field, problem)) = config.invalid_field() {
-            return Err(format!(
-                "invalid metrics filter configuration: {field} {problem}"
-            ));
-        }
-        Ok(config)
+        crate::plugin_config::parse_or_default(raw, "metrics", |config: &Self| {
+            match config.invalid_field() {
+                Some((field, problem)) => Err(format!("{field} {problem}")),
+                None => Ok(()),
+            }
+        })
     }
 
     /// The first field out of range and what is wrong with it, for a

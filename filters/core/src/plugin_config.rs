@@ -15,3 +15,35 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Str
     de.end().map_err(|e| e.to_string())?;
     Ok(value)
 }
+
+/// A filter's plugin configuration: the defaults when `raw` is empty (or
+/// white space only), else the JSON as [`parse_config`] reads it, then
+/// `check`ed; every error begins `invalid {filter} filter configuration: `.
+pub fn parse_or_default<T: serde::de::DeserializeOwned + Default>(
+    raw: &[u8],
+    filter: &str,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, String> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_config(raw)
+        .and_then(|config| check(&config).map(|()| config))
+        .map_err(|e| format!("invalid {filter} filter configuration: {e}"))
+}
+
+/// Asserts that `parse` refuses each `(json, field)` case with an error
+/// that names `field`.
+#[cfg(test)]
+#[allow(clippy::panic)]
+pub(crate) fn assert_rejected_naming<T: std::fmt::Debug>(
+    parse: impl Fn(&[u8]) -> Result<T, String>,
+    cases: &[(&str, &str)],
+) {
+    for (json, field) in cases {
+        match parse(json.as_bytes()) {
+            Ok(config) => panic!("{json} accepted as {config:?}"),
+            Err(err) => assert!(err.contains(field), "{json}: {err}"),
+        }
+    }
+}

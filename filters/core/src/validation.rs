@@ -58,17 +58,15 @@ impl ValidationConfig {
     /// Parses the plugin configuration; empty means the defaults. The error
     /// names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        let config: Self = crate::plugin_config::parse_config(raw)
-            .map_err(|e| format!("invalid validation filter configuration: {e}"))?;
-        if !(1..=MAX_BODY_BYTES).contains(&config.max_body_bytes) {
-            return Err(format!(
-                "invalid validation filter configuration: max_body_bytes must be between 1 and {MAX_BODY_BYTES}"
-            ));
-        }
-        Ok(config)
+        crate::plugin_config::parse_or_default(raw, "validation", |config: &Self| {
+            if (1..=MAX_BODY_BYTES).contains(&config.max_body_bytes) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "max_body_bytes must be between 1 and {MAX_BODY_BYTES}"
+                ))
+            }
+        })
     }
 }
 
@@ -654,15 +652,14 @@ mod tests {
                 .max_body_bytes,
             100
         );
-        assert!(ValidationConfig::parse(br#"{"max_body_bytes":9000}"#)
-            .unwrap_err()
-            .contains("max_body_bytes"));
-        assert!(ValidationConfig::parse(br#"{"max_body_bytes":-1}"#)
-            .unwrap_err()
-            .contains("max_body_bytes"));
-        assert!(ValidationConfig::parse(br#"{"max_bytes":1}"#)
-            .unwrap_err()
-            .contains("max_bytes"));
+        crate::plugin_config::assert_rejected_naming(
+            ValidationConfig::parse,
+            &[
+                (r#"{"max_body_bytes":9000}"#, "max_body_bytes"),
+                (r#"{"max_body_bytes":-1}"#, "max_body_bytes"),
+                (r#"{"max_bytes":1}"#, "max_bytes"),
+            ],
+        );
     }
 
     #[test]

@@ -239,15 +239,14 @@ fn config_defaults_and_rejects_bad_fields_by_name() {
             .slow_request_ms,
         250
     );
-    assert!(MetricsConfig::parse(br#"{"slow_request_ms":0}"#)
-        .unwrap_err()
-        .contains("slow_request_ms"));
-    assert!(MetricsConfig::parse(br#"{"slow_request_ms":"x"}"#)
-        .unwrap_err()
-        .contains("slow_request_ms"));
-    assert!(MetricsConfig::parse(br#"{"slow_ms":1}"#)
-        .unwrap_err()
-        .contains("slow_ms"));
+    crate::plugin_config::assert_rejected_naming(
+        MetricsConfig::parse,
+        &[
+            (r#"{"slow_request_ms":0}"#, "slow_request_ms"),
+            (r#"{"slow_request_ms":"x"}"#, "slow_request_ms"),
+            (r#"{"slow_ms":1}"#, "slow_ms"),
+        ],
+    );
 }
 
 #[test]
