@@ -19,7 +19,7 @@ mod config;
 mod jwt;
 
 const SECRET: &str = "an-hs256-test-secret-of-32-bytes!!";
-const KEY: &str = "brl_0123456789abcdefghijABCDEFGHIJklmnopqrst";
+pub(super) const KEY: &str = "brl_0123456789abcdefghijABCDEFGHIJklmnopqrst";
 const KEY_HASH: &str = "e2d9a35c85e65d1798b5c98333da53109747413bd5c1cf8f3ebae3c471572139";
 /// Signed outside Rust (Python hmac) with `SECRET`: sub test123, exp 1700000900.
 const PY_HS256_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ0ZXN0MTIzIiwiaXNzIjoiYm9ycm93LXJhdGUtZ2F0ZXdheSIsImF1ZCI6ImJvcnJvdy1yYXRlLWFwaSIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAwOTAwLCJzY29wZSI6ImFkbWluIn0.Bn7wuqdisZlu_A8doBLnKzwG0Aib5weL38mza234MKQ";
@@ -31,9 +31,9 @@ const EC_Y: &str = "HVSeSUHEUn4YBdj2E_WIApKSt-wRucvN0w0uwoZjUVc";
 const OTHER_EC_KEY_DER: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZhO1a31HscNepTlDUtYDEBUukLasq3GuH3FbK54+xGGhRANCAAS3a3/nvf9jABhyZNYM5I4ztS+qHoBVYyAVewuuR76j4bNa//b3iQKmZUgqlN6eGXQeONzgFulo1kB9EbskQC8w";
 
 /// 2026-11-23T10:00:00Z.
-const NOW_S: u64 = 1_795_428_000;
+pub(super) const NOW_S: u64 = 1_795_428_000;
 
-fn settings(config: Value) -> Settings {
+pub(super) fn settings(config: Value) -> Settings {
     Settings::from_json(config.to_string().as_bytes()).unwrap()
 }
 
@@ -41,7 +41,7 @@ fn config_error(config: Value) -> ConfigError {
     Settings::from_json(config.to_string().as_bytes()).unwrap_err()
 }
 
-fn hs_config() -> Value {
+pub(super) fn hs_config() -> Value {
     json!({"jwt": {"secret": SECRET, "leeway_seconds": 30}})
 }
 
@@ -51,7 +51,7 @@ fn es_config() -> Value {
     ]}}})
 }
 
-fn hs_token(claims: Value) -> String {
+pub(super) fn hs_token(claims: Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -85,7 +85,7 @@ fn request<'a>(
     }
 }
 
-fn done(step: Step) -> Actions {
+pub(super) fn done(step: Step) -> Actions {
     match step {
         Step::Done(actions) => actions,
         Step::VerifyKey(p) => panic!(
@@ -95,7 +95,7 @@ fn done(step: Step) -> Actions {
     }
 }
 
-fn pending(step: Step) -> PendingVerification {
+pub(super) fn pending(step: Step) -> PendingVerification {
     match step {
         Step::VerifyKey(p) => p,
         Step::Done(actions) => panic!("expected a verification, got {actions:?}"),
@@ -103,16 +103,23 @@ fn pending(step: Step) -> PendingVerification {
 }
 
 /// The auth service's answer to a key verification: `status` and `body`.
-fn answered(status: u16, body: &[u8]) -> VerifyAnswer<'_> {
+pub(super) fn answered(status: u16, body: &[u8]) -> VerifyAnswer<'_> {
     VerifyAnswer::Response { status, body }
 }
 
-fn reply_of(actions: &Actions) -> (u16, Value) {
+pub(super) fn reply_of(actions: &Actions) -> (u16, Value) {
     let reply = actions.reply.as_ref().expect("a local reply");
     (reply.status, serde_json::from_str(&reply.body).unwrap())
 }
 
-fn header<'a>(actions: &'a Actions, name: &str) -> Option<&'a str> {
+/// `actions` refuse the request with a 401, and the last attempt `host`
+/// counted is `status`.
+pub(super) fn assert_refused_as(actions: &Actions, host: &RecordingHost, status: AttemptStatus) {
+    assert_eq!(reply_of(actions).0, 401, "{actions:?}");
+    assert_eq!(counted_attempts(host).last(), Some(&status));
+}
+
+pub(super) fn header<'a>(actions: &'a Actions, name: &str) -> Option<&'a str> {
     actions
         .set_headers
         .iter()
@@ -127,13 +134,13 @@ fn active_body(expires_at: Option<&str>) -> Vec<u8> {
     .into_bytes()
 }
 
-fn unknown_key_body() -> Vec<u8> {
+pub(super) fn unknown_key_body() -> Vec<u8> {
     json!({"status": "error", "error": {"code": "UNAUTHORIZED", "message": "Unknown API key", "request_id": ""}})
         .to_string()
         .into_bytes()
 }
 
-fn quick_cache() -> Value {
+pub(super) fn quick_cache() -> Value {
     json!({"cache": {"positive_ttl_seconds": 10, "negative_ttl_seconds": 2, "stale_on_error_seconds": 30, "slots": 16}})
 }
 

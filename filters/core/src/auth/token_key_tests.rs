@@ -4,26 +4,22 @@
 //! runs natively and inside wasm (`wasm-bindgen-test`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::json;
 use wasm_bindgen_test::wasm_bindgen_test;
 
+use super::tests::{
+    answered, assert_refused_as, done, header, hs_config, hs_token, pending, quick_cache, reply_of,
+    settings, unknown_key_body, KEY, NOW_S,
+};
 use super::*;
 
-const SECRET: &str = "an-hs256-test-secret-of-32-bytes!!";
-const KEY: &str = "brl_0123456789abcdefghijABCDEFGHIJklmnopqrst";
 const KEY_ID: &str = "key_AbCdEfGh01234567";
-/// 2026-11-23T10:00:00Z.
-const NOW_S: u64 = 1_795_428_000;
 
 /// TTLs 10 s (positive), 2 s (negative), 30 s stale-on-error; HS256.
 fn auth() -> Authenticator {
-    let config = json!({
-        "cache": {"positive_ttl_seconds": 10, "negative_ttl_seconds": 2,
-                  "stale_on_error_seconds": 30, "slots": 16},
-        "jwt": {"secret": SECRET, "leeway_seconds": 30},
-    });
-    Authenticator::new(Settings::from_json(config.to_string().as_bytes()).unwrap())
+    let mut config = quick_cache();
+    config["jwt"] = hs_config()["jwt"].take();
+    Authenticator::new(settings(config))
 }
 
 /// A token for `sub` (scope admin, own limit 5 a minute) naming `key_id`.
@@ -33,12 +29,7 @@ fn token(sub: &str, key_id: Option<&str>) -> String {
     if let Some(id) = key_id {
         claims["key_id"] = json!(id);
     }
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    hs_token(claims)
 }
 
 fn key_body(status: &str, client_id: &str, limit: Option<u32>) -> Vec<u8> {
@@ -46,16 +37,6 @@ fn key_body(status: &str, client_id: &str, limit: Option<u32>) -> Vec<u8> {
            "rate_limit_per_minute": limit, "scopes": ["admin"]})
     .to_string()
     .into_bytes()
-}
-
-fn ok(body: &[u8]) -> VerifyAnswer<'_> {
-    VerifyAnswer::Response { status: 200, body }
-}
-
-fn unknown() -> Vec<u8> {
-    json!({"status": "error", "error": {"code": "UNAUTHORIZED", "message": "Unknown API key", "request_id": ""}})
-        .to_string()
-        .into_bytes()
 }
 
 fn on_request(auth: &Authenticator, host: &RecordingHost, bearer: &str) -> Step {
@@ -68,38 +49,11 @@ fn on_request(auth: &Authenticator, host: &RecordingHost, bearer: &str) -> Step 
     auth.on_request(host, &req)
 }
 
-fn done(step: Step) -> Actions {
-    match step {
-        Step::Done(actions) => actions,
-        Step::VerifyKey(p) => panic!("expected a final decision, got a verification: {p:?}"),
-    }
-}
-
-fn pending(step: Step) -> PendingVerification {
-    match step {
-        Step::VerifyKey(p) => p,
-        Step::Done(actions) => panic!("expected a verification, got {actions:?}"),
-    }
-}
-
-fn header<'a>(actions: &'a Actions, name: &str) -> Option<&'a str> {
-    actions
-        .set_headers
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn reply_of(actions: &Actions) -> (u16, Value) {
-    let reply = actions.reply.as_ref().expect("a local reply");
-    (reply.status, serde_json::from_str(&reply.body).unwrap())
-}
-
 /// Accepts `bearer` once with an active key (one call by key id).
 fn accept_once(auth: &Authenticator, host: &RecordingHost, bearer: &str) -> Actions {
     let p = pending(on_request(auth, host, bearer));
     let body = key_body("active", "test123", Some(120));
-    let actions = auth.on_verify_response(host, &p, ok(&body));
+    let actions = auth.on_verify_response(host, &p, answered(200, &body));
     assert!(actions.reply.is_none(), "{actions:?}");
     actions
 }
@@ -115,7 +69,7 @@ fn a_token_naming_its_key_is_checked_by_key_id_then_served_from_the_cache_withou
     let body = String::from_utf8(p.request_body()).unwrap();
     assert_eq!(body, format!(r#"{{"key_id":"{KEY_ID}"}}"#));
     let answer = key_body("active", "test123", Some(120));
-    let actions = auth.on_verify_response(&host, &p, ok(&answer));
+    let actions = auth.on_verify_response(&host, &p, answered(200, &answer));
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-client-id"), Some("test123"));
     assert_eq!(header(&actions, "x-client-scopes"), Some("admin"));
@@ -154,7 +108,7 @@ fn a_revoked_key_refuses_a_token_never_seen_before() {
     let bearer = format!("Bearer {t}");
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("revoked", "test123", None);
-    let actions = auth.on_verify_response(&host, &p, ok(&body));
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
     let (status, envelope) = reply_of(&actions);
     assert_eq!(status, 401);
     assert_eq!(envelope["status"], "error");
@@ -174,11 +128,7 @@ fn a_revoked_key_refuses_a_token_never_seen_before() {
     // The denial is cached (negative TTL): the next try asks nobody.
     host.advance_ms(1_000);
     let again = done(on_request(&auth, &host, &bearer));
-    assert_eq!(reply_of(&again).0, 401);
-    assert_eq!(
-        counted_attempts(&host).last(),
-        Some(&AttemptStatus::RevokedKey)
-    );
+    assert_refused_as(&again, &host, AttemptStatus::RevokedKey);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -194,20 +144,12 @@ fn a_cached_token_stops_once_its_key_is_revoked_and_the_status_ages_out() {
     let p = pending(on_request(&auth, &host, &bearer));
     assert_eq!(p.key_id(), Some(KEY_ID));
     let body = key_body("revoked", "test123", None);
-    let actions = auth.on_verify_response(&host, &p, ok(&body));
-    assert_eq!(reply_of(&actions).0, 401);
-    assert_eq!(
-        counted_attempts(&host).last(),
-        Some(&AttemptStatus::RevokedKey)
-    );
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
+    assert_refused_as(&actions, &host, AttemptStatus::RevokedKey);
     // Every worker sees the revocation from shared data.
     let other = self::auth();
     let refused = done(on_request(&other, &host, &bearer));
-    assert_eq!(reply_of(&refused).0, 401);
-    assert_eq!(
-        counted_attempts(&host).last(),
-        Some(&AttemptStatus::RevokedKey)
-    );
+    assert_refused_as(&refused, &host, AttemptStatus::RevokedKey);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -219,7 +161,7 @@ fn an_expired_unknown_or_foreign_key_refuses_the_token() {
     .to_string()
     .into_bytes();
     let foreign = key_body("active", "big_fund", None);
-    let unknown = unknown();
+    let unknown = unknown_key_body();
     let cases: [(u16, &[u8], AttemptStatus, &str); 4] = [
         (
             200,
@@ -291,15 +233,11 @@ fn a_known_token_key_serves_stale_while_the_service_is_down_then_fails_closed() 
     let auth = self::auth();
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("revoked", "test123", None);
-    auth.on_verify_response(&host, &p, ok(&body));
+    auth.on_verify_response(&host, &p, answered(200, &body));
     host.advance_ms(3_000); // past the 2 s negative TTL
     let p = pending(on_request(&auth, &host, &bearer));
     let actions = auth.on_verify_response(&host, &p, VerifyAnswer::Failed);
-    assert_eq!(reply_of(&actions).0, 401);
-    assert_eq!(
-        counted_attempts(&host).last(),
-        Some(&AttemptStatus::RevokedKey)
-    );
+    assert_refused_as(&actions, &host, AttemptStatus::RevokedKey);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -317,11 +255,7 @@ fn a_token_without_key_id_keeps_working_until_it_expires_without_asking() {
     assert!(done(on_request(&auth, &host, &bearer)).reply.is_none());
     host.advance_ms(331_000); // past exp + 30 s leeway
     let refused = done(on_request(&auth, &host, &bearer));
-    assert_eq!(reply_of(&refused).0, 401);
-    assert_eq!(
-        counted_attempts(&host).last(),
-        Some(&AttemptStatus::ExpiredToken)
-    );
+    assert_refused_as(&refused, &host, AttemptStatus::ExpiredToken);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -338,7 +272,7 @@ fn verifying_a_key_forwards_its_id_and_answers_for_its_tokens_too() {
     assert!(p.key_hash().is_some());
     assert_eq!(p.key_id(), None);
     let body = key_body("active", "test123", Some(120));
-    let actions = auth.on_verify_response(&host, &p, ok(&body));
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
     assert_eq!(header(&actions, "x-api-key-id"), Some(KEY_ID));
     assert_eq!(header(&actions, "x-auth-method"), Some("api_key"));
     // A token exchanged for that key needs no call of its own.
@@ -377,7 +311,7 @@ fn a_client_supplied_key_id_is_removed_and_a_bad_key_id_claim_is_refused() {
     let bearer = format!("Bearer {}", token("test123", Some("key_Other")));
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("active", "test123", None);
-    let actions = auth.on_verify_response(&host, &p, ok(&body));
+    let actions = auth.on_verify_response(&host, &p, answered(200, &body));
     assert_eq!(reply_of(&actions).0, 503);
 }
 

@@ -202,27 +202,20 @@ fn cache_entries_age_from_fresh_to_stale_to_dead() {
             key_id: None,
         },
     };
-    assert_eq!(
-        entry.key_freshness(&policy, 1_000_000 + 9_999),
-        Freshness::Fresh
-    );
-    assert_eq!(
-        entry.key_freshness(&policy, 1_000_000 + 10_000),
-        Freshness::Stale
-    );
-    assert_eq!(
-        entry.key_freshness(&policy, 1_000_000 + 39_999),
-        Freshness::Stale
-    );
-    assert_eq!(
-        entry.key_freshness(&policy, 1_000_000 + 40_000),
-        Freshness::Dead
-    );
-    assert_eq!(
-        entry.key_freshness(&policy, 999_999),
-        Freshness::Dead,
-        "an entry from the future is not trusted"
-    );
+    // 999_999: an entry from the future is not trusted.
+    for (now_ms, expected) in [
+        (1_000_000 + 9_999, Freshness::Fresh),
+        (1_000_000 + 10_000, Freshness::Stale),
+        (1_000_000 + 39_999, Freshness::Stale),
+        (1_000_000 + 40_000, Freshness::Dead),
+        (999_999, Freshness::Dead),
+    ] {
+        assert_eq!(
+            entry.key_freshness(&policy, now_ms),
+            expected,
+            "at {now_ms}"
+        );
+    }
     let denied = CacheEntry {
         kind: EntryKind::Denied {
             status: AttemptStatus::InvalidKey,
