@@ -117,17 +117,18 @@ impl Store {
     /// The key whose SHA-256 hex is `key_hash` (what the auth service
     /// verifies), whatever its status.
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query(&format!("{KEY_SELECT} WHERE key_hash = $1"))
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(ApiKey::from_row).transpose()
+        self.api_key_where("key_hash", key_hash).await
     }
 
     /// A key by its public id.
     pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query(&format!("{KEY_SELECT} WHERE key_id = $1"))
-            .bind(key_id)
+        self.api_key_where("key_id", key_id).await
+    }
+
+    /// The key whose unique `column` (`key_id`, `key_hash`) is `value`.
+    async fn api_key_where(&self, column: &str, value: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(&format!("{KEY_SELECT} WHERE {column} = $1"))
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(ApiKey::from_row).transpose()
