@@ -66,24 +66,20 @@ fn main() {
     measure("borrow rate (SPEC §5)", |_| {
         let _ = black_box(black_box(&aapl).borrow_rate());
     });
-    measure("locate fee, FLAT client", |i| {
-        let n = i as usize % 64;
-        let _ = black_box(LocateFee::compute(
-            black_box(positions[n]),
-            black_box(rate),
-            black_box(days[n]),
-            black_box(&flat),
-        ));
-    });
-    measure("locate fee, PERCENTAGE client", |i| {
-        let n = i as usize % 64;
-        let _ = black_box(LocateFee::compute(
-            black_box(positions[n]),
-            black_box(rate),
-            black_box(days[n]),
-            black_box(&pct),
-        ));
-    });
+    for (name, terms) in [
+        ("locate fee, FLAT client", &flat),
+        ("locate fee, PERCENTAGE client", &pct),
+    ] {
+        measure(name, |i| {
+            let n = i as usize % 64;
+            let _ = black_box(LocateFee::compute(
+                black_box(positions[n]),
+                black_box(rate),
+                black_box(days[n]),
+                black_box(terms),
+            ));
+        });
+    }
     let body = br#"{"ticker":"AAPL","position_value":100000,"loan_days":30,"client_id":"test123"}"#;
     measure("validate request body (SPEC §4)", |_| {
         let _ = black_box(parse_locate_request(black_box(body)));

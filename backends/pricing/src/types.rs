@@ -11,7 +11,8 @@ use crate::json::{fixed_digits, parse_json_number};
 
 /// A stock symbol: 1–5 letters, optionally `.` and a 1–2 letter class,
 /// stored upper case (`BRK.B`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct Ticker(String);
 
 impl Ticker {
@@ -42,12 +43,6 @@ impl Ticker {
 impl fmt::Display for Ticker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Ticker {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
     }
 }
 
@@ -109,7 +104,8 @@ impl LoanDays {
 }
 
 /// The pricing client a fee is computed for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct ClientId(String);
 
 impl ClientId {
@@ -141,12 +137,6 @@ impl ClientId {
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl Serialize for ClientId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
     }
 }
 
@@ -201,6 +191,8 @@ mod tests {
         ] {
             assert!(Ticker::parse(bad).is_err(), "{bad:?} accepted");
         }
+        let t = Ticker::parse("brk.b").unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#""BRK.B""#);
     }
 
     #[test]
@@ -244,6 +236,8 @@ mod tests {
         assert!(ClientId::parse("").is_err());
         assert!(ClientId::parse("a b").is_err());
         assert!(ClientId::parse("a;drop").is_err());
+        let c = ClientId::parse("big_fund-2").unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#""big_fund-2""#);
     }
 
     #[test]
