@@ -41,20 +41,7 @@ impl Filter {
 /// NOT_NETWORK: the callbacks none of the filters implements (network-filter
 /// and gRPC-stream callbacks, and proxy_on_done: without it Envoy counts a
 /// context as done at once, which is what the SDK's default answers).
-pub const NOT_NETWORK: &[&str] = &[
-    "proxy_on_done",
-    "proxy_on_queue_ready",
-    "proxy_on_foreign_function",
-    "proxy_on_new_connection",
-    "proxy_on_downstream_data",
-    "proxy_on_downstream_connection_close",
-    "proxy_on_upstream_data",
-    "proxy_on_upstream_connection_close",
-    "proxy_on_grpc_receive_initial_metadata",
-    "proxy_on_grpc_receive",
-    "proxy_on_grpc_receive_trailing_metadata",
-    "proxy_on_grpc_close",
-];
+pub const NOT_NETWORK: &[&str] = crate::wasm_drop::OUTSIDE_HTTP_FILTERS;
 
 /// The filters, in the order they are built.
 pub const FILTERS: [Filter; 3] = [
@@ -173,14 +160,14 @@ pub fn images(root: &Path, registry: &str, version: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wasm_drop::KNOWN_CALLBACKS;
+    use crate::wasm_drop::is_known_callback;
 
     #[test]
     fn every_dropped_callback_is_an_optional_one_and_listed_once() {
         for f in &FILTERS {
             let dropped = f.dropped();
             for d in &dropped {
-                assert!(KNOWN_CALLBACKS.contains(d), "{}: {d}", f.package);
+                assert!(is_known_callback(d), "{}: {d}", f.package);
                 assert_eq!(
                     dropped.iter().filter(|x| *x == d).count(),
                     1,

@@ -22,13 +22,16 @@ use anyhow::{bail, Context, Result};
 const EXPORT_SECTION: u8 = 7;
 
 /// The proxy-wasm ABI 0.2.1 callbacks the Rust SDK exports that a filter
-/// may leave unimplemented. Context creation and deletion, VM start,
-/// configuration and request headers are not here: the SDK needs them for
-/// its own bookkeeping, or every filter uses them.
-pub const KNOWN_CALLBACKS: [&str; 20] = [
-    "proxy_on_log",
+/// may leave unimplemented, in two groups ([`is_known_callback`]). Context
+/// creation and deletion, VM start, configuration and request headers are
+/// in neither: the SDK needs them for its own bookkeeping, or every filter
+/// uses them.
+///
+/// The first group: proxy_on_done, the queue and foreign-function
+/// callbacks, and the network-filter and gRPC-stream ones, which no HTTP
+/// filter of the gateway implements.
+pub const OUTSIDE_HTTP_FILTERS: &[&str] = &[
     "proxy_on_done",
-    "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_foreign_function",
     "proxy_on_new_connection",
@@ -36,17 +39,32 @@ pub const KNOWN_CALLBACKS: [&str; 20] = [
     "proxy_on_downstream_connection_close",
     "proxy_on_upstream_data",
     "proxy_on_upstream_connection_close",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_close",
+];
+
+/// The second group: the HTTP filter's optional callbacks (log, tick, HTTP
+/// call responses, bodies, trailers and response headers).
+pub const HTTP_FILTER_OPTIONAL: &[&str] = &[
+    "proxy_on_log",
+    "proxy_on_tick",
     "proxy_on_request_body",
     "proxy_on_request_trailers",
     "proxy_on_response_headers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",
     "proxy_on_http_call_response",
-    "proxy_on_grpc_receive_initial_metadata",
-    "proxy_on_grpc_receive",
-    "proxy_on_grpc_receive_trailing_metadata",
-    "proxy_on_grpc_close",
 ];
+
+/// Whether `name` is an optional callback this command may drop.
+pub fn is_known_callback(name: &str) -> bool {
+    OUTSIDE_HTTP_FILTERS
+        .iter()
+        .chain(HTTP_FILTER_OPTIONAL)
+        .any(|known| *known == name)
+}
 
 fn read_leb(data: &[u8], mut pos: usize) -> Result<(u64, usize)> {
     let (mut result, mut shift) = (0u64, 0u32);
@@ -135,7 +153,7 @@ pub fn run(path: &Path, callbacks: &[String]) -> Result<()> {
     let bad: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|n| !KNOWN_CALLBACKS.contains(n))
+        .filter(|n| !is_known_callback(n))
         .collect();
     if !bad.is_empty() {
         bail!(
