@@ -127,31 +127,27 @@ impl Store {
 
     /// The key whose unique `column` (`key_id`, `key_hash`) is `value`.
     async fn api_key_where(&self, column: &str, value: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query(&format!("{KEY_SELECT} WHERE {column} = $1"))
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(ApiKey::from_row).transpose()
+        self.fetch_row(
+            &format!("{KEY_SELECT} WHERE {column} = $1"),
+            value,
+            ApiKey::from_row,
+        )
+        .await
     }
 
     /// All keys (optionally of one client), oldest first.
     pub async fn list_api_keys(&self, client_id: Option<&str>) -> Result<Vec<ApiKey>> {
-        let rows = match client_id {
-            Some(c) => {
-                sqlx::query(&format!(
-                    "{KEY_SELECT} WHERE client_id = $1 ORDER BY created_at, key_id"
-                ))
-                .bind(c)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!("{KEY_SELECT} ORDER BY created_at, key_id"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        let filter = if client_id.is_some() {
+            "WHERE client_id = $1 "
+        } else {
+            ""
         };
-        rows.iter().map(ApiKey::from_row).collect()
+        self.fetch_rows(
+            &format!("{KEY_SELECT} {filter}ORDER BY created_at, key_id"),
+            client_id,
+            ApiKey::from_row,
+        )
+        .await
     }
 
     /// Revokes a key at once. Revoking a revoked key is a no-op that

@@ -16,14 +16,13 @@ impl Store {
 
     /// A client's terms by id.
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>> {
-        let row = sqlx::query(
+        self.fetch_row(
             "SELECT client_id, markup_percentage, fee_type, fee_amount, updated_at \
              FROM clients WHERE client_id = $1",
+            client_id,
+            client_from_row,
         )
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(client_from_row).transpose()
+        .await
     }
 
     /// A client through the in-process cache (same staleness bound as
@@ -40,13 +39,13 @@ impl Store {
 
     /// All clients, by id.
     pub async fn list_clients(&self) -> Result<Vec<Client>> {
-        let rows = sqlx::query(
+        self.fetch_rows(
             "SELECT client_id, markup_percentage, fee_type, fee_amount, updated_at \
              FROM clients ORDER BY client_id",
+            None,
+            client_from_row,
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(client_from_row).collect()
+        .await
     }
 
     /// Inserts or replaces a client's terms.

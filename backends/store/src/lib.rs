@@ -282,6 +282,37 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// The row `sql` selects with `$1` bound to `key` (at most one: a
+    /// unique column), read by `from_row`.
+    async fn fetch_row<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        from_row: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Every row `sql` selects (with `$1` bound to `key` when given), read
+    /// by `from_row`.
+    async fn fetch_rows<T>(
+        &self,
+        sql: &str,
+        key: Option<&str>,
+        from_row: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut query = sqlx::query(sql);
+        if let Some(key) = key {
+            query = query.bind(key);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
 }
 
 /// The certificate files a PostgreSQL URL names (`sslrootcert`, `sslcert`,

@@ -29,14 +29,13 @@ impl Store {
 
     /// A stock by (upper-case) ticker, straight from the database.
     pub async fn stock(&self, ticker: &str) -> Result<Option<Stock>> {
-        let row = sqlx::query(
+        self.fetch_row(
             "SELECT ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at \
              FROM stocks WHERE ticker = $1",
+            ticker,
+            stock_from_row,
         )
-        .bind(ticker)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(stock_from_row).transpose()
+        .await
     }
 
     /// A stock through the in-process cache (entries at most
@@ -47,13 +46,13 @@ impl Store {
 
     /// All stocks, by ticker.
     pub async fn list_stocks(&self) -> Result<Vec<Stock>> {
-        let rows = sqlx::query(
+        self.fetch_rows(
             "SELECT ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at \
              FROM stocks ORDER BY ticker",
+            None,
+            stock_from_row,
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(stock_from_row).collect()
+        .await
     }
 
     /// Inserts or replaces a stock (ticker upper-cased by the caller).
