@@ -181,18 +181,9 @@ async fn benchmark_added_cost_per_request() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let es_signing = Signing::Es256 {
-        private_key_pem: EC_PEM.into(),
-        key_id: Some("k1".into()),
-    };
     let (auth, state) = start_auth_service("bench", hs256()).await;
-    let (es_auth, _) = start_auth_service("bench-es", es_signing).await;
-    let jwks: Value = reqwest::get(es_auth.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (es_auth, _) = start_auth_service("bench-es", es256()).await;
+    let jwks = jwks_of(&es_auth).await;
     let (key, _) = create_key(&state, "test123", None).await;
     let hs_config = json!({"cache": {"positive_ttl_seconds": 60, "slots": 16},
                            "jwt": {"algorithm": "HS256", "secret": SECRET}});

@@ -73,21 +73,12 @@ async fn hs256_tokens_are_verified_in_the_filter() {
 
 #[tokio::test]
 async fn es256_gateway_rejects_algorithm_confusion_and_unknown_kid() {
-    let signing = Signing::Es256 {
-        private_key_pem: EC_PEM.into(),
-        key_id: Some("k1".into()),
-    };
     // The filter trusts exactly the JWKS the auth service publishes.
-    let (probe, _) = start_auth_service("es256-probe", signing.clone()).await;
-    let jwks: Value = reqwest::get(probe.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (probe, _) = start_auth_service("es256-probe", es256()).await;
+    let jwks = jwks_of(&probe).await;
     probe.shutdown().await;
     let config = json!({"jwt": {"algorithm": "ES256", "jwks": jwks}});
-    let gw = Gateway::start("es256", config, signing).await;
+    let gw = Gateway::start("es256", config, es256()).await;
     let (key, _) = create_key(&gw.state, "big_fund", None).await;
 
     let token = gw.exchange(&key).await;

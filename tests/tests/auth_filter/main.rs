@@ -259,6 +259,24 @@ fn hs256() -> Signing {
     }
 }
 
+/// The auth service signing ES256 with [`EC_PEM`] as key `k1`.
+fn es256() -> Signing {
+    Signing::Es256 {
+        private_key_pem: EC_PEM.into(),
+        key_id: Some("k1".into()),
+    }
+}
+
+/// The JWKS the auth service `server` publishes.
+async fn jwks_of(server: &Server) -> Value {
+    reqwest::get(server.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn hs_plugin_config() -> Value {
     json!({"jwt": {"algorithm": "HS256", "secret": SECRET, "leeway_seconds": 5}})
 }
