@@ -67,6 +67,19 @@ pub(crate) fn print_key_fields(k: &ApiKey, now: &str) {
     println!("key_prefix: {}", k.key_prefix);
     println!("client_id: {}", k.client_id);
     println!("status: {}", k.status_at(now).as_str());
+    print_grant(k);
+    println!("created_at: {}", k.created_at);
+    println!("revoked_at: {}", or_dash(k.revoked_at.as_deref()));
+    println!("replaced_by: {}", or_dash(k.replaced_by.as_deref()));
+    println!(
+        "last_used_at: {}",
+        k.last_used_at.as_deref().unwrap_or("never")
+    );
+}
+
+/// The lines of what a key grants: its scopes, its own per-minute limit
+/// and its expiry.
+fn print_grant(k: &ApiKey) {
     println!(
         "scopes: {}",
         if k.scopes.is_empty() {
@@ -81,33 +94,13 @@ pub(crate) fn print_key_fields(k: &ApiKey, now: &str) {
             .map_or_else(|| "default".to_owned(), |n| n.to_string())
     );
     println!("expires_at: {}", k.expires_at.as_deref().unwrap_or("never"));
-    println!("created_at: {}", k.created_at);
-    println!("revoked_at: {}", or_dash(k.revoked_at.as_deref()));
-    println!("replaced_by: {}", or_dash(k.replaced_by.as_deref()));
-    println!(
-        "last_used_at: {}",
-        k.last_used_at.as_deref().unwrap_or("never")
-    );
 }
 
 pub(crate) fn print_new_key(created: &store::CreatedApiKey) {
     let r = &created.record;
     println!("key_id: {}", r.key_id);
     println!("client_id: {}", r.client_id);
-    println!(
-        "scopes: {}",
-        if r.scopes.is_empty() {
-            "-".to_owned()
-        } else {
-            r.scopes.join(" ")
-        }
-    );
-    println!(
-        "rate_limit_per_minute: {}",
-        r.rate_limit_per_minute
-            .map_or_else(|| "default".to_owned(), |n| n.to_string())
-    );
-    println!("expires_at: {}", r.expires_at.as_deref().unwrap_or("never"));
+    print_grant(r);
     println!("The key below is shown only once; store it securely.");
     println!("{}", created.key);
 }

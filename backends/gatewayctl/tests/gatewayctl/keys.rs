@@ -112,14 +112,7 @@ async fn rotate_keeps_the_old_key_valid_for_the_grace_period_only() {
 async fn an_expired_key_is_listed_as_expired() {
     let db = sqlite_db();
     let store = store::Store::connect(&db.url).await.unwrap();
-    let created = store
-        .create_api_key(&store::NewApiKey {
-            client_id: "test123".into(),
-            expires_at: Some("2000-01-01T00:00:00Z".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let created = create_expired(&store, "test123").await;
     assert_eq!(created.record.status(), store::KeyStatus::Expired);
     assert_eq!(
         key_of(&db.keys_json(), &created.record.key_id)["status"],
@@ -143,14 +136,8 @@ async fn an_old_key_is_valid_inside_its_grace_and_refused_after_it() {
             rotated["old_key"]["replaced_by"],
             rotated["new_key"]["key_id"]
         );
-        assert_eq!(
-            stored(&store, &old_key).await.status(),
-            store::KeyStatus::Revoked
-        );
-        assert_eq!(
-            stored(&store, &new_key).await.status(),
-            store::KeyStatus::Active
-        );
+        assert_stored_status(&store, &old_key, store::KeyStatus::Revoked).await;
+        assert_stored_status(&store, &new_key, store::KeyStatus::Active).await;
 
         // Grace 2 h: valid now and up to the end of the grace, refused after.
         let (old_key, old_id) = db.create("client123", &[]);
@@ -179,10 +166,7 @@ async fn an_old_key_is_valid_inside_its_grace_and_refused_after_it() {
             .execute(store.pool())
             .await
             .unwrap();
-        assert_eq!(
-            stored(&store, &old_key).await.status(),
-            store::KeyStatus::Expired
-        );
+        assert_stored_status(&store, &old_key, store::KeyStatus::Expired).await;
         assert_eq!(key_of(&db.keys_json(), &old_id)["status"], "expired");
         // The rotation is in the old key's history with its grace.
         let history = db.json_lines(&["keys", "history", &old_id]);
@@ -201,16 +185,7 @@ async fn list_filters_by_client_and_by_active_expired_or_revoked() {
         let (_, active) = db.create("desk_a", &[]);
         let (_, revoked) = db.create("desk_a", &[]);
         db.ok(&["keys", "revoke", &revoked]);
-        let expired = store
-            .create_api_key(&store::NewApiKey {
-                client_id: "desk_b".into(),
-                expires_at: Some("2000-01-01T00:00:00Z".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .record
-            .key_id;
+        let expired = create_expired(&store, "desk_b").await.record.key_id;
         let (_, other) = db.create("desk_b", &["--expires-in-days", "3"]);
         let ids = |args: &[&str]| -> Vec<String> {
             let mut all = vec!["keys", "list"];
@@ -244,4 +219,23 @@ async fn list_filters_by_client_and_by_active_expired_or_revoked() {
         store.close().await;
         db.drop_it().await;
     }
+}
+
+/// A key of `client_id` that expired in 2000, written straight to the store
+/// (the command line refuses an expiry in the past).
+async fn create_expired(store: &store::Store, client_id: &str) -> store::CreatedApiKey {
+    store
+        .create_api_key(&store::NewApiKey {
+            client_id: client_id.into(),
+            expires_at: Some("2000-01-01T00:00:00Z".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// Asserts that the key whose secret is `key` has the status `expected`
+/// in the store, judged now (as the auth service judges it).
+async fn assert_stored_status(store: &store::Store, key: &str, expected: store::KeyStatus) {
+    assert_eq!(stored(store, key).await.status(), expected);
 }
