@@ -229,17 +229,20 @@ pub async fn build_on(
         listen_addr: listen,
         ..config
     })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("ops listener {listen}: {e}"))?;
-    let listener =
-        TcpListener::from_std(listener).map_err(|e| format!("ops listener {listen}: {e}"))?;
     Ok(OpsServer {
-        listener,
+        listener: tokio_listener(listener, &format!("ops listener {listen}"))?,
         router: app(state.clone()),
         state,
         internal: None,
     })
+}
+
+/// `listener` for tokio (non-blocking); errors start with `what`.
+fn tokio_listener(listener: std::net::TcpListener, what: &str) -> Result<TcpListener, String> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("{what}: {e}"))?;
+    TcpListener::from_std(listener).map_err(|e| format!("{what}: {e}"))
 }
 
 impl OpsServer {
@@ -257,13 +260,8 @@ impl OpsServer {
 
     /// [`OpsServer::bind_internal`] on a listener the caller has bound.
     pub fn with_internal_listener(self, listener: std::net::TcpListener) -> Result<Self, String> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("internal listener: {e}"))?;
-        let listener =
-            TcpListener::from_std(listener).map_err(|e| format!("internal listener: {e}"))?;
         Ok(OpsServer {
-            internal: Some(listener),
+            internal: Some(tokio_listener(listener, "internal listener")?),
             ..self
         })
     }
