@@ -439,15 +439,17 @@ mod tests {
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// A `request` span with `request_id`, joined to the trace [`TP`].
+    fn traced_request(request_id: &str) -> tracing::Span {
+        let span = tracing::info_span!("request", request_id, trace_id = tracing::field::Empty);
+        join_trace(&span, Some(TP));
+        span
+    }
+
     #[test]
     fn a_line_inside_a_traced_request_carries_the_trace_id_after_the_request_id() {
         let out = logged(Format::Logfmt, || {
-            let span = tracing::info_span!(
-                "request",
-                request_id = "r-1",
-                trace_id = tracing::field::Empty
-            );
-            join_trace(&span, Some(TP));
+            let span = traced_request("r-1");
             let _g = span.enter();
             tracing::warn!(reason = "x y", request_id = "r-1", "Backend service error");
             tracing::info!("no request id");
@@ -483,12 +485,7 @@ mod tests {
     #[test]
     fn json_lines_are_objects_with_the_message_and_the_span_trace_id() {
         let out = logged(Format::Json, || {
-            let span = tracing::info_span!(
-                "request",
-                request_id = "r-3",
-                trace_id = tracing::field::Empty
-            );
-            join_trace(&span, Some(TP));
+            let span = traced_request("r-3");
             let _g = span.enter();
             tracing::error!(request_id = "r-3", "Validation error");
         });
