@@ -374,6 +374,18 @@ mod tests {
         )
     }
 
+    /// A JSON locate request that declares its body's length.
+    fn declared_length_host(content_length: &str) -> RecordingHost {
+        request_host(
+            "POST",
+            "/api/v1/calculate-locate",
+            &[
+                ("content-type", "application/json"),
+                ("content-length", content_length),
+            ],
+        )
+    }
+
     /// The one reply sent, as JSON.
     fn reply(host: &RecordingHost) -> serde_json::Value {
         let replies = host.replies.borrow();
@@ -387,22 +399,25 @@ mod tests {
 
     /// A body callback, with request headers out of reach as in Envoy.
     fn body_cb(v: &mut RequestValidation, host: &RecordingHost, size: usize, end: bool) -> Flow {
+        headers_out_of_reach(host, || v.on_request_body(host, size, end))
+    }
+
+    /// A trailers callback, with request headers out of reach as in Envoy.
+    fn trailers_cb(v: &mut RequestValidation, host: &RecordingHost) -> Flow {
+        headers_out_of_reach(host, || v.on_request_trailers(host))
+    }
+
+    /// Runs `callback` with the request headers hidden, and checks that it
+    /// did not try to read them.
+    fn headers_out_of_reach(host: &RecordingHost, callback: impl FnOnce() -> Flow) -> Flow {
         host.headers_hidden.set(true);
-        let flow = v.on_request_body(host, size, end);
+        let flow = callback();
         host.headers_hidden.set(false);
         assert_eq!(
             host.hidden_header_reads.get(),
             0,
-            "request headers are not readable from a body callback"
+            "request headers are not readable from a body or trailers callback"
         );
-        flow
-    }
-
-    fn trailers_cb(v: &mut RequestValidation, host: &RecordingHost) -> Flow {
-        host.headers_hidden.set(true);
-        let flow = v.on_request_trailers(host);
-        host.headers_hidden.set(false);
-        assert_eq!(host.hidden_header_reads.get(), 0);
         flow
     }
 
@@ -580,14 +595,7 @@ mod tests {
 
     #[test]
     fn a_declared_length_over_the_limit_is_413_before_any_body() {
-        let host = request_host(
-            "POST",
-            "/api/v1/calculate-locate",
-            &[
-                ("content-type", "application/json"),
-                ("content-length", "8193"),
-            ],
-        );
+        let host = declared_length_host("8193");
         let mut v = RequestValidation::new(ValidationConfig::default());
         assert_eq!(v.on_request_headers(&host, false), Flow::Pause);
         assert_eq!(status(&host), 413);
@@ -596,14 +604,7 @@ mod tests {
 
     #[test]
     fn exactly_the_limit_is_not_too_large() {
-        let host = request_host(
-            "POST",
-            "/api/v1/calculate-locate",
-            &[
-                ("content-type", "application/json"),
-                ("content-length", "8192"),
-            ],
-        );
+        let host = declared_length_host("8192");
         let mut v = RequestValidation::new(ValidationConfig::default());
         assert_eq!(v.on_request_headers(&host, false), Flow::Continue);
         assert!(host.replies.borrow().is_empty());
