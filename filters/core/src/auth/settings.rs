@@ -75,12 +75,7 @@ impl Settings {
         if !config.verify_path.starts_with('/') {
             return Err(ConfigError::new("verify_path", "must start with `/`"));
         }
-        if !(1..=10_000).contains(&config.verify_timeout_ms) {
-            return Err(ConfigError::new(
-                "verify_timeout_ms",
-                "must be between 1 and 10000",
-            ));
-        }
+        in_range("verify_timeout_ms", config.verify_timeout_ms, 1..=10_000)?;
         for (i, path) in config.public_paths.iter().enumerate() {
             let field = format!("public_paths[{i}]");
             if !path.starts_with('/') {
@@ -103,24 +98,17 @@ impl Settings {
                 "must be between 1 and 60 (revocations must apply within a minute)",
             ));
         }
-        if !(1..=60).contains(&cache.negative_ttl_seconds) {
-            return Err(ConfigError::new(
-                "cache.negative_ttl_seconds",
-                "must be between 1 and 60",
-            ));
-        }
-        if cache.stale_on_error_seconds > 3600 {
-            return Err(ConfigError::new(
-                "cache.stale_on_error_seconds",
-                "must be between 0 and 3600",
-            ));
-        }
-        if !(16..=65_536).contains(&cache.slots) {
-            return Err(ConfigError::new(
-                "cache.slots",
-                "must be between 16 and 65536",
-            ));
-        }
+        in_range(
+            "cache.negative_ttl_seconds",
+            cache.negative_ttl_seconds,
+            1..=60,
+        )?;
+        in_range(
+            "cache.stale_on_error_seconds",
+            cache.stale_on_error_seconds,
+            0..=3600,
+        )?;
+        in_range("cache.slots", cache.slots, 16..=65_536)?;
         let policy = CachePolicy {
             positive_ttl_ms: cache.positive_ttl_seconds * 1000,
             negative_ttl_ms: cache.negative_ttl_seconds * 1000,
@@ -128,18 +116,16 @@ impl Settings {
             slots: cache.slots,
         };
         let brute_force = &config.brute_force;
-        if brute_force.max_failures > 100_000 {
-            return Err(ConfigError::new(
-                "brute_force.max_failures",
-                "must be between 0 and 100000",
-            ));
-        }
-        if !(1..=3600).contains(&brute_force.window_seconds) {
-            return Err(ConfigError::new(
-                "brute_force.window_seconds",
-                "must be between 1 and 3600",
-            ));
-        }
+        in_range(
+            "brute_force.max_failures",
+            brute_force.max_failures,
+            0..=100_000,
+        )?;
+        in_range(
+            "brute_force.window_seconds",
+            brute_force.window_seconds,
+            1..=3600,
+        )?;
         let lockout = (brute_force.max_failures > 0).then_some(LockoutPolicy {
             max_failures: brute_force.max_failures,
             window_ms: brute_force.window_seconds * 1000,
@@ -182,13 +168,12 @@ impl Settings {
 }
 
 fn local_limit_policy(config: &LocalRateLimitConfig) -> Result<LocalLimitPolicy, ConfigError> {
-    let in_range = |limit: u32| (1..=MAX_PER_MINUTE).contains(&limit);
-    if !in_range(config.default_per_minute) {
-        return Err(ConfigError::new(
-            "local_rate_limit.default_per_minute",
-            "must be between 1 and 1000000",
-        ));
-    }
+    let per_minute = 1..=MAX_PER_MINUTE;
+    in_range(
+        "local_rate_limit.default_per_minute",
+        config.default_per_minute,
+        per_minute.clone(),
+    )?;
     let mut clients = std::collections::HashMap::with_capacity(config.clients.len());
     for (client_id, entry) in &config.clients {
         if !ClientId::is_valid(client_id) {
@@ -197,18 +182,34 @@ fn local_limit_policy(config: &LocalRateLimitConfig) -> Result<LocalLimitPolicy,
                 "every key must be a client id (1 to 64 characters of [A-Za-z0-9_-])",
             ));
         }
-        if !in_range(entry.per_minute) {
-            return Err(ConfigError::new(
-                format!("local_rate_limit.clients.{client_id}.per_minute"),
-                "must be between 1 and 1000000",
-            ));
-        }
+        in_range(
+            format!("local_rate_limit.clients.{client_id}.per_minute"),
+            entry.per_minute,
+            per_minute.clone(),
+        )?;
         clients.insert(client_id.clone(), entry.per_minute);
     }
     Ok(LocalLimitPolicy {
         default_per_minute: config.default_per_minute,
         clients,
     })
+}
+
+/// `value` of `field` within `range`, else the error "must be between
+/// {start} and {end}".
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    field: impl Into<String>,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ))
+    }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<AuthConfig, ConfigError> {
