@@ -50,25 +50,45 @@ pub fn wasm_filter(name: &str, config: &str) -> String {
 /// A minimal Envoy config: one listener routing everything to one
 /// upstream port, for tests of the harness itself and as a template.
 pub fn plain_proxy_config(upstream_port: u16) -> String {
+    router_config(
+        &http_listener("main", LISTENER_PORT, "ingress"),
+        r#"              - match: { prefix: "/" }
+                route: { cluster: upstream }"#,
+        &static_cluster("upstream", upstream_port),
+    )
+}
+
+/// A configuration of one `listener` (an [`http_listener`]) with the
+/// router as its only filter, whose one virtual host routes by `routes`
+/// (entries of its `routes:` list, indented by 14 spaces) to `clusters`
+/// (`clusters:` list entries).
+pub fn router_config(listener: &str, routes: &str, clusters: &str) -> String {
     format!(
         r#"
 {ADMIN}
 static_resources:
   listeners:
 {listener}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
+{virtual_host}
+{routes}
           http_filters:
 {ROUTER}
-  clusters:{upstream}
+  clusters:{clusters}
 "#,
-        listener = http_listener("main", LISTENER_PORT, "ingress"),
-        upstream = static_cluster("upstream", upstream_port)
+        virtual_host = virtual_host("all")
+    )
+}
+
+/// The start of an HTTP connection manager's `route_config` (indented by
+/// ten spaces): one virtual host `name` for every domain, its `routes:`
+/// list to follow (entries indented by 14 spaces).
+pub fn virtual_host(name: &str) -> String {
+    format!(
+        r#"          route_config:
+            virtual_hosts:
+            - name: {name}
+              domains: ["*"]
+              routes:"#
     )
 }
 
@@ -176,6 +196,13 @@ pub fn http_listener(name: &str, port: &str, stat_prefix: &str) -> String {
           stat_prefix: {stat_prefix}"#
     )
 }
+
+/// The buffer filter holding request bodies up to 64 KiB, an entry of an
+/// HTTP connection manager's `http_filters` (indented by ten spaces).
+pub const BUFFER: &str = r#"          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 65536"#;
 
 /// The router, the last entry of an HTTP connection manager's
 /// `http_filters` (indented by ten spaces).

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::config::{cluster, http_listener, ADMIN, ADMIN_PORT, LISTENER_PORT, ROUTER};
+use e2e::config::{cluster, http_listener, router_config, ADMIN_PORT, LISTENER_PORT};
 use e2e::{repo_root, wasm_dir};
 use filter_core::auth::Settings;
 use filter_core::metrics::MetricsConfig;
@@ -120,6 +120,14 @@ fn rendered(overlay: &str) -> Vec<Value> {
     let docs = yaml_documents(&file);
     let _ = std::fs::remove_dir_all(&dir);
     docs
+}
+
+/// The gateway's Deployment (`borrow-rate-gateway`) as `overlay` renders it.
+fn gateway_deployment(overlay: &str) -> Value {
+    rendered(overlay)
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "borrow-rate-gateway")
+        .unwrap_or_else(|| panic!("{overlay}: no Deployment borrow-rate-gateway"))
 }
 
 /// (overlay/name, url, pluginConfig) of every WasmPlugin of every rendered
@@ -306,25 +314,11 @@ fn the_istio_auth_plugin_verifies_es256_with_public_keys_only() {
 /// listener (`:15090`, here `{{LISTENER_PORT}}`) forwards `/stats/prometheus`
 /// to the admin interface, as Istio's bootstrap does.
 fn istio_prometheus_listener() -> String {
-    format!(
-        r#"
-{ADMIN}
-static_resources:
-  listeners:
-{listener}
-          route_config:
-            virtual_hosts:
-            - name: backend
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/stats/prometheus" }}
-                route: {{ cluster: prometheus_stats }}
-          http_filters:
-{ROUTER}
-  clusters:{admin}
-"#,
-        listener = http_listener("prometheus", LISTENER_PORT, "stats"),
-        admin = cluster("prometheus_stats", "1s", Some(ADMIN_PORT))
+    router_config(
+        &http_listener("prometheus", LISTENER_PORT, "stats"),
+        r#"              - match: { prefix: "/stats/prometheus" }
+                route: { cluster: prometheus_stats }"#,
+        &cluster("prometheus_stats", "1s", Some(ADMIN_PORT)),
     )
 }
 
@@ -340,11 +334,7 @@ async fn the_gateway_metrics_container_reads_its_own_envoy_and_merges_no_backend
     let envoy = e2e::Envoy::start(&istio_prometheus_listener()).await;
     let local = format!("127.0.0.1:{}", envoy.port);
     for overlay in overlays() {
-        let docs = rendered(&overlay);
-        let gateway = docs
-            .iter()
-            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "borrow-rate-gateway")
-            .unwrap_or_else(|| panic!("{overlay}: no Deployment borrow-rate-gateway"));
+        let gateway = gateway_deployment(&overlay);
         let container = gateway["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap()
@@ -446,11 +436,7 @@ async fn keep_alive_get(
 async fn the_gateway_pods_pre_stop_fails_envoys_health_check_and_closes_keep_alive_connections() {
     let mut pre_stop_paths = std::collections::BTreeSet::new();
     for overlay in overlays() {
-        let docs = rendered(&overlay);
-        let gateway = docs
-            .iter()
-            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "borrow-rate-gateway")
-            .unwrap_or_else(|| panic!("{overlay}: no Deployment borrow-rate-gateway"));
+        let gateway = gateway_deployment(&overlay);
         let pod = &gateway["spec"]["template"];
         let proxy = pod["spec"]["containers"]
             .as_array()

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::config::{cluster, http_listener, virtual_host, ADMIN, BUFFER, LISTENER_PORT, ROUTER};
 use e2e::stand_in::stalling_upstream;
 use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 
@@ -190,11 +190,7 @@ static_resources:
           generate_request_id: true
           always_set_request_id_in_response: true
 {local_reply}
-          route_config:
-            virtual_hosts:
-            - name: gateway
-              domains: ["*"]
-              routes:
+{virtual_host}
               - match: {{ safe_regex: {{ regex: "/api/v1/rates/[^/]+" }}, headers: [{{ name: ":method", string_match: {{ exact: GET }} }}] }}
                 route: {{ cluster: data_service, regex_rewrite: {{ pattern: {{ regex: "^/api/v1/rates/" }}, substitution: "/rates/" }}, timeout: 3s }}
               - match: {{ path: /api/v1/calculate-locate }}
@@ -217,14 +213,12 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
               stat_prefix: local_rate_limit{auth}{validation}
-          - name: envoy.filters.http.buffer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 65536
+{BUFFER}
 {ROUTER}
   clusters:{clusters}
 "#,
-        listener = http_listener("main", LISTENER_PORT, "public_http")
+        listener = http_listener("main", LISTENER_PORT, "public_http"),
+        virtual_host = virtual_host("gateway")
     )
 }
 

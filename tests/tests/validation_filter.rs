@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT};
+use e2e::config::{cluster, http_listener, virtual_host, ADMIN, BUFFER, LISTENER_PORT};
 use e2e::stand_in::stalling_upstream;
 use e2e::{free_port, gateway_part, wasm_filter, CountingUpstream, Envoy};
 use serde_json::Value;
@@ -53,11 +53,7 @@ static_resources:
           always_set_request_id_in_response: true
 {access_log}
 {local_reply}
-          route_config:
-            virtual_hosts:
-            - name: gateway
-              domains: ["*"]
-              routes:
+{virtual_host}
               - name: /api/v1/rates/{{ticker}}
                 match: {{ safe_regex: {{ regex: "/api/v1/rates/[^/]+" }}, headers: [{{ name: ":method", string_match: {{ exact: GET }} }}] }}
                 route: {{ cluster: data_service, timeout: 3s }}
@@ -77,10 +73,7 @@ static_resources:
                 match: {{ path: /empty }}
                 route: {{ cluster: empty_service, timeout: 1s }}
           http_filters:{metrics}{validation}
-          - name: envoy.filters.http.buffer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 65536
+{BUFFER}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -89,7 +82,8 @@ static_resources:
     per_connection_buffer_limit_bytes: 32768
   clusters:{clusters}
 "#,
-        listener = http_listener("main", LISTENER_PORT, "public_http")
+        listener = http_listener("main", LISTENER_PORT, "public_http"),
+        virtual_host = virtual_host("gateway")
     )
 }
 

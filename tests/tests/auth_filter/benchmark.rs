@@ -56,17 +56,14 @@ fn bench_yaml_with(
 fn bench_upstream_listener(port: u16) -> String {
     format!(
         r#"{listener}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
+{virtual_host}
               - match: {{ prefix: "/" }}
                 direct_response: {{ status: 200, body: {{ inline_string: "{{\"status\":\"success\"}}" }} }}
           http_filters:
 {ROUTER}
 "#,
-        listener = http_listener("bench_upstream", &port.to_string(), "bench_upstream")
+        listener = http_listener("bench_upstream", &port.to_string(), "bench_upstream"),
+        virtual_host = virtual_host("all")
     )
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use auth_service::{AppState, Signing};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use e2e::config::{cluster, http_listener, ADMIN, LISTENER_PORT, ROUTER};
+use e2e::config::{cluster, http_listener, virtual_host, ADMIN, LISTENER_PORT, ROUTER};
 use e2e::{static_cluster, wasm_file, wasm_filter, CountingUpstream, Envoy};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -96,11 +96,7 @@ stats_config:
 static_resources:
   listeners:
 {listener}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
+{virtual_host}
               - match: {{ path: "/api/v1/auth/token" }}
                 route: {{ cluster: auth_service }}
               - match: {{ prefix: "/" }}
@@ -124,6 +120,7 @@ static_resources:
   clusters:{upstream}{auth}
 "#,
         listener = http_listener("main", LISTENER_PORT, "ingress"),
+        virtual_host = virtual_host("all"),
         upstream = static_cluster("upstream", upstream_port),
         auth = cluster("auth_service", "0.25s", Some(&auth_port.to_string())),
         wasm = wasm.display()

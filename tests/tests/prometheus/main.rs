@@ -34,7 +34,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use e2e::config::{http_listener, ADMIN, LISTENER_PORT};
+use e2e::config::{http_listener, ADMIN, LISTENER_PORT, ROUTER};
 use e2e::stand_in::{health_routes, serve};
 use e2e::{static_cluster, wasm_filter};
 use ops_service::{Backend, OpsConfig};
@@ -148,8 +148,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
               stat_prefix: local_rate_limit
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+{ROUTER}
   clusters:{c1}{c2}{c3}{c4}
 "#,
         listener = http_listener("public", LISTENER_PORT, "public"),
