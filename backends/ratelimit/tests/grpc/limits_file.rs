@@ -5,11 +5,7 @@ use super::*;
 #[tokio::test]
 async fn unauthenticated_traffic_is_limited_per_source_address() {
     let file = limits_file(&new_format(ADDRESS_2));
-    let (_rls, mut c) = start(Config {
-        limits_file: Some(file),
-        ..config()
-    })
-    .await;
+    let (_rls, mut c) = with_limits_file(file).await;
     let a = address("192.0.2.1");
     assert!(is_ok(&ask(&mut c, &a).await));
     assert!(is_ok(&ask(&mut c, &a).await));
@@ -27,11 +23,7 @@ async fn unauthenticated_traffic_is_limited_per_source_address() {
 #[tokio::test]
 async fn a_changed_limits_file_applies_without_restart() {
     let file = limits_file(&new_format(&ADDRESS_2.replace(": 2 }", ": 1 }")));
-    let (rls, mut c) = start(Config {
-        limits_file: Some(file.clone()),
-        ..config()
-    })
-    .await;
+    let (rls, mut c) = with_limits_file(file.clone()).await;
     let addr = address("198.51.100.7");
     assert!(is_ok(&ask(&mut c, &addr).await));
     assert!(is_over(&ask(&mut c, &addr).await));
@@ -321,11 +313,7 @@ async fn ietf_headers_on_ok_and_over_limit_match_the_x_ratelimit_headers() {
 #[tokio::test]
 async fn a_malformed_file_names_line_and_field_and_the_previous_limits_stay_while_reloading() {
     let file = limits_file(&new_format(ADDRESS_2));
-    let (rls, mut c) = start(Config {
-        limits_file: Some(file.clone()),
-        ..config()
-    })
-    .await;
+    let (rls, mut c) = with_limits_file(file.clone()).await;
     let addr = address("192.0.2.77");
     assert!(is_ok(&ask(&mut c, &addr).await));
 
@@ -393,11 +381,7 @@ async fn an_old_format_file_is_converted() {
     let file = limits_file(&format!(
         "unauthenticated:\n  per_minute: 1\nclients:\n  {id}:\n    per_minute: 2\n"
     ));
-    let (_rls, mut c) = start(Config {
-        limits_file: Some(file),
-        ..config()
-    })
-    .await;
+    let (_rls, mut c) = with_limits_file(file).await;
     let addr = address("192.0.2.99");
     assert!(is_ok(&ask(&mut c, &addr).await));
     assert!(is_over(&ask(&mut c, &addr).await));

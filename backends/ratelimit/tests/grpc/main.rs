@@ -132,8 +132,13 @@ async fn start(config: Config) -> (Running, RateLimitServiceClient<Channel>) {
 }
 
 async fn with_file(body: &str) -> (Running, RateLimitServiceClient<Channel>) {
+    with_limits_file(limits_file(&new_format(body))).await
+}
+
+/// The service reading its limits from `file`, and a client of it.
+async fn with_limits_file(file: PathBuf) -> (Running, RateLimitServiceClient<Channel>) {
     start(Config {
-        limits_file: Some(limits_file(&new_format(body))),
+        limits_file: Some(file),
         ..config()
     })
     .await
@@ -169,6 +174,19 @@ fn ietf_ratelimit(r: &RateLimitResponse) -> (String, u64, u64) {
         }
     }
     (policy, remaining.unwrap(), reset.unwrap())
+}
+
+/// `GET path` on the service's HTTP side: the status and the JSON body.
+async fn get_json(rls: &Running, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("http://{}{path}", rls.http_addr))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn health(rls: &Running) -> (u16, serde_json::Value) {
+    get_json(rls, "/health").await
 }
 
 async fn metrics_text(rls: &Running) -> String {

@@ -15,11 +15,8 @@ async fn redis_down_allows_requests_by_default_and_health_reports_503() {
         assert!(is_ok(&r), "fail-open: {r:?}");
     }
     assert_eq!(rls.shared.metrics().decisions("failure_allowed"), 3);
-    let health = reqwest::get(format!("http://{}/health", rls.http_addr))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
-    let body: serde_json::Value = health.json().await.unwrap();
+    let (status, body) = health(&rls).await;
+    assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
 }
 
@@ -69,16 +66,8 @@ async fn two_service_replicas_sharing_redis_enforce_one_limit() {
     }
     assert_eq!(ok, 4, "4 allowed in total across both replicas");
     assert_eq!(one.shared.metrics().decisions("failure_allowed"), 0);
-    let health = reqwest::get(format!("http://{}/health", one.http_addr))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(format!("http://{}/metrics", one.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(health(&one).await.0, 200);
+    let metrics = metrics_text(&one).await;
     assert!(metrics.contains("ratelimit_storage_info{storage=\"redis\"} 1"));
 }
 
@@ -108,18 +97,12 @@ async fn losing_redis_fails_open_and_counting_resumes_when_it_returns() {
     assert!(is_ok(&r), "fail-open while Redis is away: {r:?}");
     assert!(header(&r, "x-ratelimit-remaining").is_none());
     assert!(rls.shared.metrics().decisions("failure_allowed") >= 1);
-    let health = reqwest::get(format!("http://{}/health", rls.http_addr))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
+    assert_eq!(health(&rls).await.0, 503);
 
     let _back = RedisProxy::start(&proxy.target, proxy.port).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let h = reqwest::get(format!("http://{}/health", rls.http_addr))
-            .await
-            .unwrap();
-        if h.status() == 200 {
+        if health(&rls).await.0 == 200 {
             break;
         }
         assert!(

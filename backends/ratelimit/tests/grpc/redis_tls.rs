@@ -185,14 +185,6 @@ impl Drop for TlsRedis {
     }
 }
 
-async fn health(r: &Running) -> (u16, serde_json::Value) {
-    let h = reqwest::get(format!("http://{}/health", r.http_addr))
-        .await
-        .unwrap();
-    let status = h.status().as_u16();
-    (status, h.json().await.unwrap())
-}
-
 async fn wait_healthy(r: &Running, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {

@@ -8,19 +8,11 @@ async fn health_and_metrics_answer_over_http() {
     let id = unique("m");
     ask(&mut c, &[("client_id", &id), ("client_limit", "1")]).await;
     ask(&mut c, &[("client_id", &id), ("client_limit", "1")]).await;
-    let health = reqwest::get(format!("http://{}/health", rls.http_addr))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let body: serde_json::Value = health.json().await.unwrap();
+    let (status, body) = health(&rls).await;
+    assert_eq!(status, 200);
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["version"], ratelimit::VERSION);
-    let metrics = reqwest::get(format!("http://{}/metrics", rls.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&rls).await;
     assert!(
         metrics.contains("ratelimit_decisions_total{result=\"ok\"} 1"),
         "{metrics}"
@@ -33,10 +25,7 @@ async fn health_and_metrics_answer_over_http() {
         )),
         "{metrics}"
     );
-    let missing = reqwest::get(format!("http://{}/nope", rls.http_addr))
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    let body: serde_json::Value = missing.json().await.unwrap();
+    let (status, body) = get_json(&rls, "/nope").await;
+    assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "NOT_FOUND");
 }
