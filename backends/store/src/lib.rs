@@ -219,44 +219,47 @@ impl Store {
     /// Inserts the SPEC §5 seed stocks and clients when their table is empty.
     pub async fn seed(&self) -> Result<()> {
         let now = time::now_rfc3339();
-        let stocks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stocks")
+        let stocks = pricing::rate::SEED_STOCKS.map(|(t, b, v, e, m)| [t, b, v, e, m]);
+        self.seed_table(
+            "stocks",
+            "INSERT INTO stocks (ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticker) DO NOTHING",
+            &stocks,
+            &now,
+        )
+        .await?;
+        let clients = pricing::fee::SEED_CLIENTS.map(|(id, m, t, a)| [id, m, t, a]);
+        self.seed_table(
+            "clients",
+            "INSERT INTO clients (client_id, markup_percentage, fee_type, fee_amount, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING",
+            &clients,
+            &now,
+        )
+        .await
+    }
+
+    /// When `table` is empty, runs `insert` for each row with its values
+    /// and `now` bound in that order.
+    async fn seed_table<const N: usize>(
+        &self,
+        table: &str,
+        insert: &str,
+        rows: &[[&str; N]],
+        now: &str,
+    ) -> Result<()> {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&self.pool)
             .await?;
-        if stocks == 0 {
-            for (ticker, base, vol, event, min) in pricing::rate::SEED_STOCKS {
-                sqlx::query(
-                    "INSERT INTO stocks (ticker, base_rate, volatility_index, event_risk_factor, min_rate, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticker) DO NOTHING",
-                )
-                .bind(ticker)
-                .bind(base)
-                .bind(vol)
-                .bind(event)
-                .bind(min)
-                .bind(&now)
-                .execute(&self.pool)
-                .await?;
+        if count == 0 {
+            for row in rows {
+                let mut query = sqlx::query(insert);
+                for value in row {
+                    query = query.bind(*value);
+                }
+                query.bind(now).execute(&self.pool).await?;
             }
-            tracing::info!(count = pricing::rate::SEED_STOCKS.len(), "Seeded stocks");
-        }
-        let clients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
-            .fetch_one(&self.pool)
-            .await?;
-        if clients == 0 {
-            for (id, markup, fee_type, amount) in pricing::fee::SEED_CLIENTS {
-                sqlx::query(
-                    "INSERT INTO clients (client_id, markup_percentage, fee_type, fee_amount, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(markup)
-                .bind(fee_type)
-                .bind(amount)
-                .bind(&now)
-                .execute(&self.pool)
-                .await?;
-            }
-            tracing::info!(count = pricing::fee::SEED_CLIENTS.len(), "Seeded clients");
+            tracing::info!(count = rows.len(), "Seeded {table}");
         }
         Ok(())
     }
