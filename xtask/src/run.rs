@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
-use crate::util::{env_file, is_executable};
+use crate::util::{env_file, is_executable, write_private};
 
 const SERVICES: [&str; 5] = [
     "data-service",
@@ -404,13 +404,7 @@ fn start(root: &Path, dirs: &Dirs) -> Result<()> {
             let mut bytes = [0u8; 32];
             File::open("/dev/urandom")?.read_exact(&mut bytes)?;
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let mut f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&secret_file)?;
-            writeln!(f, "{hex}")?;
+            write_private(&secret_file, &format!("{hex}\n"))?;
         }
         env.insert(
             "JWT_SECRET_KEY".into(),
@@ -472,13 +466,7 @@ fn start(root: &Path, dirs: &Dirs) -> Result<()> {
         eprintln!("gateway-config: warning: {w}");
     }
     let envoy_yaml = dirs.run.join("envoy.yaml");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&envoy_yaml)?;
-    f.write_all(text.as_bytes())?;
+    write_private(&envoy_yaml, &text)?;
     let envoy_log_level = get(&env, "ENVOY_LOG_LEVEL").unwrap_or_else(|| "info".into());
     sup.start_proc(
         "envoy",
@@ -545,13 +533,7 @@ fn start(root: &Path, dirs: &Dirs) -> Result<()> {
         }
     };
     let api_key = create_key("test123");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dirs.run.join("demo_api_key"))?;
-    writeln!(f, "{api_key}")?;
+    write_private(&dirs.run.join("demo_api_key"), &format!("{api_key}\n"))?;
     // The second worked example prices for client123, which needs its own
     // key (or an admin-scoped one).
     let client123_key = create_key("client123");

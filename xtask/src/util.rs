@@ -44,6 +44,20 @@ pub fn json_file(path: &Path) -> Result<Value> {
     serde_json::from_str(&read(path)?).with_context(|| format!("{}: invalid JSON", path.display()))
 }
 
+/// Writes `text` to `path`, created owner-only (0600) when it does not
+/// exist yet, truncated when it does: for files that carry secrets.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
 pub fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -44,8 +44,6 @@ mod kubernetes;
 pub mod promql;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -221,14 +219,7 @@ impl Ctx {
         )
         .map_err(|e| anyhow::anyhow!("gateway-config render --shape compose failed: {e}"))?;
         // Owner-only: it carries JWT_SECRET_KEY.
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(out)
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        f.write_all(text.as_bytes())
+        util::write_private(out, &text)
             .with_context(|| format!("cannot write {}", out.display()))?;
         Ok(())
     }
