@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use regex::Regex;
 use serde_json::Value;
 
-use super::promql::metric_names;
+use super::promql::{metric_names, unexported};
 use super::{Ctx, Errors, ALLOWED_METRICS};
 use crate::util::{output, pylist, read, run, yaml_docs, yaml_file, View};
 
@@ -88,10 +88,8 @@ fn check_rules(ctx: &Ctx, errors: &mut Errors) -> Result<()> {
     let mut bases = BTreeSet::new();
     for r in &alerts {
         let name = r["alert"].text();
-        let bad: Vec<String> = metric_names(r["expr"].s())
-            .into_iter()
-            .filter(|m| !allowed.contains(m.as_str()))
-            .collect();
+        let names = metric_names(r["expr"].s());
+        let bad = unexported(&names, &allowed);
         if !bad.is_empty() {
             errors.push(format!(
                 "{name}: expression uses metrics the gateway does not export: {}",

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use regex::Regex;
 use serde_json::{json, Value};
 
-use super::promql::metric_names;
+use super::promql::{metric_names, unexported};
 use super::{Ctx, Errors, ALLOWED_METRICS};
 use crate::util::{json_file, output, pylist, yaml_file, View};
 
@@ -142,10 +142,7 @@ fn collect(ctx: &Ctx, errors: &mut Errors) -> Result<Vec<Value>> {
                 }
                 if kind == "prometheus" {
                     let names = metric_names(expr);
-                    let bad: Vec<&String> = names
-                        .iter()
-                        .filter(|m| !allowed.contains(m.as_str()))
-                        .collect();
+                    let bad = unexported(&names, &allowed);
                     if !bad.is_empty() {
                         errors.push(format!(
                             "{name}: panel '{title}': metrics not exported by the gateway: {}",

@@ -64,6 +64,15 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// The `names` (from [`metric_names`]) that are not in `allowed`, the
+/// metrics the gateway exports.
+pub fn unexported<'a>(names: &'a BTreeSet<String>, allowed: &BTreeSet<&str>) -> Vec<&'a String> {
+    names
+        .iter()
+        .filter(|m| !allowed.contains(m.as_str()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::metric_names;
