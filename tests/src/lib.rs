@@ -139,6 +139,24 @@ where
     }
 }
 
+/// Runs an outside tool (`cmd`: a browser driver, schemathesis) with no
+/// proxy and no standard input, killed with the test, for at most
+/// `within`: its output. Panics naming `what` when it takes longer or does
+/// not start.
+pub async fn run_tool(
+    mut cmd: tokio::process::Command,
+    within: Duration,
+    what: &str,
+) -> std::process::Output {
+    cmd.env("NO_PROXY", "*")
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    tokio::time::timeout(within, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {within:?}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 /// A TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

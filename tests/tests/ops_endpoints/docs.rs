@@ -140,14 +140,8 @@ async fn the_docs_page_authorizes_and_tries_out_a_locate_fee_in_a_real_browser()
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("--chromium={}", chromium.display()))
         .env("DOCS_API_KEY", &key)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .env("NO_PROXY", "*")
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("the browser test did not finish within 120 s")
-        .unwrap();
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+    let out = e2e::run_tool(cmd, Duration::from_secs(120), "the browser test").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}{stderr}");
