@@ -230,6 +230,19 @@ pub fn output(cmd: &mut Command) -> Result<Output> {
         .with_context(|| format!("cannot run {:?}", cmd.get_program()))
 }
 
+/// `out` when its command succeeded; else an error of its stdout and
+/// stderr followed by `why` (what the failure means).
+pub fn succeeded(out: Output, why: &str) -> Result<Output> {
+    if !out.status.success() {
+        bail!(
+            "{}{}\n{why}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
 /// Runs a command; fails with its stderr when it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = output(cmd)?;

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use regex::Regex;
 use serde_json::{json, Value};
 
 use super::promql::{metric_names, unexported};
 use super::{Ctx, Errors, ALLOWED_METRICS};
-use crate::util::{json_file, output, pylist, yaml_file, View};
+use crate::util::{json_file, output, pylist, succeeded, yaml_file, View};
 
 /// The SPEC §8 log messages the logs dashboard must search for.
 const LOG_MESSAGES: [&str; 5] = [
@@ -29,14 +29,10 @@ pub fn check(ctx: &Ctx) -> Result<&'static str> {
     let file = ctx.tmp("dashboard-rules.yml");
     let doc = json!({"groups": [{"name": "dashboards", "rules": rules}]});
     std::fs::write(&file, serde_norway::to_string(&doc)?)?;
-    let out = output(ctx.cmd(&promtool).args(["check", "rules"]).arg(&file))?;
-    if !out.status.success() {
-        bail!(
-            "{}{}\na dashboard PromQL expression does not parse (record name = dashboard:panel:refId)",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    succeeded(
+        output(ctx.cmd(&promtool).args(["check", "rules"]).arg(&file))?,
+        "a dashboard PromQL expression does not parse (record name = dashboard:panel:refId)",
+    )?;
     Ok("every PromQL parses and names only exported metrics")
 }
 

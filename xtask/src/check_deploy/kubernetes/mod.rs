@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::{Ctx, Errors, BACKENDS, SPEC_VARS};
 use crate::util::{
-    json_file, output, pylist, read, walk, yaml_docs, yaml_docs_str, yaml_file, View,
+    json_file, output, pylist, read, succeeded, walk, yaml_docs, yaml_docs_str, yaml_file, View,
 };
 
 const CORE_GROUPS: [&str; 6] = [
@@ -118,14 +118,10 @@ pub fn check(ctx: &Ctx) -> Result<&'static str> {
         overlays.join(", ")
     );
     k.errors.finish("kubernetes")?;
-    let out = output(ctx.cmd(&kv).args(["--strict", "--quiet"]).args(&core_files))?;
-    if !out.status.success() {
-        bail!(
-            "{}{}\nkubernetes-validate --strict rejects a rendered core resource",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    succeeded(
+        output(ctx.cmd(&kv).args(["--strict", "--quiet"]).args(&core_files))?,
+        "kubernetes-validate --strict rejects a rendered core resource",
+    )?;
     Ok("overlays render; kubernetes-validate --strict, Istio CRD schemas, references, deployment requirements")
 }
 
