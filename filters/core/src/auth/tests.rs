@@ -146,7 +146,7 @@ pub(super) fn quick_cache() -> Value {
 
 // ------------------------------------------------------------------ JWT
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

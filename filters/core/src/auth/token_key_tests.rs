@@ -8,8 +8,8 @@ use serde_json::json;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::tests::{
-    answered, assert_refused_as, done, header, hs_config, hs_token, pending, quick_cache, reply_of,
-    settings, unknown_key_body, KEY, NOW_S,
+    answered, assert_refused_as, bearer, done, header, hs_config, hs_token, pending, quick_cache,
+    reply_of, settings, unknown_key_body, KEY, NOW_S,
 };
 use super::*;
 
@@ -20,6 +20,11 @@ fn auth() -> Authenticator {
     let mut config = quick_cache();
     config["jwt"] = hs_config()["jwt"].take();
     Authenticator::new(settings(config))
+}
+
+/// A host at `NOW_S` and a fresh [`auth`].
+fn at_now() -> (RecordingHost, Authenticator) {
+    (RecordingHost::at(NOW_S * 1000), auth())
 }
 
 /// A token for `sub` (scope admin, own limit 5 a minute) naming `key_id`.
@@ -60,9 +65,8 @@ fn accept_once(auth: &Authenticator, host: &RecordingHost, bearer: &str) -> Acti
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_token_naming_its_key_is_checked_by_key_id_then_served_from_the_cache_without_host_calls() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
-    let bearer = format!("Bearer {}", token("test123", Some(KEY_ID)));
+    let (host, auth) = at_now();
+    let bearer = bearer(&token("test123", Some(KEY_ID)));
     let p = pending(on_request(&auth, &host, &bearer));
     assert_eq!(p.key_id(), Some(KEY_ID));
     assert_eq!(p.key_hash(), None);
@@ -102,10 +106,9 @@ fn a_token_naming_its_key_is_checked_by_key_id_then_served_from_the_cache_withou
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_revoked_key_refuses_a_token_never_seen_before() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
+    let (host, auth) = at_now();
     let t = token("test123", Some(KEY_ID));
-    let bearer = format!("Bearer {t}");
+    let bearer = bearer(&t);
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("revoked", "test123", None);
     let actions = auth.on_verify_response(&host, &p, answered(200, &body));
@@ -133,9 +136,8 @@ fn a_revoked_key_refuses_a_token_never_seen_before() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_cached_token_stops_once_its_key_is_revoked_and_the_status_ages_out() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
-    let bearer = format!("Bearer {}", token("test123", Some(KEY_ID)));
+    let (host, auth) = at_now();
+    let bearer = bearer(&token("test123", Some(KEY_ID)));
     accept_once(&auth, &host, &bearer);
     // The key is revoked now; the cached status answers until its TTL ends.
     host.advance_ms(5_000);
@@ -154,7 +156,7 @@ fn a_cached_token_stops_once_its_key_is_revoked_and_the_status_ages_out() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn an_expired_unknown_or_foreign_key_refuses_the_token() {
-    let bearer = format!("Bearer {}", token("test123", Some(KEY_ID)));
+    let bearer = bearer(&token("test123", Some(KEY_ID)));
     let expired = key_body("expired", "test123", None);
     let past = json!({"key_id": KEY_ID, "client_id": "test123", "status": "active",
         "expires_at": "2026-11-23T09:00:00Z", "rate_limit_per_minute": null, "scopes": []})
@@ -184,8 +186,7 @@ fn an_expired_unknown_or_foreign_key_refuses_the_token() {
         ),
     ];
     for (code, body, expected, message) in cases {
-        let host = RecordingHost::at(NOW_S * 1000);
-        let auth = auth();
+        let (host, auth) = at_now();
         let p = pending(on_request(&auth, &host, &bearer));
         let actions =
             auth.on_verify_response(&host, &p, VerifyAnswer::Response { status: code, body });
@@ -198,9 +199,8 @@ fn an_expired_unknown_or_foreign_key_refuses_the_token() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_known_token_key_serves_stale_while_the_service_is_down_then_fails_closed() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
-    let bearer = format!("Bearer {}", token("test123", Some(KEY_ID)));
+    let (host, auth) = at_now();
+    let bearer = bearer(&token("test123", Some(KEY_ID)));
     accept_once(&auth, &host, &bearer);
 
     host.advance_ms(15_000); // past the 10 s TTL, inside the 30 s stale window
@@ -229,8 +229,7 @@ fn a_known_token_key_serves_stale_while_the_service_is_down_then_fails_closed() 
         .contains("reason=auth_service_unavailable"));
 
     // A key already revoked stays refused from its stale entry.
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = self::auth();
+    let (host, auth) = at_now();
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("revoked", "test123", None);
     auth.on_verify_response(&host, &p, answered(200, &body));
@@ -242,9 +241,8 @@ fn a_known_token_key_serves_stale_while_the_service_is_down_then_fails_closed() 
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_token_without_key_id_keeps_working_until_it_expires_without_asking() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
-    let bearer = format!("Bearer {}", token("client123", None));
+    let (host, auth) = at_now();
+    let bearer = bearer(&token("client123", None));
     let actions = done(on_request(&auth, &host, &bearer));
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-client-id"), Some("client123"));
@@ -260,8 +258,7 @@ fn a_token_without_key_id_keeps_working_until_it_expires_without_asking() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn verifying_a_key_forwards_its_id_and_answers_for_its_tokens_too() {
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
+    let (host, auth) = at_now();
     let req = IncomingRequest {
         path: "/api/v1/auth/token",
         api_key: Some(KEY),
@@ -276,7 +273,7 @@ fn verifying_a_key_forwards_its_id_and_answers_for_its_tokens_too() {
     assert_eq!(header(&actions, "x-api-key-id"), Some(KEY_ID));
     assert_eq!(header(&actions, "x-auth-method"), Some("api_key"));
     // A token exchanged for that key needs no call of its own.
-    let bearer = format!("Bearer {}", token("test123", Some(KEY_ID)));
+    let bearer = bearer(&token("test123", Some(KEY_ID)));
     let actions = done(on_request(&auth, &host, &bearer));
     assert!(actions.reply.is_none());
     assert_eq!(header(&actions, "x-api-key-id"), Some(KEY_ID));
@@ -289,8 +286,7 @@ fn verifying_a_key_forwards_its_id_and_answers_for_its_tokens_too() {
 fn a_client_supplied_key_id_is_removed_and_a_bad_key_id_claim_is_refused() {
     assert!(INTERNAL_HEADERS.contains(&"x-api-key-id"));
     assert_eq!(API_KEY_ID_HEADER, "x-api-key-id");
-    let host = RecordingHost::at(NOW_S * 1000);
-    let auth = auth();
+    let (host, auth) = at_now();
     let public = done(auth.on_request(
         &host,
         &IncomingRequest {
@@ -302,13 +298,13 @@ fn a_client_supplied_key_id_is_removed_and_a_bad_key_id_claim_is_refused() {
     ));
     assert!(public.remove_headers.contains(&"x-api-key-id"));
 
-    let bearer = format!("Bearer {}", token("test123", Some("key\"x")));
-    let refused = done(on_request(&auth, &host, &bearer));
+    let bad_claim = bearer(&token("test123", Some("key\"x")));
+    let refused = done(on_request(&auth, &host, &bad_claim));
     assert_eq!(reply_of(&refused).0, 401);
     assert_eq!(counted_attempts(&host), vec![AttemptStatus::InvalidToken]);
 
     // An answer about another key than the one asked for is not believed.
-    let bearer = format!("Bearer {}", token("test123", Some("key_Other")));
+    let bearer = bearer(&token("test123", Some("key_Other")));
     let p = pending(on_request(&auth, &host, &bearer));
     let body = key_body("active", "test123", None);
     let actions = auth.on_verify_response(&host, &p, answered(200, &body));
