@@ -9,32 +9,11 @@ async fn bad_arguments_get_one_line_and_exit_code_1_never_a_panic() {
         &[],
         &["keys"],
         &["keys", "create"],
-        &["keys", "create", "--client-id", "bad id"],
-        &[
-            "keys",
-            "create",
-            "--client-id",
-            "c",
-            "--expires-in-days",
-            "0",
-        ],
-        &[
-            "keys",
-            "create",
-            "--client-id",
-            "c",
-            "--expires-in-days",
-            "x",
-        ],
-        &[
-            "keys",
-            "create",
-            "--client-id",
-            "c",
-            "--rate-limit-per-minute",
-            "-1",
-        ],
-        &["keys", "create", "--client-id", "c", "--scope", "Admin!"],
+        &keys_create("bad id", &[]),
+        &keys_create("c", &["--expires-in-days", "0"]),
+        &keys_create("c", &["--expires-in-days", "x"]),
+        &keys_create("c", &["--rate-limit-per-minute", "-1"]),
+        &keys_create("c", &["--scope", "Admin!"]),
         &["keys", "frobnicate"],
         &["keys", "rotate", "k", "--grace-hours", "99999"],
         &stock_upsert(["TOOLONG", "1", "1", "1", "1"]),
@@ -62,14 +41,7 @@ async fn bad_arguments_get_one_line_and_exit_code_1_never_a_panic() {
 async fn every_command_prints_json_with_the_documented_fields() {
     for db in databases().await {
         // create: the key object plus the secret, once.
-        let created = db.json(&[
-            "keys",
-            "create",
-            "--client-id",
-            "test123",
-            "--rate-limit-per-minute",
-            "30",
-        ]);
+        let created = db.json(&keys_create("test123", &["--rate-limit-per-minute", "30"]));
         let key = created["key"].as_str().unwrap();
         assert!(store::keys::looks_like_key(key));
         assert_eq!(created["status"], "active");

@@ -5,18 +5,17 @@ use super::*;
 #[tokio::test]
 async fn create_then_list_shows_the_key_without_its_secret_then_revoke_marks_it_revoked() {
     for db in databases().await {
-        let out = db.ok(&[
-            "keys",
-            "create",
-            "--client-id",
+        let out = db.ok(&keys_create(
             "test123",
-            "--rate-limit-per-minute",
-            "120",
-            "--scope",
-            "admin",
-            "--expires-in-days",
-            "30",
-        ]);
+            &[
+                "--rate-limit-per-minute",
+                "120",
+                "--scope",
+                "admin",
+                "--expires-in-days",
+                "30",
+            ],
+        ));
         let key = last_line(&out).to_owned();
         assert!(store::keys::looks_like_key(&key), "last line {key:?}");
         let key_id = out
@@ -65,7 +64,7 @@ async fn create_then_list_shows_the_key_without_its_secret_then_revoke_marks_it_
 #[tokio::test]
 async fn rotate_keeps_the_old_key_valid_for_the_grace_period_only() {
     for db in databases().await {
-        let out = db.ok(&["keys", "create", "--client-id", "client123"]);
+        let out = db.ok(&keys_create("client123", &[]));
         let old_key = last_line(&out).to_owned();
         let old_id = out
             .lines()

@@ -131,9 +131,7 @@ impl Db {
 
     /// `keys create --json` for `client` with extra arguments: (key, key_id).
     fn create(&self, client: &str, extra: &[&str]) -> (String, String) {
-        let mut args = vec!["keys", "create", "--client-id", client];
-        args.extend_from_slice(extra);
-        let v = self.json(&args);
+        let v = self.json(&keys_create(client, extra));
         (
             v["key"].as_str().unwrap().to_owned(),
             v["key_id"].as_str().unwrap().to_owned(),
@@ -156,6 +154,13 @@ impl Db {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
+}
+
+/// `keys create` for `client`, with `extra` arguments.
+fn keys_create<'a>(client: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["keys", "create", "--client-id", client];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// `stocks upsert` with its five fields: ticker, base rate, volatility
