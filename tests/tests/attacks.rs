@@ -241,17 +241,10 @@ async fn start() -> Catalogue {
     let (calc, _) = services::state::start_calculation_service(&config())
         .await
         .unwrap();
-    let (auth, auth_state) = auth_service::start(&auth_service::Config::hs256(config(), SECRET))
+    let (auth, auth_state) = e2e::local::start_auth_service(&db, SECRET).await;
+    let rls = ratelimit::spawn(e2e::local::rate_limit_config("attacks"))
         .await
         .unwrap();
-    let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: any,
-        http_addr: any,
-        key_prefix: format!("attacks{}", std::process::id()),
-        ..ratelimit::Config::default()
-    })
-    .await
-    .unwrap();
     let store = &auth_state.store;
     let key = |client_id: &str, expires_at: Option<String>| NewApiKey {
         client_id: client_id.into(),
@@ -280,7 +273,7 @@ async fn start() -> Catalogue {
     // Held from now on, so no ephemeral port of Envoy's connections takes it.
     let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ops_port = ops_listener.local_addr().unwrap().port();
-    let yaml = e2e::render_local_gateway(
+    let yaml = e2e::local::local_gateway(
         &[
             ("data_service", data.addr.to_string()),
             ("calculation_service", calc.addr.to_string()),
@@ -288,12 +281,9 @@ async fn start() -> Catalogue {
             ("ops_service", format!("127.0.0.1:{ops_port}")),
             ("rate_limit_service", rls.grpc_addr.to_string()),
         ],
-        rls.http_addr.port(),
-        &[
-            format!("JWT_SECRET_KEY={SECRET}"),
-            "CORS_ORIGINS=https://app.example.com".into(),
-            "HEALTH_CHECK_INTERVAL_MS=500".into(),
-        ],
+        &rls,
+        SECRET,
+        &["CORS_ORIGINS=https://app.example.com".into()],
     );
     let envoy = Envoy::start(&yaml).await;
     let url = |a: SocketAddr| format!("http://{a}");

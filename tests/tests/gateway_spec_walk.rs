@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e::{answer, free_port, Answer, Envoy};
+use e2e::{answer, Answer, Envoy};
 use serde_json::{json, Value};
 use store::NewApiKey;
 
@@ -77,14 +77,9 @@ async fn start() -> Walk {
             .await
             .expect("calculation service");
     let (auth, auth_state) = e2e::local::start_auth_service(&db, SECRET).await;
-    let rls = ratelimit::spawn(ratelimit::Config {
-        grpc_addr: any,
-        http_addr: any,
-        key_prefix: format!("walk{}", std::process::id()),
-        ..ratelimit::Config::default()
-    })
-    .await
-    .expect("rate-limit service");
+    let rls = ratelimit::spawn(e2e::local::rate_limit_config("walk"))
+        .await
+        .expect("rate-limit service");
 
     let key = |client_id: &str, scopes: &[&str], limit: Option<i64>| NewApiKey {
         client_id: client_id.into(),
@@ -114,21 +109,14 @@ async fn start() -> Walk {
         .unwrap()
         .key;
 
-    let yaml = e2e::render_local_gateway(
+    let yaml = e2e::local::local_gateway(
+        &e2e::local::local_upstreams(data.addr, calc.addr, auth.addr, rls.grpc_addr),
+        &rls,
+        SECRET,
         &[
-            ("data_service", data.addr.to_string()),
-            ("calculation_service", calc.addr.to_string()),
-            ("auth_service", auth.addr.to_string()),
-            ("ops_service", format!("127.0.0.1:{}", free_port())),
-            ("rate_limit_service", rls.grpc_addr.to_string()),
-        ],
-        rls.http_addr.port(),
-        &[
-            format!("JWT_SECRET_KEY={SECRET}"),
             "ENABLE_AUTHENTICATION=true".into(),
             "ENABLE_RATE_LIMITING=true".into(),
             "CORS_ORIGINS=https://app.example.com".into(),
-            "HEALTH_CHECK_INTERVAL_MS=500".into(),
         ],
     );
     let envoy = Envoy::start(&yaml).await;
