@@ -374,6 +374,15 @@ mod tests {
         )
     }
 
+    /// A JSON locate request whose headers have passed (default limits),
+    /// its body still to come.
+    fn awaiting_json_body() -> (RecordingHost, RequestValidation) {
+        let host = locate_host("application/json");
+        let mut v = RequestValidation::new(ValidationConfig::default());
+        assert_eq!(v.on_request_headers(&host, false), Flow::Continue);
+        (host, v)
+    }
+
     /// A JSON locate request that declares its body's length.
     fn declared_length_host(content_length: &str) -> RecordingHost {
         request_host(
@@ -512,18 +521,14 @@ mod tests {
 
     #[test]
     fn a_body_in_one_byte_chunks_is_validated_whole() {
-        let host = locate_host("application/json");
-        let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&host, false);
+        let (host, mut v) = awaiting_json_body();
         assert_eq!(send_body(&host, &mut v, VALID, 1), Flow::Continue);
         assert!(host.replies.borrow().is_empty());
     }
 
     #[test]
     fn every_violated_field_is_listed() {
-        let host = locate_host("application/json");
-        let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&host, false);
+        let (host, mut v) = awaiting_json_body();
         let body = br#"{"ticker":"1","position_value":0,"loan_days":366,"client_id":"a b"}"#;
         assert_eq!(send_body(&host, &mut v, body, 7), Flow::Pause);
         assert_eq!(status(&host), 400);
@@ -550,9 +555,7 @@ mod tests {
 
     #[test]
     fn an_empty_chunked_body_lists_every_required_field() {
-        let host = locate_host("application/json");
-        let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&host, false);
+        let (host, mut v) = awaiting_json_body();
         assert_eq!(body_cb(&mut v, &host, 0, true), Flow::Pause);
         assert_eq!(fields(&host).len(), 4);
     }
@@ -612,9 +615,7 @@ mod tests {
 
     #[test]
     fn an_accumulated_body_over_the_limit_is_413_before_its_end() {
-        let host = locate_host("application/json");
-        let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&host, false);
+        let (host, mut v) = awaiting_json_body();
         assert_eq!(body_cb(&mut v, &host, 8_000, false), Flow::Pause);
         assert!(host.replies.borrow().is_empty());
         assert_eq!(body_cb(&mut v, &host, 8_193, false), Flow::Pause);
@@ -623,9 +624,7 @@ mod tests {
 
     #[test]
     fn trailers_complete_a_buffered_body() {
-        let host = locate_host("application/json");
-        let mut v = RequestValidation::new(ValidationConfig::default());
-        v.on_request_headers(&host, false);
+        let (host, mut v) = awaiting_json_body();
         *host.body.borrow_mut() = b"{".to_vec();
         assert_eq!(body_cb(&mut v, &host, 1, false), Flow::Pause);
         assert_eq!(trailers_cb(&mut v, &host), Flow::Pause);
@@ -635,9 +634,7 @@ mod tests {
     #[test]
     fn malformed_json_and_invalid_utf8_are_400_on_the_body() {
         for body in [&b"{\"ticker\":"[..], b"{\"ticker\":\"A\xffB\"}", b"[]"] {
-            let host = locate_host("application/json");
-            let mut v = RequestValidation::new(ValidationConfig::default());
-            v.on_request_headers(&host, false);
+            let (host, mut v) = awaiting_json_body();
             send_body(&host, &mut v, body, 64);
             assert_eq!(status(&host), 400);
             assert_eq!(fields(&host), ["body"]);
