@@ -135,17 +135,24 @@ pub fn render_local_gateway(
     let wasm = wasm_file("auth_filter");
     wasm_file("validation_filter");
     wasm_file("metrics_filter");
-    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    let mut options = gateway_options(gateway_config::Shape::Local);
     options.tls = false;
     options.wasm_dir = wasm.parent().map(|d| d.display().to_string());
-    options.listener_port = Port::Placeholder(LISTENER_PORT.into());
-    options.admin_port = Port::Placeholder(ADMIN_PORT.into());
     options.rate_limit_health_port = Some(rate_limit_health_port);
     options.upstreams = upstreams
         .iter()
         .map(|(cluster, addr)| format!("{cluster}={addr}"))
         .collect();
     render_gateway(&options, sets, true).unwrap_or_else(|e| panic!("render failed: {e}"))
+}
+
+/// gateway-config's options for `shape`, with the listener and admin ports
+/// left as the placeholders [`crate::Envoy::start`] fills.
+pub fn gateway_options(shape: gateway_config::Shape) -> gateway_config::Options {
+    let mut options = gateway_config::Options::new(shape);
+    options.listener_port = Port::Placeholder(LISTENER_PORT.into());
+    options.admin_port = Port::Placeholder(ADMIN_PORT.into());
+    options
 }
 
 /// The gateway config for `options`, with `sets` (`NAME=VALUE`) as the

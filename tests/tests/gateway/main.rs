@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use e2e::{free_port, render_gateway, CountingUpstream, Envoy};
 use gateway_config::envoy::Port;
-use gateway_config::{Options, Shape};
+use gateway_config::Shape;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -72,10 +72,8 @@ impl Setup {
     }
 
     fn render(&self) -> String {
-        let mut options = Options::new(Shape::Local);
+        let mut options = e2e::config::gateway_options(Shape::Local);
         options.no_wasm = true;
-        options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
-        options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
         match self.tls_port {
             Some(p) => {
                 options.tls = true;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{free_port, render_gateway, CountingUpstream, Envoy};
 use gateway_config::envoy::Port;
-use gateway_config::{Options, Shape};
+use gateway_config::Shape;
 
 use super::backend::{start_garbage_upstream, Behaviour, TestBackend};
 use super::{get, into_reply, post_calculation, raw, stat, Setup, CLUSTERS};
@@ -218,12 +218,10 @@ async fn the_compose_admin_listener_exposes_only_the_read_only_views_the_ops_ser
     let data = CountingUpstream::start().await;
     let stats_port = free_port();
     let closed = free_port();
-    let mut options = Options::new(Shape::Compose);
+    let mut options = e2e::config::gateway_options(Shape::Compose);
     options.no_wasm = true;
     options.tls = false;
     options.listen_address = Some("127.0.0.1".into());
-    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
-    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
     options.stats_port = Port::Number(stats_port);
     options.upstreams = CLUSTERS
         .iter()

@@ -15,11 +15,8 @@ pub const JWT_SECRET: &str = "schemathesis-run-secret-0123456789abcdef";
 /// and global rate limiting off), pointed at the given upstreams; listener
 /// and admin ports left for the harness.
 fn rendered_gateway(upstreams: &[(&str, SocketAddr)], wasm: &std::path::Path) -> String {
-    use gateway_config::envoy::Port;
-    let mut options = gateway_config::Options::new(gateway_config::Shape::Local);
+    let mut options = e2e::config::gateway_options(gateway_config::Shape::Local);
     options.tls = false;
-    options.listener_port = Port::Placeholder("{{LISTENER_PORT}}".into());
-    options.admin_port = Port::Placeholder("{{ADMIN_PORT}}".into());
     options.wasm_dir = Some(wasm.display().to_string());
     options.upstreams = upstreams
         .iter()
