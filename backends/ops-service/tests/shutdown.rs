@@ -4,29 +4,20 @@
 //! process exits 0. `/health/live` and `/health/ready` are the service's
 //! own probes, not dependency names.
 
-use std::process::{Command, Stdio};
-
-use service_http::test_support::{free_port, ServiceUnderTest};
+use service_http::test_support::ServiceUnderTest;
 
 #[tokio::test]
 async fn on_sigterm_the_ops_service_turns_not_ready_then_refuses_connections_and_exits_0() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ops-service"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("INTERNAL_LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", "sqlite::memory:")
-        .env("ENVOY_ADMIN_URL", "http://127.0.0.1:9")
-        .env("SHUTDOWN_DELAY_SECONDS", "1.5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut service = ServiceUnderTest {
-        name: "the ops service",
-        port,
-        child,
-    };
-    service.wait_until_healthy().await;
+    let mut service = ServiceUnderTest::start(
+        "the ops service",
+        env!("CARGO_BIN_EXE_ops-service"),
+        &[
+            ("INTERNAL_LISTEN_ADDR", "127.0.0.1:0".into()),
+            ("DATABASE_URL", "sqlite::memory:".into()),
+            ("ENVOY_ADMIN_URL", "http://127.0.0.1:9".into()),
+        ],
+    )
+    .await;
     // Dependency names still reach `/health/{service}`.
     let (status, body) = service.get("/health/database").await;
     assert_eq!(body["name"], "database", "{status} {body}");

@@ -28,6 +28,25 @@ pub struct ServiceUnderTest {
 }
 
 impl ServiceUnderTest {
+    /// Starts `binary` on a free HTTP port (`LISTEN_ADDR`) with the other
+    /// variables `env` (after clearing the inherited environment) and a
+    /// `SHUTDOWN_DELAY_SECONDS` of 1.5 s, then waits until it is healthy.
+    pub async fn start(name: &'static str, binary: &str, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let child = std::process::Command::new(binary)
+            .env_clear()
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SHUTDOWN_DELAY_SECONDS", "1.5")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {binary} does not start: {e}"));
+        let service = ServiceUnderTest { name, port, child };
+        service.wait_until_healthy().await;
+        service
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
