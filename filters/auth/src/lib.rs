@@ -15,7 +15,8 @@ use filter_core::auth::{
 use filter_core::host::PendingCounts;
 use filter_core::logfmt::trace_id_field;
 use filter_host::{
-    host_time_ms, plugin_configuration, MetricsRecorder, ProxyHost, RequestMetrics, WorkerState,
+    host_time_ms, parsed_plugin_configuration, MetricsRecorder, ProxyHost, RequestMetrics,
+    WorkerState,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -55,13 +56,8 @@ impl Context for AuthRoot {}
 
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = plugin_configuration();
-        let settings = match Settings::from_json(&config) {
-            Ok(settings) => settings,
-            Err(err) => {
-                log(LogLevel::Error, &err.to_string());
-                return false;
-            }
+        let Some(settings) = parsed_plugin_configuration(Settings::from_json) else {
+            return false;
         };
         // One slot per status, in `AttemptStatus::index` order.
         let mut attempts = PendingCounts::default();

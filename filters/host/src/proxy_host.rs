@@ -201,3 +201,18 @@ pub fn plugin_configuration() -> Vec<u8> {
         .flatten()
         .unwrap_or_default()
 }
+
+/// The plugin configuration read by `parse`. A refusal is logged at error
+/// level (its message names the field) and gives `None`, for
+/// `on_configure` to return false.
+pub fn parsed_plugin_configuration<T, E: std::fmt::Display>(
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Option<T> {
+    match parse(&plugin_configuration()) {
+        Ok(config) => Some(config),
+        Err(message) => {
+            let _ = hostcalls::log(proxy_wasm::types::LogLevel::Error, &message.to_string());
+            None
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use filter_core::metrics::MetricsConfig;
 use filter_host::{
-    plugin_configuration, request_header, MetricsRecorder, RequestMetrics, FLUSH_PERIOD,
+    parsed_plugin_configuration, request_header, MetricsRecorder, RequestMetrics, FLUSH_PERIOD,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -31,22 +31,15 @@ impl Context for MetricsRoot {}
 
 impl RootContext for MetricsRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = plugin_configuration();
-        match MetricsConfig::parse(&raw) {
-            Ok(config) => {
-                self.recorder = MetricsRecorder::new(config);
-                if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
-                    let _ =
-                        hostcalls::log(LogLevel::Error, "metrics filter: cannot start its tick");
-                    return false;
-                }
-                true
-            }
-            Err(message) => {
-                let _ = hostcalls::log(LogLevel::Error, &message);
-                false
-            }
+        let Some(config) = parsed_plugin_configuration(MetricsConfig::parse) else {
+            return false;
+        };
+        self.recorder = MetricsRecorder::new(config);
+        if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
+            let _ = hostcalls::log(LogLevel::Error, "metrics filter: cannot start its tick");
+            return false;
         }
+        true
     }
 
     /// Hands the requests counted since the last tick to the host.

@@ -5,8 +5,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use filter_core::validation::{Flow, RequestValidation, ValidationConfig};
-use filter_host::{plugin_configuration, ProxyHost};
-use proxy_wasm::hostcalls;
+use filter_host::{parsed_plugin_configuration, ProxyHost};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -25,17 +24,11 @@ impl Context for ValidationRoot {}
 
 impl RootContext for ValidationRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = plugin_configuration();
-        match ValidationConfig::parse(&raw) {
-            Ok(config) => {
-                self.config = config;
-                true
-            }
-            Err(message) => {
-                let _ = hostcalls::log(LogLevel::Error, &message);
-                false
-            }
-        }
+        let Some(config) = parsed_plugin_configuration(ValidationConfig::parse) else {
+            return false;
+        };
+        self.config = config;
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
