@@ -384,7 +384,7 @@ mod tests {
     /// passes with the CA file and the password, and says why otherwise.
     #[tokio::test]
     async fn redis_probe_speaks_tls_with_a_ca_file_and_acl_credentials() {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        use service_http::test_support::TestCa;
         use std::process::{Command, Stdio};
         if Command::new("redis-server")
             .arg("--version")
@@ -397,24 +397,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ops-redis-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = |n: &str| dir.join(n).display().to_string();
-        let ca_for = |cn: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, cn);
-            (p.self_signed(&key).unwrap(), key)
-        };
-        let (ca, ca_key) = ca_for("ops test CA");
-        let (other_ca, _) = ca_for("another CA");
-        let key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
+        let ca = TestCa::new("ops test CA");
+        let (server, server_key) = ca.issue("ops test redis", &["127.0.0.1"], None);
         std::fs::write(file("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(file("other.pem"), other_ca.pem()).unwrap();
-        std::fs::write(file("server.pem"), server.pem()).unwrap();
-        std::fs::write(file("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(file("other.pem"), TestCa::new("another CA").pem()).unwrap();
+        std::fs::write(file("server.pem"), server).unwrap();
+        std::fs::write(file("server.key"), server_key).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -1,6 +1,7 @@
 //! Helpers for the backends' own tests (feature `test-support`, for
 //! dev-dependencies only): the SIGTERM sequence every service binary goes
-//! through as Kubernetes stops a pod.
+//! through as Kubernetes stops a pod, and a throwaway certificate authority
+//! for the TLS tests.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -130,4 +131,55 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A throwaway certificate authority for the TLS tests of PostgreSQL and
+/// Redis connections.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    /// A self-signed CA named `common_name`, allowed to sign certificates.
+    pub fn new(common_name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().expect("a CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("a self-signed CA");
+        TestCa { cert, key }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A certificate named `common_name` for the subject names `names`,
+    /// signed by this CA, limited to `usage` when given: the certificate
+    /// and its private key, PEM.
+    pub fn issue(
+        &self,
+        common_name: &str,
+        names: &[&str],
+        usage: Option<rcgen::ExtendedKeyUsagePurpose>,
+    ) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = usage.into_iter().collect();
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("a certificate signed by the test CA");
+        (cert.pem(), key.serialize_pem())
+    }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use service_http::test_support::TestCa;
 use std::process::{Child, Command, Stdio};
 
 const USER: &str = "ratelimit";
@@ -12,40 +13,20 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
         let dir = std::env::temp_dir().join(unique("rls-redis-tls"));
         std::fs::create_dir_all(&dir).unwrap();
         let write = |name: &str, body: String| std::fs::write(dir.join(name), body).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, unique("ratelimit test CA"));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca.self_signed(&ca_key).unwrap();
+        let ca = TestCa::new(&unique("ratelimit test CA"));
         write("ca.pem", ca.pem());
-        let leaf = |names: Vec<String>, purpose: ExtendedKeyUsagePurpose, file: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(names).unwrap();
-            p.distinguished_name.push(DnType::CommonName, file);
-            p.extended_key_usages = vec![purpose];
-            let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-            write(&format!("{file}.pem"), cert.pem());
-            write(&format!("{file}.key"), key.serialize_pem());
-        };
-        leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-            "server",
-        );
-        leaf(
-            vec!["ratelimit".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-            "client",
-        );
+        for (file, names, usage) in [
+            ("server", &["127.0.0.1", "localhost"][..], ServerAuth),
+            ("client", &["ratelimit"][..], ClientAuth),
+        ] {
+            let (cert, key) = ca.issue(file, names, Some(usage));
+            write(&format!("{file}.pem"), cert);
+            write(&format!("{file}.key"), key);
+        }
         Pki { dir }
     }
 
