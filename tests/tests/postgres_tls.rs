@@ -1,7 +1,7 @@
 //! PostgreSQL over TLS, for real: a throwaway CA and server certificate
-//! (`rcgen`), a PostgreSQL cluster of the test's own (`initdb`, `pg_ctl`)
-//! with `ssl = on` and a `pg_hba.conf` that lets TCP clients in over TLS
-//! only, and the services' own startup path and store connecting to it
+//! (`service_http::test_support::TestCa`), a PostgreSQL cluster of the
+//! test's own (`initdb`, `pg_ctl`) with `ssl = on` and a `pg_hba.conf`
+//! that lets TCP clients in over TLS only, and the services' own startup path and store connecting to it
 //! with `DATABASE_URL=postgres://…?sslmode=verify-full&sslrootcert=<ca>`
 //! and `?sslmode=require`. A CA that did not sign the server's certificate
 //! is refused, naming the cause, and so is a plain connection.
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use e2e::{postgres_binaries_or_skip, scratch_dir, PrivatePostgres, ServerCert};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use service_http::test_support::TestCa;
 
 /// The CA that signed the server's certificate, another CA, and the server.
 struct Pki {
@@ -31,22 +31,8 @@ impl Drop for Pki {
 
 fn pki() -> Pki {
     let dir = scratch_dir("pg-tls");
-    let ca_for = |cn: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, cn);
-        (p.self_signed(&key).unwrap(), key)
-    };
-    let (ca, ca_key) = ca_for("pricing test CA");
-    let (other_ca, _) = ca_for("some other CA");
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "pricing test postgres");
-    let server = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca = TestCa::new("pricing test CA");
+    let (cert_pem, key_pem) = ca.issue("pricing test postgres", &["127.0.0.1", "localhost"], None);
     let write = |name: &str, pem: String| {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
@@ -54,11 +40,8 @@ fn pki() -> Pki {
     };
     Pki {
         ca: write("ca.pem", ca.pem()),
-        other_ca: write("other-ca.pem", other_ca.pem()),
-        server: ServerCert {
-            cert_pem: server.pem(),
-            key_pem: key.serialize_pem(),
-        },
+        other_ca: write("other-ca.pem", TestCa::new("some other CA").pem()),
+        server: ServerCert { cert_pem, key_pem },
         dir,
     }
 }
