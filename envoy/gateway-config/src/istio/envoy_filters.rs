@@ -329,10 +329,8 @@ pub(super) fn stats() -> Result<String, Error> {
             }],
         },
     };
-    Ok(format!(
-        "{}{STATS_HEADER}{}---\n{}",
-        crate::RENDERED_HEADER,
-        crate::to_yaml(&config_map)?,
-        crate::to_yaml(&service)?
+    Ok(super::generated(
+        STATS_HEADER,
+        &[crate::to_yaml(&config_map)?, crate::to_yaml(&service)?],
     ))
 }

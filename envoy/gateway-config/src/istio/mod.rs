@@ -82,26 +82,28 @@ struct PartOf {
     part_of: &'static str,
 }
 
+/// A generated file: the rendered-by line, the file's own `header`, then
+/// its YAML documents separated by `---`.
+pub(super) fn generated(header: &str, documents: &[String]) -> String {
+    format!(
+        "{}{header}{}",
+        crate::RENDERED_HEADER,
+        documents.join("---\n")
+    )
+}
+
 /// The generated files of deploy/base/istio: (file name, contents).
 pub fn files() -> Result<Vec<(&'static str, String)>, Error> {
     Ok(vec![
         ("gateway.yaml", gateway_file()?),
         (
             "local-reply.yaml",
-            format!(
-                "{}{LOCAL_REPLY_HEADER}{}",
-                crate::RENDERED_HEADER,
-                crate::to_yaml(&local_reply())?
-            ),
+            generated(LOCAL_REPLY_HEADER, &[crate::to_yaml(&local_reply())?]),
         ),
         ("wasm-plugins.yaml", wasm_plugins()?),
         (
             "ratelimit.yaml",
-            format!(
-                "{}{RATE_LIMIT_HEADER}{}",
-                crate::RENDERED_HEADER,
-                crate::to_yaml(&rate_limit())?
-            ),
+            generated(RATE_LIMIT_HEADER, &[crate::to_yaml(&rate_limit())?]),
         ),
         ("stats.yaml", stats()?),
     ])

@@ -528,11 +528,12 @@ pub(super) fn destination_rule() -> Resource<DestinationRuleSpec> {
 }
 
 pub(super) fn gateway_file() -> Result<String, Error> {
-    Ok(format!(
-        "{}{GATEWAY_HEADER}{}---\n{}---\n{}",
-        crate::RENDERED_HEADER,
-        crate::to_yaml(&gateway())?,
-        crate::to_yaml(&virtual_service()?)?,
-        crate::to_yaml(&destination_rule())?
+    Ok(super::generated(
+        GATEWAY_HEADER,
+        &[
+            crate::to_yaml(&gateway())?,
+            crate::to_yaml(&virtual_service()?)?,
+            crate::to_yaml(&destination_rule())?,
+        ],
     ))
 }

@@ -158,8 +158,5 @@ pub(super) fn wasm_plugins() -> Result<String, Error> {
             }
         })
         .collect();
-    Ok(format!(
-        "{}{WASM_PLUGINS_HEADER}{docs}",
-        crate::RENDERED_HEADER
-    ))
+    Ok(super::generated(WASM_PLUGINS_HEADER, &[docs]))
 }
