@@ -23,9 +23,7 @@ use proxy_wasm::types::MapType;
 
 mod proxy_host;
 
-pub use proxy_host::{
-    host_time_ms, parsed_plugin_configuration, plugin_configuration, ProxyHost, WorkerState,
-};
+pub use proxy_host::{host_time_ms, parsed_plugin_configuration, ProxyHost, WorkerState};
 
 /// One worker's metrics recording: the configuration and the metric ids
 /// defined so far, shared by every request of the worker.

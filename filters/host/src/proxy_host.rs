@@ -195,7 +195,7 @@ pub fn host_time_ms() -> u64 {
 
 /// The plugin configuration Envoy hands to `on_configure` (empty when
 /// there is none).
-pub fn plugin_configuration() -> Vec<u8> {
+fn plugin_configuration() -> Vec<u8> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
         .flatten()
