@@ -12,15 +12,24 @@ use e2e::{answer, Answer, CountingUpstream, Envoy};
 use ratelimit::{Config, Running};
 use serde_json::{json, Value};
 
+/// How long Envoy waits for a decision in these tests. The gateway's
+/// default (RATE_LIMIT_TIMEOUT_MS, 100 ms) is a production budget: here
+/// several Envoys start at once on a loaded machine, and a first decision
+/// (a new HTTP/2 connection to the service) that took longer would fail
+/// open, letting a request through with no `x-ratelimit-*` headers. What
+/// these tests count and read must not depend on that race. Failing closed
+/// is tested below with a stopped service, whose errors come at once.
+const DECISION_TIMEOUT: &str = "5s";
+
 /// The gateway's rate-limit filter and descriptors (gateway-config's
-/// `parts`, with RATE_LIMIT_TIMEOUT_MS' default 100 ms; fail open unless
+/// `parts`, with [`DECISION_TIMEOUT`]; fail open unless
 /// `failure_mode_deny`, as with `RATE_LIMIT_FAILURE_MODE=deny`), and a
 /// gRPC cluster for the rate-limit service. The per-instance bucket is the
 /// auth filter's, not part of these: tests/tests/client_limits.rs.
 fn fragment(failure_mode_deny: bool) -> Value {
     use gateway_config::parts;
     json!({
-        "http_filters": [serde_json::to_value(parts::rate_limit_filter("0.1s", failure_mode_deny)).unwrap()],
+        "http_filters": [serde_json::to_value(parts::rate_limit_filter(DECISION_TIMEOUT, failure_mode_deny)).unwrap()],
         "rate_limits": serde_json::to_value(parts::rate_limit_descriptors()).unwrap(),
         "clusters": [{
             "name": "rate_limit_service",
@@ -233,8 +242,11 @@ async fn two_envoys_sharing_a_redis_backed_rate_limit_service_enforce_one_limit(
         return;
     };
     // Two service replicas on the same Redis (and key prefix), one per Envoy.
+    // As with DECISION_TIMEOUT, a Redis call may take longer than the
+    // production 100 ms on a loaded machine, and would then fail open.
     let config = Config {
         redis_url: Some(redis_url),
+        storage_timeout: std::time::Duration::from_secs(5),
         ..rate_limit_config("e2e")
     };
     let rls_a = rls(config.clone()).await;
