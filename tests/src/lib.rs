@@ -25,7 +25,6 @@ pub mod servers;
 pub mod stand_in;
 pub mod upstream;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -157,30 +156,9 @@ pub async fn run_tool(
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-/// A TCP port free on 127.0.0.1 right now, and never handed out before in
-/// this process.
-///
-/// The port is released before its user binds it, and Envoy binds its
-/// listeners with SO_REUSEPORT: two Envoys of tests running at once that
-/// were given the same port would both start and silently share each
-/// other's requests (no "Address already in use" to retry on). The kernel
-/// may return a just-released port again, so ports already given out are
-/// skipped.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no free port not handed out before among 1000 tries");
-}
+/// A TCP port free on 127.0.0.1 right now, never handed out before in
+/// this process (the backends' tests draw from the same set).
+pub use service_http::test_support::free_port;
 
 /// A new empty directory under the system temp dir, unique to this process
 /// and call (`gateway-e2e-<tag>-<pid>-<n>`).

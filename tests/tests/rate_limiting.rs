@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 /// How long Envoy waits for a decision in these tests. The gateway's
 /// default (RATE_LIMIT_TIMEOUT_MS, 100 ms) is a production budget: here
-/// several Envoys start at once on a loaded machine, and a first decision
-/// (a new HTTP/2 connection to the service) that took longer would fail
-/// open, letting a request through with no `x-ratelimit-*` headers. What
+/// several Envoys start at once on a loaded machine, and a decision that
+/// took longer would fail open, letting a request through with no
+/// `x-ratelimit-*` headers. What
 /// these tests count and read must not depend on that race. Failing closed
 /// is tested below with a stopped service, whose errors come at once.
 const DECISION_TIMEOUT: &str = "5s";

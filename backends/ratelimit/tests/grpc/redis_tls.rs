@@ -58,14 +58,6 @@ struct TlsRedis {
     child: Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl TlsRedis {
     /// `None` (after saying why) when `redis-server` is not installed.
     /// `auth_clients`: `no` or `yes` (client certificates required).
@@ -79,7 +71,7 @@ impl TlsRedis {
             return None;
         }
         let pki = Pki::new();
-        let port = free_port();
+        let port = service_http::test_support::free_port();
         let child = Self::spawn(&pki, port, auth_clients);
         Some(TlsRedis {
             port,
